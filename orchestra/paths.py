@@ -1,0 +1,122 @@
+"""Where a repository's orchestra state lives.
+
+State belongs to the repository, not to a worktree: commands run from inside a
+task's worktree must see the same `.orchestra/`, so the root is found through
+git's common dir, which every worktree shares.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestra.errors import NotARepository
+from orchestra.gitcmd import git
+
+STATE_DIR_NAME = ".orchestra"
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path  # the main worktree
+
+    @property
+    def state(self) -> Path:
+        return self.root / STATE_DIR_NAME
+
+    @property
+    def tasks(self) -> Path:
+        return self.state / "tasks"
+
+    @property
+    def events(self) -> Path:
+        return self.state / "events"
+
+    @property
+    def logs(self) -> Path:
+        return self.state / "logs"
+
+    @property
+    def worktrees(self) -> Path:
+        return self.state / "worktrees"
+
+    @property
+    def index(self) -> Path:
+        return self.state / "index.json"
+
+    @property
+    def index_stale_marker(self) -> Path:
+        return self.state / "index.stale"
+
+    @property
+    def store_lock(self) -> Path:
+        return self.state / "store.lock"
+
+    @property
+    def scheduler_lock(self) -> Path:
+        return self.state / "scheduler.lock"
+
+    @property
+    def scheduler_info(self) -> Path:
+        return self.state / "scheduler.json"
+
+    @property
+    def scheduler_log(self) -> Path:
+        return self.state / "scheduler.log"
+
+    @property
+    def config(self) -> Path:
+        return self.state / "config.toml"
+
+    def task_file(self, task_id: str) -> Path:
+        return self.tasks / f"{task_id}.json"
+
+    def event_file(self, task_id: str) -> Path:
+        return self.events / f"{task_id}.jsonl"
+
+    def log_file(self, task_id: str) -> Path:
+        return self.logs / f"{task_id}.jsonl"
+
+    def stderr_file(self, task_id: str) -> Path:
+        return self.logs / f"{task_id}.stderr"
+
+    def worktree(self, task_id: str) -> Path:
+        return self.worktrees / task_id
+
+    def ensure(self) -> None:
+        """Create the state tree, private to the user, and keep it out of `git status`."""
+        for d in (self.state, self.tasks, self.events, self.logs, self.worktrees):
+            if not d.is_dir():
+                d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        ignore = self.state / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("*\n")
+
+
+def find_paths(start: Path | None = None) -> Paths:
+    """Locate the main worktree of the repository containing `start`."""
+    start = Path(start or os.getcwd())
+    if not start.is_dir():
+        raise NotARepository(f"not a directory: {start}")
+    proc = git(
+        start,
+        "rev-parse",
+        "--path-format=absolute",
+        "--git-common-dir",
+        "--is-bare-repository",
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise NotARepository(f"not a git repository: {start}")
+    lines = proc.stdout.splitlines()
+    common = Path(lines[0])
+    if lines[1].strip() == "true":
+        raise NotARepository(f"{common} is a bare repository; orchestra needs a working tree")
+    if common.name == ".git":
+        return Paths(root=common.parent)
+    proc = git(start, "worktree", "list", "--porcelain")
+    first = proc.stdout.splitlines()[:3]
+    if any(line == "bare" for line in first) or not first:
+        raise NotARepository(f"{common} is a bare repository; orchestra needs a working tree")
+    return Paths(root=Path(first[0].removeprefix("worktree ")))

@@ -1,0 +1,110 @@
+"""Agent processes outlive the scheduler that started them, so they are found again
+by pid plus the kernel's start time (pids are reused) and, as a last resort, by the
+ORCHESTRA_TASK_ID marker in their environment."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+TASK_ENV = "ORCHESTRA_TASK_ID"
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Start time in clock ticks since boot (field 22 of /proc/<pid>/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    # The command name is in parentheses and may itself contain spaces or ')'.
+    rest = data[data.rfind(b")") + 2 :].split()
+    try:
+        if rest[0] == b"Z":
+            return None
+        return int(rest[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def is_alive(pid: int | None, start: int | None) -> bool:
+    if not pid:
+        return False
+    current = proc_start_time(pid)
+    return current is not None and (start is None or current == start)
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any non-zombie process remains in the group."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        entries = []
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                data = fh.read()
+        except OSError:
+            continue
+        rest = data[data.rfind(b")") + 2 :].split()
+        try:
+            if rest[0] != b"Z" and int(rest[2]) == pgid:
+                return True
+        except (IndexError, ValueError):
+            continue
+    return False
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def terminate_group(pgid: int, grace: float, reap: "callable[[], bool] | None" = None) -> None:
+    """SIGTERM the whole group, then SIGKILL whatever is left after `grace` seconds.
+
+    `reap` lets the caller collect its own child meanwhile, so a zombie leader does
+    not count as alive.
+    """
+    signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if reap:
+            reap()
+        if not group_alive(pgid):
+            return
+        time.sleep(0.05)
+    signal_group(pgid, signal.SIGKILL)
+    for _ in range(100):
+        if reap:
+            reap()
+        if not group_alive(pgid):
+            return
+        time.sleep(0.02)
+
+
+def find_by_task_env(task_id: str) -> list[int]:
+    """Processes whose environment marks them as this task's agent (session leaders only)."""
+    marker = f"{TASK_ENV}={task_id}".encode()
+    found: list[int] = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                env = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if marker in env:
+            try:
+                if os.getpgid(pid) == pid and proc_start_time(pid) is not None:
+                    found.append(pid)
+            except OSError:
+                continue
+    return found

@@ -1,0 +1,572 @@
+"""The scheduler: one per repository, it starts queued tasks and sees them to an end.
+
+Agents run in their own sessions and write straight to their log files, so the
+scheduler can die at any moment without taking them along. On start it adopts
+agents that are still alive, finishes runs that ended while nobody watched, and
+resumes (or re-runs) the ones that died half way.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from orchestra import claude, processes, worktrees
+from orchestra.config import Config
+from orchestra.errors import CorruptTaskFile, OrchestraError, SchedulerBusy, TaskNotFound
+from orchestra.fileio import write_atomic
+from orchestra.paths import Paths
+from orchestra.roles import get_role, load_roles
+from orchestra.store import Store
+from orchestra.task import BLOCKING_STATES, State, Task, check_transition, now
+
+POLL_SECONDS = 0.2
+CANCEL_CHECK_SECONDS = 0.5
+
+
+def scheduler_pid(paths: Paths) -> int | None:
+    """The pid of the live scheduler, or None; the lock, not the info file, is the truth."""
+    try:
+        fd = os.open(paths.scheduler_lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                return int(json.loads(paths.scheduler_info.read_text())["pid"])
+            except (OSError, ValueError, KeyError, TypeError):
+                return -1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def start_background(paths: Paths) -> bool:
+    """Start a detached scheduler for the repository unless one is running."""
+    if scheduler_pid(paths) is not None:
+        return False
+    paths.ensure()
+    with open(paths.scheduler_log, "ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "orchestra", "--repo", str(paths.root), "worker", "--background"],
+            cwd=paths.root,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+        )
+    return True
+
+
+@dataclass
+class _Run:
+    """What a runner thread knows about the process it watches."""
+
+    pid: int
+    pgid: int
+    popen: subprocess.Popen[bytes] | None = None  # None when adopted from an earlier scheduler
+
+
+class Scheduler:
+    def __init__(
+        self,
+        paths: Paths,
+        config: Config,
+        store: Store,
+        *,
+        max_concurrent: int | None = None,
+        until_idle: bool = False,
+        idle_exit: float | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.paths = paths
+        self.config = config
+        self.store = store
+        self.max_concurrent = max_concurrent or config.max_concurrent
+        self.until_idle = until_idle
+        self.idle_exit = idle_exit
+        self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.runners: dict[str, threading.Thread] = {}
+        self.wake = threading.Event()
+        self.stopping = False
+        self._bad: set[str] = set()
+        self._identity: dict[str, str] | None = None
+        self._lock_obj: Any = None
+
+    def log(self, msg: str) -> None:
+        self._log(f"{time.strftime('%H:%M:%S')} {msg}")
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def acquire(self) -> None:
+        from filelock import FileLock, Timeout
+
+        self.paths.ensure()
+        lock = FileLock(str(self.paths.scheduler_lock), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            pid = scheduler_pid(self.paths)
+            raise SchedulerBusy(
+                f"a scheduler is already running for {self.paths.root}"
+                + (f" (pid {pid})" if pid and pid > 0 else "")
+            ) from None
+        self._lock_obj = lock
+        info = {"pid": os.getpid(), "started_at": now(), "max_concurrent": self.max_concurrent}
+        write_atomic(self.paths.scheduler_info, json.dumps(info).encode())
+
+    def release(self) -> None:
+        if self._lock_obj is not None:
+            try:
+                self.paths.scheduler_info.unlink(missing_ok=True)
+            finally:
+                self._lock_obj.release()
+                self._lock_obj = None
+
+    def run(self) -> int:
+        self.acquire()
+        try:
+            if threading.current_thread() is threading.main_thread():
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    signal.signal(sig, self._on_signal)
+            self.log(f"scheduler started (pid {os.getpid()}, up to {self.max_concurrent} agents)")
+            self.recover()
+            self._loop()
+        finally:
+            alive = [tid for tid, t in self.runners.items() if t.is_alive()]
+            if alive:
+                self.log(f"scheduler stopping; {len(alive)} agent(s) keep running and will be adopted: {', '.join(alive)}")
+            self.release()
+        return 0
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.stopping = True
+        self.wake.set()
+
+    def _loop(self) -> None:
+        idle_since: float | None = None
+        pending = True
+        last_index_key: object = None
+        last_pass = 0.0
+        while not self.stopping:
+            self._reap_runners()
+            key = _stat_key(self.paths.index)
+            if self.wake.is_set() or key != last_index_key or time.monotonic() - last_pass > 2.0:
+                self.wake.clear()
+                last_index_key = key
+                last_pass = time.monotonic()
+                pending = self._pass()
+            if not self.runners and not pending:
+                if self.until_idle:
+                    self.log("nothing left to do; scheduler exits")
+                    return
+                idle_since = idle_since or time.monotonic()
+                if self.idle_exit and time.monotonic() - idle_since >= self.idle_exit:
+                    self.log(f"idle for {self.idle_exit:.0f}s; scheduler exits")
+                    return
+            else:
+                idle_since = None
+            self.wake.wait(POLL_SECONDS)
+
+    def _reap_runners(self) -> None:
+        for tid in [tid for tid, t in self.runners.items() if not t.is_alive()]:
+            del self.runners[tid]
+
+    # -- choosing work -----------------------------------------------------------
+
+    def _pass(self) -> bool:
+        """Fail what can never run, start what can; True while work remains."""
+        summaries = self.store.summaries()
+        queued = [s for s in summaries.values() if s["state"] == State.QUEUED and s["id"] not in self._bad]
+        waiting = any(s["state"] == State.AWAITING_INPUT for s in summaries.values())
+        runnable = []
+        for s in queued:
+            blocked = None
+            ready = True
+            for dep in s.get("depends_on") or []:
+                d = summaries.get(dep)
+                if d is None:
+                    blocked = f"dependency {dep} no longer exists"
+                    break
+                if d["state"] in BLOCKING_STATES:
+                    blocked = f"dependency {dep} {d['state']}" + (f": {d['error']}" if d.get("error") else "")
+                    break
+                if d["state"] != State.SUCCEEDED:
+                    ready = False
+            if blocked:
+                self._fail_queued(s["id"], blocked)
+                return True  # summaries changed; look again on the next pass
+            if ready and s["id"] not in self.runners:
+                runnable.append(s)
+        runnable.sort(key=lambda s: (-int(s.get("priority") or 0), s.get("created_at") or 0, s["id"]))
+        slots = self.max_concurrent - len(self.runners)
+        for s in runnable[: max(slots, 0)]:
+            self._claim_and_start(s["id"])
+        return bool(queued) or waiting
+
+    def _fail_queued(self, task_id: str, reason: str) -> None:
+        def mutate(task: Task) -> None:
+            if task.state != State.QUEUED:
+                return
+            _set_state(task, State.FAILED)
+            task.error = reason
+            task.finished_at = now()
+
+        try:
+            self.store.update(task_id, mutate, "finished", state="failed", error=reason)
+            self.log(f"{task_id} failed: {reason}")
+        except (CorruptTaskFile, TaskNotFound) as exc:
+            self._bad.add(task_id)
+            self.log(f"skipping {task_id}: {exc}")
+        self.wake.set()
+
+    def _claim_and_start(self, task_id: str) -> None:
+        claimed = False
+
+        def mutate(task: Task) -> None:
+            nonlocal claimed
+            if task.state != State.QUEUED:
+                return
+            _set_state(task, State.RUNNING)
+            task.attempts += 1
+            task.started_at = now()
+            task.finished_at = None
+            task.exit_code = None
+            task.error = None
+            task.pid = None
+            task.proc_start = None
+            task.cancel_requested = False
+            log_path = self.paths.log_file(task.id)
+            task.log_offset = log_path.stat().st_size if log_path.exists() else 0
+            claimed = True
+
+        try:
+            self.store.update(task_id, mutate, "claimed")
+        except (CorruptTaskFile, TaskNotFound) as exc:
+            self._bad.add(task_id)
+            self.log(f"skipping {task_id}: {exc}")
+            return
+        if claimed:
+            self._start_runner(task_id, None)
+
+    def _start_runner(
+        self, task_id: str, adopt: _Run | None, finish_only: bool = False, reason: str | None = None
+    ) -> None:
+        thread = threading.Thread(
+            target=self._runner, args=(task_id, adopt, finish_only, reason), name=f"task-{task_id}", daemon=True
+        )
+        self.runners[task_id] = thread
+        thread.start()
+
+    # -- one task ----------------------------------------------------------------
+
+    def _runner(self, task_id: str, adopt: _Run | None, finish_only: bool, reason: str | None) -> None:
+        try:
+            if finish_only:
+                self._finalize(task_id, exit_code=None, launch_error=reason)
+                return
+            run = adopt
+            if run is None:
+                try:
+                    run = self._launch(task_id)
+                except OrchestraError as exc:
+                    self._finalize(task_id, exit_code=None, launch_error=str(exc))
+                    return
+            exit_code, ended_by = self._watch(task_id, run)
+            if ended_by == "abandoned":
+                return
+            self._finalize(task_id, exit_code=exit_code, timed_out=ended_by == "timeout")
+        except Exception as exc:  # a bug must not take the scheduler or the task's work down
+            self.log(f"internal error on {task_id}: {exc}\n{traceback.format_exc()}")
+            try:
+                self._finalize(task_id, exit_code=None, launch_error=f"internal error: {exc}")
+            except Exception:
+                pass
+        finally:
+            self.wake.set()
+
+    def _launch(self, task_id: str) -> _Run:
+        task = self.store.load(task_id)
+        role = get_role(task.role, load_roles())
+        base_sha = task.base_sha
+        if task.on:
+            dep = self.store.load(task.on)
+            base_sha = worktrees.branch_head(self.paths.root, dep.branch)
+            if not base_sha:
+                raise OrchestraError(f"branch {dep.branch} of task {task.on} no longer exists")
+        if not base_sha:
+            raise OrchestraError("task has no base commit")
+        wt = self.paths.worktree(task.id)
+        worktrees.ensure_worktree(self.paths.root, wt, task.branch, base_sha)
+        binary = claude.resolve_binary(self.config.claude_binary_resolved)
+        resume = task.resume_session
+        prompt = claude.RESUME_PROMPT if resume else task.prompt
+        system_prompt = (
+            f"{role.full_system_prompt()}\n\nTask {task.id} on branch {task.branch}, "
+            f"started from {base_sha[:12]}."
+        )
+        argv = claude.build_argv(
+            binary,
+            role,
+            prompt,
+            system_prompt=system_prompt,
+            extra_args=self.config.claude_args,
+            resume=resume,
+        )
+        log_path = self.paths.log_file(task.id)
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        env = dict(os.environ)
+        env.update(
+            {
+                processes.TASK_ENV: task.id,
+                "ORCHESTRA_REPO": str(self.paths.root),
+                "ORCHESTRA_ROLE": task.role,
+                "ORCHESTRA_BRANCH": task.branch,
+            }
+        )
+        popen = claude.spawn(argv, wt, log_path, self.paths.stderr_file(task.id), env)
+        start = processes.proc_start_time(popen.pid)
+
+        def mutate(t: Task) -> None:
+            t.pid = popen.pid
+            t.proc_start = start
+            t.log_offset = offset
+            t.base_sha = base_sha
+            t.worktree = str(wt)
+            t.resume_session = None
+
+        self.store.update(task.id, mutate, "started", pid=popen.pid, resume=resume, attempt=task.attempts)
+        self.log(f"{task.id} started ({task.role}, attempt {task.attempts}{', resuming ' + resume if resume else ''})")
+        return _Run(pid=popen.pid, pgid=popen.pid, popen=popen)
+
+    def _watch(self, task_id: str, run: _Run) -> tuple[int | None, str]:
+        """Wait for the agent; returns (exit code, "exit" | "timeout" | "cancel" | "abandoned")."""
+        task = self.store.load(task_id)
+        limit = task.timeout or self.config.timeout
+        deadline = (task.started_at or now()) + limit
+        pidfd = _pidfd(run.pid)
+        next_cancel_check = 0.0
+        try:
+            while True:
+                code = _poll_exit(run)
+                if code is not _RUNNING:
+                    return code, "exit"
+                if self.stopping:
+                    return None, "abandoned"  # the agent lives on; the next scheduler adopts it
+                if time.time() >= deadline:
+                    self.log(f"{task_id} timed out after {limit:.0f}s; stopping it")
+                    self._terminate(run)
+                    return _poll_exit(run, block=True), "timeout"
+                if time.monotonic() >= next_cancel_check:
+                    next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
+                    try:
+                        if self.store.load(task_id).cancel_requested:
+                            self.log(f"{task_id} cancelled; stopping it")
+                            self._terminate(run)
+                            return _poll_exit(run, block=True), "cancel"
+                    except OrchestraError:
+                        pass
+                wait = min(POLL_SECONDS, max(deadline - time.time(), 0.01))
+                if pidfd is not None:
+                    select.select([pidfd], [], [], wait)
+                else:
+                    time.sleep(wait)
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+
+    def _terminate(self, run: _Run) -> None:
+        def reap() -> bool:
+            return run.popen is not None and run.popen.poll() is not None
+
+        processes.terminate_group(run.pgid, self.config.kill_grace, reap=reap)
+
+    def _finalize(
+        self,
+        task_id: str,
+        *,
+        exit_code: int | None,
+        timed_out: bool = False,
+        launch_error: str | None = None,
+    ) -> None:
+        task = self.store.load(task_id)
+        outcome = claude.read_outcome(self.paths.log_file(task_id), task.log_offset) if task.pid else claude.Outcome()
+        commit_error = None
+        wt = Path(task.worktree) if task.worktree else None
+        if wt and wt.is_dir():
+            try:
+                if self._identity is None:
+                    self._identity = worktrees.commit_identity_env(self.paths.root)
+                sha = worktrees.commit_leftovers(
+                    wt,
+                    f"orchestra: uncommitted work of task {task.id} ({task.role})\n\n{task.title}\n\n"
+                    f"Committed by orchestra when the agent's run ended.\nOrchestra-Task: {task.id}",
+                    self._identity,
+                )
+                if sha:
+                    self.store.append_event(task.id, "autocommit", commit=sha)
+            except OrchestraError as exc:
+                commit_error = str(exc)
+
+        def mutate(t: Task) -> None:
+            if t.state.final:
+                return
+            if t.cancel_requested:
+                state, error = State.CANCELLED, "cancelled"
+            elif timed_out:
+                limit = t.timeout or self.config.timeout
+                state, error = State.TIMED_OUT, f"timed out after {limit:.0f}s"
+            elif launch_error:
+                state, error = State.FAILED, launch_error
+            elif outcome.succeeded:
+                state, error = State.SUCCEEDED, None
+            else:
+                state, error = State.FAILED, outcome.failure_reason(exit_code)
+            if commit_error:
+                error = f"{error}; {commit_error}" if error else commit_error
+                if state == State.SUCCEEDED:
+                    state = State.FAILED
+            _set_state(t, state)
+            t.error = error
+            t.exit_code = exit_code
+            t.finished_at = now()
+            t.session_id = outcome.session_id or t.session_id
+            if outcome.cost_usd is not None:
+                t.cost_usd = round((t.cost_usd or 0.0) + outcome.cost_usd, 6)
+            if outcome.has_result:
+                t.num_turns = outcome.num_turns
+                t.result = outcome.result
+                t.permission_denials = outcome.permission_denials
+                if outcome.structured_output is not None:
+                    t.extra["structured_output"] = outcome.structured_output
+            elif outcome.assistant_messages:
+                t.num_turns = outcome.assistant_messages
+            t.pid = None
+            t.proc_start = None
+
+        task = self.store.update(task_id, mutate)
+        self.store.append_event(task_id, "finished", state=str(task.state), exit_code=exit_code, error=task.error)
+        self.log(f"{task_id} {task.state}" + (f": {task.error}" if task.error else ""))
+        self.wake.set()
+
+    # -- restart -----------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Adopt live agents, finish completed runs, resume or re-run the dead."""
+        with self.store.locked():
+            self.store.rebuild_index()
+        for s in list(self.store.summaries().values()):
+            if s["state"] not in (State.RUNNING, State.AWAITING_INPUT):
+                continue
+            task_id = s["id"]
+            try:
+                task = self.store.load(task_id)
+            except OrchestraError as exc:
+                self._bad.add(task_id)
+                self.log(f"skipping {task_id}: {exc}")
+                continue
+            self._recover_one(task)
+
+    def _recover_one(self, task: Task) -> None:
+        pid = task.pid if processes.is_alive(task.pid, task.proc_start) else None
+        if pid is None:
+            # The scheduler may have died between starting the agent and recording its pid.
+            marker = f"ORCHESTRA_REPO={self.paths.root}"
+            found = [p for p in processes.find_by_task_env(task.id) if _env_has(p, marker)]
+            if found:
+                pid = found[0]
+                start = processes.proc_start_time(pid)
+
+                def mutate(t: Task) -> None:
+                    t.pid = pid
+                    t.proc_start = start
+                    t.worktree = t.worktree or str(self.paths.worktree(t.id))
+
+                self.store.update(task.id, mutate)
+        if pid is not None:
+            self.store.append_event(task.id, "adopted", pid=pid)
+            self.log(f"{task.id} adopted (pid {pid})")
+            self._start_runner(task.id, _Run(pid=pid, pgid=pid))
+            return
+        outcome = claude.read_outcome(self.paths.log_file(task.id), task.log_offset) if task.pid else claude.Outcome()
+        if outcome.has_result or task.cancel_requested:
+            self.log(f"{task.id} ended while no scheduler watched; finishing it")
+            self._start_runner(task.id, None, finish_only=True)
+            return
+        if task.attempts >= task.max_attempts:
+            reason = f"agent died and all {task.max_attempts} attempts are used"
+            self._start_runner(task.id, None, finish_only=True, reason=reason)
+            return
+        session = outcome.session_id or task.session_id
+
+        def requeue(t: Task) -> None:
+            _set_state(t, State.QUEUED)
+            t.resume_session = session
+            t.session_id = session or t.session_id
+            t.pid = None
+            t.proc_start = None
+
+        self.store.update(task.id, requeue, "requeued", reason="agent died", resume=session)
+        self.log(f"{task.id} agent died; " + (f"will resume session {session}" if session else "will run again"))
+
+
+_RUNNING = object()
+
+
+def _poll_exit(run: _Run, block: bool = False) -> Any:
+    if run.popen is not None:
+        if block:
+            return run.popen.wait()
+        code = run.popen.poll()
+        return _RUNNING if code is None else code
+    if processes.is_alive(run.pid, None):
+        if not block:
+            return _RUNNING
+        while processes.is_alive(run.pid, None):
+            time.sleep(0.05)
+    return None  # not our child: its exit code is not ours to read
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _stat_key(path: Path) -> object:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _env_has(pid: int, entry: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return entry.encode() in fh.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def _set_state(task: Task, new: State) -> None:
+    check_transition(task.state, new)
+    task.state = new

@@ -1,0 +1,101 @@
+"""Branches and worktrees for tasks: the only place that runs git for task isolation.
+
+A branch is a task's output and outlives its worktree; a worktree is only a
+place to work, made again from the branch when it is missing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from orchestra.errors import GitError, InvalidInput
+from orchestra.gitcmd import git
+from orchestra.task import slugify
+
+
+def branch_name(prefix: str, task_id: str, title: str) -> str:
+    return f"{prefix}{task_id}-{slugify(title, 40)}"
+
+
+def resolve_commit(repo: Path, ref: str) -> str:
+    """The commit a ref names; refs that look like options are refused before git sees them."""
+    ref = (ref or "").strip()
+    if not ref:
+        raise InvalidInput("empty base ref")
+    if ref.startswith("-"):
+        raise InvalidInput(f"invalid base ref {ref!r}: refs may not start with '-'")
+    if any(c in ref for c in "\0\n\r"):
+        raise InvalidInput(f"invalid base ref {ref!r}")
+    proc = git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", check=False)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise InvalidInput(f"base ref {ref!r} does not name a commit in this repository")
+    return proc.stdout.strip()
+
+
+def has_commits(repo: Path) -> bool:
+    return git(repo, "rev-parse", "--verify", "--quiet", "HEAD^{commit}", check=False).returncode == 0
+
+
+def branch_exists(repo: Path, branch: str) -> bool:
+    return (
+        git(repo, "show-ref", "--verify", "--quiet", f"refs/heads/{branch}", check=False).returncode == 0
+    )
+
+
+def branch_head(repo: Path, branch: str) -> str | None:
+    proc = git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False)
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def ensure_worktree(repo: Path, path: Path, branch: str, base_sha: str) -> None:
+    """Give the task a checkout of its branch, creating the branch from `base_sha` if new."""
+    if path.is_symlink():
+        raise GitError(f"refusing to use {path}: it is a symlink")
+    if (path / ".git").exists():
+        proc = git(path, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+        if proc.stdout.strip() == branch:
+            return
+        raise GitError(f"worktree {path} is not on branch {branch}")
+    if path.exists() and any(path.iterdir()):
+        raise GitError(f"{path} exists and is not a worktree of this repository; move it away")
+    if branch_exists(repo, branch):
+        args = ["worktree", "add", "--quiet", str(path), branch]
+    else:
+        args = ["worktree", "add", "--quiet", "-b", branch, str(path), base_sha]
+    proc = git(repo, *args, check=False)
+    if proc.returncode != 0 and ("already registered" in proc.stderr or "already checked out" in proc.stderr):
+        # A worktree directory deleted by hand stays registered until pruned. Pruning is
+        # done only here: run beside another `worktree add` it can remove that one's metadata.
+        git(repo, "worktree", "prune")
+        proc = git(repo, *args, check=False)
+    if proc.returncode != 0:
+        raise GitError(f"git worktree add failed: {proc.stderr.strip() or proc.stdout.strip()}")
+
+
+_FALLBACK_IDENTITY = {
+    "GIT_AUTHOR_NAME": "orchestra",
+    "GIT_AUTHOR_EMAIL": "orchestra@localhost",
+    "GIT_COMMITTER_NAME": "orchestra",
+    "GIT_COMMITTER_EMAIL": "orchestra@localhost",
+}
+
+
+def commit_identity_env(repo: Path) -> dict[str, str]:
+    """The user's own git identity when they have one; a neutral one only when git has none."""
+    if git(repo, "config", "user.email", check=False).stdout.strip() or os.environ.get("GIT_AUTHOR_EMAIL"):
+        return {}
+    return dict(_FALLBACK_IDENTITY)
+
+
+def commit_leftovers(path: Path, message: str, identity: dict[str, str]) -> str | None:
+    """Commit whatever the agent left uncommitted; returns the new commit or None."""
+    if not (path / ".git").exists():
+        return None
+    git(path, "add", "--all")
+    proc = git(path, "commit", "--quiet", "--no-verify", "-m", message, check=False, env=identity)
+    if proc.returncode != 0:
+        if git(path, "diff", "--cached", "--quiet", check=False).returncode == 0:
+            return None  # nothing to commit
+        raise GitError(f"could not commit the agent's changes in {path}: {proc.stderr.strip() or proc.stdout.strip()}")
+    return git(path, "rev-parse", "HEAD").stdout.strip()

@@ -1,0 +1,209 @@
+"""End to end: orchestra drives the REAL Claude Code CLI against a local stub of the
+Anthropic Messages API (fixtures/messages_stub.py).
+
+The CLI binary comes from ORCHESTRA_E2E_CLAUDE (CI sets it from `.ci/install-claude`);
+ORCHESTRA_E2E_SKIP=<reason> skips with that reason; otherwise the test falls back to
+/tmp/cc/node_modules/.bin/claude or `claude` on PATH, and skips saying what was missing.
+
+Everything orchestra prints, its raw log and what the stub received are printed as the
+test goes, so pytest shows them when an assertion fails.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STUB_PATH = ROOT / "fixtures" / "messages_stub.py"
+
+
+def _load_stub_module():
+    name = "orchestra_test_messages_stub"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, STUB_PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+ms = _load_stub_module()
+
+
+@pytest.fixture(scope="module")
+def claude_bin() -> str:
+    try:
+        binary, reason = ms.locate_claude()
+    except ms.ClaudeMisconfigured as e:
+        pytest.fail(str(e))
+    if binary is None:
+        pytest.skip(reason)
+    print(f"claude binary: {binary} ({ms.claude_version(binary)})")
+    return binary
+
+
+def _run(argv, *, cwd, env, timeout, check=True, label=None):
+    """Run a command in its own process group; kill the group on timeout. Print all."""
+    label = label or " ".join(str(a) for a in argv[:5])
+    proc = subprocess.Popen(
+        [str(a) for a in argv], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                out, err = proc.communicate(timeout=10)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        else:
+            out, err = "", ""
+        print(f"--- {label}: TIMEOUT after {timeout}s\nstdout:\n{out}\nstderr:\n{err}")
+        pytest.fail(f"{label} did not finish within {timeout}s")
+    print(f"--- {label}: exit {proc.returncode}\nstdout:\n{out}\nstderr:\n{err}")
+    if check and proc.returncode != 0:
+        pytest.fail(f"{label} exited with {proc.returncode}: {err.strip()[-2000:]}")
+    return proc.returncode, out, err
+
+
+def _git(repo, *args, strip: bool = True) -> str:
+    out = subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout
+    return out.strip() if strip else out
+
+
+def _status_outside_orchestra(repo) -> list[str]:
+    """`git status --porcelain` of the main worktree, ignoring orchestra's own state dir."""
+    lines = _git(repo, "status", "--porcelain", "--untracked-files=all").splitlines()
+    return [l for l in lines if not l[3:].lstrip('"').startswith(".orchestra")]
+
+
+@pytest.mark.e2e
+def test_implementer_task_runs_real_claude_and_commits_on_its_branch(tmp_path, claude_bin):
+    content = f"hello from the e2e stub {uuid.uuid4().hex[:8]}\n"
+    prompt = "[[scenario:write-file]] Create hello.txt containing a greeting."
+
+    repo = tmp_path / "repo"
+    home = tmp_path / "home"
+    repo.mkdir()
+    home.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "config", "user.email", "e2e@example.com")
+    _git(repo, "config", "user.name", "e2e")
+    (repo / "README.md").write_text("# e2e repo\n")
+    _git(repo, "add", "README.md")
+    _git(repo, "commit", "-q", "-m", "initial commit")
+    initial = _git(repo, "rev-parse", "HEAD")
+    head_ref = _git(repo, "symbolic-ref", "HEAD")
+
+    stub = ms.MessagesStub({"vars": {"file": "hello.txt", "content": content}})
+    base_url = stub.start()
+    try:
+        env = ms.claude_env(base_url, home, ORCHESTRA_CLAUDE=claude_bin)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p
+        )
+        orchestra = [sys.executable, "-m", "orchestra"]
+
+        _, out, _ = _run(
+            [*orchestra, "submit", "--role", "implementer", "--no-start", prompt],
+            cwd=repo, env=env, timeout=60, label="orchestra submit",
+        )
+        out_lines = [l.strip() for l in out.splitlines() if l.strip()]
+        assert len(out_lines) == 1, f"submit should print exactly the task id, got {out!r}"
+        task_id = out_lines[0]
+
+        try:
+            _run([*orchestra, "worker", "--until-idle"], cwd=repo, env=env,
+                 timeout=180, label="orchestra worker --until-idle")
+        finally:
+            # Diagnostics whatever happened: the raw log and what the stub saw.
+            _run([*orchestra, "logs", task_id, "--raw"], cwd=repo, env=env, timeout=60,
+                 check=False, label="orchestra logs --raw (diagnostics)")
+            print("stub requests:", [(r["method"], r["path"]) for r in stub.requests])
+            # The agent's stderr and the task's events, wherever orchestra keeps them.
+            for path in sorted((repo / ".orchestra").glob("*/*")):
+                if path.is_file() and path.suffix in (".stderr", ".jsonl") and path.parent.name != "worktrees":
+                    if path.parent.name == "logs" and path.suffix == ".jsonl":
+                        continue  # printed above by `logs --raw`
+                    print(f"--- {path.relative_to(repo)}:\n{path.read_text(errors='replace')[-4000:]}")
+
+        _, show_out, _ = _run([*orchestra, "show", task_id, "--json"], cwd=repo, env=env,
+                              timeout=60, label="orchestra show --json")
+        task = json.loads(show_out)
+        _, raw_log, _ = _run([*orchestra, "logs", task_id, "--raw"], cwd=repo, env=env,
+                             timeout=60, label="orchestra logs --raw")
+    finally:
+        stub.stop()
+
+    # -- the task ---------------------------------------------------------------------
+    for key in ("id", "state", "branch", "worktree", "session_id", "cost_usd", "num_turns",
+                "result", "error", "exit_code", "permission_denials", "attempts"):
+        assert key in task, f"show --json lacks {key!r}: {sorted(task)}"
+    assert task["id"] == task_id
+    assert task["state"] == "succeeded", f"state {task['state']!r}, error {task['error']!r}"
+    assert task["exit_code"] == 0
+    assert task["error"] in (None, "")
+    assert task["permission_denials"] in ([], None)
+    assert task["num_turns"] == 2
+    assert task["cost_usd"] is not None and task["cost_usd"] > 0
+    assert task["result"] == "Done: wrote hello.txt."
+
+    # -- the raw log: real CLI stream-json, same session --------------------------------
+    log_lines = [json.loads(l) for l in raw_log.splitlines() if l.strip()]
+    init = [l for l in log_lines if l.get("type") == "system" and l.get("subtype") == "init"]
+    assert init, "no system/init line in the raw log"
+    assert task["session_id"] == init[0]["session_id"]
+    results = [l for l in log_lines if l.get("type") == "result"]
+    assert results and results[-1]["subtype"] == "success" and not results[-1]["is_error"]
+    assert results[-1]["session_id"] == task["session_id"]
+    assert init[0]["permissionMode"] == "acceptEdits"
+
+    # -- the stub saw the prompt, from the worktree, in this session ---------------------
+    bodies = stub.message_requests()
+    assert len(bodies) == 2, f"expected 2 model calls, got {len(bodies)}"
+    user_texts = ms.user_texts(bodies[0])
+    assert any(prompt in t for t in user_texts), f"prompt not in first request's user text: {user_texts!r}"
+    worktree = Path(task["worktree"])
+    assert Path(ms.find_cwd(bodies[0]) or "").resolve() == worktree.resolve()
+    assert worktree.resolve() != repo.resolve()
+    sessions = {
+        r["headers"].get("X-Claude-Code-Session-Id")
+        for r in stub.requests if r["route"] == "/v1/messages"
+    }
+    assert sessions == {task["session_id"]}
+
+    # -- the branch carries the work, on top of the initial commit -----------------------
+    branch = task["branch"]
+    assert branch.startswith(f"orchestra/{task_id}-"), branch
+    tip = _git(repo, "rev-parse", f"refs/heads/{branch}")
+    assert tip != initial
+    _git(repo, "merge-base", "--is-ancestor", initial, tip)
+    new_commits = _git(repo, "rev-list", f"{initial}..{tip}").split()
+    assert new_commits, "no commit on the task branch"
+    assert _git(repo, "show", f"{tip}:hello.txt", strip=False) == content
+    print(_git(repo, "log", "--stat", "--format=%h %s", branch))
+
+    # -- the main worktree is untouched ----------------------------------------------------
+    assert _git(repo, "rev-parse", "HEAD") == initial
+    assert _git(repo, "symbolic-ref", "HEAD") == head_ref
+    assert _status_outside_orchestra(repo) == []
+    assert not (repo / "hello.txt").exists()
+    assert (repo / "README.md").read_text() == "# e2e repo\n"

@@ -1,0 +1,228 @@
+"""Submitting and running tasks end to end: real git repos, the real scheduler, a fake claude."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import git
+
+TASK_FIELDS = {
+    "id", "title", "prompt", "role", "priority", "depends_on", "base_ref", "base_sha", "branch",
+    "worktree", "state", "attempts", "session_id", "created_at", "started_at", "finished_at",
+    "exit_code", "error", "cost_usd", "num_turns", "result", "permission_denials", "schema_version",
+}
+
+
+def test_submit_prints_id_and_records_every_field(orch):
+    tid = orch.submit("Add a --verbose flag to the CLI", "--role", "implementer", "--priority", "3")
+    assert tid.isalnum() and tid.islower() and len(tid) == 6
+    task = orch.show(tid)
+    assert TASK_FIELDS <= set(task)
+    assert task["state"] == "queued"
+    assert task["role"] == "implementer"
+    assert task["priority"] == 3
+    assert task["title"] == "Add a --verbose flag to the CLI"
+    assert task["branch"] == f"orchestra/{tid}-add-a-verbose-flag-to-the-cli"
+    assert task["worktree"] == str(orch.repo / ".orchestra" / "worktrees" / tid)
+    assert task["base_sha"] == git(orch.repo, "rev-parse", "HEAD")
+    # State stays out of the user's git status.
+    assert git(orch.repo, "status", "--porcelain") == ""
+    listed = json.loads(orch.run("list", "--json", check=True).stdout)
+    assert [t["id"] for t in listed] == [tid] and TASK_FIELDS <= set(listed[0])
+
+
+def test_task_runs_in_its_worktree_and_its_work_lands_on_its_branch(orch):
+    tid = orch.submit(
+        "Create the greeting\n"
+        "@fake write greeting.txt hello\n"
+        "@fake commit Add greeting\n"
+        "@fake write notes.txt left uncommitted\n"
+        "@fake text All done."
+    )
+    main_head = git(orch.repo, "rev-parse", "HEAD")
+    proc = orch.work()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    task = orch.show(tid)
+    assert task["state"] == "succeeded", task
+    assert task["exit_code"] == 0
+    assert task["session_id"]
+    assert task["num_turns"] >= 1
+    assert task["cost_usd"] > 0
+    assert task["attempts"] == 1
+    branch = task["branch"]
+    log = git(orch.repo, "log", "--format=%s", branch).splitlines()
+    # The agent's own commit stays; the leftover file is committed after it, naming the task.
+    assert log[1] == "Add greeting"
+    assert tid in log[0]
+    assert git(orch.repo, "show", f"{branch}:greeting.txt") == "hello"
+    assert git(orch.repo, "show", f"{branch}:notes.txt") == "left uncommitted"
+    # The main worktree did not move and stays clean.
+    assert git(orch.repo, "rev-parse", "HEAD") == main_head
+    assert git(orch.repo, "status", "--porcelain") == ""
+    assert not (orch.repo / "greeting.txt").exists()
+    # The agent ran inside the task's worktree with stdin from /dev/null.
+    (call,) = orch.invocations()
+    assert call["cwd"] == task["worktree"]
+    assert call["stdin_is_devnull"] is True
+    argv = call["argv"]
+    assert argv[1:5] == ["-p", "--output-format", "stream-json", "--verbose"]
+    assert "--append-system-prompt" in argv
+    assert argv[-2] == "--" and argv[-1].startswith("Create the greeting")
+
+
+def test_prompt_from_file_and_stdin_and_leading_dash(orch, tmp_path: Path):
+    prompt_file = tmp_path / "prompt.txt"
+    prompt_file.write_text("From a file\n@fake write f.txt file\n")
+    a = orch.run("submit", "--no-start", "-f", str(prompt_file), check=True).stdout.strip()
+    b = orch.run("submit", "--no-start", input="From stdin\n@fake write s.txt stdin\n", check=True).stdout.strip()
+    c = orch.run("submit", "--no-start", "--", "-x starts with a dash", check=True).stdout.strip()
+    assert orch.show(a)["prompt"].startswith("From a file")
+    assert orch.show(b)["prompt"].startswith("From stdin")
+    assert orch.show(c)["prompt"] == "-x starts with a dash"
+    assert orch.work().returncode == 0
+    for tid in (a, b, c):
+        assert orch.state(tid) == "succeeded"
+    calls = {c["argv"][-1]: c for c in orch.invocations()}
+    assert "-x starts with a dash" in calls
+    assert calls["-x starts with a dash"]["argv"][-2] == "--"
+
+
+def test_tasks_run_in_parallel_up_to_the_cap(orch):
+    ids = [orch.submit(f"sleeper {i}\n@fake sleep 1.5") for i in range(4)]
+    assert orch.work("--max-concurrent", "4").returncode == 0
+    tasks = [orch.show(t) for t in ids]
+    assert all(t["state"] == "succeeded" for t in tasks)
+    # Every run overlaps every other: all started before the first one finished.
+    assert max(t["started_at"] for t in tasks) < min(t["finished_at"] for t in tasks)
+
+
+def test_concurrency_cap_is_respected(orch):
+    ids = [orch.submit(f"sleeper {i}\n@fake sleep 0.5") for i in range(4)]
+    assert orch.work("--max-concurrent", "2").returncode == 0
+    spans = sorted((orch.show(t)["started_at"], orch.show(t)["finished_at"]) for t in ids)
+    for i, (start, _) in enumerate(spans):
+        running = sum(1 for s, f in spans if s <= start < f)
+        assert running <= 2, spans
+
+
+def test_priority_then_age_decides_the_order(orch):
+    low = orch.submit("low", "--priority", "1")
+    high = orch.submit("high", "--priority", "9")
+    mid_old = orch.submit("mid old", "--priority", "5")
+    mid_new = orch.submit("mid new", "--priority", "5")
+    assert orch.work("--max-concurrent", "1").returncode == 0
+    order = sorted([low, high, mid_old, mid_new], key=lambda t: orch.show(t)["started_at"])
+    assert order == [high, mid_old, mid_new, low]
+
+
+def test_dependencies_wait_and_failure_propagates_with_the_reason(orch):
+    first = orch.submit("first\n@fake write one.txt 1")
+    second = orch.submit("second", "--after", first)
+    broken = orch.submit("broken\n@fake fail 500")
+    child = orch.submit("child of broken", "--after", broken)
+    grandchild = orch.submit("grandchild", "--after", child)
+    assert orch.work().returncode == 0
+    assert orch.state(first) == "succeeded"
+    assert orch.show(second)["started_at"] >= orch.show(first)["finished_at"]
+    assert orch.state(second) == "succeeded"
+    b = orch.show(broken)
+    assert b["state"] == "failed" and "API error 500" in b["error"]
+    c = orch.show(child)
+    assert c["state"] == "failed" and broken in c["error"] and c["attempts"] == 0
+    g = orch.show(grandchild)
+    assert g["state"] == "failed" and child in g["error"]
+
+
+def test_on_starts_from_the_other_tasks_branch(orch):
+    impl = orch.submit("implement\n@fake write feature.py print('hi')", "--role", "implementer")
+    test = orch.submit("test it\n@fake write test_feature.py assert True", "--role", "tester", "--on", impl)
+    t = orch.show(test)
+    assert t["depends_on"] == [impl] and t["base_sha"] is None
+    assert orch.work().returncode == 0
+    i, t = orch.show(impl), orch.show(test)
+    assert i["state"] == t["state"] == "succeeded"
+    impl_head = git(orch.repo, "rev-parse", i["branch"])
+    assert t["base_sha"] == impl_head
+    # The tester's branch holds the implementer's commit plus its own.
+    assert git(orch.repo, "merge-base", "--is-ancestor", impl_head, t["branch"]) == ""
+    assert git(orch.repo, "show", f"{t['branch']}:feature.py") == "print('hi')"
+    assert git(orch.repo, "show", f"{t['branch']}:test_feature.py") == "assert True"
+
+
+def test_base_ref_is_honoured(orch):
+    first = git(orch.repo, "rev-parse", "HEAD")
+    (orch.repo / "later.txt").write_text("later\n")
+    git(orch.repo, "add", "later.txt")
+    git(orch.repo, "commit", "-q", "-m", "later")
+    tid = orch.submit("from the first commit", "--base", "HEAD~1")
+    assert orch.show(tid)["base_sha"] == first
+    assert orch.work().returncode == 0
+    task = orch.show(tid)
+    assert git(orch.repo, "rev-parse", f"{task['branch']}") == first  # nothing new to commit
+
+
+def test_agent_failures_are_recorded(orch):
+    api = orch.submit("api\n@fake fail 529")
+    silent = orch.submit("silent\n@fake no-result")
+    turns = orch.submit("turns\n@fake max-turns")
+    denied = orch.submit("denied\n@fake deny Bash git push\n@fake text gave up")
+    assert orch.work().returncode == 0
+    a = orch.show(api)
+    assert a["state"] == "failed" and a["exit_code"] == 1 and "API error 529" in a["error"]
+    s = orch.show(silent)
+    assert s["state"] == "failed" and s["exit_code"] == 0 and "without a result" in s["error"]
+    t = orch.show(turns)
+    assert t["state"] == "failed" and "error_max_turns" in t["error"]
+    d = orch.show(denied)
+    assert d["state"] == "succeeded"
+    assert [x["tool_name"] for x in d["permission_denials"]] == ["Bash"]
+
+
+def test_wait_exit_codes_and_logs(orch):
+    good = orch.submit("good\n@fake write a.txt a\n@fake text finished well")
+    bad = orch.submit("bad\n@fake fail 401")
+    assert orch.work().returncode == 0
+    ok = orch.run("wait", good)
+    assert ok.returncode == 0 and f"{good} succeeded" in ok.stdout
+    no = orch.run("wait", good, bad)
+    assert no.returncode == 1 and "API error 401" in no.stdout
+    rendered = orch.run("logs", good, check=True).stdout
+    assert "→ Write" in rendered and "a.txt" in rendered and "finished well" in rendered
+    raw = orch.run("logs", good, "--raw", check=True).stdout.splitlines()
+    assert json.loads(raw[0])["type"] == "system" and json.loads(raw[-1])["type"] == "result"
+
+
+def test_wait_timeout_exit_code(orch):
+    tid = orch.submit("never started")
+    proc = orch.run("wait", tid, "--timeout", "0.3")
+    assert proc.returncode == 124
+    assert f"{tid} queued" in proc.stdout
+
+
+def test_commands_work_from_inside_a_task_worktree(orch):
+    tid = orch.submit("make a worktree\n@fake write x.txt x")
+    assert orch.work().returncode == 0
+    wt = Path(orch.show(tid)["worktree"])
+    proc = orch.run("show", tid, "--json", cwd=wt, check=True)
+    assert json.loads(proc.stdout)["id"] == tid
+    assert not (wt / ".orchestra").exists()
+
+
+def test_id_prefixes_resolve(orch):
+    tid = orch.submit("prefix me")
+    assert orch.run("show", tid[:4], "--json", check=True).stdout.count(tid) >= 1
+
+
+def test_status_summarises(orch):
+    ok = orch.submit("ok\n@fake cost 0.25")
+    bad = orch.submit("bad\n@fake fail 529")
+    queued = orch.submit("later", "--after", bad)
+    assert orch.work().returncode == 0
+    data = json.loads(orch.run("status", "--json", check=True).stdout)
+    assert data["counts"]["succeeded"] == 1
+    assert data["counts"]["failed"] == 2
+    assert data["total_cost_usd"] >= 0.25
+    assert data["scheduler_pid"] is None
+    text = orch.run("status", check=True).stdout
+    assert "succeeded 1" in text and "failed 2" in text and ok in text
