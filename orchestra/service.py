@@ -270,6 +270,110 @@ class Orchestra:
                 return tasks
             time.sleep(poll)
 
+    def stop(self, ref: str) -> Task:
+        """End a running agent gracefully; its worktree, branch and work stay."""
+        task = self.get(ref)
+        if task.state not in (State.RUNNING, State.AWAITING_INPUT):
+            hint = "; use 'cancel' or 'queue remove' for queued tasks" if task.state == State.QUEUED else ""
+            raise InvalidInput(f"task {task.id} is {task.state}, not running{hint}")
+        return self.cancel(task.id)
+
+    def stop_all(self) -> list[Task]:
+        stopped = []
+        for s in self.store.summaries().values():
+            if s["state"] in (State.RUNNING, State.AWAITING_INPUT):
+                try:
+                    stopped.append(self.cancel(s["id"]))
+                except InvalidInput:
+                    continue  # it ended meanwhile
+        return stopped
+
+    def set_priority(self, ref: str, priority: object) -> Task:
+        number = validate_priority(priority)
+        task_id = self.store.resolve(ref)
+
+        def mutate(task: Task) -> None:
+            if task.state != State.QUEUED:
+                raise InvalidInput(f"task {task.id} is {task.state}; only queued tasks can change priority")
+            task.priority = number
+
+        return self.store.update(task_id, mutate, "priority", priority=number)
+
+    def assign_role(self, ref: str, role: str) -> Task:
+        get_role(role, load_roles())
+        task_id = self.store.resolve(ref)
+
+        def mutate(task: Task) -> None:
+            if task.state != State.QUEUED or task.attempts:
+                raise InvalidInput(f"task {task.id} has already started; its role can no longer change")
+            task.role = role
+
+        return self.store.update(task_id, mutate, "role", role=role)
+
+    def remove_from_queue(self, ref: str) -> Task:
+        task_id = self.store.resolve(ref)
+
+        def mutate(task: Task) -> None:
+            if task.state != State.QUEUED:
+                raise InvalidInput(f"task {task.id} is {task.state}, not queued")
+            task.state = State.CANCELLED
+            task.error = "removed from the queue"
+            task.finished_at = now()
+
+        return self.store.update(task_id, mutate, "finished", state="cancelled", error="removed from the queue")
+
+    def queue(self) -> list[dict[str, Any]]:
+        """Queued tasks in the order the scheduler will take them, with what each waits for."""
+        summaries = self.store.summaries()
+        rows = []
+        for s in summaries.values():
+            if s["state"] != State.QUEUED:
+                continue
+            waiting = []
+            for dep in s.get("depends_on") or []:
+                d = summaries.get(dep)
+                state = d["state"] if d else "missing"
+                if state != State.SUCCEEDED:
+                    waiting.append({"id": dep, "state": state})
+            row = dict(s)
+            row["waiting_for"] = waiting
+            row["ready"] = not waiting
+            rows.append(row)
+        rows.sort(key=lambda r: (not r["ready"], -int(r.get("priority") or 0), r.get("created_at") or 0, r["id"]))
+        for position, row in enumerate(rows, 1):
+            row["position"] = position
+        return rows
+
+    # -- settings ----------------------------------------------------------------
+
+    def config_list(self) -> dict[str, dict[str, Any]]:
+        from orchestra.config import SETTINGS
+
+        return {
+            name: {
+                "value": getattr(self.config, name),
+                "default": setting.default,
+                "set": name in self.config.values,
+                "help": setting.help,
+            }
+            for name, setting in SETTINGS.items()
+        }
+
+    def config_get(self, key: str) -> Any:
+        from orchestra.config import require_setting
+
+        return getattr(self.config, require_setting(key.strip()).name)
+
+    def config_set(self, key: str, value: object) -> Any:
+        """Validate, then rewrite only that line of config.toml (comments and tables survive)."""
+        from orchestra.config import set_in_file, validate
+
+        checked = validate(key.strip(), value)
+        with self.store.locked():
+            set_in_file(self.paths.config, key.strip(), checked)
+            self.config = load_config(self.paths.config)
+        return checked
+
     # -- the scheduler -----------------------------------------------------------
 
     def ensure_scheduler(self) -> bool:

@@ -140,3 +140,16 @@ def task_text(task: Task, events: list[dict[str, Any]] | None = None) -> str:
             detail = " ".join(f"{k}={clip(str(v), 60)}" for k, v in data.items())
             lines.append(f"  {clock(e.get('ts'))}  {e.get('event')}  {detail}".rstrip())
     return "\n".join(lines)
+
+
+def queue_text(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "the queue is empty"
+    out = [f"{'#':>3} {'ID':<8} {'ROLE':<11} {'PRI':>4}  {'WAITS FOR':<22} TITLE"]
+    for r in rows:
+        waits = ", ".join(f"{w['id']} ({w['state']})" for w in r["waiting_for"]) or "ready"
+        out.append(
+            f"{r['position']:>3} {r['id']:<8} {r['role']:<11} {r.get('priority', 0):>4}  "
+            f"{clip(waits, 22):<22} {clip(r.get('title'), 30)}"
+        )
+    return "\n".join(out)
