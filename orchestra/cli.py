@@ -346,9 +346,9 @@ def config_list(ctx: click.Context, as_json: bool) -> int:
     if as_json:
         _echo_json(settings)
         return EXIT_OK
-    for name, info in settings.items():
-        mark = "*" if info["set"] else " "
-        click.echo(f"{mark} {name:<16} {json.dumps(info['value'])}  # {info['help']}")
+    from orchestra.views import config_text
+
+    click.echo(config_text(settings))
     return EXIT_OK
 
 
@@ -376,6 +376,26 @@ def config_set(ctx: click.Context, key: str, value: str) -> int:
             raise click.UsageError(f"invalid list for {key}: {value}") from None
     stored = _orchestra(ctx).config_set(key, parsed)
     click.echo(f"{key} = {json.dumps(stored)}")
+    return EXIT_OK
+
+
+@cli.command()
+@click.option(
+    "--repo",
+    "serve_repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The repository to serve (default: the global --repo, or the one containing the current directory).",
+)
+@click.pass_context
+def serve(ctx: click.Context, serve_repo: Path | None) -> int:
+    """Run the MCP server on stdio (for Claude Desktop, Claude Code and other MCP clients).
+
+    Starts or joins the repository's scheduler so submitted tasks run; only the
+    protocol goes to stdout, logs go to stderr.
+    """
+    from orchestra.mcp_server import serve as run_server  # the SDK is slow to import; only serve pays
+
+    run_server(serve_repo or ctx.find_root().obj.get("repo"))
     return EXIT_OK
 
 
@@ -407,3 +427,4 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except Exception as exc:  # never a traceback for a person; the message still says what broke
         _fail(f"internal error: {type(exc).__name__}: {exc}", 70)
     sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+

@@ -153,3 +153,14 @@ def queue_text(rows: list[dict[str, Any]]) -> str:
             f"{clip(waits, 22):<22} {clip(r.get('title'), 30)}"
         )
     return "\n".join(out)
+
+
+def config_text(settings: dict[str, dict[str, Any]]) -> str:
+    """'*' marks values set in config.toml; the rest are defaults."""
+    import json
+
+    lines = []
+    for name, info in settings.items():
+        mark = "*" if info["set"] else " "
+        lines.append(f"{mark} {name:<16} {json.dumps(info['value'])}  # {info['help']}")
+    return "\n".join(lines)
