@@ -347,12 +347,12 @@ def build_server(repo: Path) -> MCPServer:
         with resource_errors():
             return views.status_text(core().status())
 
-    @server.resource("orchestra://tasks/{task_id}/log", name="task-log", mime_type="text/plain",
+    @server.resource("orchestra://tasks/{id}/log", name="task-log", mime_type="text/plain",
                      description="A task's transcript, rendered for reading.")
-    def task_log(task_id: str) -> str:
+    def task_log(id: str) -> str:  # noqa: A002 - the URI's variable name
         with resource_errors():
             orch = core()
-            task = orch.get(task_id)
+            task = orch.get(id)
             lines = _transcript_tail(orch, task, 1_000_000)
         text = "\n".join(lines) if lines else f"(no transcript yet; task {task.id} is {task.state})"
         if len(text) > LOG_RESOURCE_CHARS:
