@@ -313,9 +313,9 @@ class Scheduler:
                 raise OrchestraError(f"branch {dep.branch} of task {task.on} no longer exists")
         if not base_sha:
             raise OrchestraError("task has no base commit")
+        binary = claude.resolve_binary(self.config.claude_binary_resolved)
         wt = self.paths.worktree(task.id)
         worktrees.ensure_worktree(self.paths.root, wt, task.branch, base_sha)
-        binary = claude.resolve_binary(self.config.claude_binary_resolved)
         resume = task.resume_session
         prompt = claude.RESUME_PROMPT if resume else task.prompt
         system_prompt = (
