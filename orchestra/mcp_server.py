@@ -80,9 +80,9 @@ def _with_elapsed(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _transcript_tail(orch: Orchestra, task: Task, items: int) -> list[str]:
+def _transcript(orch: Orchestra, task: Task) -> list[str]:
     rendered, _ = transcript.render_file(orch.paths.log_file(task.id), 0, include_partial=task.state.final)
-    return [r.text for r in rendered[-items:]] if items else []
+    return [r.text for r in rendered]
 
 
 def _task_line(task: Task) -> str:
@@ -120,7 +120,9 @@ def build_server(repo: Path) -> MCPServer:
         on: Annotated[str | None, Field(description="Start from this task's branch (implies depending on it).")] = None,
         base: Annotated[str | None, Field(description="A git ref to start from instead of HEAD.")] = None,
         title: Annotated[str | None, Field(description="A short title (default: the prompt's first line).")] = None,
-        timeout: Annotated[str | None, Field(description="Wall-clock limit per run: seconds, or 30m, 2h.")] = None,
+        timeout: Annotated[
+            float | str | None, Field(description="Wall-clock limit per run: seconds, or \"30m\", \"2h\".")
+        ] = None,
     ) -> Result:
         """Queue a task for a Claude Code agent in its own worktree and branch; returns the new task."""
         with _model_errors():
@@ -156,7 +158,7 @@ def build_server(repo: Path) -> MCPServer:
             task = orch.get(task_id)
             events = orch.store.events(task.id)
             pending = orch.pending_request(task.id) if "pending_request" in has else None
-            tail = _transcript_tail(orch, task, transcript_items)
+            tail = _transcript(orch, task)[-transcript_items:] if transcript_items else []
         text = views.task_text(task, events)
         if pending:
             text += "\n\npending permission request\n  " + json.dumps(pending, default=str)
@@ -353,7 +355,7 @@ def build_server(repo: Path) -> MCPServer:
         with resource_errors():
             orch = core()
             task = orch.get(id)
-            lines = _transcript_tail(orch, task, 1_000_000)
+            lines = _transcript(orch, task)
         text = "\n".join(lines) if lines else f"(no transcript yet; task {task.id} is {task.state})"
         if len(text) > LOG_RESOURCE_CHARS:
             text = f"(earlier transcript omitted)\n{text[-LOG_RESOURCE_CHARS:]}"

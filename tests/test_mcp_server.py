@@ -232,6 +232,7 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("submit_task", {"prompt": "x", "depends_on": ["abcdef12"]}, "no task abcdef12"),
     ("submit_task", {"prompt": "x", "base": "--output=/tmp/x"}, "--output"),
     ("submit_task", {"prompt": "x", "timeout": "soon"}, "timeout"),
+    ("submit_task", {"prompt": "x", "timeout": -5}, "greater than zero"),
     ("submit_task", {"role": "generalist"}, "prompt"),
     ("list_processes", {"states": ["sleeping"]}, "queued"),
     ("process_details", {"task_id": "abcdef12"}, "no task abcdef12"),
