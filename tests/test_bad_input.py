@@ -117,3 +117,9 @@ def test_dependency_cycles_are_refused(orch):
     proc = orch.run("submit", "--no-start", "--after", a, "closes nothing but waits on a loop")
     assert proc.returncode == 1
     assert "dependency cycle" in proc.stderr and a in proc.stderr and b.id in proc.stderr
+
+    # A scheduler faced with such a loop ends its members instead of waiting forever.
+    assert orch.work(timeout=60).returncode == 0
+    for tid in (a, b.id):
+        task = orch.show(tid)
+        assert task["state"] == "failed" and "dependency cycle" in task["error"]
