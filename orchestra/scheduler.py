@@ -215,11 +215,26 @@ class Scheduler:
                 return True  # summaries changed; look again on the next pass
             if ready and s["id"] not in self.runners:
                 runnable.append(s)
+        if queued and not runnable and not self.runners and self._fail_cycles(queued, summaries):
+            return True
         runnable.sort(key=lambda s: (-int(s.get("priority") or 0), s.get("created_at") or 0, s["id"]))
         slots = self.max_concurrent - len(self.runners)
         for s in runnable[: max(slots, 0)]:
             self._claim_and_start(s["id"])
         return bool(queued) or waiting
+
+    def _fail_cycles(self, queued: list[dict[str, Any]], summaries: dict[str, dict[str, Any]]) -> bool:
+        """Tasks that wait on each other would hold the queue forever; end them instead."""
+        from orchestra.service import find_cycle
+
+        graph = {tid: list(s.get("depends_on") or []) for tid, s in summaries.items()}
+        failed = False
+        for s in queued:
+            cycle = find_cycle(graph, s["id"])
+            if cycle and s["id"] in cycle:
+                self._fail_queued(s["id"], f"dependency cycle: {' -> '.join(cycle)}")
+                failed = True
+        return failed
 
     def _fail_queued(self, task_id: str, reason: str) -> None:
         def mutate(task: Task) -> None:

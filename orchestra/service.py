@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from orchestra import worktrees
 from orchestra.config import Config, load_config, parse_duration
@@ -22,14 +22,6 @@ from orchestra.task import FINAL_STATES, State, Task, make_title, now
 
 MAX_PROMPT_CHARS = 200_000
 PRIORITY_RANGE = (-1000, 1000)
-
-
-@dataclass
-class RunningInfo:
-    task: dict[str, Any]
-    elapsed: float
-    turns: int | None
-    cost_usd: float | None
 
 
 @dataclass
@@ -127,23 +119,12 @@ class Orchestra:
         return task
 
     def _check_acyclic(self, new_id: str, deps: list[str]) -> None:
-        summaries = self.store.summaries()
-        graph = {tid: list(s.get("depends_on") or []) for tid, s in summaries.items()}
+        """Refuse dependencies that lead into a cycle: such a task could never start."""
+        graph = {tid: list(s.get("depends_on") or []) for tid, s in self.store.summaries().items()}
         graph[new_id] = deps
-        seen: set[str] = set()
-        stack: list[tuple[str, list[str]]] = []
-        for start in deps:
-            path = [new_id, start]
-            stack = [(start, path)]
-            while stack:
-                node, path = stack.pop()
-                if node == new_id:
-                    raise InvalidInput(f"dependency cycle: {' -> '.join(path)}")
-                if node in seen:
-                    continue
-                seen.add(node)
-                for nxt in graph.get(node, []):
-                    stack.append((nxt, path + [nxt]))
+        cycle = find_cycle(graph, new_id)
+        if cycle:
+            raise InvalidInput(f"dependency cycle: {' -> '.join(cycle)}")
 
     # -- reading -----------------------------------------------------------------
 
@@ -385,6 +366,33 @@ class Orchestra:
         from orchestra.scheduler import Scheduler
 
         return Scheduler(self.paths, self.config, self.store, **kwargs)
+
+
+def find_cycle(graph: dict[str, list[str]], start: str) -> list[str] | None:
+    """A cycle reachable from `start`, as a path that ends where it began, or None.
+
+    Iterative, so long dependency chains cannot hit the recursion limit.
+    """
+    done: set[str] = set()
+    path: list[str] = [start]
+    on_path: set[str] = {start}
+    stack: list[Iterator[str]] = [iter(graph.get(start, []))]
+    while stack:
+        nxt = next(stack[-1], None)
+        if nxt is None:
+            stack.pop()
+            node = path.pop()
+            on_path.discard(node)
+            done.add(node)
+            continue
+        if nxt in on_path:
+            return path[path.index(nxt):] + [nxt]
+        if nxt in done:
+            continue
+        path.append(nxt)
+        on_path.add(nxt)
+        stack.append(iter(graph.get(nxt, [])))
+    return None
 
 
 def validate_priority(value: object) -> int:

@@ -100,3 +100,26 @@ def test_bad_config_is_reported_with_the_file(orch):
     _one_line_error(orch.run("status"), str(cfg), "invalid TOML")
     cfg.write_text("colour = 'blue'\n")
     _one_line_error(orch.run("status"), "unknown setting 'colour'")
+
+
+def test_dependency_cycles_are_refused(orch):
+    """The CLI cannot build a cycle (ids are new), but the core guards the graph for any caller."""
+    from orchestra.service import Orchestra
+
+    a = orch.submit("a")
+    core = Orchestra(orch.repo)
+    b = core.submit("b", after=[a])
+    # Make `a` depend on `b` behind the core's back, then ask for a task that closes the loop.
+    with core.store.locked():
+        task = core.store.load(a)
+        task.depends_on = [b.id]
+        core.store.save(task)
+    proc = orch.run("submit", "--no-start", "--after", a, "closes nothing but waits on a loop")
+    assert proc.returncode == 1
+    assert "dependency cycle" in proc.stderr and a in proc.stderr and b.id in proc.stderr
+
+    # A scheduler faced with such a loop ends its members instead of waiting forever.
+    assert orch.work(timeout=60).returncode == 0
+    for tid in (a, b.id):
+        task = orch.show(tid)
+        assert task["state"] == "failed" and "dependency cycle" in task["error"]

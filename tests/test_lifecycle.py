@@ -223,3 +223,17 @@ def test_corrupt_task_file_is_reported_and_others_still_run(orch):
     status = orch.run("status", check=True).stdout
     assert str(path) in status
     assert path.read_text().startswith('{"id"'), "a corrupt file is never deleted or rewritten"
+
+
+def test_logs_follow_tails_until_the_task_ends(orch):
+    tid = orch.submit("chatty\n@fake text starting\n@fake sleep 1.5\n@fake write late.txt late\n@fake text finished")
+    worker = orch.start_worker()
+    orch.wait_for(lambda: orch.show(tid)["pid"], what="agent start")
+    follow = orch.run("logs", tid, "--follow", timeout=60)
+    assert follow.returncode == 0
+    out = follow.stdout
+    assert out.index("starting") < out.index("late.txt") < out.index("finished")
+    assert "✓ success" in out
+    assert orch.state(tid) == "succeeded"
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=10)
