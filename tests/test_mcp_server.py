@@ -342,3 +342,41 @@ def test_serve_refuses_a_path_that_is_not_a_repository(served: Any, tmp_path: Pa
 def test_other_commands_do_not_import_the_sdk(served: Any) -> None:
     code = "import sys, orchestra.cli, orchestra.service; assert 'mcp' not in sys.modules, 'mcp imported'"
     subprocess.run([sys.executable, "-c", code], env=served.env, check=True)
+
+
+@pytest.mark.skipif(not hasattr(Orchestra, "respond"), reason="Orchestra.respond (issue 4) is not on this branch")
+def test_respond_answers_a_permission_request_and_continues_a_session(served: Any) -> None:
+    prompt = "guarded\n@fake ask bash printf allowed > effect.txt\n@fake text carried on"
+    submitted: dict[str, Any] = {}
+
+    async def scenario(session: ClientSession) -> None:
+        task_id = (await call(session, "submit_task", prompt=prompt))[0]["task"]["id"]
+        submitted["id"] = task_id
+        for _ in range(300):
+            details, text = await call(session, "process_details", task_id=task_id)
+            if details["pending_request"]:
+                break
+            await anyio.sleep(0.1)
+        request = details["pending_request"]
+        assert request and request["tool_name"] == "Bash", details
+        assert details["task"]["state"] == "awaiting_input"
+        assert "printf allowed > effect.txt" in text
+        dashboard, _ = await call(session, "status_dashboard")
+        assert [t["id"] for t in dashboard["awaiting_input"]] == [task_id]
+
+        data, text = await call(session, "respond_to_process", task_id=task_id, allow=True)
+        assert data["task"]["id"] == task_id
+        data, _ = await call(session, "wait_for_task", task_id=task_id, timeout_seconds=45)
+        assert data["ended"] and data["task"]["state"] == "succeeded"
+
+        message = await error(session, "respond_to_process", task_id=task_id, allow=True)
+        assert "no pending permission request" in message
+        data, _ = await call(session, "respond_to_process", task_id=task_id, text="Now the docs.\n@fake text more")
+        assert data["task"]["state"] == "queued"
+        data, _ = await call(session, "wait_for_task", task_id=task_id, timeout_seconds=45)
+        assert data["ended"] and data["task"]["state"] == "succeeded" and data["task"]["attempts"] == 2
+
+    run(served, scenario)
+    branch = served.show(submitted["id"])["branch"]
+    shown = subprocess.run(["git", "show", f"{branch}:effect.txt"], cwd=served.repo, capture_output=True, text=True)
+    assert shown.stdout == "allowed"
