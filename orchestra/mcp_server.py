@@ -15,9 +15,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Literal
+from typing import Annotated, Any, Callable, Iterator, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
@@ -87,6 +88,32 @@ def _transcript(orch: Orchestra, task: Task) -> list[str]:
 
 def _task_line(task: Task) -> str:
     return f"task {task.id} [{task.role}] {task.state}" + (f" ({task.error})" if task.error else "") + f": {task.title}"
+
+
+class _Background:
+    """Work that may outlast an MCP call: it keeps going (the process waits for it at exit)."""
+
+    def __init__(self, work: Callable[[], Any]) -> None:
+        self._work = work
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="orchestra-mcp-work", daemon=False)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._work()
+        except BaseException as exc:  # handed to the caller in result()
+            self._error = exc
+
+    def wait(self, seconds: float) -> bool:
+        self._thread.join(seconds)
+        return not self._thread.is_alive()
+
+    def result(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def build_server(repo: Path) -> MCPServer:
@@ -311,14 +338,19 @@ def build_server(repo: Path) -> MCPServer:
         def merge(
             ref: Annotated[str, Field(description="A task id or workflow id whose branch to merge.")],
             into: Annotated[str | None, Field(description="The branch to merge into (default: the configured one).")] = None,
-            strategy: Annotated[Literal["merge", "squash", "rebase"], Field(description="How to merge.")] = "merge",
+            strategy: Annotated[str, Field(description="How to merge: merge, squash or ff-only.")] = "merge",
             resolve: Annotated[bool, Field(description="On conflicts, queue an agent to resolve them.")] = False,
         ) -> Result:
-            """Merge a finished task's (or workflow's) branch; conflicts are reported, not forced."""
+            """Merge a finished task's or workflow's branch (running the configured gate); conflicts are reported."""
+            done = _Background(lambda: core().merge(ref, into=into, strategy=strategy, resolve=resolve))
+            if not done.wait(MAX_WAIT):
+                text = (f"the merge of {ref} is still running (a gate or another merge holds it); it finishes on its "
+                        "own and is recorded as a merge task: see list_processes or status_dashboard")
+                return _result({"ended": False, "merge": None}, text)
             with _model_errors():
-                outcome = core().merge(ref, into=into, strategy=strategy, resolve=resolve)
+                outcome = done.result()
             data = _as_dict(outcome)
-            return _result({"merge": data}, json.dumps(data, indent=2, default=str))
+            return _result({"ended": True, "merge": data}, str(data.get("message") or json.dumps(data, default=str)))
 
     @server.tool(annotations=_acts())
     def retry_task(task_id: TaskId) -> Result:
