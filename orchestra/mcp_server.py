@@ -303,7 +303,10 @@ def build_server(repo: Path) -> MCPServer:
                 workflow = orch.start_workflow(template, request, base=base, into=into)
                 start_work(orch)
             data = _as_dict(workflow)
-            return _result({"workflow": data}, json.dumps(data, indent=2, default=str))
+            lines = [f"workflow {data.get('id')} ({data.get('template')}) {data.get('state')}: {data.get('title')}"]
+            lines += [f"  {i.get('step')}: task {i.get('task')}" for i in data.get("instances") or []]
+            lines.append("follow its tasks with list_processes, wait_for_task or process_details")
+            return _result({"workflow": data}, "\n".join(lines))
 
     @server.tool(annotations=READ)
     def status_dashboard() -> Result:
