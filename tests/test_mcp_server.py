@@ -380,3 +380,32 @@ def test_respond_answers_a_permission_request_and_continues_a_session(served: An
     branch = served.show(submitted["id"])["branch"]
     shown = subprocess.run(["git", "show", f"{branch}:effect.txt"], cwd=served.repo, capture_output=True, text=True)
     assert shown.stdout == "allowed"
+
+
+@pytest.mark.skipif(not hasattr(Orchestra, "start_workflow"), reason="workflows (issue 3) are not on this branch")
+def test_workflows_and_merge(served: Any) -> None:
+    async def scenario(session: ClientSession) -> None:
+        templates = json.loads(await read_text(session, "orchestra://workflows"))
+        assert "feature" in templates
+        feature = json.loads(await read_text(session, "orchestra://workflows/feature"))
+        assert feature["name"] == "feature"
+        with pytest.raises(Exception, match="no-such"):
+            await session.read_resource("orchestra://workflows/no-such")
+
+        data, text = await call(session, "create_workflow", template="feature", request="Add a greeting.\n@fake text ok")
+        workflow = data["workflow"]
+        assert workflow["template"] == "feature" and workflow["instances"]
+        assert workflow["id"] in text
+        await call(session, "stop_process", all=True, confirm=True)
+
+        prompt = "Add a file.\n@fake write merged.txt yes\n@fake commit Add merged.txt"
+        task_id = (await call(session, "submit_task", prompt=prompt, title="mergeable"))[0]["task"]["id"]
+        data, _ = await call(session, "wait_for_task", task_id=task_id, timeout_seconds=45)
+        assert data["task"]["state"] == "succeeded"
+        data, text = await call(session, "merge", ref=task_id, into="main")
+        assert data["ended"] and data["merge"]["ok"], text
+        assert "unknown merge strategy" in await error(session, "merge", ref=task_id, strategy="octopus")
+
+    run(served, scenario)
+    shown = subprocess.run(["git", "show", "main:merged.txt"], cwd=served.repo, capture_output=True, text=True)
+    assert shown.stdout.strip() == "yes"
