@@ -119,7 +119,7 @@ def test_priority_then_age_decides_the_order(orch):
 def test_dependencies_wait_and_failure_propagates_with_the_reason(orch):
     first = orch.submit("first\n@fake write one.txt 1")
     second = orch.submit("second", "--after", first)
-    broken = orch.submit("broken\n@fake fail 500")
+    broken = orch.submit("broken\n@fake fail 400")
     child = orch.submit("child of broken", "--after", broken)
     grandchild = orch.submit("grandchild", "--after", child)
     assert orch.work().returncode == 0
@@ -127,7 +127,7 @@ def test_dependencies_wait_and_failure_propagates_with_the_reason(orch):
     assert orch.show(second)["started_at"] >= orch.show(first)["finished_at"]
     assert orch.state(second) == "succeeded"
     b = orch.show(broken)
-    assert b["state"] == "failed" and "API error 500" in b["error"]
+    assert b["state"] == "failed" and "API error 400" in b["error"]
     c = orch.show(child)
     assert c["state"] == "failed" and broken in c["error"] and c["attempts"] == 0
     g = orch.show(grandchild)
