@@ -322,6 +322,109 @@ def respond(
     return EXIT_OK
 
 
+@cli.command()
+@click.argument("task_ids", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Stop every running agent.")
+@click.pass_context
+def stop(ctx: click.Context, task_ids: tuple[str, ...], all_: bool) -> int:
+    """Stop running agents (SIGTERM, then SIGKILL after the grace period); work is kept."""
+    orch = _orchestra(ctx)
+    if all_ == bool(task_ids):
+        raise click.UsageError("give task ids or --all (not both)")
+    tasks = orch.stop_all() if all_ else [orch.stop(ref) for ref in task_ids]
+    for task in tasks:
+        click.echo(f"{task.id} stopping")
+    if all_ and not tasks:
+        click.echo("no running agents")
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("task_id")
+@click.argument("value", metavar="N")
+@click.pass_context
+def priority(ctx: click.Context, task_id: str, value: str) -> int:
+    """Change the priority of a queued task (higher runs first)."""
+    task = _orchestra(ctx).set_priority(task_id, value)
+    click.echo(f"{task.id} priority {task.priority}")
+    return EXIT_OK
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def queue(ctx: click.Context, as_json: bool) -> int:
+    """Queued tasks in the order they will run, with what each waits for."""
+    if ctx.invoked_subcommand is not None:
+        return EXIT_OK
+    from orchestra.views import queue_text
+
+    rows = _orchestra(ctx).queue()
+    if as_json:
+        _echo_json(rows)
+    else:
+        click.echo(queue_text(rows))
+    return EXIT_OK
+
+
+@queue.command("remove")
+@click.argument("task_ids", nargs=-1, required=True)
+@click.pass_context
+def queue_remove(ctx: click.Context, task_ids: tuple[str, ...]) -> int:
+    """Take queued tasks out of the queue (they end as cancelled)."""
+    orch = _orchestra(ctx)
+    for ref in task_ids:
+        click.echo(f"{orch.remove_from_queue(ref).id} removed")
+    return EXIT_OK
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Read and change the settings in .orchestra/config.toml."""
+
+
+@config_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def config_list(ctx: click.Context, as_json: bool) -> int:
+    """Every setting with its value; '*' marks values set in config.toml."""
+    settings = _orchestra(ctx).config_list()
+    if as_json:
+        _echo_json(settings)
+        return EXIT_OK
+    for name, info in settings.items():
+        mark = "*" if info["set"] else " "
+        click.echo(f"{mark} {name:<16} {json.dumps(info['value'])}  # {info['help']}")
+    return EXIT_OK
+
+
+@config_group.command("get")
+@click.argument("key")
+@click.pass_context
+def config_get(ctx: click.Context, key: str) -> int:
+    """Print one setting's value."""
+    value = _orchestra(ctx).config_get(key)
+    click.echo(value if isinstance(value, str) else json.dumps(value))
+    return EXIT_OK
+
+
+@config_group.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.pass_context
+def config_set(ctx: click.Context, key: str, value: str) -> int:
+    """Validate and store one setting (lists: a JSON array or space-separated words)."""
+    parsed: object = value
+    if value.lstrip().startswith("["):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            raise click.UsageError(f"invalid list for {key}: {value}") from None
+    stored = _orchestra(ctx).config_set(key, parsed)
+    click.echo(f"{key} = {json.dumps(stored)}")
+    return EXIT_OK
+
+
 def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"orchestra: error: {message}", err=True)
     sys.exit(code)

@@ -7,6 +7,7 @@ value is reported with the file and the key.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -178,11 +179,15 @@ class Config:
         return os.environ.get(CLAUDE_ENV) or self.claude_binary
 
 
-def validate(name: str, value: object) -> Any:
+def require_setting(name: str) -> Setting:
     setting = SETTINGS.get(name)
     if setting is None:
         raise InvalidInput(f"unknown setting {name!r}; known: {', '.join(SETTINGS)}")
-    return setting.check(value, name)
+    return setting
+
+
+def validate(name: str, value: object) -> Any:
+    return require_setting(name).check(value, name)
 
 
 def load_config(path: Path) -> Config:
@@ -206,3 +211,40 @@ def load_config(path: Path) -> Config:
         except InvalidInput as exc:
             raise ConfigError(f"{path}: {exc}") from None
     return Config(values=values, source=path)
+
+
+def toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise InvalidInput(f"cannot store {value!r} in config.toml")
+
+
+def set_in_file(path: Path, key: str, value: object) -> None:
+    """Replace or add one top-level `key = value` line, keeping the rest of the file as it is."""
+    from orchestra.fileio import write_atomic
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        lines = []
+    new_line = f"{key} = {toml_value(value)}"
+    first_table = next((i for i, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines))
+    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    for i in range(first_table):
+        if pattern.match(lines[i]):
+            lines[i] = new_line
+            break
+    else:
+        lines.insert(first_table, new_line)
+    text = "\n".join(lines) + "\n"
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: refusing to write invalid TOML: {exc}") from None
+    write_atomic(path, text.encode("utf-8"))

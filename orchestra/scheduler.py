@@ -215,6 +215,8 @@ class Scheduler:
                 return True  # summaries changed; look again on the next pass
             if ready and s["id"] not in self.runners and (s.get("not_before") or 0) <= time.time():
                 runnable.append(s)
+        if queued and not runnable and not self.runners and self._fail_cycles(queued, summaries):
+            return True
         if backoff.paused_until(self.paths):
             runnable = []  # rate limits hit several agents: no new starts until the pause ends
         runnable.sort(key=lambda s: (-int(s.get("priority") or 0), s.get("created_at") or 0, s["id"]))
@@ -222,6 +224,19 @@ class Scheduler:
         for s in runnable[: max(slots, 0)]:
             self._claim_and_start(s["id"])
         return bool(queued) or waiting
+
+    def _fail_cycles(self, queued: list[dict[str, Any]], summaries: dict[str, dict[str, Any]]) -> bool:
+        """Tasks that wait on each other would hold the queue forever; end them instead."""
+        from orchestra.service import find_cycle
+
+        graph = {tid: list(s.get("depends_on") or []) for tid, s in summaries.items()}
+        failed = False
+        for s in queued:
+            cycle = find_cycle(graph, s["id"])
+            if cycle and s["id"] in cycle:
+                self._fail_queued(s["id"], f"dependency cycle: {' -> '.join(cycle)}")
+                failed = True
+        return failed
 
     def _fail_queued(self, task_id: str, reason: str) -> None:
         def mutate(task: Task) -> None:
@@ -315,6 +330,7 @@ class Scheduler:
                 raise OrchestraError(f"branch {dep.branch} of task {task.on} no longer exists")
         if not base_sha:
             raise OrchestraError("task has no base commit")
+        binary = claude.resolve_binary(self.config.claude_binary_resolved)
         wt = self.paths.worktree(task.id)
         fresh = not (wt / ".git").exists()
         worktrees.ensure_worktree(self.paths.root, wt, task.branch, base_sha)
@@ -323,7 +339,6 @@ class Scheduler:
         policy = permissions.policy_for(role, self.config)
         role = permissions.apply(role, policy)
         permissions.check_environment(policy, dict(os.environ))
-        binary = claude.resolve_binary(self.config.claude_binary_resolved)
         resume = task.resume_session
         prompt = (task.extra.get("next_prompt") or claude.RESUME_PROMPT) if resume else task.prompt
         system_prompt = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from orchestra import worktrees
 from orchestra.config import Config, load_config, parse_duration
@@ -22,14 +22,6 @@ from orchestra.task import FINAL_STATES, State, Task, make_title, now
 
 MAX_PROMPT_CHARS = 200_000
 PRIORITY_RANGE = (-1000, 1000)
-
-
-@dataclass
-class RunningInfo:
-    task: dict[str, Any]
-    elapsed: float
-    turns: int | None
-    cost_usd: float | None
 
 
 @dataclass
@@ -129,23 +121,12 @@ class Orchestra:
         return task
 
     def _check_acyclic(self, new_id: str, deps: list[str]) -> None:
-        summaries = self.store.summaries()
-        graph = {tid: list(s.get("depends_on") or []) for tid, s in summaries.items()}
+        """Refuse dependencies that lead into a cycle: such a task could never start."""
+        graph = {tid: list(s.get("depends_on") or []) for tid, s in self.store.summaries().items()}
         graph[new_id] = deps
-        seen: set[str] = set()
-        stack: list[tuple[str, list[str]]] = []
-        for start in deps:
-            path = [new_id, start]
-            stack = [(start, path)]
-            while stack:
-                node, path = stack.pop()
-                if node == new_id:
-                    raise InvalidInput(f"dependency cycle: {' -> '.join(path)}")
-                if node in seen:
-                    continue
-                seen.add(node)
-                for nxt in graph.get(node, []):
-                    stack.append((nxt, path + [nxt]))
+        cycle = find_cycle(graph, new_id)
+        if cycle:
+            raise InvalidInput(f"dependency cycle: {' -> '.join(cycle)}")
 
     # -- reading -----------------------------------------------------------------
 
@@ -280,6 +261,110 @@ class Orchestra:
                 return tasks
             time.sleep(poll)
 
+    def stop(self, ref: str) -> Task:
+        """End a running agent gracefully; its worktree, branch and work stay."""
+        task = self.get(ref)
+        if task.state not in (State.RUNNING, State.AWAITING_INPUT):
+            hint = "; use 'cancel' or 'queue remove' for queued tasks" if task.state == State.QUEUED else ""
+            raise InvalidInput(f"task {task.id} is {task.state}, not running{hint}")
+        return self.cancel(task.id)
+
+    def stop_all(self) -> list[Task]:
+        stopped = []
+        for s in self.store.summaries().values():
+            if s["state"] in (State.RUNNING, State.AWAITING_INPUT):
+                try:
+                    stopped.append(self.cancel(s["id"]))
+                except InvalidInput:
+                    continue  # it ended meanwhile
+        return stopped
+
+    def set_priority(self, ref: str, priority: object) -> Task:
+        number = validate_priority(priority)
+        task_id = self.store.resolve(ref)
+
+        def mutate(task: Task) -> None:
+            if task.state != State.QUEUED:
+                raise InvalidInput(f"task {task.id} is {task.state}; only queued tasks can change priority")
+            task.priority = number
+
+        return self.store.update(task_id, mutate, "priority", priority=number)
+
+    def assign_role(self, ref: str, role: str) -> Task:
+        get_role(role, load_roles())
+        task_id = self.store.resolve(ref)
+
+        def mutate(task: Task) -> None:
+            if task.state != State.QUEUED or task.attempts:
+                raise InvalidInput(f"task {task.id} has already started; its role can no longer change")
+            task.role = role
+
+        return self.store.update(task_id, mutate, "role", role=role)
+
+    def remove_from_queue(self, ref: str) -> Task:
+        task_id = self.store.resolve(ref)
+
+        def mutate(task: Task) -> None:
+            if task.state != State.QUEUED:
+                raise InvalidInput(f"task {task.id} is {task.state}, not queued")
+            task.state = State.CANCELLED
+            task.error = "removed from the queue"
+            task.finished_at = now()
+
+        return self.store.update(task_id, mutate, "finished", state="cancelled", error="removed from the queue")
+
+    def queue(self) -> list[dict[str, Any]]:
+        """Queued tasks in the order the scheduler will take them, with what each waits for."""
+        summaries = self.store.summaries()
+        rows = []
+        for s in summaries.values():
+            if s["state"] != State.QUEUED:
+                continue
+            waiting = []
+            for dep in s.get("depends_on") or []:
+                d = summaries.get(dep)
+                state = d["state"] if d else "missing"
+                if state != State.SUCCEEDED:
+                    waiting.append({"id": dep, "state": state})
+            row = dict(s)
+            row["waiting_for"] = waiting
+            row["ready"] = not waiting
+            rows.append(row)
+        rows.sort(key=lambda r: (not r["ready"], -int(r.get("priority") or 0), r.get("created_at") or 0, r["id"]))
+        for position, row in enumerate(rows, 1):
+            row["position"] = position
+        return rows
+
+    # -- settings ----------------------------------------------------------------
+
+    def config_list(self) -> dict[str, dict[str, Any]]:
+        from orchestra.config import SETTINGS
+
+        return {
+            name: {
+                "value": getattr(self.config, name),
+                "default": setting.default,
+                "set": name in self.config.values,
+                "help": setting.help,
+            }
+            for name, setting in SETTINGS.items()
+        }
+
+    def config_get(self, key: str) -> Any:
+        from orchestra.config import require_setting
+
+        return getattr(self.config, require_setting(key.strip()).name)
+
+    def config_set(self, key: str, value: object) -> Any:
+        """Validate, then rewrite only that line of config.toml (comments and tables survive)."""
+        from orchestra.config import set_in_file, validate
+
+        checked = validate(key.strip(), value)
+        with self.store.locked():
+            set_in_file(self.paths.config, key.strip(), checked)
+            self.config = load_config(self.paths.config)
+        return checked
+
     # -- the scheduler -----------------------------------------------------------
 
     def ensure_scheduler(self) -> bool:
@@ -367,6 +452,33 @@ class Orchestra:
             task.max_attempts = max(task.max_attempts, task.attempts + self.config.max_attempts)
 
         return self.store.update(task_id, mutate, "replied")
+
+
+def find_cycle(graph: dict[str, list[str]], start: str) -> list[str] | None:
+    """A cycle reachable from `start`, as a path that ends where it began, or None.
+
+    Iterative, so long dependency chains cannot hit the recursion limit.
+    """
+    done: set[str] = set()
+    path: list[str] = [start]
+    on_path: set[str] = {start}
+    stack: list[Iterator[str]] = [iter(graph.get(start, []))]
+    while stack:
+        nxt = next(stack[-1], None)
+        if nxt is None:
+            stack.pop()
+            node = path.pop()
+            on_path.discard(node)
+            done.add(node)
+            continue
+        if nxt in on_path:
+            return path[path.index(nxt):] + [nxt]
+        if nxt in done:
+            continue
+        path.append(nxt)
+        on_path.add(nxt)
+        stack.append(iter(graph.get(nxt, [])))
+    return None
 
 
 def validate_priority(value: object) -> int:

@@ -163,3 +163,16 @@ def request_text(request: dict[str, Any]) -> str:
     if (request.get("waiting") or 1) > 1:
         lines.append(f"  ({request['waiting'] - 1} more request(s) queued behind this one)")
     return "\n".join(lines)
+
+
+def queue_text(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "the queue is empty"
+    out = [f"{'#':>3} {'ID':<8} {'ROLE':<11} {'PRI':>4}  {'WAITS FOR':<22} TITLE"]
+    for r in rows:
+        waits = ", ".join(f"{w['id']} ({w['state']})" for w in r["waiting_for"]) or "ready"
+        out.append(
+            f"{r['position']:>3} {r['id']:<8} {r['role']:<11} {r.get('priority', 0):>4}  "
+            f"{clip(waits, 22):<22} {clip(r.get('title'), 30)}"
+        )
+    return "\n".join(out)

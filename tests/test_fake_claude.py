@@ -2,7 +2,7 @@
 
 The fake runs as a real subprocess (stdin=/dev/null) in a throwaway git repository
 with HOME pointed at a temporary directory.  Line shapes are compared with the real
-Claude Code transcripts in shared/claude-code/transcripts/ when that directory exists.
+Claude Code transcripts in fixtures/transcripts/ (copies of shared/claude-code/transcripts/).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = ROOT / "fixtures" / "fake_claude"
-TRANSCRIPTS = Path(__file__).resolve().parents[2] / "shared" / "claude-code" / "transcripts"
+TRANSCRIPTS = Path(__file__).resolve().parents[1] / "fixtures" / "transcripts"
 BASE_ARGS = ["-p", "--output-format", "stream-json", "--verbose"]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
