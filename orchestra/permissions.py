@@ -139,7 +139,7 @@ def agent_env(policy: Policy, env: dict[str, str]) -> None:
 def check_environment(policy: Policy, env: dict[str, str]) -> None:
     """Refuse a run Claude Code would refuse, with the fix in the message."""
     if policy.mode == "bypassPermissions" and hasattr(os, "geteuid") and os.geteuid() == 0:
-        if env.get("IS_SANDBOX") != "1":
+        if env.get("IS_SANDBOX", "").strip().lower() in ("", "0", "false", "no", "off"):
             raise OrchestraError(
                 "bypassPermissions as root needs IS_SANDBOX=1 in orchestra's environment "
                 "(Claude Code refuses it otherwise)"
