@@ -40,15 +40,19 @@ def parse_duration(value: object, what: str = "duration") -> float:
     return seconds
 
 
-def _positive_int(value: object, what: str) -> int:
+def _whole(value: object, what: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         try:
-            value = int(str(value), 10)
+            value = int(str(value).strip(), 10)
         except ValueError:
             raise InvalidInput(f"invalid {what} {value!r}: expected a whole number") from None
-    if value < 1:
-        raise InvalidInput(f"invalid {what} {value!r}: must be at least 1")
+    if value < minimum:
+        raise InvalidInput(f"invalid {what} {value!r}: must be at least {minimum}")
     return value
+
+
+def _positive_int(value: object, what: str) -> int:
+    return _whole(value, what, 1)
 
 
 def _bool(value: object, what: str) -> bool:
@@ -80,14 +84,7 @@ def _string_list(value: object, what: str) -> list[str]:
 
 def _count(value: object, what: str) -> int:
     """A whole number that may be zero (e.g. "no retries")."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            value = int(str(value).strip(), 10)
-        except ValueError:
-            raise InvalidInput(f"invalid {what} {value!r}: expected a whole number") from None
-    if value < 0:
-        raise InvalidInput(f"invalid {what} {value!r}: must be zero or more")
-    return value
+    return _whole(value, what, 0)
 
 
 def _optional_string(value: object, what: str) -> str:

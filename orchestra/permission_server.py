@@ -50,7 +50,7 @@ class Gate:
         timeout = float(self.config.permission_timeout)
         request = approvals.open_request(self.store, task.id, tool_name, tool_input, tool_use_id, timeout)
         if request is None:
-            return {"behavior": "deny", "message": f"Task {task.id} is no longer running; the tool use was not run."}
+            return {"behavior": "deny", "message": f"Task {task.id} is not running; the tool use was not run."}
         notify.fire(self.paths, self.config, "needs_input", self.store.load(task.id), request=request, store=self.store)
         settled = self._wait(request)
         state = settled.get("state")

@@ -345,6 +345,9 @@ class Scheduler:
             f"{role.full_system_prompt()}\n\nTask {task.id} on branch {task.branch}, "
             f"started from {base_sha[:12]}."
         )
+        copied = self.store.load(task.id).extra.get("copied")
+        if copied:
+            system_prompt += f"\nCopied in for local setup, not part of the change (never commit them): {', '.join(copied)}."
         argv = claude.build_argv(
             binary,
             role,

@@ -239,12 +239,7 @@ class Orchestra:
                 raise InvalidInput(f"task {task.id} succeeded; submit a new task to do more")
             if not task.state.final:
                 raise InvalidInput(f"task {task.id} is {task.state}; only finished tasks can be retried")
-            task.state = State.QUEUED
-            task.error = None
-            task.exit_code = None
-            task.finished_at = None
-            task.resume_session = None
-            task.cancel_requested = False
+            self._back_to_queue(task, resume=None)
             task.max_attempts = task.attempts + self.config.max_attempts
 
         return self.store.update(task_id, mutate, "retried")
@@ -428,6 +423,16 @@ class Orchestra:
             approvals.answer(self.store, task_id, allow=allow, message=message, always_rule=rule)
             return self.store.load(task_id)
 
+    @staticmethod
+    def _back_to_queue(task: Task, resume: str | None) -> None:
+        """An ended task queued again on its branch, fresh (`resume` None) or continuing a session."""
+        task.state = State.QUEUED
+        task.error = None
+        task.exit_code = None
+        task.finished_at = None
+        task.cancel_requested = False
+        task.resume_session = resume
+
     def _continue(self, task_id: str, text: str) -> Task:
         if not isinstance(text, str) or not text.strip():
             raise InvalidInput("empty reply: say what the agent should do next")
@@ -441,12 +446,7 @@ class Orchestra:
                 raise InvalidInput(f"task {task.id} is {task.state}; a reply continues a task that has ended")
             if not task.session_id:
                 raise InvalidInput(f"task {task.id} has no Claude session to continue; use 'orchestra retry'")
-            task.state = State.QUEUED
-            task.error = None
-            task.exit_code = None
-            task.finished_at = None
-            task.cancel_requested = False
-            task.resume_session = task.session_id
+            self._back_to_queue(task, resume=task.session_id)
             task.extra["next_prompt"] = text
             task.extra.pop("api_retries", None)
             task.max_attempts = max(task.max_attempts, task.attempts + self.config.max_attempts)

@@ -89,6 +89,21 @@ def _git(repo, *args, strip: bool = True) -> str:
     return out.strip() if strip else out
 
 
+def _make_repo(tmp_path: Path) -> tuple[Path, Path]:
+    """A one-commit repository and a HOME for the CLI."""
+    repo = tmp_path / "repo"
+    home = tmp_path / "home"
+    repo.mkdir()
+    home.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "config", "user.email", "e2e@example.com")
+    _git(repo, "config", "user.name", "e2e")
+    (repo / "README.md").write_text("# e2e repo\n")
+    _git(repo, "add", "README.md")
+    _git(repo, "commit", "-q", "-m", "initial commit")
+    return repo, home
+
+
 def _status_outside_orchestra(repo) -> list[str]:
     """`git status --porcelain` of the main worktree, ignoring orchestra's own state dir."""
     lines = _git(repo, "status", "--porcelain", "--untracked-files=all").splitlines()
@@ -100,16 +115,7 @@ def test_implementer_task_runs_real_claude_and_commits_on_its_branch(tmp_path, c
     content = f"hello from the e2e stub {uuid.uuid4().hex[:8]}\n"
     prompt = "[[scenario:write-file]] Create hello.txt containing a greeting."
 
-    repo = tmp_path / "repo"
-    home = tmp_path / "home"
-    repo.mkdir()
-    home.mkdir()
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "config", "user.email", "e2e@example.com")
-    _git(repo, "config", "user.name", "e2e")
-    (repo / "README.md").write_text("# e2e repo\n")
-    _git(repo, "add", "README.md")
-    _git(repo, "commit", "-q", "-m", "initial commit")
+    repo, home = _make_repo(tmp_path)
     initial = _git(repo, "rev-parse", "HEAD")
     head_ref = _git(repo, "symbolic-ref", "HEAD")
 
@@ -223,16 +229,7 @@ def test_real_claude_bash_call_waits_for_a_person_and_runs_once_allowed(tmp_path
 
     marker = uuid.uuid4().hex[:8]
     command = f"printf 'approved {marker}' > bash-effect.txt"
-    repo = tmp_path / "repo"
-    home = tmp_path / "home"
-    repo.mkdir()
-    home.mkdir()
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "config", "user.email", "e2e@example.com")
-    _git(repo, "config", "user.name", "e2e")
-    (repo / "README.md").write_text("# e2e repo\n")
-    _git(repo, "add", "README.md")
-    _git(repo, "commit", "-q", "-m", "initial commit")
+    repo, home = _make_repo(tmp_path)
     (repo / ".orchestra").mkdir()
     (repo / ".orchestra" / "config.toml").write_text('[permissions.implementer]\nask = ["Bash"]\n')
 

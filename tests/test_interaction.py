@@ -369,3 +369,60 @@ def test_a_failing_hook_is_logged_and_changes_nothing(orch):
     assert orch.state(tid) == "succeeded"
     failed = [e for e in _events(orch, tid) if e["event"] == "on_event_failed"]
     assert failed and failed[0]["error"].startswith("exit 7") and "hook broke" in failed[0]["error"]
+
+
+def test_permission_server_speaks_the_prompt_tool_contract(orch):
+    """Raw JSON-RPC, as the CLI sends it: discover is refused so the CLI falls back to
+    initialize; the answer is exactly one text block of JSON and stdout holds only protocol."""
+    import subprocess
+    import sys
+
+    tid = orch.submit("not running yet")
+    lines = [
+        {"jsonrpc": "2.0", "id": 0, "method": "server/discover", "params": {"protocolVersion": "2026-07-28"}},
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "claude-code", "version": "2"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "approve", "arguments": {
+            "tool_name": "Bash", "input": {"command": "ls"}, "tool_use_id": "toolu_1"}}},
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestra.permission_server", "--repo", str(orch.repo), "--task", tid],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=orch.env, text=True,
+    )
+    replies: dict[int, dict[str, Any]] = {}
+    for msg in lines:
+        proc.stdin.write(json.dumps(msg) + "\n")
+        proc.stdin.flush()
+        if "id" in msg:
+            reply = json.loads(proc.stdout.readline())  # every stdout line is JSON-RPC
+            replies[reply["id"]] = reply
+    proc.stdin.close()
+    proc.wait(timeout=30)
+    assert replies[0]["error"]["code"] == -32601
+    assert replies[1]["result"]["protocolVersion"] == "2025-11-25"
+    (tool,) = replies[2]["result"]["tools"]
+    assert tool["name"] == "approve" and "outputSchema" not in tool
+    result = replies[3]["result"]
+    assert "structuredContent" not in result and not result.get("isError")
+    (block,) = result["content"]
+    assert block["type"] == "text"
+    assert json.loads(block["text"]) == {
+        "behavior": "deny", "message": f"Task {tid} is not running; the tool use was not run."}
+    assert proc.stdout.read() == ""
+
+
+def test_cancelling_a_waiting_task_ends_its_agent_and_its_question(orch):
+    tid = orch.submit("waits\n@fake ask bash touch never.txt")
+    worker = orch.start_worker()
+    orch.wait_for(lambda: _waiting(orch, tid), what="a permission request")
+    assert orch.run("cancel", tid, check=True).stdout.strip() == f"{tid} cancelling"
+    orch.wait_for(lambda: orch.state(tid) == "cancelled", what="cancelled", timeout=30)
+    task = orch.show(tid)
+    assert task["pending_request"] is None
+    late = orch.run("respond", tid, "--allow")
+    assert late.returncode == 1 and "no pending permission request" in late.stderr
+    assert "never.txt" not in git(orch.repo, "ls-tree", "--name-only", task["branch"])
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=10)
