@@ -85,7 +85,7 @@ def test_cancel_queued_and_running(orch):
 
 def test_retry_runs_a_failed_task_again_on_its_branch(orch):
     tid = orch.submit(
-        "flaky\n@fake write attempt.txt try\n@fake if-attempt 1 fail 500\n@fake text fine now"
+        "flaky\n@fake write attempt.txt try\n@fake if-attempt 1 fail 400\n@fake text fine now"
     )
     assert orch.work().returncode == 0
     first = orch.show(tid)
