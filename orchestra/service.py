@@ -186,13 +186,28 @@ class Orchestra:
         return rows
 
     def status(self, recent: int = 5) -> StatusReport:
+        """One pass over the index (it may hold tens of thousands of finished tasks)."""
+        import heapq
+
         from orchestra import spend
         from orchestra.scheduler import scheduler_pid
 
         summaries = self.store.summaries()
         counts = {str(s): 0 for s in State}
+        live_workflows: set[str] = set()
+        running: list[dict[str, Any]] = []
+        waiting: list[dict[str, Any]] = []
         for s in summaries.values():
-            counts[s["state"]] = counts.get(s["state"], 0) + 1
+            state = s["state"]
+            counts[state] = counts.get(state, 0) + 1
+            if state in FINAL_STATES:
+                continue
+            if s.get("workflow"):
+                live_workflows.add(s["workflow"])
+            if state == State.RUNNING:
+                running.append(s)
+            elif state == State.AWAITING_INPUT:
+                waiting.append(s)
         totals = spend.totals(summaries.values())
         report = StatusReport(
             root=self.paths.root,
@@ -207,23 +222,22 @@ class Orchestra:
             ),
         )
         t = now()
-        for s in summaries.values():
-            if s["state"] == State.RUNNING:
-                row = dict(s)
-                row["elapsed"] = round(t - (s.get("started_at") or t), 1)
-                row.update(self.activity(s["id"]))
-                report.running.append(row)
-            elif s["state"] == State.AWAITING_INPUT:
-                row = dict(s)
-                row.update(self.activity(s["id"]))
-                report.waiting.append(row)
+        for s in running:
+            row = dict(s)
+            row["elapsed"] = round(t - (s.get("started_at") or t), 1)
+            row.update(self.activity(s["id"]))
+            report.running.append(row)
+        for s in waiting:
+            row = dict(s)
+            row.update(self.activity(s["id"]))
+            report.waiting.append(row)
         report.running.sort(key=lambda r: r.get("started_at") or 0)
         report.waiting.sort(key=lambda r: r.get("started_at") or 0)
-        report.queued = self.queue()
-        report.workflows = self._workflow_rows(summaries)
-        finished = [s for s in summaries.values() if s["state"] in FINAL_STATES]
-        finished.sort(key=lambda s: s.get("finished_at") or 0, reverse=True)
-        report.recent = [dict(s) for s in finished[:recent]]
+        report.queued = self.queue() if counts.get(State.QUEUED) else []
+        if live_workflows:
+            report.workflows = self._workflow_rows(summaries, live_workflows)
+        finished = (s for s in summaries.values() if s["state"] in FINAL_STATES)
+        report.recent = [dict(s) for s in heapq.nlargest(recent, finished, key=lambda s: s.get("finished_at") or 0)]
         return report
 
     def activity(self, task_id: str) -> dict[str, Any]:
@@ -248,20 +262,18 @@ class Orchestra:
             out["request"] = request
         return out
 
-    def _workflow_rows(self, summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    def _workflow_rows(self, summaries: dict[str, dict[str, Any]], wanted: set[str]) -> list[dict[str, Any]]:
         """Workflows with unfinished steps; read defensively, workflows are another module's data."""
         from orchestra import spend
 
         groups: dict[str, list[dict[str, Any]]] = {}
         for s in summaries.values():
             wf = s.get("workflow")
-            if isinstance(wf, str) and wf:
+            if wf in wanted:
                 groups.setdefault(wf, []).append(s)
         rows = []
         for wf, members in groups.items():
             live = [m for m in members if m["state"] not in FINAL_STATES]
-            if not live:
-                continue
             current = []
             for m in sorted(live, key=lambda m: (m.get("created_at") or 0, m["id"])):
                 step = m.get("step")

@@ -9,22 +9,21 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-SUMMED = ("cost_usd", "input_tokens", "output_tokens")
-
-
-def _number(value: Any) -> float:
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
-
-
 def totals(summaries: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Cost and tokens of a set of tasks, and how many there are."""
-    out: dict[str, Any] = {"tasks": 0, "cost_usd": 0.0, "input_tokens": 0, "output_tokens": 0}
-    for s in summaries:
-        out["tasks"] += 1
-        for key in SUMMED:
-            out[key] += _number(s.get(key))
-    out["cost_usd"] = round(out["cost_usd"], 6)
-    return out
+    n = 0
+    cost = 0.0
+    tokens_in = tokens_out = 0
+    for s in summaries:  # hot with 10,000 tasks: one pass, no helper calls
+        n += 1
+        c, i, o = s.get("cost_usd"), s.get("input_tokens"), s.get("output_tokens")
+        if c.__class__ in (float, int):
+            cost += c
+        if i.__class__ is int:
+            tokens_in += i
+        if o.__class__ is int:
+            tokens_out += o
+    return {"tasks": n, "cost_usd": round(cost, 6), "input_tokens": tokens_in, "output_tokens": tokens_out}
 
 
 def by_key(summaries: Iterable[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
