@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -445,6 +446,10 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
+    if "_ORCHESTRA_COMPLETE" in os.environ:  # shell completion: wire the candidates only when asked
+        from orchestra.completion import install
+
+        install(cli)
     try:
         rv = cli.main(args=argv, prog_name="orchestra", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as exc:  # pragma: no cover - click >= 8.2
