@@ -22,6 +22,22 @@ from orchestra.task import Task, new_task_id, now, validate_id
 
 INDEX_VERSION = 1
 LOCK_TIMEOUT = 60.0
+# How often a writer blocked by another process retries the file lock (filelock's
+# default, 50 ms, made every contended write in a busy scheduler or submit burst wait).
+LOCK_POLL_SECONDS = 0.005
+
+_PROCESS_LOCKS: dict[str, threading.Lock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+def _process_lock(path: Path) -> threading.Lock:
+    """One threading lock per lock file, shared by every Store of this process."""
+    key = os.path.abspath(path)
+    with _PROCESS_LOCKS_GUARD:
+        lock = _PROCESS_LOCKS.get(key)
+        if lock is None:
+            lock = _PROCESS_LOCKS[key] = threading.Lock()
+        return lock
 
 
 class Store:
@@ -44,26 +60,34 @@ class Store:
             finally:
                 self._held.depth -= 1
             return
-        if self._lock is None:
-            from filelock import FileLock, Timeout  # ~20 ms import: only writers pay it
+        # Threads of one process queue on a threading lock, which wakes the next one at
+        # once; only the file lock, contended by other processes, is polled.
+        in_process = _process_lock(self.paths.store_lock)
+        if not in_process.acquire(timeout=LOCK_TIMEOUT):
+            raise OrchestraError(f"timed out after {LOCK_TIMEOUT:.0f}s waiting for {self.paths.store_lock}")
+        try:
+            if self._lock is None:
+                from filelock import FileLock, Timeout  # ~20 ms import: only writers pay it
 
-            self._timeout_exc = Timeout
-            self.paths.ensure()
-            self._lock = FileLock(str(self.paths.store_lock), timeout=LOCK_TIMEOUT, thread_local=True)
-        try:
-            self._lock.acquire()
-        except self._timeout_exc:
-            raise OrchestraError(
-                f"timed out after {LOCK_TIMEOUT:.0f}s waiting for {self.paths.store_lock}"
-            ) from None
-        except PermissionError as exc:
-            raise OrchestraError(f"cannot lock {self.paths.store_lock}: {exc.strerror}") from None
-        self._held.depth = 1
-        try:
-            yield
+                self._timeout_exc = Timeout
+                self.paths.ensure()
+                self._lock = FileLock(str(self.paths.store_lock), timeout=LOCK_TIMEOUT, thread_local=True)
+            try:
+                self._lock.acquire(poll_interval=LOCK_POLL_SECONDS)
+            except self._timeout_exc:
+                raise OrchestraError(
+                    f"timed out after {LOCK_TIMEOUT:.0f}s waiting for {self.paths.store_lock}"
+                ) from None
+            except PermissionError as exc:
+                raise OrchestraError(f"cannot lock {self.paths.store_lock}: {exc.strerror}") from None
+            self._held.depth = 1
+            try:
+                yield
+            finally:
+                self._held.depth = 0
+                self._lock.release()
         finally:
-            self._held.depth = 0
-            self._lock.release()
+            in_process.release()
 
     def _require_lock(self) -> None:
         if not getattr(self._held, "depth", 0):
