@@ -39,7 +39,7 @@ from common import (  # noqa: E402
 
 STATUS_TARGET_MS = 150.0
 # Imports that would make every command slow; they must stay out of `status`.
-HEAVY = ("git", "rich", "mcp", "pydantic", "anyio", "httpx", "filelock", "orchestra.scheduler", "orchestra.transcript")
+HEAVY = ("git", "rich", "mcp", "pydantic", "anyio", "httpx", "filelock", "orchestra.transcript")
 
 
 def populate(repo: Path, n: int) -> None:

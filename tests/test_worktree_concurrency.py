@@ -7,6 +7,7 @@ concurrently, so ensure_worktree must not let them collide.
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from pathlib import Path
 
@@ -37,3 +38,16 @@ def test_concurrent_worktree_adds_all_succeed(repo: Path, tmp_path: Path) -> Non
         for k in range(3):
             assert (tmp_path / "wts" / f"t{i}-{k}" / "README.md").exists()
             assert worktrees.branch_head(repo, f"orchestra/t{i}-{k}") == base
+
+
+def test_worktree_made_again_from_an_existing_branch_keeps_its_commits(repo: Path, tmp_path: Path) -> None:
+    base = worktrees.resolve_commit(repo, "HEAD")
+    wt = tmp_path / "wt"
+    worktrees.ensure_worktree(repo, wt, "orchestra/again", base)
+    (wt / "work.txt").write_text("kept\n")
+    sha = worktrees.commit_leftovers(wt, "agent work", {})
+    assert sha and sha != base
+    subprocess.run(["git", "worktree", "remove", str(wt)], cwd=repo, check=True, capture_output=True)
+    worktrees.ensure_worktree(repo, wt, "orchestra/again", base)
+    assert (wt / "work.txt").read_text() == "kept\n"
+    assert worktrees.branch_head(repo, "orchestra/again") == sha
