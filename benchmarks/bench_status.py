@@ -27,6 +27,7 @@ from common import (  # noqa: E402
     Result,
     base_parser,
     bench_env,
+    children_cpu,
     make_repo,
     median,
     orchestra_argv,
@@ -128,11 +129,14 @@ def run(args: argparse.Namespace) -> list[Result]:
             "orchestra list": orchestra_argv("list"),
         }
         times: dict[str, list[float]] = {k: [] for k in commands}
+        cpu: dict[str, list[float]] = {k: [] for k in commands}
         for name, argv in commands.items():  # warm the page cache once
             timed(argv, cwd=repo, env=env)
         for _ in range(runs):
             for name, argv in commands.items():
+                cpu0 = children_cpu()
                 elapsed, proc = timed(argv, cwd=repo, env=env)
+                cpu[name].append((children_cpu() - cpu0) * 1000)
                 if proc.returncode != 0:
                     raise BenchError(f"{name} exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
                 times[name].append(elapsed * 1000)
@@ -149,7 +153,8 @@ def run(args: argparse.Namespace) -> list[Result]:
     details = [f"{n} finished tasks (generated in {gen:.1f} s), median of {runs} runs, whole process:"]
     for name, value in med.items():
         extra = "" if name == "python -c pass" else f"  (+{value - base:.0f} ms over python -c pass)"
-        details.append(f"  {name:24s} {value:7.1f} ms  [min {min(times[name]):.0f}, max {max(times[name]):.0f}]{extra}")
+        details.append(f"  {name:24s} {value:7.1f} ms  [min {min(times[name]):.0f}, max {max(times[name]):.0f}; "
+                       f"CPU {median(cpu[name]):.0f} ms]{extra}")
     details.append("heavy imports in `status`: " + (", ".join(heavy) if heavy else "none"))
     details.append("slowest top-level imports of `status` (cumulative): "
                    + ", ".join(f"{name} {cum / 1000:.0f} ms" for cum, name in top))
