@@ -44,6 +44,11 @@ def run(args: argparse.Namespace) -> list[Result]:
         env = bench_env(tmp, FAKE_CLAUDE)
         for i in range(n):
             submit(repo, env, f"Slow task {i}.\n@fake sleep {seconds}\n@fake write slow-{i}.txt done\n")
+        # One agent alone, outside orchestra: what a task costs before any orchestration.
+        alone_dir = tmp / "alone"
+        alone_dir.mkdir()
+        alone, _ = timed([str(FAKE_CLAUDE), "-p", "--output-format", "stream-json", "--verbose", "--",
+                          f"@fake sleep {seconds}\n@fake write alone.txt done\n"], cwd=alone_dir, env=env)
         elapsed, proc = timed(orchestra_argv("worker", "--until-idle", "-j", str(jobs)), cwd=repo, env=env)
         if proc.returncode != 0:
             raise BenchError(f"worker exited {proc.returncode}: {proc.stderr.strip()[-1000:]}")
@@ -51,7 +56,9 @@ def run(args: argparse.Namespace) -> list[Result]:
     details = [
         f"{n} tasks of {seconds:g} s (fixtures/fake_claude `@fake sleep`), concurrency {jobs}: "
         f"{waves} waves, ideal {ideal:.2f} s",
-        f"overhead over the ideal: {elapsed - ideal:.2f} s ({(elapsed - ideal) / n * 1000:.0f} ms per task)",
+        f"overhead over the ideal: {elapsed - ideal:.2f} s; one agent alone (fake_claude start-up included) "
+        f"takes {alone:.2f} s, so {waves} waves of bare agents take {waves * alone:.2f} s and orchestra adds "
+        f"{elapsed - waves * alone:.2f} s (worker start-up, worktrees, commits, state writes)",
     ]
     return [Result(f"parallelism, {n} x {seconds:g} s at -j {jobs}", f"{elapsed:.2f} s", elapsed, target, " s",
                    details, judged=not args.check_only)]

@@ -10,6 +10,8 @@ store to hold exactly those tasks, and every task file to load.
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -19,10 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     INSTANT_CLAUDE,
+    PYTHON,
     BenchError,
     Result,
     base_parser,
     bench_env,
+    children_cpu,
     make_repo,
     median,
     pick,
@@ -60,12 +64,18 @@ def run(args: argparse.Namespace) -> list[Result]:
                     ids.append(task_id)
 
         threads = [threading.Thread(target=submitter, args=(k,)) for k in range(submitters)]
+        cpu0 = children_cpu()
         t0 = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - t0
+        cpu = children_cpu() - cpu0
+        cpu0 = children_cpu()
+        for _ in range(5):
+            subprocess.run([PYTHON, "-c", "pass"], env=env, check=True)
+        bare_cpu = (children_cpu() - cpu0) / 5
         if errors:
             raise BenchError(f"{len(errors)} submitter(s) failed; first: {errors[0]}")
         from orchestra.paths import Paths
@@ -93,6 +103,8 @@ def run(args: argparse.Namespace) -> list[Result]:
         f"{total} tasks in {elapsed:.2f} s",
         f"latency per submit: median {median(latencies) * 1000:.0f} ms, "
         f"p95 {latencies[int(len(latencies) * 0.95) - 1] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms",
+        f"CPU per submit: {cpu / total * 1000:.0f} ms (a bare `python -c pass`: {bare_cpu * 1000:.0f} ms); "
+        f"{os.cpu_count()} CPUs can do at most {os.cpu_count() / (cpu / total):.0f} submits/s at that cost",
         f"integrity: {total} unique ids, {total} task files, index agrees, every file loads",
     ]
     return [Result(f"submit throughput, {submitters} concurrent submitters", f"{rate:.1f} tasks/s", rate, None,
