@@ -10,7 +10,6 @@ then reads the high-water mark before stopping the scheduler.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from common import (  # noqa: E402
     PYTHON,
     BenchError,
     Result,
+    agent_pids,
     base_parser,
     bench_env,
     expect_all_succeeded,
@@ -52,24 +52,6 @@ def vm_kb(pid: int) -> dict[str, int]:
     return out
 
 
-def live_agents(repo: Path) -> int:
-    marker = f"ORCHESTRA_REPO={repo}".encode()
-    count = 0
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as fh:
-                env = fh.read().split(b"\0")
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                zombie = fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-        except (OSError, IndexError):
-            continue
-        if marker in env and not zombie:
-            count += 1
-    return count
-
-
 def run(args: argparse.Namespace) -> list[Result]:
     n = args.n or pick(args, 16, 16, 2)
     seconds = args.seconds or pick(args, 6.0, 4.0, 1.0)
@@ -93,7 +75,7 @@ def run(args: argparse.Namespace) -> list[Result]:
                 vm = vm_kb(worker.pid)
                 peak_rss = max(peak_rss, vm.get("VmRSS", 0))
                 hwm = max(hwm, vm.get("VmHWM", 0))
-                peak_agents = max(peak_agents, live_agents(repo))
+                peak_agents = max(peak_agents, len(agent_pids(repo, live_only=True)))
                 counts = status_counts(repo, env)
                 if counts.get("succeeded", 0) + counts.get("failed", 0) >= n:
                     hwm = max(hwm, vm_kb(worker.pid).get("VmHWM", 0))

@@ -201,24 +201,36 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
-def kill_agents(tmp: Path) -> None:
-    """Agents outlive schedulers by design; a benchmark must not leave any behind."""
-    prefix = f"ORCHESTRA_REPO={tmp}".encode()
+def agent_pids(under: Path, live_only: bool = False) -> list[int]:
+    """Agents orchestra started for a repository under `under` (by their ORCHESTRA_REPO marker)."""
+    prefix = f"ORCHESTRA_REPO={under}".encode()
+    pids = []
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == os.getpid():
             continue
         try:
             with open(f"/proc/{name}/environ", "rb") as fh:
                 env = fh.read().split(b"\0")
-        except OSError:
+            if live_only:
+                with open(f"/proc/{name}/stat", "rb") as fh:
+                    if fh.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                        continue
+        except (OSError, IndexError):
             continue
         if any(e.startswith(prefix) for e in env):
-            for kill in (os.killpg, os.kill):
-                try:
-                    kill(int(name), signal.SIGKILL)
-                    break
-                except OSError:
-                    continue
+            pids.append(int(name))
+    return pids
+
+
+def kill_agents(tmp: Path) -> None:
+    """Agents outlive schedulers by design; a benchmark must not leave any behind."""
+    for pid in agent_pids(tmp):
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(pid, signal.SIGKILL)
+                break
+            except OSError:
+                continue
 
 
 def stop(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
