@@ -44,15 +44,15 @@ def run(args: argparse.Namespace) -> list[Result]:
         env = bench_env(tmp, FAKE_CLAUDE)
         for i in range(n):
             submit(repo, env, f"Slow task {i}.\n@fake sleep {seconds}\n@fake write slow-{i}.txt done\n")
+        elapsed, proc = timed(orchestra_argv("worker", "--until-idle", "-j", str(jobs)), cwd=repo, env=env)
+        if proc.returncode != 0:
+            raise BenchError(f"worker exited {proc.returncode}: {proc.stderr.strip()[-1000:]}")
+        expect_all_succeeded(repo, env, n)
         # One agent alone, outside orchestra: what a task costs before any orchestration.
         alone_dir = tmp / "alone"
         alone_dir.mkdir()
         alone, _ = timed([str(FAKE_CLAUDE), "-p", "--output-format", "stream-json", "--verbose", "--",
                           f"@fake sleep {seconds}\n@fake write alone.txt done\n"], cwd=alone_dir, env=env)
-        elapsed, proc = timed(orchestra_argv("worker", "--until-idle", "-j", str(jobs)), cwd=repo, env=env)
-        if proc.returncode != 0:
-            raise BenchError(f"worker exited {proc.returncode}: {proc.stderr.strip()[-1000:]}")
-        expect_all_succeeded(repo, env, n)
     details = [
         f"{n} tasks of {seconds:g} s (fixtures/fake_claude `@fake sleep`), concurrency {jobs}: "
         f"{waves} waves, ideal {ideal:.2f} s",
