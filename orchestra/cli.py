@@ -147,12 +147,17 @@ def show(ctx: click.Context, task_id: str, as_json: bool) -> int:
     """Everything about one task."""
     from orchestra.views import task_text
 
+    from orchestra.views import request_text
+
     orch = _orchestra(ctx)
     task = orch.get(task_id)
+    request = orch.pending_request(task.id)
     if as_json:
-        _echo_json(task.to_dict())
+        _echo_json({**task.to_dict(), "pending_request": request})
     else:
         click.echo(task_text(task, orch.store.events(task.id)))
+        if request:
+            click.echo(request_text(request))
     return EXIT_OK
 
 
@@ -274,6 +279,150 @@ def worker(ctx: click.Context, until_idle: bool, max_concurrent: int | None, bac
         if background:
             return EXIT_OK  # lost a start-up race to another scheduler: that one does the work
         raise
+
+
+@cli.command()
+@click.argument("task_id")
+@click.argument("text", nargs=-1)
+@click.option("--allow", "decision", flag_value="allow", help="Let the waiting tool use run.")
+@click.option("--deny", "decision", flag_value="deny", help="Refuse the waiting tool use.")
+@click.option("-m", "--message", help="With --deny: why, for the agent to read.")
+@click.option("--always", is_flag=True, help="With --allow: allow the same again for the rest of this task.")
+@click.option("--start/--no-start", "start", default=None, help="Start a background scheduler if none runs.")
+@click.pass_context
+def respond(
+    ctx: click.Context,
+    task_id: str,
+    text: tuple[str, ...],
+    decision: str | None,
+    message: str | None,
+    always: bool,
+    start: bool | None,
+) -> int:
+    """Answer a waiting permission request, or reply to an ended task.
+
+    With --allow or --deny, answers the tool use TASK_ID is waiting on. With TEXT
+    ('-' reads stdin), continues the task's Claude session in the same worktree and
+    branch as a new attempt.
+    """
+    orch = _orchestra(ctx)
+    reply: str | None = None
+    if text:
+        reply = sys.stdin.read() if text == ("-",) else " ".join(text)
+    elif decision is None:
+        raise click.UsageError("give --allow or --deny, or a reply text")
+    allow = None if decision is None else decision == "allow"
+    task = orch.respond(task_id, allow=allow, message=message, always=always, text=reply)
+    if reply is not None:
+        click.echo(f"{task.id} queued (continuing session {task.resume_session})")
+        if orch.config.autostart if start is None else start:
+            orch.ensure_scheduler()
+    else:
+        click.echo(f"{task.id} {'allowed' if allow else 'denied'}" + (" (always, for this task)" if always else ""))
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("task_ids", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Stop every running agent.")
+@click.pass_context
+def stop(ctx: click.Context, task_ids: tuple[str, ...], all_: bool) -> int:
+    """Stop running agents (SIGTERM, then SIGKILL after the grace period); work is kept."""
+    orch = _orchestra(ctx)
+    if all_ == bool(task_ids):
+        raise click.UsageError("give task ids or --all (not both)")
+    tasks = orch.stop_all() if all_ else [orch.stop(ref) for ref in task_ids]
+    for task in tasks:
+        click.echo(f"{task.id} stopping")
+    if all_ and not tasks:
+        click.echo("no running agents")
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("task_id")
+@click.argument("value", metavar="N")
+@click.pass_context
+def priority(ctx: click.Context, task_id: str, value: str) -> int:
+    """Change the priority of a queued task (higher runs first)."""
+    task = _orchestra(ctx).set_priority(task_id, value)
+    click.echo(f"{task.id} priority {task.priority}")
+    return EXIT_OK
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def queue(ctx: click.Context, as_json: bool) -> int:
+    """Queued tasks in the order they will run, with what each waits for."""
+    if ctx.invoked_subcommand is not None:
+        return EXIT_OK
+    from orchestra.views import queue_text
+
+    rows = _orchestra(ctx).queue()
+    if as_json:
+        _echo_json(rows)
+    else:
+        click.echo(queue_text(rows))
+    return EXIT_OK
+
+
+@queue.command("remove")
+@click.argument("task_ids", nargs=-1, required=True)
+@click.pass_context
+def queue_remove(ctx: click.Context, task_ids: tuple[str, ...]) -> int:
+    """Take queued tasks out of the queue (they end as cancelled)."""
+    orch = _orchestra(ctx)
+    for ref in task_ids:
+        click.echo(f"{orch.remove_from_queue(ref).id} removed")
+    return EXIT_OK
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Read and change the settings in .orchestra/config.toml."""
+
+
+@config_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def config_list(ctx: click.Context, as_json: bool) -> int:
+    """Every setting with its value; '*' marks values set in config.toml."""
+    settings = _orchestra(ctx).config_list()
+    if as_json:
+        _echo_json(settings)
+        return EXIT_OK
+    for name, info in settings.items():
+        mark = "*" if info["set"] else " "
+        click.echo(f"{mark} {name:<16} {json.dumps(info['value'])}  # {info['help']}")
+    return EXIT_OK
+
+
+@config_group.command("get")
+@click.argument("key")
+@click.pass_context
+def config_get(ctx: click.Context, key: str) -> int:
+    """Print one setting's value."""
+    value = _orchestra(ctx).config_get(key)
+    click.echo(value if isinstance(value, str) else json.dumps(value))
+    return EXIT_OK
+
+
+@config_group.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.pass_context
+def config_set(ctx: click.Context, key: str, value: str) -> int:
+    """Validate and store one setting (lists: a JSON array or space-separated words)."""
+    parsed: object = value
+    if value.lstrip().startswith("["):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            raise click.UsageError(f"invalid list for {key}: {value}") from None
+    stored = _orchestra(ctx).config_set(key, parsed)
+    click.echo(f"{key} = {json.dumps(stored)}")
+    return EXIT_OK
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -84,6 +84,17 @@ class Paths:
     def worktree(self, task_id: str) -> Path:
         return self.worktrees / task_id
 
+    @property
+    def requests(self) -> Path:
+        return self.state / "requests"
+
+    def request_dir(self, task_id: str) -> Path:
+        return self.requests / task_id
+
+    @property
+    def rate_limits(self) -> Path:
+        return self.state / "ratelimit.json"
+
     def ensure(self) -> None:
         """Create the state tree, private to the user, and keep it out of `git status`."""
         for d in (self.state, self.tasks, self.events, self.logs, self.worktrees):

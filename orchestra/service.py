@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from orchestra import worktrees
 from orchestra.config import Config, load_config, parse_duration
@@ -25,14 +25,6 @@ PRIORITY_RANGE = (-1000, 1000)
 
 
 @dataclass
-class RunningInfo:
-    task: dict[str, Any]
-    elapsed: float
-    turns: int | None
-    cost_usd: float | None
-
-
-@dataclass
 class StatusReport:
     root: Path
     scheduler_pid: int | None
@@ -43,6 +35,7 @@ class StatusReport:
     recent: list[dict[str, Any]] = field(default_factory=list)
     total_cost_usd: float = 0.0
     corrupt: dict[str, str] = field(default_factory=dict)
+    paused_until: float | None = None  # new starts paused after a burst of rate limits
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +48,7 @@ class StatusReport:
             "recent": self.recent,
             "total_cost_usd": round(self.total_cost_usd, 6),
             "corrupt_task_files": self.corrupt,
+            "paused_until": self.paused_until,
         }
 
 
@@ -127,23 +121,12 @@ class Orchestra:
         return task
 
     def _check_acyclic(self, new_id: str, deps: list[str]) -> None:
-        summaries = self.store.summaries()
-        graph = {tid: list(s.get("depends_on") or []) for tid, s in summaries.items()}
+        """Refuse dependencies that lead into a cycle: such a task could never start."""
+        graph = {tid: list(s.get("depends_on") or []) for tid, s in self.store.summaries().items()}
         graph[new_id] = deps
-        seen: set[str] = set()
-        stack: list[tuple[str, list[str]]] = []
-        for start in deps:
-            path = [new_id, start]
-            stack = [(start, path)]
-            while stack:
-                node, path = stack.pop()
-                if node == new_id:
-                    raise InvalidInput(f"dependency cycle: {' -> '.join(path)}")
-                if node in seen:
-                    continue
-                seen.add(node)
-                for nxt in graph.get(node, []):
-                    stack.append((nxt, path + [nxt]))
+        cycle = find_cycle(graph, new_id)
+        if cycle:
+            raise InvalidInput(f"dependency cycle: {' -> '.join(cycle)}")
 
     # -- reading -----------------------------------------------------------------
 
@@ -204,7 +187,12 @@ class Orchestra:
                     pass
                 report.running.append(row)
             elif s["state"] == State.AWAITING_INPUT:
-                report.waiting.append(dict(s))
+                row = dict(s)
+                try:
+                    row["request"] = self.pending_request(s["id"])
+                except OrchestraError:
+                    row["request"] = None
+                report.waiting.append(row)
             elif s["state"] == State.QUEUED:
                 report.queued.append(dict(s))
         report.running.sort(key=lambda r: r.get("started_at") or 0)
@@ -212,6 +200,9 @@ class Orchestra:
         finished = [s for s in summaries.values() if s["state"] in FINAL_STATES]
         finished.sort(key=lambda s: s.get("finished_at") or 0, reverse=True)
         report.recent = [dict(s) for s in finished[:recent]]
+        from orchestra.backoff import paused_until
+
+        report.paused_until = paused_until(self.paths)
         return report
 
     # -- acting ------------------------------------------------------------------
@@ -248,12 +239,7 @@ class Orchestra:
                 raise InvalidInput(f"task {task.id} succeeded; submit a new task to do more")
             if not task.state.final:
                 raise InvalidInput(f"task {task.id} is {task.state}; only finished tasks can be retried")
-            task.state = State.QUEUED
-            task.error = None
-            task.exit_code = None
-            task.finished_at = None
-            task.resume_session = None
-            task.cancel_requested = False
+            self._back_to_queue(task, resume=None)
             task.max_attempts = task.attempts + self.config.max_attempts
 
         return self.store.update(task_id, mutate, "retried")
@@ -270,6 +256,110 @@ class Orchestra:
                 return tasks
             time.sleep(poll)
 
+    def stop(self, ref: str) -> Task:
+        """End a running agent gracefully; its worktree, branch and work stay."""
+        task = self.get(ref)
+        if task.state not in (State.RUNNING, State.AWAITING_INPUT):
+            hint = "; use 'cancel' or 'queue remove' for queued tasks" if task.state == State.QUEUED else ""
+            raise InvalidInput(f"task {task.id} is {task.state}, not running{hint}")
+        return self.cancel(task.id)
+
+    def stop_all(self) -> list[Task]:
+        stopped = []
+        for s in self.store.summaries().values():
+            if s["state"] in (State.RUNNING, State.AWAITING_INPUT):
+                try:
+                    stopped.append(self.cancel(s["id"]))
+                except InvalidInput:
+                    continue  # it ended meanwhile
+        return stopped
+
+    def set_priority(self, ref: str, priority: object) -> Task:
+        number = validate_priority(priority)
+        task_id = self.store.resolve(ref)
+
+        def mutate(task: Task) -> None:
+            if task.state != State.QUEUED:
+                raise InvalidInput(f"task {task.id} is {task.state}; only queued tasks can change priority")
+            task.priority = number
+
+        return self.store.update(task_id, mutate, "priority", priority=number)
+
+    def assign_role(self, ref: str, role: str) -> Task:
+        get_role(role, load_roles())
+        task_id = self.store.resolve(ref)
+
+        def mutate(task: Task) -> None:
+            if task.state != State.QUEUED or task.attempts:
+                raise InvalidInput(f"task {task.id} has already started; its role can no longer change")
+            task.role = role
+
+        return self.store.update(task_id, mutate, "role", role=role)
+
+    def remove_from_queue(self, ref: str) -> Task:
+        task_id = self.store.resolve(ref)
+
+        def mutate(task: Task) -> None:
+            if task.state != State.QUEUED:
+                raise InvalidInput(f"task {task.id} is {task.state}, not queued")
+            task.state = State.CANCELLED
+            task.error = "removed from the queue"
+            task.finished_at = now()
+
+        return self.store.update(task_id, mutate, "finished", state="cancelled", error="removed from the queue")
+
+    def queue(self) -> list[dict[str, Any]]:
+        """Queued tasks in the order the scheduler will take them, with what each waits for."""
+        summaries = self.store.summaries()
+        rows = []
+        for s in summaries.values():
+            if s["state"] != State.QUEUED:
+                continue
+            waiting = []
+            for dep in s.get("depends_on") or []:
+                d = summaries.get(dep)
+                state = d["state"] if d else "missing"
+                if state != State.SUCCEEDED:
+                    waiting.append({"id": dep, "state": state})
+            row = dict(s)
+            row["waiting_for"] = waiting
+            row["ready"] = not waiting
+            rows.append(row)
+        rows.sort(key=lambda r: (not r["ready"], -int(r.get("priority") or 0), r.get("created_at") or 0, r["id"]))
+        for position, row in enumerate(rows, 1):
+            row["position"] = position
+        return rows
+
+    # -- settings ----------------------------------------------------------------
+
+    def config_list(self) -> dict[str, dict[str, Any]]:
+        from orchestra.config import SETTINGS
+
+        return {
+            name: {
+                "value": getattr(self.config, name),
+                "default": setting.default,
+                "set": name in self.config.values,
+                "help": setting.help,
+            }
+            for name, setting in SETTINGS.items()
+        }
+
+    def config_get(self, key: str) -> Any:
+        from orchestra.config import require_setting
+
+        return getattr(self.config, require_setting(key.strip()).name)
+
+    def config_set(self, key: str, value: object) -> Any:
+        """Validate, then rewrite only that line of config.toml (comments and tables survive)."""
+        from orchestra.config import set_in_file, validate
+
+        checked = validate(key.strip(), value)
+        with self.store.locked():
+            set_in_file(self.paths.config, key.strip(), checked)
+            self.config = load_config(self.paths.config)
+        return checked
+
     # -- the scheduler -----------------------------------------------------------
 
     def ensure_scheduler(self) -> bool:
@@ -282,8 +372,117 @@ class Orchestra:
 
         return Scheduler(self.paths, self.config, self.store, **kwargs)
 
+    # -- answering agents ----------------------------------------------------------
+
+    def pending_request(self, ref: str) -> dict[str, Any] | None:
+        """The oldest unanswered permission request of a waiting task, with a one-line summary."""
+        from orchestra import approvals
+
+        task = self.get(ref)
+        if task.state != State.AWAITING_INPUT:
+            return None
+        waiting = approvals.pending(self.paths, task)
+        if not waiting:
+            return None
+        request = dict(waiting[0])
+        request["summary"] = approvals.describe(request)
+        request["waiting"] = len(waiting)
+        return request
+
+    def respond(
+        self,
+        ref: str,
+        *,
+        allow: bool | None = None,
+        message: str | None = None,
+        always: bool = False,
+        text: str | None = None,
+    ) -> Task:
+        """Answer a pending permission request (allow/deny) or continue an ended task (text)."""
+        from orchestra import approvals, permissions
+
+        task_id = self.store.resolve(ref)
+        if text is not None and (allow is not None or message is not None or always):
+            raise InvalidInput("give either a reply text or a permission answer (--allow/--deny), not both")
+        if text is not None:
+            return self._continue(task_id, text)
+        if allow is None:
+            raise InvalidInput("nothing to answer: give --allow or --deny, or a reply text")
+        if message is not None and not isinstance(message, str):
+            raise InvalidInput("the message must be text")
+        if allow and message:
+            raise InvalidInput("--message goes with --deny: it tells the agent why")
+        if always and not allow:
+            raise InvalidInput("--always goes with --allow")
+        if message is not None and len(message) > MAX_PROMPT_CHARS:
+            raise InvalidInput(f"message too long ({len(message)} characters)")
+        with self.store.locked():
+            task = self.store.load(task_id)
+            waiting = approvals.pending(self.paths, task) if task.state == State.AWAITING_INPUT else []
+            rule = permissions.always_rule(waiting[0]["tool_name"], waiting[0].get("input") or {}) if always and waiting else None
+            approvals.answer(self.store, task_id, allow=allow, message=message, always_rule=rule)
+            return self.store.load(task_id)
+
+    @staticmethod
+    def _back_to_queue(task: Task, resume: str | None) -> None:
+        """An ended task queued again on its branch, fresh (`resume` None) or continuing a session."""
+        task.state = State.QUEUED
+        task.error = None
+        task.exit_code = None
+        task.finished_at = None
+        task.cancel_requested = False
+        task.resume_session = resume
+
+    def _continue(self, task_id: str, text: str) -> Task:
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInput("empty reply: say what the agent should do next")
+        if len(text) > MAX_PROMPT_CHARS:
+            raise InvalidInput(f"reply too long ({len(text)} characters; the limit is {MAX_PROMPT_CHARS})")
+
+        def mutate(task: Task) -> None:
+            if task.state == State.AWAITING_INPUT:
+                raise InvalidInput(f"task {task.id} is waiting for a permission answer: use --allow or --deny")
+            if task.state not in (State.SUCCEEDED, State.FAILED, State.TIMED_OUT, State.CANCELLED):
+                raise InvalidInput(f"task {task.id} is {task.state}; a reply continues a task that has ended")
+            if not task.session_id:
+                raise InvalidInput(f"task {task.id} has no Claude session to continue; use 'orchestra retry'")
+            self._back_to_queue(task, resume=task.session_id)
+            task.extra["next_prompt"] = text
+            task.extra.pop("api_retries", None)
+            task.max_attempts = max(task.max_attempts, task.attempts + self.config.max_attempts)
+
+        return self.store.update(task_id, mutate, "replied")
+
+
+def find_cycle(graph: dict[str, list[str]], start: str) -> list[str] | None:
+    """A cycle reachable from `start`, as a path that ends where it began, or None.
+
+    Iterative, so long dependency chains cannot hit the recursion limit.
+    """
+    done: set[str] = set()
+    path: list[str] = [start]
+    on_path: set[str] = {start}
+    stack: list[Iterator[str]] = [iter(graph.get(start, []))]
+    while stack:
+        nxt = next(stack[-1], None)
+        if nxt is None:
+            stack.pop()
+            node = path.pop()
+            on_path.discard(node)
+            done.add(node)
+            continue
+        if nxt in on_path:
+            return path[path.index(nxt):] + [nxt]
+        if nxt in done:
+            continue
+        path.append(nxt)
+        on_path.add(nxt)
+        stack.append(iter(graph.get(nxt, [])))
+    return None
+
 
 def validate_priority(value: object) -> int:
+
     if isinstance(value, bool):
         raise InvalidInput(f"invalid priority {value!r}: expected a whole number")
     try:
