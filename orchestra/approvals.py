@@ -110,6 +110,9 @@ def answer(
             rules = task.extra.setdefault("always_allow", [])
             if always_rule not in rules:
                 rules.append(always_rule)
+        # Back to running at once when nothing else waits, so `orchestra wait` right after
+        # `respond` waits for the end of the task, not for the permission server's next poll.
+        _resume_if_clear(store.paths, task)
         store.save(
             task,
             "input_answered",
@@ -118,6 +121,16 @@ def answer(
             always=always_rule,
         )
         return request
+
+
+def _resume_if_clear(paths: Paths, task: Task) -> bool:
+    if task.state != State.AWAITING_INPUT or pending(paths, task):
+        return False
+    since = task.extra.pop("awaiting_since", None)
+    if since:
+        task.extra["input_wait"] = [task.attempts, round(_waited_before(task) + now() - since, 3)]
+    task.state = State.RUNNING
+    return True
 
 
 def close(store: Store, task_id: str, request_id: str, *, timed_out: bool = False) -> dict[str, Any]:
@@ -130,11 +143,7 @@ def close(store: Store, task_id: str, request_id: str, *, timed_out: bool = Fals
             request.update(state=TIMED_OUT, answered_at=now())
             _write(store.paths, request)
         task = store.load(task_id)
-        if task.state == State.AWAITING_INPUT and not pending(store.paths, task):
-            since = task.extra.pop("awaiting_since", None)
-            if since:
-                task.extra["input_wait"] = [task.attempts, round(_waited_before(task) + now() - since, 3)]
-            task.state = State.RUNNING
+        if _resume_if_clear(store.paths, task):
             store.save(task, "input_done", request=request_id, decision=request.get("state"))
         elif request.get("state") == TIMED_OUT:
             store.append_event(task_id, "input_done", request=request_id, decision=TIMED_OUT)

@@ -26,6 +26,15 @@ RESUME_PROMPT = (
 )
 
 
+# Outcome/Task attribute -> key of the result line's `usage` object.
+TOKEN_KEYS = {
+    "input_tokens": "input_tokens",
+    "output_tokens": "output_tokens",
+    "cache_read_tokens": "cache_read_input_tokens",
+    "cache_creation_tokens": "cache_creation_input_tokens",
+}
+
+
 @dataclass
 class Outcome:
     has_result: bool = False
@@ -45,12 +54,20 @@ class Outcome:
     last_error_text: str | None = None
     api_error_kind: str | None = None  # the synthetic error line's `error`, or the result's api_error_type
     api_retry_errors: list[str] = field(default_factory=list)  # `error` of each system/api_retry line
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_creation_tokens: int | None = None
 
     def failure_reason(self, exit_code: int | None) -> str:
         if not self.has_result:
             how = f"exited with code {exit_code}" if exit_code is not None else "ended"
             detail = f" ({self.last_error_text})" if self.last_error_text else ""
             return f"claude {how} without a result{detail}"
+        if self.subtype == "error_max_budget_usd" or self.terminal_reason == "budget_exhausted":
+            spent = f"${self.cost_usd:.4f}" if self.cost_usd is not None else "its budget"
+            detail = f" ({'; '.join(_one_line(e) for e in self.errors)})" if self.errors else ""
+            return f"budget exhausted: the run spent {spent} and hit --max-budget-usd{detail}"
         if self.api_error_status is not None or self.terminal_reason == "api_error":
             status = self.api_error_status if self.api_error_status is not None else "timeout"
             return f"API error {status}: {_one_line(self.result)}"
@@ -74,6 +91,7 @@ def build_argv(
     system_prompt: str,
     extra_args: list[str] | None = None,
     resume: str | None = None,
+    max_budget_usd: float | None = None,
 ) -> list[str]:
     argv = [binary, "-p", "--output-format", "stream-json", "--verbose"]
     if role.permission_mode and role.permission_mode != "default":
@@ -87,11 +105,18 @@ def build_argv(
         argv += ["--max-turns", str(role.max_turns)]
     if resume:
         argv += ["--resume", resume]
+    if max_budget_usd is not None:
+        argv += ["--max-budget-usd", format_usd(max_budget_usd)]
     argv += ["--append-system-prompt", system_prompt]
     argv += list(extra_args or [])
     # The prompt always follows "--": a prompt starting with "-" would otherwise be read as a flag.
     argv += ["--", prompt]
     return argv
+
+
+def format_usd(value: float) -> str:
+    """A plain decimal for the CLI: never an exponent, never more than cents' fractions."""
+    return f"{value:.6f}".rstrip("0").rstrip(".") or "0"
 
 
 def resolve_binary(binary: str) -> str:
@@ -191,5 +216,10 @@ def _apply_result(out: Outcome, event: dict[str, Any]) -> None:
     if isinstance(event.get("api_error_type"), str):
         out.api_error_kind = out.api_error_kind or event["api_error_type"]
     out.structured_output = event.get("structured_output")
+    usage = event.get("usage")
+    if isinstance(usage, dict):
+        for name, key in TOKEN_KEYS.items():
+            value = usage.get(key)
+            setattr(out, name, value if isinstance(value, int) and not isinstance(value, bool) else None)
     if isinstance(event.get("session_id"), str):
         out.session_id = event["session_id"]

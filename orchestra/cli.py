@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,6 +17,8 @@ from orchestra.errors import OrchestraError
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_AWAITING_INPUT = 3  # `wait`: an awaited task needs a person
+EXIT_TIMEOUT = 124  # `wait --timeout` passed (the same code as timeout(1))
 
 
 def _orchestra(ctx: click.Context) -> Any:
@@ -58,6 +61,7 @@ def cli(ctx: click.Context, repo: Path | None) -> None:
 @click.option("--base", metavar="REF", help="Start from REF instead of the current HEAD.")
 @click.option("--title", help="A short title (default: the prompt's first line).")
 @click.option("--timeout", metavar="DURATION", help="Wall-clock limit per run: seconds, or 30m, 2h.")
+@click.option("--budget", metavar="USD", help="Spending limit over all runs (claude --max-budget-usd).")
 @click.option("--start/--no-start", "start", default=None, help="Start a background scheduler if none runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new task as JSON instead of its id.")
 @click.pass_context
@@ -72,6 +76,7 @@ def submit(
     base: str | None,
     title: str | None,
     timeout: str | None,
+    budget: str | None,
     start: bool | None,
     as_json: bool,
 ) -> int:
@@ -92,7 +97,8 @@ def submit(
         raise click.UsageError("no prompt: give it as an argument, with --file, or on stdin")
     orch = _orchestra(ctx)
     task = orch.submit(
-        text, role=role, priority=priority, after=after, on=on, base=base, title=title, timeout=timeout
+        text, role=role, priority=priority, after=after, on=on, base=base, title=title, timeout=timeout,
+        budget=budget,
     )
     autostart = orch.config.autostart if start is None else start
     if autostart:
@@ -106,17 +112,40 @@ def submit(
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("-w", "--watch", is_flag=True, help="Redraw in place until Ctrl-C.")
+@click.option("-n", "--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
+              help="Seconds between redraws with --watch.")
 @click.pass_context
-def status(ctx: click.Context, as_json: bool) -> int:
-    """Counts by state, running agents, the queue and recent results."""
-    from orchestra.views import status_text
+def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> int:
+    """Who waits for you, who runs, the queue, workflows, recent results and spend."""
+    from orchestra import term
+    from orchestra.views import status_lines
 
-    report = _orchestra(ctx).status()
+    orch = _orchestra(ctx)
     if as_json:
-        _echo_json(report.to_dict())
-    else:
-        click.echo(status_text(report))
-    return EXIT_OK
+        if watch:
+            raise click.UsageError("--watch and --json do not mix")
+        _echo_json(orch.status().to_dict())
+        return EXIT_OK
+    if watch and sys.stdout.isatty():
+        from orchestra.dashboard import watch as live
+
+        return live(orch.status, interval)
+    color = term.color_enabled()
+    try:
+        while True:
+            report = orch.status()
+            lines = status_lines(report, term.width())
+            click.echo("\n".join(term.paint(kind, text, color) for kind, text in lines))
+            for reason in report.corrupt.values():
+                click.echo(f"orchestra: warning: {reason}", err=True)
+            if not watch:
+                return EXIT_OK
+            sys.stdout.flush()
+            time.sleep(interval)
+            click.echo(f"\n--- {time.strftime('%H:%M:%S')}")
+    except KeyboardInterrupt:
+        return EXIT_OK
 
 
 @cli.command("list")
@@ -167,32 +196,39 @@ def show(ctx: click.Context, task_id: str, as_json: bool) -> int:
 @click.option("--raw", is_flag=True, help="Print the stream-json lines as Claude Code wrote them.")
 @click.pass_context
 def logs(ctx: click.Context, task_id: str, follow: bool, raw: bool) -> int:
-    """The agent's transcript, rendered for people."""
-    from orchestra import transcript
+    """The agent's transcript, rendered for people (coloured on a terminal)."""
+    from orchestra import term, transcript
 
     orch = _orchestra(ctx)
     task = orch.get(task_id)
     path = orch.paths.log_file(task.id)
+    color = term.color_enabled()
     offset = 0
-    while True:
-        if raw:
-            offset = _copy_raw(path, offset)
-        else:
-            items, offset = transcript.render_file(path, offset)
-            for item in items:
-                click.echo(item.text)
-        if not follow:
-            break
-        state = orch.store.load(task.id).state
-        if state.final:
+
+    def show(items: list[Any]) -> None:
+        for item in items:
+            click.echo(term.paint(item.kind, item.text, color))
+
+    try:
+        while True:
             if raw:
-                _copy_raw(path, offset)
+                offset = _copy_raw(path, offset)
             else:
-                items, offset = transcript.render_file(path, offset, include_partial=True)
-                for item in items:
-                    click.echo(item.text)
-            break
-        time.sleep(0.3)
+                items, offset = transcript.render_file(path, offset)
+                show(items)
+            if not follow:
+                break
+            state = orch.store.load(task.id).state
+            if state.final:
+                if raw:
+                    _copy_raw(path, offset)
+                else:
+                    items, offset = transcript.render_file(path, offset, include_partial=True)
+                    show(items)
+                break
+            time.sleep(0.3)
+    except KeyboardInterrupt:
+        return EXIT_OK  # leaving --follow is not an error
     if not path.exists() and not follow:
         click.echo(f"orchestra: no transcript yet for {task.id} ({task.state})", err=True)
     return EXIT_OK
@@ -216,18 +252,28 @@ def _copy_raw(path: Path, offset: int) -> int:
 @click.argument("task_ids", nargs=-1, required=True)
 @click.option("--timeout", metavar="DURATION", help="Give up after this long (exit 124).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing; the exit code says it all.")
+@click.option("--json", "as_json", is_flag=True, help="Print the tasks' final records as a JSON array.")
 @click.pass_context
-def wait(ctx: click.Context, task_ids: tuple[str, ...], timeout: str | None, quiet: bool) -> int:
-    """Block until the tasks end; exit 0 only if all succeeded."""
+def wait(ctx: click.Context, task_ids: tuple[str, ...], timeout: str | None, quiet: bool, as_json: bool) -> int:
+    """Block until the tasks end or one waits for input.
+
+    Exit 0 if all succeeded, 1 if any failed, 3 as soon as one is awaiting input,
+    124 if the timeout passed first.
+    """
     from orchestra.config import parse_duration
+    from orchestra.task import State
 
     limit = parse_duration(timeout, "timeout") if timeout else None
     tasks = _orchestra(ctx).wait(task_ids, timeout=limit)
-    if not quiet:
+    if as_json:
+        _echo_json([t.to_dict() for t in tasks])
+    elif not quiet:
         for t in tasks:
             click.echo(f"{t.id} {t.state}" + (f": {t.error}" if t.error else ""))
+    if any(t.state == State.AWAITING_INPUT for t in tasks):
+        return EXIT_AWAITING_INPUT
     if not all(t.state.final for t in tasks):
-        return 124
+        return EXIT_TIMEOUT
     return EXIT_OK if all(t.state == "succeeded" for t in tasks) else EXIT_FAILED
 
 
@@ -246,11 +292,14 @@ def cancel(ctx: click.Context, task_ids: tuple[str, ...]) -> int:
 @cli.command()
 @click.argument("task_ids", nargs=-1, required=True)
 @click.option("--start/--no-start", "start", default=None, help="Start a background scheduler if none runs.")
+@click.option("--budget", metavar="USD", help="Set a new spending limit over all runs first.")
 @click.pass_context
-def retry(ctx: click.Context, task_ids: tuple[str, ...], start: bool | None) -> int:
+def retry(ctx: click.Context, task_ids: tuple[str, ...], start: bool | None, budget: str | None) -> int:
     """Queue failed, cancelled or timed-out tasks again, on the same branch."""
     orch = _orchestra(ctx)
     for ref in task_ids:
+        if budget is not None:
+            orch.set_budget(ref, budget)
         task = orch.retry(ref)
         click.echo(f"{task.id} queued")
     if orch.config.autostart if start is None else start:
@@ -426,6 +475,21 @@ def config_set(ctx: click.Context, key: str, value: str) -> int:
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def spend(ctx: click.Context, as_json: bool) -> int:
+    """Cost and tokens for the repository, per workflow and per role, and the budget."""
+    from orchestra.views import spend_text
+
+    report = _orchestra(ctx).spend()
+    if as_json:
+        _echo_json(report)
+    else:
+        click.echo(spend_text(report))
+    return EXIT_OK
+
+
+@cli.command()
 @click.option(
     "--repo",
     "serve_repo",
@@ -451,6 +515,10 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
+    if "_ORCHESTRA_COMPLETE" in os.environ:  # shell completion: wire the candidates only when asked
+        from orchestra.completion import install
+
+        install(cli)
     try:
         rv = cli.main(args=argv, prog_name="orchestra", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as exc:  # pragma: no cover - click >= 8.2

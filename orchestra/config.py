@@ -40,6 +40,27 @@ def parse_duration(value: object, what: str = "duration") -> float:
     return seconds
 
 
+def parse_usd(value: object, what: str = "budget") -> float:
+    """A positive amount of US dollars, as `2`, `0.5` or `$1.25`."""
+    if isinstance(value, bool):
+        raise InvalidInput(f"invalid {what}: {value!r}")
+    text = str(value).strip().removeprefix("$") if not isinstance(value, (int, float)) else value
+    try:
+        amount = float(text)
+    except ValueError:
+        raise InvalidInput(f"invalid {what} {value!r}: expected an amount in USD, like 2 or 0.50") from None
+    if not amount > 0 or amount != amount or amount == float("inf"):
+        raise InvalidInput(f"invalid {what} {value!r}: must be a positive amount in USD")
+    return round(amount, 6)
+
+
+def _usd_limit(value: object, what: str) -> float:
+    """Like parse_usd, but 0 means no limit (TOML has no null to unset a key with)."""
+    if not isinstance(value, bool) and str(value).strip().removeprefix("$") in ("0", "0.0", "0.00"):
+        return 0.0
+    return parse_usd(value, what)
+
+
 def _whole(value: object, what: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         try:
@@ -157,6 +178,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("setup", "", _optional_string, "a shell command run in each new task worktree before the agent starts"),
         Setting("setup_timeout", 600.0, parse_duration, "the longest the setup command may run"),
         Setting("on_event", "", _optional_string, "a shell command run when a task needs input, succeeds, fails or times out"),
+        Setting("budget_usd", 0.0, _usd_limit, "no new task starts once the repo's total spend reaches this (USD; 0: no limit)"),
     )
 }
 

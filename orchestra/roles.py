@@ -65,6 +65,7 @@ class Role:
     timeout: float | None = None
     max_turns: int | None = None
     produces: str = "branch"  # "branch" (commits) or "verdict" (structured output)
+    budget_usd: float | None = None  # default --max-budget-usd for tasks of this role
     source: str = "built-in"
 
     def settings(self) -> dict[str, Any] | None:

@@ -109,6 +109,9 @@ class Scheduler:
         self._bad: set[str] = set()
         self._identity: dict[str, str] | None = None
         self._lock_obj: Any = None
+        self._config_key: object = _stat_key(paths.config)
+        self._budget_limit: float = config.budget_usd
+        self._budget_said: str | None = None
 
     def log(self, msg: str) -> None:
         self._log(f"{time.strftime('%H:%M:%S')} {msg}")
@@ -220,6 +223,8 @@ class Scheduler:
         if backoff.paused_until(self.paths):
             runnable = []  # rate limits hit several agents: no new starts until the pause ends
         runnable.sort(key=lambda s: (-int(s.get("priority") or 0), s.get("created_at") or 0, s["id"]))
+        if runnable and self._over_budget(summaries, len(queued)):
+            return waiting  # nothing can start; let --until-idle and idle_exit end the scheduler
         slots = self.max_concurrent - len(self.runners)
         for s in runnable[: max(slots, 0)]:
             self._claim_and_start(s["id"])
@@ -237,6 +242,25 @@ class Scheduler:
                 self._fail_queued(s["id"], f"dependency cycle: {' -> '.join(cycle)}")
                 failed = True
         return failed
+
+    def _over_budget(self, summaries: dict[str, dict[str, Any]], queued: int) -> bool:
+        """True when the repo budget is spent; logs the reason once per change of mind."""
+        from orchestra import spend
+        from orchestra.config import load_config
+
+        key = _stat_key(self.paths.config)
+        if key != self._config_key:  # `config set budget_usd` applies at once
+            self._config_key = key
+            try:
+                self._budget_limit = load_config(self.paths.config).budget_usd
+            except OrchestraError as exc:
+                self.log(f"keeping the old budget: {exc}")
+        limit = self._budget_limit
+        message = spend.budget_message(spend.totals(summaries.values())["cost_usd"], limit, queued)
+        if message != self._budget_said:
+            self._budget_said = message
+            self.log(message or "repo budget allows starting tasks again")
+        return message is not None
 
     def _fail_queued(self, task_id: str, reason: str) -> None:
         def mutate(task: Task) -> None:
@@ -362,6 +386,7 @@ class Scheduler:
                 ),
             ],
             resume=resume,
+            max_budget_usd=_remaining_budget(task, role.budget_usd),
         )
         log_path = self.paths.log_file(task.id)
         offset = log_path.stat().st_size if log_path.exists() else 0
@@ -494,6 +519,9 @@ class Scheduler:
             t.session_id = outcome.session_id or t.session_id
             if outcome.cost_usd is not None:
                 t.cost_usd = round((t.cost_usd or 0.0) + outcome.cost_usd, 6)
+            for name in claude.TOKEN_KEYS:
+                if getattr(outcome, name) is not None:
+                    setattr(t, name, (getattr(t, name) or 0) + getattr(outcome, name))
             if outcome.has_result:
                 t.num_turns = outcome.num_turns
                 t.result = outcome.result
@@ -648,6 +676,20 @@ def _env_has(pid: int, entry: str) -> bool:
             return entry.encode() in fh.read().split(b"\0")
     except OSError:
         return False
+
+
+def _remaining_budget(task: Task, role_default: float | None) -> float | None:
+    """What this run may still spend (--max-budget-usd); the budget covers all attempts."""
+    budget = task.budget_usd if task.budget_usd is not None else role_default
+    if budget is None:
+        return None
+    remaining = round(budget - (task.cost_usd or 0.0), 6)
+    if remaining <= 0:
+        raise OrchestraError(
+            f"budget exhausted: ${task.cost_usd or 0:.4f} spent of the ${budget:.2f} budget "
+            "(raise it with 'orchestra retry --budget USD')"
+        )
+    return remaining
 
 
 def _set_state(task: Task, new: State) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from orchestra import worktrees
-from orchestra.config import Config, load_config, parse_duration
+from orchestra.config import Config, load_config, parse_duration, parse_usd
 from orchestra.errors import InvalidInput, OrchestraError
 from orchestra.paths import Paths, find_paths
 from orchestra.roles import get_role, load_roles
@@ -21,6 +21,8 @@ from orchestra.store import Store
 from orchestra.task import FINAL_STATES, State, Task, make_title, now
 
 MAX_PROMPT_CHARS = 200_000
+# Where the interaction module may keep what a waiting task asks (read defensively).
+_REQUEST_KEYS = ("permission_request", "pending_request", "question")
 PRIORITY_RANGE = (-1000, 1000)
 
 
@@ -36,6 +38,10 @@ class StatusReport:
     total_cost_usd: float = 0.0
     corrupt: dict[str, str] = field(default_factory=dict)
     paused_until: float | None = None  # new starts paused after a burst of rate limits
+    spend: dict[str, Any] = field(default_factory=dict)
+    budget_usd: float = 0.0
+    budget_message: str | None = None
+    workflows: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +55,10 @@ class StatusReport:
             "total_cost_usd": round(self.total_cost_usd, 6),
             "corrupt_task_files": self.corrupt,
             "paused_until": self.paused_until,
+            "spend": self.spend,
+            "budget_usd": self.budget_usd or None,
+            "budget_message": self.budget_message,
+            "workflows": self.workflows,
         }
 
 
@@ -72,6 +82,7 @@ class Orchestra:
         title: str | None = None,
         timeout: object = None,
         extra: dict[str, Any] | None = None,
+        budget: object = None,
     ) -> Task:
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidInput("empty prompt: say what the agent should do")
@@ -80,6 +91,7 @@ class Orchestra:
         get_role(role, load_roles())
         priority = validate_priority(priority)
         timeout_s = parse_duration(timeout, "timeout") if timeout is not None else None
+        budget_usd = parse_usd(budget) if budget is not None else None
         if on and base:
             raise InvalidInput("use either --on (start from another task's branch) or --base, not both")
         if title is not None and not title.strip():
@@ -116,6 +128,7 @@ class Orchestra:
                 max_attempts=self.config.max_attempts,
                 timeout=timeout_s,
                 extra=dict(extra or {}),
+                budget_usd=budget_usd,
             )
             self.store.save(task, "submitted", role=role, priority=priority, depends_on=deps)
         return task
@@ -156,54 +169,114 @@ class Orchestra:
         return rows
 
     def status(self, recent: int = 5) -> StatusReport:
-        from orchestra import claude
+        """One pass over the index (it may hold tens of thousands of finished tasks)."""
+        import heapq
+
+        from orchestra import spend
         from orchestra.scheduler import scheduler_pid
 
         summaries = self.store.summaries()
         counts = {str(s): 0 for s in State}
-        total = 0.0
+        live_workflows: set[str] = set()
+        running: list[dict[str, Any]] = []
+        waiting: list[dict[str, Any]] = []
         for s in summaries.values():
-            counts[s["state"]] = counts.get(s["state"], 0) + 1
-            total += s.get("cost_usd") or 0.0
+            state = s["state"]
+            counts[state] = counts.get(state, 0) + 1
+            if state in FINAL_STATES:
+                continue
+            if s.get("workflow"):
+                live_workflows.add(s["workflow"])
+            if state == State.RUNNING:
+                running.append(s)
+            elif state == State.AWAITING_INPUT:
+                waiting.append(s)
+        totals = spend.totals(summaries.values())
         report = StatusReport(
             root=self.paths.root,
             scheduler_pid=scheduler_pid(self.paths),
             counts=counts,
-            total_cost_usd=total,
+            total_cost_usd=totals["cost_usd"],
             corrupt=dict(self.store.corrupt_files()),
+            spend=totals,
+            budget_usd=self.config.budget_usd,
+            budget_message=spend.budget_message(
+                totals["cost_usd"], self.config.budget_usd, counts.get(State.QUEUED, 0)
+            ),
         )
         t = now()
-        for s in summaries.values():
-            if s["state"] == State.RUNNING:
-                row = dict(s)
-                row["elapsed"] = round(t - (s.get("started_at") or t), 1)
-                try:
-                    task = self.store.load(s["id"])
-                    progress = claude.read_outcome(self.paths.log_file(task.id), task.log_offset)
-                    row["num_turns"] = progress.num_turns or progress.assistant_messages or None
-                    if progress.cost_usd is not None:
-                        row["cost_usd"] = round((task.cost_usd or 0) + progress.cost_usd, 6)
-                except OrchestraError:
-                    pass
-                report.running.append(row)
-            elif s["state"] == State.AWAITING_INPUT:
-                row = dict(s)
-                try:
-                    row["request"] = self.pending_request(s["id"])
-                except OrchestraError:
-                    row["request"] = None
-                report.waiting.append(row)
-            elif s["state"] == State.QUEUED:
-                report.queued.append(dict(s))
+        for s in running:
+            row = dict(s)
+            row["elapsed"] = round(t - (s.get("started_at") or t), 1)
+            row.update(self.activity(s["id"]))
+            report.running.append(row)
+        for s in waiting:
+            row = dict(s)
+            row.update(self.activity(s["id"]))
+            report.waiting.append(row)
         report.running.sort(key=lambda r: r.get("started_at") or 0)
-        report.queued.sort(key=lambda r: (-int(r.get("priority") or 0), r.get("created_at") or 0, r["id"]))
-        finished = [s for s in summaries.values() if s["state"] in FINAL_STATES]
-        finished.sort(key=lambda s: s.get("finished_at") or 0, reverse=True)
-        report.recent = [dict(s) for s in finished[:recent]]
+        report.waiting.sort(key=lambda r: r.get("started_at") or 0)
+        report.queued = self.queue() if counts.get(State.QUEUED) else []
+        if live_workflows:
+            report.workflows = self._workflow_rows(summaries, live_workflows)
+        finished = (s for s in summaries.values() if s["state"] in FINAL_STATES)
+        report.recent = [dict(s) for s in heapq.nlargest(recent, finished, key=lambda s: s.get("finished_at") or 0)]
         from orchestra.backoff import paused_until
 
         report.paused_until = paused_until(self.paths)
         return report
+
+    def activity(self, task_id: str) -> dict[str, Any]:
+        """What a live task is doing: turns, spend so far and its last step, from a bounded log tail."""
+        from orchestra import transcript
+
+        try:
+            task = self.store.load(task_id)
+        except OrchestraError:
+            return {}
+        events, complete = transcript.tail_events(self.paths.log_file(task.id), task.log_offset)
+        info = transcript.summarize(events)
+        out: dict[str, Any] = {
+            "num_turns": info["num_turns"] or None,
+            "turns_partial": not complete,
+            "last_activity": info["last_activity"],
+        }
+        if info["cost_usd"] is not None:
+            out["cost_usd"] = round((task.cost_usd or 0.0) + info["cost_usd"], 6)
+        if task.state == State.AWAITING_INPUT:
+            try:
+                out["request"] = self.pending_request(task.id)
+            except OrchestraError:
+                pass
+        return out
+
+    def _workflow_rows(self, summaries: dict[str, dict[str, Any]], wanted: set[str]) -> list[dict[str, Any]]:
+        """Workflows with unfinished steps; read defensively, workflows are another module's data."""
+        from orchestra import spend
+
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for s in summaries.values():
+            wf = s.get("workflow")
+            if wf in wanted:
+                groups.setdefault(wf, []).append(s)
+        rows = []
+        for wf, members in groups.items():
+            live = [m for m in members if m["state"] not in FINAL_STATES]
+            current = []
+            for m in sorted(live, key=lambda m: (m.get("created_at") or 0, m["id"])):
+                step = m.get("step")
+                if step is None:
+                    try:
+                        step = self.store.load(m["id"]).extra.get("step")
+                    except OrchestraError:
+                        step = None
+                current.append({"id": m["id"], "step": str(step or m["role"]), "state": m["state"]})
+            done = sum(1 for m in members if m["state"] == State.SUCCEEDED)
+            rows.append({"id": wf, "tasks": len(members), "succeeded": done, "current": current,
+                         **{k: v for k, v in spend.totals(members).items() if k != "tasks"},
+                         "created_at": min(m.get("created_at") or 0 for m in members)})
+        rows.sort(key=lambda r: (r["created_at"], r["id"]))
+        return rows
 
     # -- acting ------------------------------------------------------------------
 
@@ -244,13 +317,20 @@ class Orchestra:
 
         return self.store.update(task_id, mutate, "retried")
 
-    def wait(self, refs: Iterable[str], timeout: float | None = None, poll: float = 0.2) -> list[Task]:
-        """Block until every task is final (or the timeout passes); returns their latest state."""
+    def wait(
+        self, refs: Iterable[str], timeout: float | None = None, poll: float = 0.2, stop_on_input: bool = True
+    ) -> list[Task]:
+        """Block until every task is final, or one waits for a person, or the timeout passes.
+
+        A task awaiting input will not move until someone answers, so waiting on would hang.
+        """
         ids = [self.store.resolve(r) for r in refs]
         deadline = time.monotonic() + timeout if timeout else None
         while True:
             tasks = [self.store.load(i) for i in ids]
             if all(t.state.final for t in tasks):
+                return tasks
+            if stop_on_input and any(t.state == State.AWAITING_INPUT for t in tasks):
                 return tasks
             if deadline and time.monotonic() >= deadline:
                 return tasks
@@ -359,6 +439,39 @@ class Orchestra:
             set_in_file(self.paths.config, key.strip(), checked)
             self.config = load_config(self.paths.config)
         return checked
+
+    # -- spend -------------------------------------------------------------------
+
+    def spend(self) -> dict[str, Any]:
+        """Cost and tokens for the whole repo, per workflow and per role, and the budget."""
+        from orchestra import spend
+
+        rows = list(self.store.summaries().values())
+        total = spend.totals(rows)
+        queued = sum(1 for r in rows if r["state"] == State.QUEUED)
+        return {
+            "total": total,
+            "budget_usd": self.config.budget_usd or None,
+            "budget_message": spend.budget_message(total["cost_usd"], self.config.budget_usd, queued),
+            "by_workflow": spend.by_key(rows, "workflow"),
+            "by_role": spend.by_key(rows, "role"),
+        }
+
+    def workflow_spend(self, workflow_id: str) -> dict[str, Any]:
+        """Cost and tokens summed over the tasks of one workflow (for `workflow show`)."""
+        from orchestra import spend
+
+        return spend.totals(s for s in self.store.summaries().values() if s.get("workflow") == workflow_id)
+
+    def set_budget(self, ref: str, budget: object) -> Task:
+        """Change a task's budget (covering all its attempts); it applies from its next run."""
+        amount = parse_usd(budget)
+        task_id = self.store.resolve(ref)
+
+        def mutate(task: Task) -> None:
+            task.budget_usd = amount
+
+        return self.store.update(task_id, mutate, "budget", budget_usd=amount)
 
     # -- the scheduler -----------------------------------------------------------
 

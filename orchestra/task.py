@@ -120,6 +120,12 @@ class Task:
     error: str | None = None
     cost_usd: float | None = None
     num_turns: int | None = None
+    # Tokens from the result lines' `usage`, summed over attempts like cost_usd.
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_creation_tokens: int | None = None
+    budget_usd: float | None = None  # per-task spending limit over all attempts
     result: str | None = None
     permission_denials: list[dict[str, Any]] = field(default_factory=list)
     # The live agent process, so a restarted scheduler can adopt or resume it.
@@ -169,6 +175,8 @@ class Task:
             "attempts": self.attempts,
             "cost_usd": self.cost_usd,
             "num_turns": self.num_turns,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
             "error": self.error,
             "branch": self.branch,
             "pid": self.pid,

@@ -34,6 +34,7 @@ __all__ = [
     "render_line",
     "render_lines",
     "summarize",
+    "tail_events",
 ]
 
 KINDS: frozenset[str] = frozenset(
@@ -676,3 +677,39 @@ def summarize(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "last_activity": last_activity,
         "result": result,
     }
+
+
+TAIL_BYTES = 256 * 1024
+
+
+def tail_events(path: Path, offset: int = 0, max_bytes: int = TAIL_BYTES) -> tuple[list[dict[str, Any]], bool]:
+    """The JSON objects of a log after ``offset``, reading at most the last ``max_bytes``.
+
+    Status displays poll this for every live task, so a log of many megabytes must
+    cost no more than a small one. Returns ``(events, complete)``; ``complete`` is
+    False when the start was cut, so counts taken from the events are lower bounds.
+    """
+    try:
+        with Path(path).open("rb") as fh:
+            size = fh.seek(0, 2)
+            if offset < 0 or offset > size:
+                offset = 0
+            start = max(offset, size - max_bytes)
+            fh.seek(start)
+            data = fh.read(size - start)
+    except OSError:
+        return [], True
+    complete = start == offset
+    if not complete:
+        data = data[data.find(b"\n") + 1 :]  # the first line was cut
+    events = []
+    for raw in data.split(b"\n"):
+        if not raw.strip():
+            continue
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events, complete

@@ -7,6 +7,7 @@ in a model's context, and `status` must not pay for importing rich.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import time
 from typing import Any, Iterable
 
@@ -41,59 +42,159 @@ def clip(text: str | None, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
-def status_text(report: Any) -> str:
-    lines = []
+_LABELS = {"awaiting_input": "awaiting input", "timed_out": "timed out"}
+_ROLE_W = 11
+_QUEUE_SHOWN = 10
+
+
+def status_text(report: Any, width: int = 80) -> str:
+    return "\n".join(text for _, text in status_lines(report, width))
+
+
+def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
+    """The status picture as (kind, line) pairs, each line at most `width` columns.
+
+    The kind names a style in orchestra.term, so the plain output, the coloured
+    output and the live dashboard draw the same picture.
+    """
+    out: list[tuple[str, str]] = []
+    idw = max([6] + [len(r["id"]) for r in (*report.waiting, *report.running, *report.queued, *report.recent)])
+
+    def add(kind: str, text: str) -> None:
+        out.append((kind, fit(text, width)))
+
+    def blank() -> None:
+        if out and out[-1][1]:
+            out.append(("plain", ""))
+
     if report.scheduler_pid:
         sched = f"running (pid {report.scheduler_pid})" if report.scheduler_pid > 0 else "running"
     else:
         sched = "not running (start one with 'orchestra worker', or submit a task)"
-    lines.append(f"repo       {report.root}")
-    lines.append(f"scheduler  {sched}")
-    counts = "  ".join(f"{state} {report.counts.get(state, 0)}" for state in _STATE_ORDER)
-    lines.append(f"tasks      {counts}")
-    lines.append(f"spent      {money(report.total_cost_usd)}")
+    add("plain", f"repo       {report.root}")
+    add("plain", f"scheduler  {sched}")
+    counts = "  ".join(
+        f"{state} {report.counts[state]}" for state in _STATE_ORDER if report.counts.get(state)
+    )
+    add("plain", f"tasks      {counts or 'none yet'}")
+    spend_ = getattr(report, "spend", None) or {}
+    from orchestra.spend import tokens
+
+    spent = f"spent      {money(report.total_cost_usd)}"
+    if spend_.get("input_tokens") or spend_.get("output_tokens"):
+        spent += f"  ({tokens(spend_.get('input_tokens'), spend_.get('output_tokens'))} tokens)"
+    if getattr(report, "budget_usd", 0):
+        spent += f"  budget {money(report.budget_usd)}"
+    add("plain", spent)
     if getattr(report, "paused_until", None):
-        lines.append(f"paused     new starts wait until {clock(report.paused_until)} (rate limits hit several agents)")
+        add("warning", f"paused     new starts wait until {clock(report.paused_until)} (rate limits hit several agents)")
+    if getattr(report, "budget_message", None):
+        for line in wrap(f"!! {report.budget_message}", width, indent="   "):
+            out.append(("warning", line))
+
     if report.waiting:
-        lines.append("")
-        lines.append(f"WAITING FOR YOU ({len(report.waiting)})")
-        for s in report.waiting:
-            lines.append(f"  {s['id']}  {s['role']:<11} {clip(s.get('title'), 50)}")
-            if s.get("request"):
-                lines.append(f"          asks to run {clip(s['request'].get('summary'), 62)}")
-                lines.append(f"          answer: orchestra respond {s['id']} --allow | --deny [--message TEXT]")
+        blank()
+        add("alert", f" !! WAITING FOR YOU ({len(report.waiting)}): answer with 'orchestra respond ID' ")
+        for r in report.waiting:
+            add("waiting", f"  {r['id']:<{idw}}  {r['role']:<{_ROLE_W}} {clip(r.get('title'), width)}")
+            asks = _request_text(r.get("request")) or r.get("last_activity")
+            if asks:
+                add("activity", f"  {'':<{idw}}  asks: {asks}")
+
     if report.running:
-        lines.append("")
-        lines.append(f"RUNNING ({len(report.running)})")
-        for s in report.running:
-            turns = s.get("num_turns")
-            lines.append(
-                f"  {s['id']}  {s['role']:<11} {duration(s.get('elapsed')):>7}  "
-                f"turns {turns if turns is not None else '-':>3}  {money(s.get('cost_usd')):>8}  "
-                f"{clip(s.get('title'), 30)}"
+        blank()
+        add("heading", f"RUNNING ({len(report.running)})")
+        add("dim", f"  {'ID':<{idw}}  {'ROLE':<{_ROLE_W}} {'ELAPSED':>7} {'TURNS':>5} {'COST':>8}  TITLE")
+        for r in report.running:
+            turns = r.get("num_turns")
+            turns_s = "-" if turns is None else f"{turns}+" if r.get("turns_partial") else str(turns)
+            add(
+                "running",
+                f"  {r['id']:<{idw}}  {r['role']:<{_ROLE_W}} {duration(r.get('elapsed')):>7} {turns_s:>5} "
+                f"{money(r.get('cost_usd')):>8}  {clip(r.get('title'), width)}",
             )
+            if r.get("last_activity"):
+                add("activity", f"  {'':<{idw}}  └ {r['last_activity']}")
+
     if report.queued:
-        lines.append("")
-        lines.append(f"QUEUED ({len(report.queued)}, next first)")
-        for s in report.queued[:10]:
-            after = f" after {','.join(s['depends_on'])}" if s.get("depends_on") else ""
-            if s.get("not_before") and s["not_before"] > time.time():
-                after += f" retry at {clock(s['not_before'])[11:]}"
-            lines.append(f"  {s['id']}  {s['role']:<11} p{s.get('priority', 0):<4} {clip(s.get('title'), 40)}{after}")
-        if len(report.queued) > 10:
-            lines.append(f"  … and {len(report.queued) - 10} more")
-    if report.recent:
-        lines.append("")
-        lines.append("RECENT")
-        for s in report.recent:
-            detail = f"  {clip(s.get('error'), 40)}" if s.get("error") else ""
-            lines.append(
-                f"  {s['id']}  {s['state']:<10} {s['role']:<11} {money(s.get('cost_usd')):>8}  "
-                f"{clip(s.get('title'), 30)}{detail}"
+        blank()
+        add("heading", f"QUEUED ({len(report.queued)}, in run order)")
+        add("dim", f"  {'#':>3} {'ID':<{idw}}  {'ROLE':<{_ROLE_W}} {'PRI':>4}  {'WAITS FOR':<20} TITLE")
+        for r in report.queued[:_QUEUE_SHOWN]:
+            waits = r.get("waiting_for")
+            if waits is None:
+                waits_s = ",".join(r.get("depends_on") or []) or "ready"
+            else:
+                waits_s = ", ".join(f"{w['id']} ({_LABELS.get(w['state'], w['state'])})" for w in waits) or "ready"
+            if r.get("not_before") and r["not_before"] > time.time():
+                waits_s = f"retry at {clock(r['not_before'])[11:]}"
+            if waits_s == "ready" and getattr(report, "budget_message", None):
+                waits_s = "budget"
+            position = r.get("position", "")
+            add(
+                "queued",
+                f"  {position:>3} {r['id']:<{idw}}  {r['role']:<{_ROLE_W}} {r.get('priority', 0):>4}  "
+                f"{clip(waits_s, 20):<20} {clip(r.get('title'), width)}",
             )
-    for path, reason in report.corrupt.items():
-        lines.append(f"warning: {reason}")
-    return "\n".join(lines)
+        if len(report.queued) > _QUEUE_SHOWN:
+            add("dim", f"  … and {len(report.queued) - _QUEUE_SHOWN} more (orchestra queue)")
+
+    workflows = getattr(report, "workflows", None) or []
+    if workflows:
+        blank()
+        add("heading", f"WORKFLOWS ({len(workflows)} active)")
+        for w in workflows:
+            add(
+                "plain",
+                f"  {w['id']}  {w.get('succeeded', 0)}/{w.get('tasks', 0)} steps done  {money(w.get('cost_usd'))}",
+            )
+            now_s = ", ".join(f"{c['step']} {c['id']} ({_LABELS.get(c['state'], c['state'])})" for c in w["current"])
+            add("activity", f"    now: {now_s}")
+
+    if report.recent:
+        blank()
+        add("heading", "RECENT")
+        for r in report.recent:
+            kind = "succeeded" if r["state"] == "succeeded" else "failed"
+            add(
+                kind,
+                f"  {r['id']:<{idw}}  {_LABELS.get(r['state'], r['state']):<10} {r['role']:<{_ROLE_W}} "
+                f"{money(r.get('cost_usd')):>8}  {clip(r.get('title'), width)}",
+            )
+            if r.get("error"):
+                add("activity", f"  {'':<{idw}}  └ {r['error']}")
+    for path in report.corrupt:
+        add("warning", f"warning: corrupt task file {path.rsplit('/', 1)[-1]} (details on stderr)")
+    return out
+
+
+def _request_text(request: Any) -> str | None:
+    """One line for what a waiting agent asks; the shape belongs to the interaction module."""
+    if not request:
+        return None
+    if isinstance(request, str):
+        return request
+    if isinstance(request, dict):
+        if request.get("summary"):
+            return str(request["summary"])
+        tool = request.get("tool_name") or request.get("tool")
+        detail = request.get("input") or request.get("message") or request.get("question")
+        if isinstance(detail, dict):
+            detail = detail.get("command") or detail.get("file_path") or json.dumps(detail, sort_keys=True)
+        return " ".join(str(p) for p in (tool, detail) if p) or None
+    return str(request)
+
+
+def fit(text: str, width: int) -> str:
+    """One line of at most `width` columns; the cut is marked."""
+    text = text.replace("\n", " ").rstrip()
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def wrap(text: str, width: int, indent: str = "") -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width, subsequent_indent=indent, break_long_words=True) or [""]
 
 
 def task_table(rows: Iterable[dict[str, Any]]) -> str:
@@ -125,8 +226,12 @@ def task_text(task: Task, events: list[dict[str, Any]] | None = None) -> str:
         f"finished     {clock(task.finished_at)}",
         f"exit code    {task.exit_code if task.exit_code is not None else '-'}",
         f"turns        {task.num_turns if task.num_turns is not None else '-'}",
-        f"cost         {money(task.cost_usd)}",
+        f"cost         {money(task.cost_usd)}" + (f" of {money(task.budget_usd)} budget" if task.budget_usd else ""),
+        f"tokens       {_token_detail(task)}",
     ]
+    if task.extra.get("workflow"):
+        step = task.extra.get("step")
+        lines.append(f"workflow     {task.extra['workflow']}" + (f" (step {step})" if step else ""))
     if task.timeout:
         lines.append(f"timeout      {duration(task.timeout)}")
     if task.permission_denials:
@@ -165,6 +270,18 @@ def request_text(request: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _token_detail(task: Task) -> str:
+    from orchestra.spend import tokens
+
+    text = tokens(task.input_tokens, task.output_tokens)
+    cache = [
+        f"{label} {n}"
+        for label, n in (("cache read", task.cache_read_tokens), ("cache write", task.cache_creation_tokens))
+        if n
+    ]
+    return text + (f" ({', '.join(cache)})" if cache else "")
+
+
 def queue_text(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "the queue is empty"
@@ -176,6 +293,42 @@ def queue_text(rows: list[dict[str, Any]]) -> str:
             f"{clip(waits, 22):<22} {clip(r.get('title'), 30)}"
         )
     return "\n".join(out)
+
+
+def transcript_tail(paths: Any, task: Task, lines: int = 40, *, color: bool = False) -> list[str]:
+    """The last `lines` lines of a task's rendered transcript (all attempts), from a bounded read.
+
+    Shared by `orchestra logs`-style displays and the MCP `process_details` tool.
+    """
+    from orchestra import transcript
+    from orchestra.term import paint
+
+    events, _ = transcript.tail_events(paths.log_file(task.id), 0)
+    out: list[str] = []
+    for event in events:
+        for item in transcript.render_event(event):
+            out.extend(paint(item.kind, line, color) for line in item.text.splitlines() or [""])
+    return out[-lines:] if lines > 0 else []
+
+
+def spend_text(report: dict[str, Any]) -> str:
+    from orchestra.spend import tokens
+
+    def row(name: str, t: dict[str, Any]) -> str:
+        return (f"  {clip(name, 24):<24} {t['tasks']:>5}  {money(t['cost_usd']):>9}  "
+                f"{tokens(t['input_tokens'], t['output_tokens'])}")
+
+    total = report["total"]
+    lines = [f"total      {money(total['cost_usd'])} over {total['tasks']} task(s), "
+             f"{tokens(total['input_tokens'], total['output_tokens'])} tokens"]
+    lines.append(f"budget     {money(report['budget_usd']) if report.get('budget_usd') else 'none (budget_usd = 0)'}")
+    if report.get("budget_message"):
+        lines.append(f"!! {report['budget_message']}")
+    for title, key in (("BY WORKFLOW", "by_workflow"), ("BY ROLE", "by_role")):
+        if report.get(key):
+            lines += ["", title, f"  {'':<24} {'TASKS':>5}  {'COST':>9}  TOKENS"]
+            lines += [row(name, t) for name, t in report[key].items()]
+    return "\n".join(lines)
 
 
 def config_text(settings: dict[str, dict[str, Any]]) -> str:

@@ -7,6 +7,7 @@ place to work, made again from the branch when it is missing.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from orchestra.errors import GitError, InvalidInput
@@ -48,6 +49,12 @@ def branch_head(repo: Path, branch: str) -> str | None:
     return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 
+# git (seen with 2.39) fails a `worktree add` that runs while another one is half
+# done ("failed to read .git/worktrees/<x>/commondir"), so adds in one process
+# take turns. The add is ~10 ms of a task's life; the agents still run in parallel.
+_ADD_LOCK = threading.Lock()
+
+
 def ensure_worktree(repo: Path, path: Path, branch: str, base_sha: str) -> None:
     """Give the task a checkout of its branch, creating the branch from `base_sha` if new."""
     if path.is_symlink():
@@ -59,16 +66,19 @@ def ensure_worktree(repo: Path, path: Path, branch: str, base_sha: str) -> None:
         raise GitError(f"worktree {path} is not on branch {branch}")
     if path.exists() and any(path.iterdir()):
         raise GitError(f"{path} exists and is not a worktree of this repository; move it away")
-    if branch_exists(repo, branch):
-        args = ["worktree", "add", "--quiet", str(path), branch]
-    else:
-        args = ["worktree", "add", "--quiet", "-b", branch, str(path), base_sha]
-    proc = git(repo, *args, check=False)
-    if proc.returncode != 0 and ("already registered" in proc.stderr or "already checked out" in proc.stderr):
-        # A worktree directory deleted by hand stays registered until pruned. Pruning is
-        # done only here: run beside another `worktree add` it can remove that one's metadata.
-        git(repo, "worktree", "prune")
+    args = ["worktree", "add", "--quiet", "-b", branch, str(path), base_sha]
+    with _ADD_LOCK:
         proc = git(repo, *args, check=False)
+        if proc.returncode != 0 and f"a branch named '{branch}' already exists" in proc.stderr:
+            # A retried or resumed task: its branch exists and keeps its commits. Trying
+            # the new-branch form first spares every new task a separate `show-ref`.
+            args = ["worktree", "add", "--quiet", str(path), branch]
+            proc = git(repo, *args, check=False)
+        if proc.returncode != 0 and ("already registered" in proc.stderr or "already checked out" in proc.stderr):
+            # A worktree directory deleted by hand stays registered until pruned. Pruning is
+            # done only here: run beside another `worktree add` it can remove that one's metadata.
+            git(repo, "worktree", "prune")
+            proc = git(repo, *args, check=False)
     if proc.returncode != 0:
         raise GitError(f"git worktree add failed: {proc.stderr.strip() or proc.stdout.strip()}")
 

@@ -1,0 +1,53 @@
+"""Worktrees added by many runner threads at once all come out right.
+
+git 2.39 fails a `worktree add` that runs while another is half done ("failed to
+read .git/worktrees/<x>/commondir"); the scheduler's runner threads add worktrees
+concurrently, so ensure_worktree must not let them collide.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from pathlib import Path
+
+from orchestra import worktrees
+from orchestra.errors import GitError
+
+
+def test_concurrent_worktree_adds_all_succeed(repo: Path, tmp_path: Path) -> None:
+    base = worktrees.resolve_commit(repo, "HEAD")
+    errors: list[str] = []
+    barrier = threading.Barrier(12)
+
+    def add(i: int) -> None:
+        barrier.wait()
+        for k in range(3):
+            try:
+                worktrees.ensure_worktree(repo, tmp_path / "wts" / f"t{i}-{k}", f"orchestra/t{i}-{k}", base)
+            except GitError as exc:
+                errors.append(str(exc))
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for i in range(12):
+        for k in range(3):
+            assert (tmp_path / "wts" / f"t{i}-{k}" / "README.md").exists()
+            assert worktrees.branch_head(repo, f"orchestra/t{i}-{k}") == base
+
+
+def test_worktree_made_again_from_an_existing_branch_keeps_its_commits(repo: Path, tmp_path: Path) -> None:
+    base = worktrees.resolve_commit(repo, "HEAD")
+    wt = tmp_path / "wt"
+    worktrees.ensure_worktree(repo, wt, "orchestra/again", base)
+    (wt / "work.txt").write_text("kept\n")
+    sha = worktrees.commit_leftovers(wt, "agent work", {})
+    assert sha and sha != base
+    subprocess.run(["git", "worktree", "remove", str(wt)], cwd=repo, check=True, capture_output=True)
+    worktrees.ensure_worktree(repo, wt, "orchestra/again", base)
+    assert (wt / "work.txt").read_text() == "kept\n"
+    assert worktrees.branch_head(repo, "orchestra/again") == sha
