@@ -32,7 +32,7 @@ from orchestra.service import Orchestra
 from orchestra.task import State, Task
 
 MAX_WAIT = 50.0
-MAX_TRANSCRIPT_ITEMS = 500
+MAX_TRANSCRIPT_LINES = 500
 LOG_RESOURCE_CHARS = 200_000
 
 Result = Annotated[CallToolResult, dict[str, Any]]
@@ -82,6 +82,7 @@ def _with_elapsed(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _transcript(orch: Orchestra, task: Task) -> list[str]:
+    """The whole transcript, for the log resource; tools use the bounded views.transcript_tail."""
     rendered, _ = transcript.render_file(orch.paths.log_file(task.id), 0, include_partial=task.state.final)
     return [r.text for r in rendered]
 
@@ -175,8 +176,8 @@ def build_server(repo: Path) -> MCPServer:
     @server.tool(annotations=READ)
     def process_details(
         task_id: TaskId,
-        transcript_items: Annotated[
-            int, Field(ge=0, le=MAX_TRANSCRIPT_ITEMS, description="Also return this many last transcript items.")
+        transcript_lines: Annotated[
+            int, Field(ge=0, le=MAX_TRANSCRIPT_LINES, description="Also return this many last lines of its transcript.")
         ] = 0,
     ) -> Result:
         """Everything about one task, optionally with the tail of its rendered transcript."""
@@ -185,12 +186,12 @@ def build_server(repo: Path) -> MCPServer:
             task = orch.get(task_id)
             events = orch.store.events(task.id)
             pending = orch.pending_request(task.id) if "pending_request" in has else None
-            tail = _transcript(orch, task)[-transcript_items:] if transcript_items else []
+            tail = views.transcript_tail(orch.paths, task, transcript_lines)
         text = views.task_text(task, events)
         if pending:
             text += "\n\npending permission request\n  " + json.dumps(pending, default=str)
-        if transcript_items:
-            text += "\n\ntranscript (last items)\n" + ("\n".join(tail) or "  (nothing yet)")
+        if transcript_lines:
+            text += "\n\ntranscript (last lines)\n" + ("\n".join(tail) or "  (nothing yet)")
         data = {"task": _with_elapsed(task.to_dict()), "pending_request": pending, "transcript": tail}
         return _result(data, text)
 
@@ -322,17 +323,25 @@ def build_server(repo: Path) -> MCPServer:
             float, Field(ge=1, le=MAX_WAIT, description=f"Return after this long at most (1..{MAX_WAIT:g}).")
         ] = MAX_WAIT,
     ) -> Result:
-        """Wait until a task ends, or at most ~50 s; says whether it ended or is still going."""
+        """Wait until a task ends or needs a person's answer, or at most ~50 s; says which."""
         with _model_errors():
+            orch = core()
             started = time.monotonic()
-            (task,) = core().wait([task_id], timeout=min(timeout_seconds, MAX_WAIT))
+            (task,) = orch.wait([task_id], timeout=min(timeout_seconds, MAX_WAIT))
+            pending = orch.pending_request(task.id) if "pending_request" in has else None
         waited = round(time.monotonic() - started, 1)
-        ended = task.state.final
-        if ended:
+        if task.state.final:
+            outcome = "ended"
             text = f"ended: {_task_line(task)}" + (f"\nresult: {task.result}" if task.result else "")
+        elif pending:
+            outcome = "awaiting_input"
+            text = (f"waiting for a person: {_task_line(task)}\nasks: {pending.get('summary')}\n"
+                    "answer with respond_to_process (allow true/false)")
         else:
+            outcome = "still_going"
             text = f"still going after {waited:g}s: {_task_line(task)}; call wait_for_task again to keep waiting"
-        data = {"ended": ended, "waited_seconds": waited, "task": _with_elapsed(task.to_dict())}
+        data = {"outcome": outcome, "ended": outcome == "ended", "waited_seconds": waited,
+                "pending_request": pending, "task": _with_elapsed(task.to_dict())}
         return _result(data, text)
 
     if "merge" in has:

@@ -58,7 +58,12 @@ def run(orch: Any, scenario: Callable[[ClientSession], Awaitable[None]], *args: 
         async with connect(orch, *args) as session:
             await scenario(session)
 
-    anyio.run(main)
+    try:
+        anyio.run(main)
+    except BaseExceptionGroup as group:  # the task groups of the client wrap a failed assertion
+        while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+            group = group.exceptions[0]
+        raise group from None
 
 
 async def call(session: ClientSession, tool: str, **arguments: Any) -> Any:
@@ -113,7 +118,8 @@ def test_tools_and_resources_are_listed_with_descriptions_and_annotations(served
         assert reviewer["name"] == "reviewer" and reviewer["system_prompt"]
         with pytest.raises(Exception, match="known roles"):
             await session.read_resource("orchestra://roles/wizard")
-        assert "queued" in await read_text(session, "orchestra://status")
+        status = await read_text(session, "orchestra://status")
+        assert str(served.repo) in status and "scheduler" in status
 
     run(served, scenario)
 
@@ -139,7 +145,7 @@ def test_submitted_task_runs_and_its_log_resolves(served: Any) -> None:
         with pytest.raises(Exception, match="no task"):
             await session.read_resource("orchestra://tasks/ffffffff/log")
 
-        data, text = await call(session, "process_details", task_id=task_id[:6], transcript_items=50)
+        data, text = await call(session, "process_details", task_id=task_id[:6], transcript_lines=50)
         assert data["task"]["id"] == task_id
         assert any("hello from the agent" in line for line in data["transcript"])
         assert "transcript" in text and "notes" in text
@@ -165,7 +171,7 @@ def test_wait_returns_while_running_and_stop_ends_the_agent(served: Any) -> None
         data, _ = await call(session, "submit_task", prompt="@fake text started\n@fake sleep 60")
         task_id = data["task"]["id"]
         data, text = await call(session, "wait_for_task", task_id=task_id, timeout_seconds=1)
-        assert data["ended"] is False
+        assert data["ended"] is False and data["outcome"] == "still_going"
         assert "still going" in text and "wait_for_task again" in text
 
         # The agent may still be starting; stopping needs it running.
@@ -237,7 +243,7 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("list_processes", {"states": ["sleeping"]}, "queued"),
     ("process_details", {"task_id": "abcdef12"}, "no task abcdef12"),
     ("process_details", {"task_id": "../../etc"}, "id"),
-    ("process_details", {"task_id": "{first}", "transcript_items": 100000}, "less than or equal"),
+    ("process_details", {"task_id": "{first}", "transcript_lines": 100000}, "less than or equal"),
     ("manage_queue", {"action": "explode"}, "set_priority"),
     ("manage_queue", {"action": "set_priority", "priority": 1}, "needs task_id"),
     ("manage_queue", {"action": "set_priority", "task_id": "{first}"}, "needs priority"),
@@ -352,11 +358,10 @@ def test_respond_answers_a_permission_request_and_continues_a_session(served: An
     async def scenario(session: ClientSession) -> None:
         task_id = (await call(session, "submit_task", prompt=prompt))[0]["task"]["id"]
         submitted["id"] = task_id
-        for _ in range(300):
-            details, text = await call(session, "process_details", task_id=task_id)
-            if details["pending_request"]:
-                break
-            await anyio.sleep(0.1)
+        data, text = await call(session, "wait_for_task", task_id=task_id, timeout_seconds=45)
+        assert data["outcome"] == "awaiting_input" and not data["ended"], text
+        assert "respond_to_process" in text and "printf allowed" in text
+        details, text = await call(session, "process_details", task_id=task_id)
         request = details["pending_request"]
         assert request and request["tool_name"] == "Bash", details
         assert details["task"]["state"] == "awaiting_input"
@@ -366,8 +371,9 @@ def test_respond_answers_a_permission_request_and_continues_a_session(served: An
 
         data, text = await call(session, "respond_to_process", task_id=task_id, allow=True)
         assert data["task"]["id"] == task_id
+        # Answered: waiting goes on until the agent has read the answer and finished.
         data, _ = await call(session, "wait_for_task", task_id=task_id, timeout_seconds=45)
-        assert data["ended"] and data["task"]["state"] == "succeeded"
+        assert data["outcome"] == "ended" and data["task"]["state"] == "succeeded"
 
         message = await error(session, "respond_to_process", task_id=task_id, allow=True)
         assert "no pending permission request" in message
