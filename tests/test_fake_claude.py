@@ -547,3 +547,23 @@ def test_output_format_json(repo, env):
                        timeout=10)
     assert r.returncode == 0
     assert json.loads(r.stdout)["result"] == "hi"
+
+
+def test_if_role_and_if_role_run(repo, env, tmp_path):
+    env["FAKE_CLAUDE_STATE"] = str(tmp_path / "state")
+    prompt = script(
+        "if-role reviewer if-role-run 1 result first review",
+        "if-role reviewer if-role-run 2+ result later review",
+        "if-role tester result tester",
+    )
+    assert run_fake(repo, env, prompt).result["result"] == "Done."  # no role set
+    env["ORCHESTRA_ROLE"] = "reviewer"
+    assert run_fake(repo, env, prompt).result["result"] == "first review"
+    assert run_fake(repo, env, prompt).result["result"] == "later review"
+    assert run_fake(repo, env, prompt).result["result"] == "later review"
+    env["ORCHESTRA_ROLE"] = "tester"
+    assert run_fake(repo, env, prompt).result["result"] == "tester"
+    counts = json.loads((tmp_path / "state" / ".fake_claude_runs").read_text())
+    assert counts["role:reviewer"] == 3 and counts["role:tester"] == 1
+    bad = run_fake(repo, env, script("if-role-run x text no"))
+    assert bad.rc == 2 and "if-role-run" in bad.stderr
