@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from orchestra import claude, processes, worktrees
+from orchestra import claude, processes, workflows, worktrees
 from orchestra.config import Config
 from orchestra.errors import CorruptTaskFile, OrchestraError, SchedulerBusy, TaskNotFound
 from orchestra.fileio import write_atomic
 from orchestra.paths import Paths
-from orchestra.roles import get_role, load_roles
+from orchestra.roles import AGENTLESS_ROLES, output_error, role_for_task
 from orchestra.store import Store
 from orchestra.task import BLOCKING_STATES, State, Task, check_transition, now
 
@@ -283,6 +283,9 @@ class Scheduler:
                 self._finalize(task_id, exit_code=None, launch_error=reason)
                 return
             run = adopt
+            if run is None and _agentless(self.store.load(task_id).role):
+                workflows.run_agentless(self._core(), task_id, self.log)
+                return
             if run is None:
                 try:
                     run = self._launch(task_id)
@@ -304,7 +307,7 @@ class Scheduler:
 
     def _launch(self, task_id: str) -> _Run:
         task = self.store.load(task_id)
-        role = get_role(task.role, load_roles())
+        role = role_for_task(self.paths, task)
         base_sha = task.base_sha
         if task.on:
             dep = self.store.load(task.on)
@@ -316,8 +319,8 @@ class Scheduler:
         wt = self.paths.worktree(task.id)
         worktrees.ensure_worktree(self.paths.root, wt, task.branch, base_sha)
         binary = claude.resolve_binary(self.config.claude_binary_resolved)
-        resume = task.resume_session
-        prompt = claude.RESUME_PROMPT if resume else task.prompt
+        resume = task.resume_session or task.extra.get("continue_session")
+        prompt = claude.RESUME_PROMPT if task.resume_session else task.prompt
         system_prompt = (
             f"{role.full_system_prompt()}\n\nTask {task.id} on branch {task.branch}, "
             f"started from {base_sha[:12]}."
@@ -408,6 +411,7 @@ class Scheduler:
     ) -> None:
         task = self.store.load(task_id)
         outcome = claude.read_outcome(self.paths.log_file(task_id), task.log_offset) if task.pid else claude.Outcome()
+        launch_error = launch_error or output_error(task, outcome)
         commit_error = None
         wt = Path(task.worktree) if task.worktree else None
         if wt and wt.is_dir():
@@ -465,6 +469,21 @@ class Scheduler:
         self.store.append_event(task_id, "finished", state=str(task.state), exit_code=exit_code, error=task.error)
         self.log(f"{task_id} {task.state}" + (f": {task.error}" if task.error else ""))
         self.wake.set()
+        self._workflow_hook(task)
+
+    def _core(self) -> Any:
+        from orchestra.service import Orchestra
+
+        return Orchestra.attach(self.paths, self.config, self.store)
+
+    def _workflow_hook(self, task: Task) -> None:
+        """A finished task may move its workflow on (next step, revision round, merge, end)."""
+        if task.state.final and task.extra.get("workflow"):
+            try:
+                workflows.task_finished(self._core(), task, self.log)
+            except Exception as exc:  # the task's own end is recorded; a workflow bug must not undo that
+                self.log(f"workflow hook failed for {task.id}: {exc}\n{traceback.format_exc()}")
+            self.wake.set()
 
     # -- restart -----------------------------------------------------------------
 
@@ -483,6 +502,7 @@ class Scheduler:
                 self.log(f"skipping {task_id}: {exc}")
                 continue
             self._recover_one(task)
+        workflows.advance_all(self._core(), self.log)
 
     def _recover_one(self, task: Task) -> None:
         pid = task.pid if processes.is_alive(task.pid, task.proc_start) else None
@@ -570,3 +590,7 @@ def _env_has(pid: int, entry: str) -> bool:
 def _set_state(task: Task, new: State) -> None:
     check_transition(task.state, new)
     task.state = new
+
+
+def _agentless(role: str) -> bool:
+    return role in AGENTLESS_ROLES
