@@ -310,7 +310,9 @@ def get_template(paths: "Paths", name: str, roles: dict[str, Role] | None = None
         return _read_template_file(user, roles, source)
     if builtin.is_file():
         return _read_template_file(builtin, roles, "built-in")
-    known = sorted(load_templates(paths, roles))
+    user_dir = user_template_dir(paths)
+    known = sorted({p.stem for p in BUILTIN_DIR.glob("*.toml")}
+                   | ({p.stem for p in user_dir.glob("*.toml")} if user_dir.is_dir() else set()))
     raise InvalidInput(f"unknown workflow template {name!r}; known: {', '.join(known)}")
 
 
@@ -514,14 +516,18 @@ def advance(orch: "Orchestra", wf_id: str) -> Workflow:
         wf = load_workflow(orch.paths, wf_id)
         if wf.state in FINAL_WORKFLOW_STATES:
             return wf
-        before = wf.to_dict()
+        before = _snapshot(wf)
         try:
             _advance(orch, wf, load_roles(orch.paths))
         except OrchestraError as exc:
             _stop(wf, "failed", str(exc))
-        if wf.to_dict() != before:
+        if _snapshot(wf) != before:
             save_workflow(orch, wf)
         return wf
+
+
+def _snapshot(wf: Workflow) -> str:
+    return json.dumps(wf.to_dict(), sort_keys=True, default=str)
 
 
 def _stop(wf: Workflow, state: str, error: str | None) -> None:
