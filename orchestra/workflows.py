@@ -481,7 +481,12 @@ def start(orch: "Orchestra", template_name: str, request: str, *, base: str | No
             max_rounds=1 + orch.config.revision_rounds,
         )
         save_workflow(orch, wf)
-        _advance(orch, wf, roles)
+        try:
+            _advance(orch, wf, roles)
+        except BaseException:
+            if not wf.instances:  # nothing started: leave no trace of the refused workflow
+                workflow_file(orch.paths, wf.id).unlink(missing_ok=True)
+            raise
         save_workflow(orch, wf)
     return wf
 
