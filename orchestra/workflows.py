@@ -20,8 +20,8 @@ from orchestra import worktrees
 from orchestra.errors import ConfigError, InvalidInput, OrchestraError, TaskNotFound
 from orchestra.fileio import write_atomic
 from orchestra.gitcmd import git
-from orchestra.roles import AGENTLESS_ROLES, Role, load_roles, verdict_problem
-from orchestra.task import FINAL_STATES, State, Task, check_transition, make_title, now, validate_id
+from orchestra.roles import Role, load_roles, verdict_problem
+from orchestra.task import State, Task, check_transition, make_title, now, validate_id
 
 if TYPE_CHECKING:
     from orchestra.paths import Paths
@@ -985,12 +985,3 @@ def refresh(orch: "Orchestra", wf_id: str) -> Workflow:
     if wf.state in FINAL_WORKFLOW_STATES:
         return wf
     return advance(orch, wf_id)
-
-
-def agentless(role: str) -> bool:
-    return role in AGENTLESS_ROLES
-
-
-__all__ = [
-    "FINAL_STATES", "Step", "Template", "Workflow", "advance", "load_templates", "get_template", "start",
-]
