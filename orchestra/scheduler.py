@@ -373,6 +373,8 @@ class Scheduler:
             prompt = task.extra.get("next_prompt") or claude.RESUME_PROMPT
         else:
             prompt = task.prompt
+            if role.produces == "verdict" and task.on and not task.extra.get("workflow"):
+                prompt += "\n\n" + self._review_material(task.on)
         system_prompt = (
             f"{role.full_system_prompt()}\n\nTask {task.id} on branch {task.branch}, "
             f"started from {base_sha[:12]}."
@@ -424,6 +426,14 @@ class Scheduler:
         self.store.update(task.id, mutate, "started", pid=popen.pid, resume=resume, attempt=task.attempts)
         self.log(f"{task.id} started ({task.role}, attempt {task.attempts}{', resuming ' + resume if resume else ''})")
         return _Run(pid=popen.pid, pgid=popen.pid, popen=popen)
+
+    def _review_material(self, on_id: str) -> str:
+        """What a reviewer started `--on` a task reads: that branch's commits and diff against its base."""
+        reviewed = self.store.load(on_id)
+        head = worktrees.branch_head(self.paths.root, reviewed.branch)
+        if not head or not reviewed.base_sha:
+            raise OrchestraError(f"branch {reviewed.branch} of task {on_id} has nothing to review")
+        return workflows.review_material(self.paths.root, reviewed.base_sha, head, f"branch {reviewed.branch}")
 
     def _watch(self, task_id: str, run: _Run) -> tuple[int | None, str]:
         """Wait for the agent; returns (exit code, "exit" | "timeout" | "cancel" | "abandoned")."""
