@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from orchestra.errors import OrchestraError
-from orchestra.roles import Role
+from orchestra.roles import READ_ONLY_TOOLS, VERDICT_SCHEMA, Role
 
 RESUME_PROMPT = (
     "Your previous run on this task was interrupted before it finished (the orchestrator "
@@ -96,8 +96,13 @@ def build_argv(
     argv = [binary, "-p", "--output-format", "stream-json", "--verbose"]
     if role.permission_mode and role.permission_mode != "default":
         argv += ["--permission-mode", role.permission_mode]
-    if role.tools is not None:
-        argv += ["--tools", ",".join(role.tools)]
+    tools = role.tools
+    if role.produces == "verdict":
+        # A verdict role only reads, whatever a role file says: enforced by the CLI's whitelist.
+        tools = [t for t in (tools if tools is not None else READ_ONLY_TOOLS) if t in READ_ONLY_TOOLS]
+        argv += ["--json-schema", json.dumps(VERDICT_SCHEMA, separators=(",", ":"))]
+    if tools is not None:
+        argv += ["--tools", ",".join(tools)]
     settings = role.settings()
     if settings:
         argv += ["--settings", json.dumps(settings)]

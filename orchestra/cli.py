@@ -486,6 +486,173 @@ def spend(ctx: click.Context, as_json: bool) -> int:
         _echo_json(report)
     else:
         click.echo(spend_text(report))
+
+
+@cli.group("roles", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Every field of every role, as JSON.")
+@click.pass_context
+def roles_cmd(ctx: click.Context, as_json: bool) -> int:
+    """List the roles (built-in and your own), with where each comes from."""
+    if ctx.invoked_subcommand is not None:
+        return EXIT_OK
+    from orchestra.views import roles_table
+
+    roles = _orchestra(ctx).roles()
+    if as_json:
+        _echo_json({name: r.to_dict() for name, r in roles.items()})
+    else:
+        click.echo(roles_table(roles))
+    return EXIT_OK
+
+
+@roles_cmd.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Every field, as JSON.")
+@click.pass_context
+def roles_show(ctx: click.Context, name: str, as_json: bool) -> int:
+    """Everything about one role, including its full system prompt."""
+    from orchestra.views import role_text
+
+    role = _orchestra(ctx).role(name)
+    click.echo(json.dumps(role.to_dict(), indent=2, sort_keys=True) if as_json else role_text(role))
+    return EXIT_OK
+
+
+@cli.group("workflow")
+def workflow_cmd() -> None:
+    """Start and follow workflows: a team of roles working on one request."""
+
+
+@workflow_cmd.command("start")
+@click.argument("template")
+@click.argument("request", nargs=-1)
+@click.option("-f", "--file", "request_file", type=click.File("r"), help="Read the request from FILE ('-' for stdin).")
+@click.option("--base", metavar="REF", help="Start from REF (default HEAD); for code-review: BRANCH or FROM..TO.")
+@click.option("--into", metavar="BRANCH", help="Merge the result into BRANCH (default: the base branch).")
+@click.option("--start/--no-start", "start", default=None, help="Start a background scheduler if none runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new workflow as JSON instead of its id.")
+@click.pass_context
+def workflow_start(
+    ctx: click.Context, template: str, request: tuple[str, ...], request_file: Any, base: str | None,
+    into: str | None, start: bool | None, as_json: bool,
+) -> int:
+    """Start workflow TEMPLATE on REQUEST and print its id."""
+    if request_file is not None and request:
+        raise click.UsageError("give the request as arguments or with --file, not both")
+    text = request_file.read() if request_file is not None else " ".join(request)
+    if not text.strip():
+        raise click.UsageError("no request: say what the team should do")
+    orch = _orchestra(ctx)
+    wf = orch.start_workflow(template, text, base=base, into=into)
+    if orch.config.autostart if start is None else start:
+        orch.ensure_scheduler()
+    if as_json:
+        _echo_json(wf.to_dict())
+    else:
+        click.echo(wf.id)
+    return EXIT_OK
+
+
+@workflow_cmd.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Every workflow record, as a JSON array.")
+@click.pass_context
+def workflow_list(ctx: click.Context, as_json: bool) -> int:
+    """List workflows, oldest first."""
+    from orchestra.views import workflow_table
+
+    workflows = _orchestra(ctx).workflows()
+    if as_json:
+        _echo_json([w.to_dict() for w in workflows])
+    else:
+        click.echo(workflow_table(workflows))
+    return EXIT_OK
+
+
+@workflow_cmd.command("show")
+@click.argument("workflow_id")
+@click.option("--json", "as_json", is_flag=True, help="The record and its tasks, as JSON.")
+@click.pass_context
+def workflow_show(ctx: click.Context, workflow_id: str, as_json: bool) -> int:
+    """The task graph of one workflow, with each step's state."""
+    from orchestra.errors import OrchestraError as _Err
+    from orchestra.views import workflow_text
+
+    orch = _orchestra(ctx)
+    wf = orch.workflow(workflow_id)
+    tasks = {}
+    for tid in wf.task_ids():
+        try:
+            tasks[tid] = orch.get(tid)
+        except _Err:
+            continue
+    if as_json:
+        _echo_json({**wf.to_dict(), "tasks": {tid: t.to_dict() for tid, t in tasks.items()}})
+    else:
+        click.echo(workflow_text(wf, tasks))
+    return EXIT_OK
+
+
+@workflow_cmd.command("templates")
+@click.option("--json", "as_json", is_flag=True, help="Every template, as JSON.")
+@click.pass_context
+def workflow_templates(ctx: click.Context, as_json: bool) -> int:
+    """List workflow templates (built-in and .orchestra/workflows/*.toml)."""
+    from orchestra.views import templates_text
+
+    templates = _orchestra(ctx).workflow_templates()
+    if as_json:
+        _echo_json({name: t.to_dict() for name, t in templates.items()})
+    else:
+        click.echo(templates_text(templates))
+    return EXIT_OK
+
+
+@cli.command("merge")
+@click.argument("ref")
+@click.option("--into", metavar="BRANCH", help="The branch to merge into (default: the workflow's or task's target).")
+@click.option("--strategy", type=click.Choice(["merge", "squash", "ff-only"]), help="Default: config merge_strategy.")
+@click.option("--resolve", is_flag=True, help="On a conflict, start an implementer to resolve it, then retry.")
+@click.option("--start/--no-start", "start", default=None, help="Start a background scheduler for --resolve.")
+@click.option("--json", "as_json", is_flag=True, help="The result as JSON.")
+@click.pass_context
+def merge_cmd(
+    ctx: click.Context, ref: str, into: str | None, strategy: str | None, resolve: bool, start: bool | None,
+    as_json: bool,
+) -> int:
+    """Merge a task's branch or a workflow's result into its target, behind the gate."""
+    from orchestra.views import merge_text
+
+    orch = _orchestra(ctx)
+    result = orch.merge(ref, into=into, strategy=strategy or orch.config.merge_strategy, resolve=resolve)
+    if result.resolve_task and (orch.config.autostart if start is None else start):
+        orch.ensure_scheduler()
+    if as_json:
+        _echo_json(result.to_dict())
+    else:
+        click.echo(merge_text(result), err=not (result.ok or result.resolve_task))
+    return EXIT_OK if result.ok or result.resolve_task else EXIT_FAILED
+
+
+@cli.command("cleanup")
+@click.option("-n", "--dry-run", is_flag=True, help="Only say what would be removed.")
+@click.option("--force", is_flag=True, help="Also remove unmerged branches and dirty worktrees (listed first).")
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+@click.pass_context
+def cleanup_cmd(ctx: click.Context, dry_run: bool, force: bool, as_json: bool) -> int:
+    """Remove worktrees of finished tasks, and their branches once merged."""
+    from orchestra.views import cleanup_text
+
+    orch = _orchestra(ctx)
+    if force and not dry_run and not as_json:
+        preview = orch.cleanup(dry_run=True, force=True)
+        if preview.would_lose:
+            click.echo(cleanup_text(preview).split("\n\n", 1)[-1])
+            click.echo("")
+    report = orch.cleanup(dry_run=dry_run, force=force)
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        click.echo(cleanup_text(report))
     return EXIT_OK
 
 

@@ -145,6 +145,27 @@ def _branch_prefix(value: object, what: str) -> str:
     return text
 
 
+MERGE_STRATEGIES = ("merge", "squash", "ff-only")
+
+
+def _merge_strategy(value: object, what: str) -> str:
+    if value not in MERGE_STRATEGIES:
+        raise InvalidInput(f"invalid {what} {value!r}: use one of {', '.join(MERGE_STRATEGIES)}")
+    return str(value)
+
+
+def _count(value: object, what: str) -> int:
+    if isinstance(value, bool):
+        raise InvalidInput(f"invalid {what} {value!r}: expected a whole number")
+    try:
+        number = value if isinstance(value, int) else int(str(value), 10)
+    except ValueError:
+        raise InvalidInput(f"invalid {what} {value!r}: expected a whole number") from None
+    if not 0 <= number <= 20:
+        raise InvalidInput(f"invalid {what} {number}: must be between 0 and 20")
+    return number
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -179,6 +200,11 @@ SETTINGS: dict[str, Setting] = {
         Setting("setup_timeout", 600.0, parse_duration, "the longest the setup command may run"),
         Setting("on_event", "", _optional_string, "a shell command run when a task needs input, succeeds, fails or times out"),
         Setting("budget_usd", 0.0, _usd_limit, "no new task starts once the repo's total spend reaches this (USD; 0: no limit)"),
+        Setting("gate", None, _string, "command run (sh -c) in the merged tree before a merge moves its target, e.g. 'pytest -q'"),
+        Setting("gate_timeout", 1800.0, parse_duration, "wall-clock limit of the gate command"),
+        Setting("revision_rounds", 2, _count, "revision rounds a workflow gets after a reviewer requests changes"),
+        Setting("merge_strategy", "merge", _merge_strategy, "how workflows merge: merge, squash or ff-only"),
+        Setting("merge_resolve", False, _bool, "on a merge conflict, start an implementer to resolve it and retry"),
     )
 }
 

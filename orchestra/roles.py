@@ -7,10 +7,17 @@ reviewer is given no tool that can write.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from orchestra.errors import InvalidInput
+from orchestra.errors import ConfigError, InvalidInput
+
+if TYPE_CHECKING:
+    from orchestra.paths import Paths
+    from orchestra.task import Task
 
 PERMISSION_MODES = ("default", "acceptEdits", "bypassPermissions", "dontAsk", "plan")
 
@@ -21,7 +28,34 @@ as you reach sensible points; anything you leave uncommitted is committed for yo
 Nobody will answer questions while you work: make reasonable decisions, note assumptions in your
 final message, and end with a short summary of what you did and what is left."""
 
+_COMMON_READ_ONLY = """You are one agent in a team coordinated by orchestra. You review work in a checkout of the
+branch under review, and you hand on a verdict, not code. Nobody will answer questions while you work:
+read what you need, decide, and say what you assumed."""
+
 _READ_ONLY_TOOLS = ["Read", "Grep", "Glob"]
+READ_ONLY_TOOLS: tuple[str, ...] = tuple(_READ_ONLY_TOOLS)
+
+# What a verdict role must hand back, passed to `claude --json-schema`: the verdict is data.
+VERDICT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "verdict": {"type": "string", "enum": ["approve", "request_changes"]},
+        "comments": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "file": {"type": "string"},
+                    "line": {"type": "integer"},
+                    "comment": {"type": "string"},
+                },
+                "required": ["comment"],
+            },
+        },
+        "summary": {"type": "string"},
+    },
+    "required": ["verdict", "comments", "summary"],
+}
 
 _GIT_SAFE_ALLOW = [
     "Bash(git status:*)",
@@ -76,8 +110,42 @@ class Role:
             perms["ask"] = list(self.ask)
         return {"permissions": perms}
 
+    @property
+    def agentless(self) -> bool:
+        return self.produces in AGENTLESS_PRODUCTS
+
     def full_system_prompt(self) -> str:
+        if self.produces == "verdict":
+            return f"{_COMMON_READ_ONLY}\n\nYour role: {self.name}.\n{self.system_prompt.strip()}\n\n{_VERDICT_INSTRUCTIONS}"
         return f"{_COMMON}\n\nYour role: {self.name}.\n{self.system_prompt.strip()}"
+
+    def review_pass(self) -> "Role":
+        """This role as a read-only reviewer: no tool that writes, a verdict as output."""
+        if self.produces == "verdict":
+            return self
+        return replace(
+            self,
+            tools=list(_READ_ONLY_TOOLS),
+            permission_mode="default",
+            allow=[],
+            deny=[],
+            produces="verdict",
+            system_prompt=self.system_prompt.strip()
+            + "\n\nThis is a review pass: you can only read. Judge the change from your role's point of view.",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["agent"] = not self.agentless
+        return data
+
+
+_VERDICT_INSTRUCTIONS = """You cannot change files or run commands: you can only read (Read, Grep, Glob).
+Return your verdict through the StructuredOutput tool: "approve" when the change is correct and
+complete, otherwise "request_changes"; every comment names the file (and line when you can) and says
+what to change; the summary is two or three sentences."""
+
+AGENTLESS_PRODUCTS = ("merge", "report")
 
 
 BUILTIN_ROLES: dict[str, Role] = {
@@ -155,13 +223,195 @@ Check every command and example you document against the code.""",
 }
 
 
-def load_roles() -> dict[str, Role]:
-    return dict(BUILTIN_ROLES)
+# Steps orchestra does itself, without an agent; the scheduler runs them in-process.
+AGENTLESS_ROLES: dict[str, Role] = {
+    r.name: r
+    for r in (
+        Role(
+            "merge",
+            "No agent: merges a branch into its target after a pre-check and the gate command.",
+            "",
+            tools=[],
+            permission_mode="default",
+            produces="merge",
+        ),
+        Role(
+            "report",
+            "No agent: consolidates the verdicts of review passes into one report.",
+            "",
+            tools=[],
+            permission_mode="default",
+            produces="report",
+        ),
+    )
+}
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+_FIELDS = {
+    "name", "description", "system_prompt", "tools", "permission_mode", "allow", "deny",
+    "timeout", "max_turns", "produces", "extends",
+}
+
+
+def load_roles(paths: "Paths | None" = None) -> dict[str, Role]:
+    """Built-in roles, then `[roles.<name>]` tables of config.toml, then `.orchestra/roles/<name>.toml`.
+
+    A later definition of a known name overrides only the fields it sets; a new
+    name needs a description and a system prompt (or `extends` another role).
+    """
+    roles = dict(BUILTIN_ROLES)
+    roles.update(AGENTLESS_ROLES)
+    if paths is None:
+        return roles
+    for where, name, table in _user_role_tables(paths):
+        roles[name] = _role_from_table(where, name, table, roles)
+    return roles
+
+
+def agent_roles(roles: dict[str, Role]) -> list[str]:
+    return sorted(n for n, r in roles.items() if not r.agentless)
 
 
 def get_role(name: str, roles: dict[str, Role] | None = None) -> Role:
+    """A role a task can be submitted with: agentless steps are not among them."""
     roles = roles if roles is not None else load_roles()
     role = roles.get(name)
-    if role is None:
-        raise InvalidInput(f"unknown role {name!r}; known roles: {', '.join(sorted(roles))}")
+    if role is None or role.agentless:
+        hint = " (it is a step orchestra runs itself, without an agent)" if role else ""
+        raise InvalidInput(f"unknown role {name!r}{hint}; known roles: {', '.join(agent_roles(roles))}")
     return role
+
+
+def role_for_task(paths: "Paths", task: "Task") -> Role:
+    """The role a task's agent runs with: a review pass gets the read-only form of its role."""
+    role = get_role(task.role, load_roles(paths))
+    return role.review_pass() if task.extra.get("review") else role
+
+
+def verdict_problem(output: object) -> str | None:
+    """Why a structured output is not a usable verdict, or None when it is one."""
+    if output is None:
+        return "the run returned no structured output"
+    if not isinstance(output, dict):
+        return "the structured output is not an object"
+    if output.get("verdict") not in ("approve", "request_changes"):
+        return f"verdict {output.get('verdict')!r} is neither 'approve' nor 'request_changes'"
+    if not isinstance(output.get("comments", []), list):
+        return "comments is not a list"
+    return None
+
+
+def output_error(task: "Task", outcome: Any) -> str | None:
+    """A run that succeeded without the output its role must hand on is a failure, with this reason."""
+    if task.extra.get("produces") != "verdict" or not getattr(outcome, "succeeded", False):
+        return None
+    problem = verdict_problem(getattr(outcome, "structured_output", None))
+    return f"no verdict: {problem}" if problem else None
+
+
+def _user_role_tables(paths: "Paths") -> list[tuple[str, str, dict[str, Any]]]:
+    tables: list[tuple[str, str, dict[str, Any]]] = []
+    config = paths.config
+    if config.is_file():
+        data = _read_toml(config)
+        section = data.get("roles", {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"{config}: [roles] must be a table of role tables")
+        for name, table in section.items():
+            where = f"{config} [roles.{name}]"
+            if not isinstance(table, dict):
+                raise ConfigError(f"{where}: expected a table")
+            tables.append((where, name, table))
+    role_dir = paths.state / "roles"
+    if role_dir.is_dir():
+        for path in sorted(role_dir.glob("*.toml")):
+            data = _read_toml(path)
+            name = path.stem
+            if "name" in data and data["name"] != name:
+                raise ConfigError(f"{path}: field 'name': {data['name']!r} does not match the file name {name!r}")
+            tables.append((str(path), name, data))
+    return tables
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _role_from_table(where: str, name: str, table: dict[str, Any], known: dict[str, Role]) -> Role:
+    from orchestra.config import parse_duration
+
+    def bad(field_name: str, why: str) -> ConfigError:
+        return ConfigError(f"{where}: field {field_name!r}: {why}")
+
+    if not _NAME_RE.match(name):
+        raise ConfigError(f"{where}: invalid role name {name!r}: lowercase letters, digits, '-' and '_'")
+    if name in AGENTLESS_ROLES:
+        raise ConfigError(f"{where}: {name!r} is a built-in step without an agent and cannot be redefined")
+    unknown = sorted(set(table) - _FIELDS)
+    if unknown:
+        raise bad(unknown[0], f"unknown field; known fields: {', '.join(sorted(_FIELDS - {'name'}))}")
+    parent_name = table.get("extends", name if name in known else None)
+    if "extends" in table:
+        if not isinstance(parent_name, str) or parent_name not in known or known[parent_name].agentless:
+            raise bad("extends", f"unknown role {parent_name!r}")
+    parent = known.get(parent_name) if parent_name else None
+    if parent is None:
+        for required in ("description", "system_prompt"):
+            if required not in table:
+                raise bad(required, "missing (a new role needs a description and a system_prompt, or 'extends')")
+    values: dict[str, Any] = asdict(parent) if parent else {}
+    values["name"] = name
+    for key in ("description", "system_prompt"):
+        if key in table:
+            if not isinstance(table[key], str) or not table[key].strip():
+                raise bad(key, "expected a non-empty string")
+            values[key] = table[key]
+    for key in ("tools", "allow", "deny"):
+        if key in table:
+            value = table[key]
+            if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+                raise bad(key, "expected a list of strings")
+            values[key] = list(value)
+    if "permission_mode" in table:
+        if table["permission_mode"] not in PERMISSION_MODES:
+            raise bad("permission_mode", f"{table['permission_mode']!r} is not one of {', '.join(PERMISSION_MODES)}")
+        values["permission_mode"] = table["permission_mode"]
+    if "timeout" in table:
+        try:
+            values["timeout"] = parse_duration(table["timeout"], "timeout")
+        except InvalidInput as exc:
+            raise bad("timeout", str(exc)) from None
+    if "max_turns" in table:
+        turns = table["max_turns"]
+        if isinstance(turns, bool) or not isinstance(turns, int) or turns < 1:
+            raise bad("max_turns", "expected a whole number of at least 1")
+        values["max_turns"] = turns
+    if "produces" in table:
+        if table["produces"] not in ("branch", "verdict"):
+            raise bad("produces", "expected 'branch' or 'verdict'")
+        values["produces"] = table["produces"]
+    values.setdefault("produces", "branch")
+    if values["produces"] == "verdict":
+        tools = values.get("tools")
+        if tools is None:
+            values["tools"] = list(_READ_ONLY_TOOLS)
+        elif not set(tools) <= set(READ_ONLY_TOOLS):
+            extra = sorted(set(tools) - set(READ_ONLY_TOOLS))
+            raise bad("tools", f"a role that produces a verdict may only read ({', '.join(_READ_ONLY_TOOLS)}); "
+                               f"not {', '.join(extra)}")
+    if parent_name != name:
+        source = where
+    elif name in BUILTIN_ROLES:
+        source = f"{where} (overrides built-in)"
+    else:
+        source = f"{where} (overrides {parent.source if parent else '?'})"
+    values["source"] = source
+    return Role(**{k: v for k, v in values.items() if k in _ROLE_FIELDS})
+
+
+_ROLE_FIELDS = {f for f in Role.__dataclass_fields__}

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from orchestra import approvals, backoff, bootstrap, claude, notify, permissions, processes, worktrees
+from orchestra import approvals, backoff, bootstrap, claude, notify, permissions, processes, workflows, worktrees
 from orchestra.config import Config
 from orchestra.errors import CorruptTaskFile, OrchestraError, SchedulerBusy, TaskNotFound
 from orchestra.fileio import write_atomic
 from orchestra.paths import Paths
-from orchestra.roles import get_role, load_roles
+from orchestra.roles import AGENTLESS_ROLES, output_error, role_for_task
 from orchestra.store import Store
 from orchestra.task import BLOCKING_STATES, State, Task, check_transition, now
 
@@ -324,6 +324,9 @@ class Scheduler:
                 self._finalize(task_id, exit_code=None, launch_error=reason)
                 return
             run = adopt
+            if run is None and _agentless(self.store.load(task_id).role):
+                workflows.run_agentless(self._core(), task_id, self.log)
+                return
             if run is None:
                 try:
                     run = self._launch(task_id)
@@ -345,7 +348,7 @@ class Scheduler:
 
     def _launch(self, task_id: str) -> _Run:
         task = self.store.load(task_id)
-        role = get_role(task.role, load_roles())
+        role = role_for_task(self.paths, task)
         base_sha = task.base_sha
         if task.on:
             dep = self.store.load(task.on)
@@ -363,8 +366,15 @@ class Scheduler:
         policy = permissions.policy_for(role, self.config)
         role = permissions.apply(role, policy)
         permissions.check_environment(policy, dict(os.environ))
-        resume = task.resume_session
-        prompt = (task.extra.get("next_prompt") or claude.RESUME_PROMPT) if resume else task.prompt
+        # A crashed or answered run resumes its session with a nudge or the person's reply; a
+        # workflow revision continues the implementer's session with the task's own prompt.
+        resume = task.resume_session or task.extra.get("continue_session")
+        if task.resume_session:
+            prompt = task.extra.get("next_prompt") or claude.RESUME_PROMPT
+        else:
+            prompt = task.prompt
+            if role.produces == "verdict" and task.on and not task.extra.get("workflow"):
+                prompt += "\n\n" + self._review_material(task.on)
         system_prompt = (
             f"{role.full_system_prompt()}\n\nTask {task.id} on branch {task.branch}, "
             f"started from {base_sha[:12]}."
@@ -416,6 +426,14 @@ class Scheduler:
         self.store.update(task.id, mutate, "started", pid=popen.pid, resume=resume, attempt=task.attempts)
         self.log(f"{task.id} started ({task.role}, attempt {task.attempts}{', resuming ' + resume if resume else ''})")
         return _Run(pid=popen.pid, pgid=popen.pid, popen=popen)
+
+    def _review_material(self, on_id: str) -> str:
+        """What a reviewer started `--on` a task reads: that branch's commits and diff against its base."""
+        reviewed = self.store.load(on_id)
+        head = worktrees.branch_head(self.paths.root, reviewed.branch)
+        if not head or not reviewed.base_sha:
+            raise OrchestraError(f"branch {reviewed.branch} of task {on_id} has nothing to review")
+        return workflows.review_material(self.paths.root, reviewed.base_sha, head, f"branch {reviewed.branch}")
 
     def _watch(self, task_id: str, run: _Run) -> tuple[int | None, str]:
         """Wait for the agent; returns (exit code, "exit" | "timeout" | "cancel" | "abandoned")."""
@@ -471,6 +489,7 @@ class Scheduler:
     ) -> None:
         task = self.store.load(task_id)
         outcome = claude.read_outcome(self.paths.log_file(task_id), task.log_offset) if task.pid else claude.Outcome()
+        launch_error = launch_error or output_error(task, outcome)
         commit_error = None
         wt = Path(task.worktree) if task.worktree else None
         if wt and wt.is_dir():
@@ -548,6 +567,7 @@ class Scheduler:
         self.wake.set()
         if task.state in (State.SUCCEEDED, State.FAILED, State.TIMED_OUT):
             notify.fire(self.paths, self.config, str(task.state), task, store=self.store)
+        self._workflow_hook(task)
 
     def _note_retry(self, task: Task, retry: backoff.Retry, paused: float | None) -> None:
         self.store.append_event(
@@ -577,6 +597,20 @@ class Scheduler:
 
         self.store.update(task.id, mutate, "bootstrapped", copied=copied, setup=bool(self.config.setup))
 
+    def _core(self) -> Any:
+        from orchestra.service import Orchestra
+
+        return Orchestra.attach(self.paths, self.config, self.store)
+
+    def _workflow_hook(self, task: Task) -> None:
+        """A finished task may move its workflow on (next step, revision round, merge, end)."""
+        if task.state.final and task.extra.get("workflow"):
+            try:
+                workflows.task_finished(self._core(), task, self.log)
+            except Exception as exc:  # the task's own end is recorded; a workflow bug must not undo that
+                self.log(f"workflow hook failed for {task.id}: {exc}\n{traceback.format_exc()}")
+            self.wake.set()
+
     # -- restart -----------------------------------------------------------------
 
     def recover(self) -> None:
@@ -594,6 +628,7 @@ class Scheduler:
                 self.log(f"skipping {task_id}: {exc}")
                 continue
             self._recover_one(task)
+        workflows.advance_all(self._core(), self.log)
 
     def _recover_one(self, task: Task) -> None:
         pid = task.pid if processes.is_alive(task.pid, task.proc_start) else None
@@ -695,3 +730,7 @@ def _remaining_budget(task: Task, role_default: float | None) -> float | None:
 def _set_state(task: Task, new: State) -> None:
     check_transition(task.state, new)
     task.state = new
+
+
+def _agentless(role: str) -> bool:
+    return role in AGENTLESS_ROLES

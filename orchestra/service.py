@@ -10,15 +10,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from orchestra import worktrees
 from orchestra.config import Config, load_config, parse_duration, parse_usd
 from orchestra.errors import InvalidInput, OrchestraError
 from orchestra.paths import Paths, find_paths
-from orchestra.roles import get_role, load_roles
+from orchestra.roles import Role, get_role, load_roles
 from orchestra.store import Store
 from orchestra.task import FINAL_STATES, State, Task, make_title, now
+
+if TYPE_CHECKING:
+    from orchestra.merge import CleanupReport, MergeResult
+    from orchestra.workflows import Template, Workflow
 
 MAX_PROMPT_CHARS = 200_000
 # Where the interaction module may keep what a waiting task asks (read defensively).
@@ -88,10 +92,12 @@ class Orchestra:
             raise InvalidInput("empty prompt: say what the agent should do")
         if len(prompt) > MAX_PROMPT_CHARS:
             raise InvalidInput(f"prompt too long ({len(prompt)} characters; the limit is {MAX_PROMPT_CHARS})")
-        get_role(role, load_roles())
+        role_def = get_role(role, load_roles(self.paths))
         priority = validate_priority(priority)
-        timeout_s = parse_duration(timeout, "timeout") if timeout is not None else None
+        timeout_s = parse_duration(timeout, "timeout") if timeout is not None else role_def.timeout
         budget_usd = parse_usd(budget) if budget is not None else None
+        if role_def.produces == "verdict":
+            extra = {**(extra or {}), "produces": "verdict"}
         if on and base:
             raise InvalidInput("use either --on (start from another task's branch) or --base, not both")
         if title is not None and not title.strip():
@@ -565,6 +571,67 @@ class Orchestra:
             task.max_attempts = max(task.max_attempts, task.attempts + self.config.max_attempts)
 
         return self.store.update(task_id, mutate, "replied")
+
+
+    @classmethod
+    def attach(cls, paths: Paths, config: Config, store: Store) -> "Orchestra":
+        """The core for a process that already holds the parts (the scheduler's workflow hook)."""
+        obj = cls.__new__(cls)
+        obj.paths, obj.config, obj.store = paths, config, store
+        return obj
+
+    # -- roles, workflows, merges --------------------------------------------------
+
+    def roles(self) -> dict[str, Role]:
+        return load_roles(self.paths)
+
+    def role(self, name: str) -> Role:
+        roles = self.roles()
+        if name not in roles:
+            raise InvalidInput(f"unknown role {name!r}; known roles: {', '.join(sorted(roles))}")
+        return roles[name]
+
+    def workflow_templates(self) -> dict[str, Template]:
+        from orchestra.workflows import load_templates
+
+        return load_templates(self.paths)
+
+    def start_workflow(
+        self, template: str, request: str, *, base: str | None = None, into: str | None = None
+    ) -> Workflow:
+        from orchestra.workflows import start
+
+        return start(self, template, request, base=base, into=into)
+
+    def workflows(self) -> list[Workflow]:
+        from orchestra.workflows import refresh, workflow_ids
+
+        out = []
+        for wf_id in workflow_ids(self.paths):
+            try:
+                out.append(refresh(self, wf_id))
+            except OrchestraError:
+                continue
+        out.sort(key=lambda w: (w.created_at, w.id))
+        return out
+
+    def workflow(self, ref: str) -> Workflow:
+        from orchestra.workflows import refresh, resolve_workflow
+
+        wf_id = resolve_workflow(self.paths, ref)
+        if wf_id is None:
+            raise InvalidInput(f"no workflow {ref}")
+        return refresh(self, wf_id)
+
+    def merge(self, ref: str, *, into: str | None = None, strategy: str = "merge", resolve: bool = False) -> MergeResult:
+        from orchestra.merge import run_manual_merge
+
+        return run_manual_merge(self, ref, into=into, strategy=strategy, resolve=resolve)
+
+    def cleanup(self, *, dry_run: bool = False, force: bool = False) -> CleanupReport:
+        from orchestra.merge import cleanup
+
+        return cleanup(self, dry_run=dry_run, force=force)
 
 
 def find_cycle(graph: dict[str, list[str]], start: str) -> list[str] | None:

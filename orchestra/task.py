@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -137,7 +137,13 @@ class Task:
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        # Not dataclasses.asdict: its recursive deep copy made `list --json` of 10,000 tasks 7x slower.
+        data = {name: getattr(self, name) for name in _FIELD_NAMES}
+        for name, value in data.items():
+            if isinstance(value, list):
+                data[name] = list(value)
+            elif isinstance(value, dict):
+                data[name] = dict(value)
         data["state"] = str(self.state)
         return data
 
@@ -183,3 +189,6 @@ class Task:
             "workflow": self.extra.get("workflow"),
             "not_before": self.extra.get("not_before"),
         }
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(Task))

@@ -295,6 +295,67 @@ def queue_text(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+# -- roles, workflows, merges ----------------------------------------------------
+
+
+def roles_table(roles: dict[str, Any]) -> str:
+    out = [f"{'ROLE':<12} {'PRODUCES':<9} {'TOOLS':<16} SOURCE / DESCRIPTION"]
+    for name in sorted(roles, key=lambda n: (roles[n].agentless, n)):
+        r = roles[name]
+        tools = "none (no agent)" if r.agentless else ("default" if r.tools is None else ",".join(r.tools) or "none")
+        out.append(f"{name:<12} {r.produces:<9} {clip(tools, 16):<16} {r.source}")
+        out.append(f"{'':<12} {'':<9} {'':<16} {clip(r.description, 60)}")
+    return "\n".join(out)
+
+
+def role_text(role: Any) -> str:
+    lines = [
+        f"role             {role.name}",
+        f"source           {role.source}",
+        f"description      {role.description}",
+        f"produces         {role.produces}" + ("  (no agent: orchestra runs this step itself)" if role.agentless else ""),
+    ]
+    if not role.agentless:
+        lines += [
+            f"tools            {'(Claude Code default)' if role.tools is None else ', '.join(role.tools) or '(none)'}",
+            f"permission mode  {role.permission_mode}",
+            f"timeout          {duration(role.timeout) if role.timeout else '(config default)'}",
+            f"max turns        {role.max_turns or '-'}",
+            f"allow            {', '.join(role.allow) or '-'}",
+            f"deny             {', '.join(role.deny) or '-'}",
+            "",
+            "system prompt",
+        ]
+        lines += [f"  {line}" for line in role.full_system_prompt().splitlines()]
+    return "\n".join(lines)
+
+
+def templates_text(templates: dict[str, Any]) -> str:
+    out = []
+    for name, t in sorted(templates.items()):
+        depth: dict[str, int] = {}
+        for step in t.steps:  # topological order: a step's depth is one more than its deepest dependency
+            depth[step.name] = 1 + max((depth[d] for d in step.deps), default=-1)
+        layers = [[s for s in t.steps if depth[s.name] == level] for level in range(max(depth.values()) + 1)]
+        chain = " → ".join(
+            " | ".join(f"{s.name}({s.role})" if s.name != s.role else s.name for s in layer) for layer in layers
+        )
+        out.append(f"{name:<12} {clip(t.description, 66)}")
+        out.append(f"{'':<12} steps: {chain}")
+        out.append(f"{'':<12} source: {t.source}")
+    return "\n".join(out)
+
+
+def workflow_table(workflows: Iterable[Any]) -> str:
+    out = [f"{'ID':<8} {'TEMPLATE':<12} {'STATE':<18} {'ROUND':>5} {'AGE':>7}  REQUEST"]
+    t = time.time()
+    for w in workflows:
+        out.append(
+            f"{w.id:<8} {w.template:<12} {w.state:<18} {w.round:>5} {duration(t - w.created_at):>7}  {clip(w.title, 40)}"
+        )
+    return "\n".join(out)
+
+
 def transcript_tail(paths: Any, task: Task, lines: int = 40, *, color: bool = False) -> list[str]:
     """The last `lines` lines of a task's rendered transcript (all attempts), from a bounded read.
 
@@ -329,6 +390,99 @@ def spend_text(report: dict[str, Any]) -> str:
             lines += ["", title, f"  {'':<24} {'TASKS':>5}  {'COST':>9}  TOKENS"]
             lines += [row(name, t) for name, t in report[key].items()]
     return "\n".join(lines)
+
+
+def workflow_text(wf: Any, tasks: dict[str, Any]) -> str:
+    """The task graph: every planned step, each instance's task and state, in order."""
+    lines = [
+        f"workflow   {wf.id}  ({wf.template})",
+        f"state      {wf.state}" + (f"  ({wf.error})" if wf.error else ""),
+        f"round      {wf.round} of at most {wf.max_rounds}",
+        f"request    {clip(wf.request, 66)}",
+    ]
+    if wf.subject == "range":
+        lines.append(f"reviews    {wf.base_ref}  ({wf.base_sha[:12]}..{(wf.head_sha or '')[:12]})")
+    else:
+        lines.append(f"base       {wf.base_ref} @ {wf.base_sha[:12]}" + (f"   into {wf.into}" if wf.into else ""))
+    lines += ["", f"{'STEP':<12} {'ROLE':<12} {'ROUND':>5}  {'TASK':<8} {'STATE':<14} DETAIL"]
+    seen: set[str] = set()
+    for inst in wf.instances:
+        task = tasks.get(inst["task"])
+        state = str(task.state) if task else "missing"
+        lines.append(
+            f"{inst['step']:<12} {task.role if task else '?':<12} {inst['round']:>5}  {inst['task']:<8} "
+            f"{state:<14} {_instance_detail(task)}"
+        )
+        seen.add(inst["step"])
+    for step in wf.steps:
+        if step["name"] not in seen:
+            after = ", ".join(([step["on"]] if step.get("on") else []) + list(step.get("after", [])))
+            lines.append(f"{step['name']:<12} {step['role']:<12} {'':>5}  {'-':<8} {'pending':<14} "
+                         + (f"after {after}" if after else ""))
+    if wf.conflict:
+        lines += ["", f"conflict merging {wf.conflict.get('branch')} into {wf.conflict.get('into')}:"]
+        lines += [f"  {f}" for f in wf.conflict.get("files") or []]
+        lines.append(f"  resolve with: orchestra merge {wf.id} --resolve")
+    if wf.comments and wf.state in ("changes_requested", "running"):
+        lines += ["", "review comments" + (" (last round)" if wf.state == "changes_requested" else "")]
+        from orchestra.workflows import format_comments
+
+        lines += [f"  {line}" for line in format_comments(wf.comments).splitlines()]
+    if wf.merge:
+        lines += ["", f"merge      {wf.merge.get('message')}"]
+    if wf.report:
+        lines += ["", *wf.report.rstrip("\n").splitlines()]
+    return "\n".join(lines)
+
+
+def _instance_detail(task: Any) -> str:
+    if task is None:
+        return ""
+    if task.error:
+        return clip(task.error, 50)
+    output = task.extra.get("structured_output")
+    if isinstance(output, dict) and output.get("verdict"):
+        return f"verdict: {output['verdict']}"
+    result = task.extra.get("merge_result")
+    if isinstance(result, dict):
+        return clip(result.get("message"), 50)
+    return clip(task.branch, 50)
+
+
+def merge_text(result: Any) -> str:
+    lines = [result.message]
+    if result.status == "conflict" and result.files:
+        lines += ["conflicting files:", *[f"  {f}" for f in result.files]]
+    if result.gate and result.gate.get("exit_code") not in (0, None):
+        lines += [f"gate output (last lines of {result.gate['log']}):", *[f"  {l}" for l in result.gate["tail"]]]
+    if result.resolve_task:
+        lines.append(f"started task {result.resolve_task} to resolve the conflict; task {result.retry_task} "
+                     "retries the merge after it")
+    elif result.status == "conflict":
+        lines.append("to let an implementer resolve it: orchestra merge ... --resolve")
+    return "\n".join(lines)
+
+
+def cleanup_text(report: Any) -> str:
+    verb = "would remove" if report.dry_run else "removed"
+    lines = []
+    for w in report.removed_worktrees:
+        lines.append(f"{verb} worktree {w['path']} (task {w['task']})")
+    for b in report.deleted_branches:
+        how = "merged into " + str(b.get("into")) if not b.get("lost") else "UNMERGED, forced"
+        lines.append(f"{'would delete' if report.dry_run else 'deleted'} branch {b['branch']} ({how})")
+    for k in report.kept:
+        name = k.get("branch") or k.get("path")
+        lines.append(f"kept {k['what']} {name}: {k['reason']}")
+    lost = report.would_lose
+    if lost:
+        lines.append("")
+        lines.append("would be lost with --force:" if not report.force else
+                     ("would lose:" if report.dry_run else "lost:"))
+        for item in lost:
+            lines.append(f"  {item.get('branch') or item.get('path')}")
+            lines += [f"    {entry}" for entry in item["lost"]]
+    return "\n".join(lines) if lines else "nothing to clean up"
 
 
 def config_text(settings: dict[str, dict[str, Any]]) -> str:

@@ -632,3 +632,22 @@ def test_ask_without_a_prompt_tool_is_denied_silently_and_bypass_runs_it(repo, e
     assert r.rc == 0 and (repo / "bypass.txt").exists()
     r = run_fake(repo, env, script("ask text hi"))
     assert r.rc == 2 and "usage: @fake ask" in r.stderr
+
+def test_if_role_and_if_role_run(repo, env, tmp_path):
+    env["FAKE_CLAUDE_STATE"] = str(tmp_path / "state")
+    prompt = script(
+        "if-role reviewer if-role-run 1 result first review",
+        "if-role reviewer if-role-run 2+ result later review",
+        "if-role tester result tester",
+    )
+    assert run_fake(repo, env, prompt).result["result"] == "Done."  # no role set
+    env["ORCHESTRA_ROLE"] = "reviewer"
+    assert run_fake(repo, env, prompt).result["result"] == "first review"
+    assert run_fake(repo, env, prompt).result["result"] == "later review"
+    assert run_fake(repo, env, prompt).result["result"] == "later review"
+    env["ORCHESTRA_ROLE"] = "tester"
+    assert run_fake(repo, env, prompt).result["result"] == "tester"
+    counts = json.loads((tmp_path / "state" / ".fake_claude_runs").read_text())
+    assert counts["role:reviewer"] == 3 and counts["role:tester"] == 1
+    bad = run_fake(repo, env, script("if-role-run x text no"))
+    assert bad.rc == 2 and "if-role-run" in bad.stderr

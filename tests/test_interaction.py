@@ -154,7 +154,8 @@ def test_policy_comes_from_config_per_repo_and_per_role(orch):
         '[permissions.generalist]\nask = ["Bash"]\n[permissions.tester]\nmode = "bypassPermissions"\n'
         "[permissions.reviewer]\nprompts = false\n",
     )
-    ids = {role: orch.submit(f"{role} task", "--role", role) for role in ("generalist", "tester", "reviewer")}
+    verdict = '@fake if-role reviewer structured {"verdict": "approve", "summary": "fine", "comments": []}'
+    ids = {role: orch.submit(f"{role} task\n{verdict}", "--role", role) for role in ("generalist", "tester", "reviewer")}
     orch.env["IS_SANDBOX"] = "1"
     assert orch.work().returncode == 0
     argv = {inv["env"]["ORCHESTRA_ROLE"]: inv["argv"] for inv in orch.invocations()}

@@ -226,3 +226,18 @@ def test_status_summarises(orch):
     assert data["scheduler_pid"] is None
     text = orch.run("status", check=True).stdout
     assert "succeeded 1" in text and "failed 2" in text and ok in text
+
+
+def test_a_reviewer_on_a_task_reads_its_diff_and_returns_a_verdict(orch):
+    impl = orch.submit("implement\n@fake write feature.py print('hi')\n@fake commit Add feature", "--role", "implementer")
+    verdict = '{"verdict": "approve", "summary": "looks right", "comments": []}'
+    review = orch.submit(f"Review the feature.\n@fake structured {verdict}", "--role", "reviewer", "--on", impl)
+    assert orch.work().returncode == 0
+    r = orch.show(review)
+    assert r["state"] == "succeeded", r
+    assert r["extra"]["structured_output"]["verdict"] == "approve"
+    call = next(c for c in orch.invocations() if c["env"].get("ORCHESTRA_ROLE") == "reviewer")
+    argv = call["argv"]
+    assert argv[argv.index("--tools") + 1] == "Read,Grep,Glob" and "--json-schema" in argv
+    prompt = argv[-1]
+    assert "Add feature" in prompt and "feature.py" in prompt and "print('hi')" in prompt
