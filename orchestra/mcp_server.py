@@ -27,7 +27,6 @@ from pydantic import Field
 
 from orchestra import __version__, transcript, views
 from orchestra.errors import OrchestraError, TaskNotFound
-from orchestra.roles import load_roles
 from orchestra.service import Orchestra
 from orchestra.task import State, Task
 
@@ -134,8 +133,6 @@ def build_server(repo: Path) -> MCPServer:
         instructions=INSTRUCTIONS,
         log_level="WARNING",
     )
-    has = {name for name in ("respond", "pending_request", "start_workflow", "merge", "workflow_templates",
-                             "roles") if hasattr(Orchestra, name)}
 
     # -- tools ---------------------------------------------------------------------
 
@@ -185,32 +182,31 @@ def build_server(repo: Path) -> MCPServer:
             orch = core()
             task = orch.get(task_id)
             events = orch.store.events(task.id)
-            pending = orch.pending_request(task.id) if "pending_request" in has else None
+            pending = orch.pending_request(task.id)
             tail = views.transcript_tail(orch.paths, task, transcript_lines)
         text = views.task_text(task, events)
         if pending:
-            text += "\n\npending permission request\n  " + json.dumps(pending, default=str)
+            text += f"\n\nwaiting for a person: {pending.get('summary')}\nanswer with respond_to_process"
         if transcript_lines:
             text += "\n\ntranscript (last lines)\n" + ("\n".join(tail) or "  (nothing yet)")
         data = {"task": _with_elapsed(task.to_dict()), "pending_request": pending, "transcript": tail}
         return _result(data, text)
 
-    if "respond" in has:
-
-        @server.tool(annotations=_acts())
-        def respond_to_process(
-            task_id: TaskId,
-            allow: Annotated[bool | None, Field(description="Answer a pending permission request: true allows, false denies.")] = None,
-            message: Annotated[str | None, Field(description="With allow: a note the agent reads (e.g. why it was denied).")] = None,
-            always: Annotated[bool, Field(description="With allow=true: allow the same request for the rest of this task.")] = False,
-            text: Annotated[str | None, Field(description="Continue an ended task's session with this message instead.")] = None,
-        ) -> Result:
-            """Answer a task's pending permission request, or continue an ended task with a message."""
-            with _model_errors():
-                orch = core()
-                task = orch.respond(task_id, allow=allow, message=message, always=always, text=text)
-                start_work(orch)
-            return _result({"task": task.to_dict()}, f"answered; now {_task_line(task)}")
+    @server.tool(annotations=_acts())
+    def respond_to_process(
+        task_id: TaskId,
+        allow: Annotated[bool | None, Field(description="Answer a pending permission request: true allows, false denies.")] = None,
+        message: Annotated[str | None, Field(description="With allow=false: tells the agent why it was denied.")] = None,
+        always: Annotated[bool, Field(description="With allow=true: allow the same request for the rest of this task.")] = False,
+        text: Annotated[str | None, Field(description="Continue an ended task's session with this message instead.")] = None,
+    ) -> Result:
+        """Answer a task's pending permission request, or continue an ended task with a message."""
+        with _model_errors():
+            orch = core()
+            task = orch.respond(task_id, allow=allow, message=message, always=always, text=text)
+            start_work(orch)
+        done = "continuing its session" if text is not None else ("allowed" if allow else "denied")
+        return _result({"task": task.to_dict()}, f"{done}: {_task_line(task)}")
 
     @server.tool(annotations=_acts(destructive=True))
     def manage_queue(
@@ -289,25 +285,23 @@ def build_server(repo: Path) -> MCPServer:
             task = core().assign_role(task_id, role)
         return _result({"task": task.to_dict()}, f"{_task_line(task)}")
 
-    if "start_workflow" in has:
-
-        @server.tool(annotations=_acts())
-        def create_workflow(
-            template: Annotated[str, Field(description="A workflow template (see the orchestra://workflows resource).")],
-            request: Annotated[str, Field(description="What the workflow should achieve, in full.")],
-            base: Annotated[str | None, Field(description="A git ref to start from instead of HEAD.")] = None,
-            into: Annotated[str | None, Field(description="The branch the result is meant to merge into.")] = None,
-        ) -> Result:
-            """Start a workflow from a template: returns the workflow and the tasks it queued."""
-            with _model_errors():
-                orch = core()
-                workflow = orch.start_workflow(template, request, base=base, into=into)
-                start_work(orch)
-            data = _as_dict(workflow)
-            lines = [f"workflow {data.get('id')} ({data.get('template')}) {data.get('state')}: {data.get('title')}"]
-            lines += [f"  {i.get('step')}: task {i.get('task')}" for i in data.get("instances") or []]
-            lines.append("follow its tasks with list_processes, wait_for_task or process_details")
-            return _result({"workflow": data}, "\n".join(lines))
+    @server.tool(annotations=_acts())
+    def create_workflow(
+        template: Annotated[str, Field(description="A workflow template (see the orchestra://workflows resource).")],
+        request: Annotated[str, Field(description="What the workflow should achieve, in full.")],
+        base: Annotated[str | None, Field(description="A git ref to start from instead of HEAD.")] = None,
+        into: Annotated[str | None, Field(description="The branch the result is meant to merge into.")] = None,
+    ) -> Result:
+        """Start a workflow from a template: returns the workflow and the tasks it queued."""
+        with _model_errors():
+            orch = core()
+            workflow = orch.start_workflow(template, request, base=base, into=into)
+            start_work(orch)
+        data = _as_dict(workflow)
+        lines = [f"workflow {data.get('id')} ({data.get('template')}) {data.get('state')}: {data.get('title')}"]
+        lines += [f"  {i.get('step')}: task {i.get('task')}" for i in data.get("instances") or []]
+        lines.append("follow its tasks with list_processes, wait_for_task or process_details")
+        return _result({"workflow": data}, "\n".join(lines))
 
     @server.tool(annotations=READ)
     def status_dashboard() -> Result:
@@ -328,7 +322,7 @@ def build_server(repo: Path) -> MCPServer:
             orch = core()
             started = time.monotonic()
             (task,) = orch.wait([task_id], timeout=min(timeout_seconds, MAX_WAIT))
-            pending = orch.pending_request(task.id) if "pending_request" in has else None
+            pending = orch.pending_request(task.id)
         waited = round(time.monotonic() - started, 1)
         if task.state.final:
             outcome = "ended"
@@ -344,25 +338,23 @@ def build_server(repo: Path) -> MCPServer:
                 "pending_request": pending, "task": _with_elapsed(task.to_dict())}
         return _result(data, text)
 
-    if "merge" in has:
-
-        @server.tool(annotations=_acts())
-        def merge(
-            ref: Annotated[str, Field(description="A task id or workflow id whose branch to merge.")],
-            into: Annotated[str | None, Field(description="The branch to merge into (default: the configured one).")] = None,
-            strategy: Annotated[str, Field(description="How to merge: merge, squash or ff-only.")] = "merge",
-            resolve: Annotated[bool, Field(description="On conflicts, queue an agent to resolve them.")] = False,
-        ) -> Result:
-            """Merge a finished task's or workflow's branch (running the configured gate); conflicts are reported."""
-            done = _Background(lambda: core().merge(ref, into=into, strategy=strategy, resolve=resolve))
-            if not done.wait(MAX_WAIT):
-                text = (f"the merge of {ref} is still running (a gate or another merge holds it); it finishes on its "
-                        "own and is recorded as a merge task: see list_processes or status_dashboard")
-                return _result({"ended": False, "merge": None}, text)
-            with _model_errors():
-                outcome = done.result()
-            data = _as_dict(outcome)
-            return _result({"ended": True, "merge": data}, str(data.get("message") or json.dumps(data, default=str)))
+    @server.tool(annotations=_acts())
+    def merge(
+        ref: Annotated[str, Field(description="A task id or workflow id whose branch to merge.")],
+        into: Annotated[str | None, Field(description="The branch to merge into (default: the configured one).")] = None,
+        strategy: Annotated[str, Field(description="How to merge: merge, squash or ff-only.")] = "merge",
+        resolve: Annotated[bool, Field(description="On conflicts, queue an agent to resolve them.")] = False,
+    ) -> Result:
+        """Merge a finished task's or workflow's branch (running the configured gate); conflicts are reported."""
+        done = _Background(lambda: core().merge(ref, into=into, strategy=strategy, resolve=resolve))
+        if not done.wait(MAX_WAIT):
+            text = (f"the merge of {ref} is still running (a gate or another merge holds it); it finishes on its "
+                    "own and is recorded as a merge task: see list_processes or status_dashboard")
+            return _result({"ended": False, "merge": None}, text)
+        with _model_errors():
+            outcome = done.result()
+        data = _as_dict(outcome)
+        return _result({"ended": True, "merge": data}, str(data.get("message") or json.dumps(data, default=str)))
 
     @server.tool(annotations=_acts())
     def retry_task(task_id: TaskId) -> Result:
@@ -385,7 +377,7 @@ def build_server(repo: Path) -> MCPServer:
             raise ResourceError(str(exc)) from exc
 
     def all_roles(orch: Orchestra) -> dict[str, Any]:
-        return orch.roles() if "roles" in has else load_roles()
+        return orch.roles()
 
     @server.resource("orchestra://status", name="status", mime_type="text/plain",
                      description="What runs, waits for input, is queued and recently ended; spend.")
@@ -421,23 +413,21 @@ def build_server(repo: Path) -> MCPServer:
             raise ResourceNotFoundError(f"unknown role {name!r}; known roles: {', '.join(sorted(roles))}")
         return json.dumps(_as_dict(roles[name]), indent=2, default=str)
 
-    if "workflow_templates" in has:
+    @server.resource("orchestra://workflows", name="workflows", mime_type="application/json",
+                     description="The workflow templates create_workflow accepts.")
+    def workflows_resource() -> str:
+        with resource_errors():
+            templates = core().workflow_templates()
+        return json.dumps({n: _as_dict(t) for n, t in templates.items()}, indent=2, default=str)
 
-        @server.resource("orchestra://workflows", name="workflows", mime_type="application/json",
-                         description="The workflow templates create_workflow accepts.")
-        def workflows_resource() -> str:
-            with resource_errors():
-                templates = core().workflow_templates()
-            return json.dumps({n: _as_dict(t) for n, t in templates.items()}, indent=2, default=str)
-
-        @server.resource("orchestra://workflows/{name}", name="workflow", mime_type="application/json",
-                         description="One workflow template: its steps and roles.")
-        def workflow_resource(name: str) -> str:
-            with resource_errors():
-                templates = core().workflow_templates()
-            if name not in templates:
-                raise ResourceNotFoundError(f"unknown workflow {name!r}; known: {', '.join(sorted(templates))}")
-            return json.dumps(_as_dict(templates[name]), indent=2, default=str)
+    @server.resource("orchestra://workflows/{name}", name="workflow", mime_type="application/json",
+                     description="One workflow template: its steps and roles.")
+    def workflow_resource(name: str) -> str:
+        with resource_errors():
+            templates = core().workflow_templates()
+        if name not in templates:
+            raise ResourceNotFoundError(f"unknown workflow {name!r}; known: {', '.join(sorted(templates))}")
+        return json.dumps(_as_dict(templates[name]), indent=2, default=str)
 
     return server
 

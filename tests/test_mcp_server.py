@@ -19,15 +19,12 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from orchestra.paths import find_paths
 from orchestra.scheduler import scheduler_pid
-from orchestra.service import Orchestra
 
-BASE_TOOLS = {
-    "submit_task", "list_processes", "process_details", "manage_queue", "stop_process",
-    "configure_orchestrator", "assign_role", "status_dashboard", "wait_for_task", "retry_task",
+EXPECTED_TOOLS = {
+    "submit_task", "list_processes", "process_details", "respond_to_process", "manage_queue", "stop_process",
+    "configure_orchestrator", "assign_role", "create_workflow", "status_dashboard", "wait_for_task", "merge",
+    "retry_task",
 }
-GATED_TOOLS = {"respond_to_process": "respond", "create_workflow": "start_workflow", "merge": "merge"}
-EXPECTED_TOOLS = BASE_TOOLS | {tool for tool, method in GATED_TOOLS.items() if hasattr(Orchestra, method)}
-HAS_WORKFLOWS = hasattr(Orchestra, "workflow_templates")
 
 
 @pytest.fixture
@@ -105,12 +102,9 @@ def test_tools_and_resources_are_listed_with_descriptions_and_annotations(served
         assert tools["submit_task"].annotations.read_only_hint is False
 
         resources = {str(r.uri) for r in (await session.list_resources()).resources}
-        assert {"orchestra://status", "orchestra://roles"} <= resources
         templates = {t.uri_template for t in (await session.list_resource_templates()).resource_templates}
-        assert {"orchestra://tasks/{id}/log", "orchestra://roles/{name}"} <= templates
-        if HAS_WORKFLOWS:
-            assert "orchestra://workflows" in resources
-            assert "orchestra://workflows/{name}" in templates
+        assert resources == {"orchestra://status", "orchestra://roles", "orchestra://workflows"}
+        assert templates == {"orchestra://tasks/{id}/log", "orchestra://roles/{name}", "orchestra://workflows/{name}"}
 
         roles = json.loads(await read_text(session, "orchestra://roles"))
         assert "reviewer" in roles
@@ -259,7 +253,10 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("wait_for_task", {"task_id": "abcdef12"}, "no task abcdef12"),
     ("retry_task", {"task_id": "{first}"}, "only finished tasks"),
     ("respond_to_process", {"task_id": "abcdef12", "allow": True}, "no task abcdef12"),
-    ("create_workflow", {"template": "no-such-template", "request": "x"}, "no-such-template"),
+    ("respond_to_process", {"task_id": "{first}"}, "nothing to answer"),
+    ("respond_to_process", {"task_id": "{first}", "allow": True}, "no pending permission request"),
+    ("create_workflow", {"template": "no-such-template", "request": "x"}, "known: bug-fix"),
+    ("create_workflow", {"template": "feature", "request": " "}, "empty request"),
     ("merge", {"ref": "abcdef12"}, "abcdef12"),
 ]
 
@@ -273,8 +270,6 @@ def test_bad_arguments_get_helpful_errors_and_the_server_keeps_working(served: A
     async def scenario(session: ClientSession) -> None:
         first = (await call(session, "submit_task", prompt="stay queued"))[0]["task"]["id"]
         for tool, arguments, expected in BAD_CALLS:
-            if tool not in EXPECTED_TOOLS:
-                continue
             arguments = {k: (v.replace("{first}", first) if isinstance(v, str) else v) for k, v in arguments.items()}
             message = await error(session, tool, **arguments)
             assert expected in message, f"{tool}({arguments}): {message!r} lacks {expected!r}"
@@ -350,7 +345,6 @@ def test_other_commands_do_not_import_the_sdk(served: Any) -> None:
     subprocess.run([sys.executable, "-c", code], env=served.env, check=True)
 
 
-@pytest.mark.skipif(not hasattr(Orchestra, "respond"), reason="Orchestra.respond (issue 4) is not on this branch")
 def test_respond_answers_a_permission_request_and_continues_a_session(served: Any) -> None:
     prompt = "guarded\n@fake ask bash printf allowed > effect.txt\n@fake text carried on"
     submitted: dict[str, Any] = {}
@@ -388,7 +382,6 @@ def test_respond_answers_a_permission_request_and_continues_a_session(served: An
     assert shown.stdout == "allowed"
 
 
-@pytest.mark.skipif(not hasattr(Orchestra, "start_workflow"), reason="workflows (issue 3) are not on this branch")
 def test_workflows_and_merge(served: Any) -> None:
     async def scenario(session: ClientSession) -> None:
         templates = json.loads(await read_text(session, "orchestra://workflows"))
