@@ -13,7 +13,6 @@ stderr while it runs, so stray prints and child processes cannot corrupt it.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import threading
 import time
@@ -35,8 +34,13 @@ MAX_TRANSCRIPT_LINES = 500
 LOG_RESOURCE_CHARS = 200_000
 
 Result = Annotated[CallToolResult, dict[str, Any]]
-TaskId = Annotated[str, Field(description="A task id, or a unique prefix of one (as shown by list_processes).")]
 
+def _doc(text: str) -> Any:
+    """A parameter's description, which is what the model reads to fill it in."""
+    return Field(description=text)
+
+
+TaskId = Annotated[str, _doc("A task id, or a unique prefix of one (as shown by list_processes).")]
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 INSTRUCTIONS = """orchestra runs a team of Claude Code agents on one git repository. Each task runs
 in its own git worktree and branch. Submit work with submit_task (or create_workflow), then poll it with
@@ -65,12 +69,6 @@ def _result(data: dict[str, Any], text: str) -> CallToolResult:
 
 def _jsonable(data: Any) -> Any:
     return json.loads(json.dumps(data, default=str))
-
-
-def _as_dict(obj: Any) -> dict[str, Any]:
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    return dataclasses.asdict(obj)
 
 
 def _with_elapsed(row: dict[str, Any]) -> dict[str, Any]:
@@ -138,15 +136,15 @@ def build_server(repo: Path) -> MCPServer:
 
     @server.tool(annotations=_acts())
     def submit_task(
-        prompt: Annotated[str, Field(description="What the agent should do, in full; it works alone, unattended.")],
-        role: Annotated[str, Field(description="The agent's role (see the orchestra://roles resource).")] = "generalist",
-        priority: Annotated[int, Field(description="Higher runs first, -1000..1000.")] = 0,
-        depends_on: Annotated[list[str], Field(description="Task ids that must succeed before this one starts.")] = [],  # noqa: B006
-        on: Annotated[str | None, Field(description="Start from this task's branch (implies depending on it).")] = None,
-        base: Annotated[str | None, Field(description="A git ref to start from instead of HEAD.")] = None,
-        title: Annotated[str | None, Field(description="A short title (default: the prompt's first line).")] = None,
+        prompt: Annotated[str, _doc("What the agent should do, in full; it works alone, unattended.")],
+        role: Annotated[str, _doc("The agent's role (see the orchestra://roles resource).")] = "generalist",
+        priority: Annotated[int, _doc("Higher runs first, -1000..1000.")] = 0,
+        depends_on: Annotated[list[str], _doc("Task ids that must succeed before this one starts.")] = [],  # noqa: B006
+        on: Annotated[str | None, _doc("Start from this task's branch (implies depending on it).")] = None,
+        base: Annotated[str | None, _doc("A git ref to start from instead of HEAD.")] = None,
+        title: Annotated[str | None, _doc("A short title (default: the prompt's first line).")] = None,
         timeout: Annotated[
-            float | str | None, Field(description="Wall-clock limit per run: seconds, or \"30m\", \"2h\".")
+            float | str | None, _doc("Wall-clock limit per run: seconds, or \"30m\", \"2h\".")
         ] = None,
     ) -> Result:
         """Queue a task for a Claude Code agent in its own worktree and branch; returns the new task."""
@@ -160,8 +158,8 @@ def build_server(repo: Path) -> MCPServer:
 
     @server.tool(annotations=READ)
     def list_processes(
-        states: Annotated[list[State], Field(description="Only tasks in these states (empty: all).")] = [],  # noqa: B006
-        roles: Annotated[list[str], Field(description="Only tasks with these roles (empty: all).")] = [],  # noqa: B006
+        states: Annotated[list[State], _doc("Only tasks in these states (empty: all).")] = [],  # noqa: B006
+        roles: Annotated[list[str], _doc("Only tasks with these roles (empty: all).")] = [],  # noqa: B006
     ) -> Result:
         """List tasks, oldest first, with state, role, elapsed time and cost."""
         with _model_errors():
@@ -195,10 +193,10 @@ def build_server(repo: Path) -> MCPServer:
     @server.tool(annotations=_acts())
     def respond_to_process(
         task_id: TaskId,
-        allow: Annotated[bool | None, Field(description="Answer a pending permission request: true allows, false denies.")] = None,
-        message: Annotated[str | None, Field(description="With allow=false: tells the agent why it was denied.")] = None,
-        always: Annotated[bool, Field(description="With allow=true: allow the same request for the rest of this task.")] = False,
-        text: Annotated[str | None, Field(description="Continue an ended task's session with this message instead.")] = None,
+        allow: Annotated[bool | None, _doc("Answer a pending permission request: true allows, false denies.")] = None,
+        message: Annotated[str | None, _doc("With allow=false: tells the agent why it was denied.")] = None,
+        always: Annotated[bool, _doc("With allow=true: allow the same request for the rest of this task.")] = False,
+        text: Annotated[str | None, _doc("Continue an ended task's session with this message instead.")] = None,
     ) -> Result:
         """Answer a task's pending permission request, or continue an ended task with a message."""
         with _model_errors():
@@ -212,10 +210,10 @@ def build_server(repo: Path) -> MCPServer:
     def manage_queue(
         action: Annotated[
             Literal["list", "set_priority", "remove"],
-            Field(description="list: queued tasks in run order; set_priority: change one; remove: take one out."),
+            _doc("list: queued tasks in run order; set_priority: change one; remove: take one out."),
         ] = "list",
-        task_id: Annotated[str | None, Field(description="The queued task (for set_priority and remove).")] = None,
-        priority: Annotated[int | None, Field(description="The new priority for set_priority, -1000..1000.")] = None,
+        task_id: Annotated[str | None, _doc("The queued task (for set_priority and remove).")] = None,
+        priority: Annotated[int | None, _doc("The new priority for set_priority, -1000..1000.")] = None,
     ) -> Result:
         """Show the queue in the order tasks will run, change a queued task's priority, or remove it."""
         with _model_errors():
@@ -238,9 +236,9 @@ def build_server(repo: Path) -> MCPServer:
 
     @server.tool(annotations=_acts(destructive=True))
     def stop_process(
-        task_id: Annotated[str | None, Field(description="The running task to stop.")] = None,
-        all: Annotated[bool, Field(description="Stop every running agent instead (needs confirm=true).")] = False,  # noqa: A002
-        confirm: Annotated[bool, Field(description="Must be true to stop all agents.")] = False,
+        task_id: Annotated[str | None, _doc("The running task to stop.")] = None,
+        all: Annotated[bool, _doc("Stop every running agent instead (needs confirm=true).")] = False,  # noqa: A002
+        confirm: Annotated[bool, _doc("Must be true to stop all agents.")] = False,
     ) -> Result:
         """Stop a running agent (or all, with confirm); its worktree, branch and commits are kept."""
         if all == bool(task_id):
@@ -255,10 +253,10 @@ def build_server(repo: Path) -> MCPServer:
 
     @server.tool(annotations=_acts(idempotent=True))
     def configure_orchestrator(
-        key: Annotated[str | None, Field(description="A setting name; omit to list every setting.")] = None,
+        key: Annotated[str | None, _doc("A setting name; omit to list every setting.")] = None,
         value: Annotated[
             str | int | float | bool | list[str] | None,
-            Field(description="A new value for key (validated); omit to read the current one."),
+            _doc("A new value for key (validated); omit to read the current one."),
         ] = None,
     ) -> Result:
         """Read all settings, read one, or change one in .orchestra/config.toml (validated)."""
@@ -278,7 +276,7 @@ def build_server(repo: Path) -> MCPServer:
     @server.tool(annotations=_acts(idempotent=True))
     def assign_role(
         task_id: TaskId,
-        role: Annotated[str, Field(description="The new role (see the orchestra://roles resource).")],
+        role: Annotated[str, _doc("The new role (see the orchestra://roles resource).")],
     ) -> Result:
         """Change the role of a task that has not started yet."""
         with _model_errors():
@@ -287,17 +285,17 @@ def build_server(repo: Path) -> MCPServer:
 
     @server.tool(annotations=_acts())
     def create_workflow(
-        template: Annotated[str, Field(description="A workflow template (see the orchestra://workflows resource).")],
-        request: Annotated[str, Field(description="What the workflow should achieve, in full.")],
-        base: Annotated[str | None, Field(description="A git ref to start from instead of HEAD.")] = None,
-        into: Annotated[str | None, Field(description="The branch the result is meant to merge into.")] = None,
+        template: Annotated[str, _doc("A workflow template (see the orchestra://workflows resource).")],
+        request: Annotated[str, _doc("What the workflow should achieve, in full.")],
+        base: Annotated[str | None, _doc("A git ref to start from instead of HEAD.")] = None,
+        into: Annotated[str | None, _doc("The branch the result is meant to merge into.")] = None,
     ) -> Result:
         """Start a workflow from a template: returns the workflow and the tasks it queued."""
         with _model_errors():
             orch = core()
             workflow = orch.start_workflow(template, request, base=base, into=into)
             start_work(orch)
-        data = _as_dict(workflow)
+        data = workflow.to_dict()
         lines = [f"workflow {data.get('id')} ({data.get('template')}) {data.get('state')}: {data.get('title')}"]
         lines += [f"  {i.get('step')}: task {i.get('task')}" for i in data.get("instances") or []]
         lines.append("follow its tasks with list_processes, wait_for_task or process_details")
@@ -340,10 +338,10 @@ def build_server(repo: Path) -> MCPServer:
 
     @server.tool(annotations=_acts())
     def merge(
-        ref: Annotated[str, Field(description="A task id or workflow id whose branch to merge.")],
-        into: Annotated[str | None, Field(description="The branch to merge into (default: the configured one).")] = None,
-        strategy: Annotated[str, Field(description="How to merge: merge, squash or ff-only.")] = "merge",
-        resolve: Annotated[bool, Field(description="On conflicts, queue an agent to resolve them.")] = False,
+        ref: Annotated[str, _doc("A task id or workflow id whose branch to merge.")],
+        into: Annotated[str | None, _doc("The branch to merge into (default: the configured one).")] = None,
+        strategy: Annotated[str, _doc("How to merge: merge, squash or ff-only.")] = "merge",
+        resolve: Annotated[bool, _doc("On conflicts, queue an agent to resolve them.")] = False,
     ) -> Result:
         """Merge a finished task's or workflow's branch (running the configured gate); conflicts are reported."""
         done = _Background(lambda: core().merge(ref, into=into, strategy=strategy, resolve=resolve))
@@ -353,7 +351,7 @@ def build_server(repo: Path) -> MCPServer:
             return _result({"ended": False, "merge": None}, text)
         with _model_errors():
             outcome = done.result()
-        data = _as_dict(outcome)
+        data = outcome.to_dict()
         return _result({"ended": True, "merge": data}, str(data.get("message") or json.dumps(data, default=str)))
 
     @server.tool(annotations=_acts())
@@ -402,7 +400,7 @@ def build_server(repo: Path) -> MCPServer:
     def roles_resource() -> str:
         with resource_errors():
             roles = all_roles(core())
-        return json.dumps({name: _as_dict(r) for name, r in roles.items()}, indent=2, default=str)
+        return json.dumps({name: r.to_dict() for name, r in roles.items()}, indent=2, default=str)
 
     @server.resource("orchestra://roles/{name}", name="role", mime_type="application/json",
                      description="One role: its prompt, tools and permissions.")
@@ -411,14 +409,14 @@ def build_server(repo: Path) -> MCPServer:
             roles = all_roles(core())
         if name not in roles:
             raise ResourceNotFoundError(f"unknown role {name!r}; known roles: {', '.join(sorted(roles))}")
-        return json.dumps(_as_dict(roles[name]), indent=2, default=str)
+        return json.dumps(roles[name].to_dict(), indent=2, default=str)
 
     @server.resource("orchestra://workflows", name="workflows", mime_type="application/json",
                      description="The workflow templates create_workflow accepts.")
     def workflows_resource() -> str:
         with resource_errors():
             templates = core().workflow_templates()
-        return json.dumps({n: _as_dict(t) for n, t in templates.items()}, indent=2, default=str)
+        return json.dumps({n: t.to_dict() for n, t in templates.items()}, indent=2, default=str)
 
     @server.resource("orchestra://workflows/{name}", name="workflow", mime_type="application/json",
                      description="One workflow template: its steps and roles.")
@@ -427,7 +425,7 @@ def build_server(repo: Path) -> MCPServer:
             templates = core().workflow_templates()
         if name not in templates:
             raise ResourceNotFoundError(f"unknown workflow {name!r}; known: {', '.join(sorted(templates))}")
-        return json.dumps(_as_dict(templates[name]), indent=2, default=str)
+        return json.dumps(templates[name].to_dict(), indent=2, default=str)
 
     return server
 
