@@ -568,6 +568,16 @@ def workflow_list(ctx: click.Context, as_json: bool) -> int:
     return EXIT_OK
 
 
+@workflow_cmd.command("cancel")
+@click.argument("workflow_id")
+@click.pass_context
+def workflow_cancel(ctx: click.Context, workflow_id: str) -> int:
+    """Cancel a workflow: its live steps are stopped, its branches and finished work kept."""
+    wf = _orchestra(ctx).cancel_workflow(workflow_id)
+    click.echo(f"{wf.id} {wf.state}")
+    return EXIT_OK
+
+
 @workflow_cmd.command("show")
 @click.argument("workflow_id")
 @click.option("--json", "as_json", is_flag=True, help="The record and its tasks, as JSON.")

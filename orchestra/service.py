@@ -623,6 +623,21 @@ class Orchestra:
             raise InvalidInput(f"no workflow {ref}")
         return refresh(self, wf_id)
 
+    def cancel_workflow(self, ref: str) -> Workflow:
+        """Cancel every step still queued, running or waiting, and end the workflow; branches stay."""
+        from orchestra.workflows import FINAL_WORKFLOW_STATES, cancel_record
+
+        wf = self.workflow(ref)
+        if wf.state in FINAL_WORKFLOW_STATES:
+            raise InvalidInput(f"workflow {wf.id} is already {wf.state}")
+        for task_id in wf.task_ids():
+            try:
+                if not self.store.load(task_id).state.final:
+                    self.cancel(task_id)
+            except InvalidInput:
+                continue  # it ended meanwhile
+        return cancel_record(self, wf.id)
+
     def merge(self, ref: str, *, into: str | None = None, strategy: str = "merge", resolve: bool = False) -> MergeResult:
         from orchestra.merge import run_manual_merge
 

@@ -531,6 +531,16 @@ def advance(orch: "Orchestra", wf_id: str) -> Workflow:
         return wf
 
 
+def cancel_record(orch: "Orchestra", wf_id: str) -> Workflow:
+    """End a workflow as cancelled by its user (its tasks were cancelled first)."""
+    with orch.store.locked():
+        wf = load_workflow(orch.paths, wf_id)
+        if wf.state not in FINAL_WORKFLOW_STATES:
+            _stop(wf, "cancelled", "cancelled by user")
+            save_workflow(orch, wf)
+        return wf
+
+
 def _snapshot(wf: Workflow) -> str:
     return json.dumps(wf.to_dict(), sort_keys=True, default=str)
 

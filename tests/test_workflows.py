@@ -393,3 +393,22 @@ def test_cleanup_removes_merged_work_and_forces_only_with_a_list(orch):
     assert forced.index("Precious work") < forced.index("deleted branch")
     assert "UNMERGED, forced" in forced
     assert set(refs(orch.repo)) == {"refs/heads/main", "refs/heads/mine"}
+
+
+def test_workflow_cancel_stops_live_steps_and_keeps_branches(orch):
+    wf_id = start(orch, "feature", "Slow design.\n@fake if-role architect write notes.md draft\n@fake if-role architect sleep 60")
+    worker = orch.start_worker()
+    orch.wait_for(lambda: workflow(orch, wf_id)["tasks"] and any(
+        t["state"] == "running" and t["pid"] for t in workflow(orch, wf_id)["tasks"].values()), what="first step running")
+    out = orch.run("workflow", "cancel", wf_id, check=True).stdout
+    assert out.strip() == f"{wf_id} cancelled"
+    first = next(iter(workflow(orch, wf_id)["tasks"].values()))
+    orch.wait_for(lambda: orch.state(first["id"]) == "cancelled", what="step cancelled")
+    wf = workflow(orch, wf_id)
+    assert wf["state"] == "cancelled" and len(wf["instances"]) == 1
+    # The architect's partial work is kept on its branch.
+    assert git(orch.repo, "show", f"{first['branch']}:notes.md") == "draft"
+    again = orch.run("workflow", "cancel", wf_id)
+    assert again.returncode == 1 and "already cancelled" in again.stderr
+    worker.terminate()
+    worker.wait(timeout=10)
