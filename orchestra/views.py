@@ -489,8 +489,9 @@ def config_text(settings: dict[str, dict[str, Any]]) -> str:
     """'*' marks values set in config.toml; the rest are defaults."""
     import json
 
+    width = max((len(name) for name in settings), default=0)
     lines = []
     for name, info in settings.items():
         mark = "*" if info["set"] else " "
-        lines.append(f"{mark} {name:<16} {json.dumps(info['value'])}  # {info['help']}")
+        lines.append(f"{mark} {name:<{width}}  {json.dumps(info['value'])}  # {info['help']}")
     return "\n".join(lines)
