@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from orchestra import claude, processes, worktrees
+from orchestra.crashpoints import ENV as CRASH_ENV, crash_point
 from orchestra.config import Config
 from orchestra.errors import CorruptTaskFile, OrchestraError, SchedulerBusy, TaskNotFound
 from orchestra.fileio import write_atomic
@@ -264,6 +265,7 @@ class Scheduler:
             self.log(f"skipping {task_id}: {exc}")
             return
         if claimed:
+            crash_point("after_claim")
             self._start_runner(task_id, None)
 
     def _start_runner(
@@ -314,7 +316,9 @@ class Scheduler:
         if not base_sha:
             raise OrchestraError("task has no base commit")
         wt = self.paths.worktree(task.id)
+        crash_point("before_worktree")
         worktrees.ensure_worktree(self.paths.root, wt, task.branch, base_sha)
+        crash_point("after_worktree")
         binary = claude.resolve_binary(self.config.claude_binary_resolved)
         resume = task.resume_session
         prompt = claude.RESUME_PROMPT if resume else task.prompt
@@ -333,6 +337,7 @@ class Scheduler:
         log_path = self.paths.log_file(task.id)
         offset = log_path.stat().st_size if log_path.exists() else 0
         env = dict(os.environ)
+        env.pop(CRASH_ENV, None)  # a test's fault injection is for the scheduler, not its agents
         env.update(
             {
                 processes.TASK_ENV: task.id,
@@ -343,6 +348,7 @@ class Scheduler:
         )
         popen = claude.spawn(argv, wt, log_path, self.paths.stderr_file(task.id), env)
         start = processes.proc_start_time(popen.pid)
+        crash_point("after_spawn")
 
         def mutate(t: Task) -> None:
             t.pid = popen.pid
@@ -353,6 +359,7 @@ class Scheduler:
             t.resume_session = None
 
         self.store.update(task.id, mutate, "started", pid=popen.pid, resume=resume, attempt=task.attempts)
+        crash_point("after_started")
         self.log(f"{task.id} started ({task.role}, attempt {task.attempts}{', resuming ' + resume if resume else ''})")
         return _Run(pid=popen.pid, pgid=popen.pid, popen=popen)
 
@@ -406,8 +413,11 @@ class Scheduler:
         timed_out: bool = False,
         launch_error: str | None = None,
     ) -> None:
+        crash_point("before_finalize")
         task = self.store.load(task_id)
-        outcome = claude.read_outcome(self.paths.log_file(task_id), task.log_offset) if task.pid else claude.Outcome()
+        # Read the log even without a pid: the scheduler may have died after spawning the agent
+        # but before recording it, and the agent may have finished since (log_offset is set at claim).
+        outcome = claude.read_outcome(self.paths.log_file(task_id), task.log_offset)
         commit_error = None
         wt = Path(task.worktree) if task.worktree else None
         if wt and wt.is_dir():
@@ -424,6 +434,7 @@ class Scheduler:
                     self.store.append_event(task.id, "autocommit", commit=sha)
             except OrchestraError as exc:
                 commit_error = str(exc)
+        crash_point("after_commit")
 
         def mutate(t: Task) -> None:
             if t.state.final:
@@ -462,6 +473,7 @@ class Scheduler:
             t.proc_start = None
 
         task = self.store.update(task_id, mutate)
+        crash_point("after_finalize")
         self.store.append_event(task_id, "finished", state=str(task.state), exit_code=exit_code, error=task.error)
         self.log(f"{task_id} {task.state}" + (f": {task.error}" if task.error else ""))
         self.wake.set()
@@ -485,6 +497,7 @@ class Scheduler:
             self._recover_one(task)
 
     def _recover_one(self, task: Task) -> None:
+        crash_point("recover")
         pid = task.pid if processes.is_alive(task.pid, task.proc_start) else None
         if pid is None:
             # The scheduler may have died between starting the agent and recording its pid.
@@ -505,7 +518,7 @@ class Scheduler:
             self.log(f"{task.id} adopted (pid {pid})")
             self._start_runner(task.id, _Run(pid=pid, pgid=pid))
             return
-        outcome = claude.read_outcome(self.paths.log_file(task.id), task.log_offset) if task.pid else claude.Outcome()
+        outcome = claude.read_outcome(self.paths.log_file(task.id), task.log_offset)
         if outcome.has_result or task.cancel_requested:
             self.log(f"{task.id} ended while no scheduler watched; finishing it")
             self._start_runner(task.id, None, finish_only=True)

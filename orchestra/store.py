@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from orchestra.crashpoints import crash_point
 from orchestra.errors import CorruptTaskFile, InvalidInput, OrchestraError, TaskNotFound
 from orchestra.fileio import append_line, write_atomic
 from orchestra.paths import Paths
@@ -107,6 +108,7 @@ class Store:
         marker.touch()
         data = json.dumps(task.to_dict(), indent=1, sort_keys=True).encode("utf-8")
         write_atomic(self.paths.task_file(task.id), data)
+        crash_point("between_task_and_index")
         index = self._load_index_for_write()
         index["tasks"][task.id] = task.summary()
         index["corrupt"].pop(str(self.paths.task_file(task.id)), None)

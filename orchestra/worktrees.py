@@ -52,6 +52,10 @@ def ensure_worktree(repo: Path, path: Path, branch: str, base_sha: str) -> None:
     """Give the task a checkout of its branch, creating the branch from `base_sha` if new."""
     if path.is_symlink():
         raise GitError(f"refusing to use {path}: it is a symlink")
+    if _interrupted_add(repo, path):
+        # Killed before its checkout finished, the worktree would look like every file was
+        # deleted, and committing leftovers would record that. No agent ran in it yet.
+        git(repo, "worktree", "remove", "--force", "--force", str(path))
     if (path / ".git").exists():
         proc = git(path, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
         if proc.stdout.strip() == branch:
@@ -71,6 +75,19 @@ def ensure_worktree(repo: Path, path: Path, branch: str, base_sha: str) -> None:
         proc = git(repo, *args, check=False)
     if proc.returncode != 0:
         raise GitError(f"git worktree add failed: {proc.stderr.strip() or proc.stdout.strip()}")
+
+
+def _interrupted_add(repo: Path, path: Path) -> bool:
+    """True when a `git worktree add` of `path` died half way: git leaves it locked "initializing"."""
+    proc = git(repo, "worktree", "list", "--porcelain", check=False)
+    wanted = os.path.realpath(path)
+    current = None
+    for line in proc.stdout.splitlines():
+        if line.startswith("worktree "):
+            current = os.path.realpath(line.removeprefix("worktree "))
+        elif line == "locked initializing" and current == wanted:
+            return True
+    return False
 
 
 _FALLBACK_IDENTITY = {
