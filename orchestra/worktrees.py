@@ -7,6 +7,8 @@ place to work, made again from the branch when it is missing.
 from __future__ import annotations
 
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from orchestra.errors import GitError, InvalidInput
@@ -52,10 +54,11 @@ def ensure_worktree(repo: Path, path: Path, branch: str, base_sha: str) -> None:
     """Give the task a checkout of its branch, creating the branch from `base_sha` if new."""
     if path.is_symlink():
         raise GitError(f"refusing to use {path}: it is a symlink")
-    if _interrupted_add(repo, path):
-        # Killed before its checkout finished, the worktree would look like every file was
-        # deleted, and committing leftovers would record that. No agent ran in it yet.
-        git(repo, "worktree", "remove", "--force", "--force", str(path))
+    for half in interrupted_adds(repo, path.parent):
+        if os.path.realpath(half.path) == os.path.realpath(path):
+            # Killed before its checkout finished, the worktree would look like every file was
+            # deleted, and committing leftovers would record that. No agent ran in it yet.
+            clear_interrupted_add(half)
     if (path / ".git").exists():
         proc = git(path, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
         if proc.stdout.strip() == branch:
@@ -77,17 +80,77 @@ def ensure_worktree(repo: Path, path: Path, branch: str, base_sha: str) -> None:
         raise GitError(f"git worktree add failed: {proc.stderr.strip() or proc.stdout.strip()}")
 
 
-def _interrupted_add(repo: Path, path: Path) -> bool:
-    """True when a `git worktree add` of `path` died half way: git leaves it locked "initializing"."""
-    proc = git(repo, "worktree", "list", "--porcelain", check=False)
-    wanted = os.path.realpath(path)
-    current = None
-    for line in proc.stdout.splitlines():
-        if line.startswith("worktree "):
-            current = os.path.realpath(line.removeprefix("worktree "))
-        elif line == "locked initializing" and current == wanted:
-            return True
-    return False
+@dataclass(frozen=True)
+class HalfMadeWorktree:
+    """A `git worktree add` that died half way (git leaves it locked "initializing")."""
+
+    admin: Path  # <git common dir>/worktrees/<name>
+    path: Path  # the checkout it was making
+
+
+def git_common_dir(repo: Path) -> Path:
+    dot_git = repo / ".git"
+    if dot_git.is_dir():
+        return dot_git
+    return Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir").stdout.strip())
+
+
+def interrupted_adds(repo: Path, under: Path) -> list[HalfMadeWorktree]:
+    """Half-made worktrees inside `under`, found on disk because git itself may fail to read them.
+
+    Killed while writing its metadata, `git worktree add` can leave an empty `commondir`
+    that makes every later `git worktree add`, `list` and `branch` die, and `prune`
+    skips it because it is locked. Only call this when no add into `under` is under way.
+    """
+    base = git_common_dir(repo) / "worktrees"
+    try:
+        admins = sorted(p for p in base.iterdir() if p.is_dir() and not p.is_symlink())
+    except OSError:
+        return []
+    found = []
+    for admin in admins:
+        try:
+            if (admin / "locked").read_text().strip() != "initializing":
+                continue
+        except OSError:
+            continue
+        try:
+            path = Path((admin / "gitdir").read_text().strip()).parent
+        except OSError:
+            path = under / admin.name  # git names the admin directory after the checkout
+        if os.path.realpath(path.parent) == os.path.realpath(under):
+            found.append(HalfMadeWorktree(admin=admin, path=path))
+    return found
+
+
+def clear_interrupted_add(half: HalfMadeWorktree) -> None:
+    """Remove a half-made worktree and its metadata; no agent ever ran in it.
+
+    The checkout is removed only when it is a real directory whose `.git` names this
+    metadata (or that is empty): a symlink or someone else's files are left alone.
+    """
+    path = half.path
+    if path.is_dir() and not path.is_symlink():
+        try:
+            entries = os.listdir(path)
+            ours = not entries or _gitfile_target(path / ".git") == os.path.realpath(half.admin)
+        except OSError:
+            ours = False
+        if ours:
+            shutil.rmtree(path)
+    shutil.rmtree(half.admin)
+
+
+def _gitfile_target(gitfile: Path) -> str | None:
+    try:
+        if gitfile.is_symlink() or not gitfile.is_file():
+            return None
+        text = gitfile.read_text().strip()
+    except OSError:
+        return None
+    if not text.startswith("gitdir:"):
+        return None
+    return os.path.realpath(text.removeprefix("gitdir:").strip())
 
 
 _FALLBACK_IDENTITY = {

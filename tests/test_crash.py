@@ -190,3 +190,28 @@ def test_worktree_add_killed_half_way_is_redone_not_committed_as_deletions(orch)
     files = git(orch.repo, "ls-tree", "--name-only", task["branch"]).split()
     assert files == ["README.md", "new.txt"]
     assert "locked" not in git(orch.repo, "worktree", "list", "--porcelain")
+
+
+def test_worktree_add_killed_while_writing_metadata_does_not_break_later_adds(orch):
+    """Killed mid-write, `git worktree add` can leave an empty `commondir` that makes every later
+    `git worktree add` (and `git branch`) die; prune skips it because it stays locked."""
+    first = orch.submit("first\n@fake write one.txt 1")
+    second = orch.submit("second\n@fake write two.txt 2")
+    wt = Path(orch.show(first)["worktree"])
+    admin = orch.repo / ".git" / "worktrees" / first
+    admin.mkdir(parents=True)
+    (admin / "locked").write_text("initializing")
+    (admin / "gitdir").write_text(f"{wt}/.git\n")
+    (admin / "commondir").write_text("")
+    wt.mkdir(parents=True)
+    (wt / ".git").write_text(f"gitdir: {admin}\n")
+    broken = subprocess.run(["git", "worktree", "list"], cwd=orch.repo, capture_output=True, text=True)
+    assert broken.returncode != 0 and "commondir" in broken.stderr
+    proc = orch.work()
+    assert proc.returncode == 0
+    assert "creation was interrupted" in proc.stderr
+    for tid in (first, second):
+        task = orch.show(tid)
+        assert task["state"] == "succeeded", task["error"]
+        assert git(orch.repo, "ls-tree", "--name-only", task["branch"]).split()[0] == "README.md"
+    assert git(orch.repo, "worktree", "list").count(".orchestra/worktrees/") == 2
