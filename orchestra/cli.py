@@ -404,6 +404,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(EXIT_FAILED)
+    except OSError as exc:  # the file system said no (full disk, permissions): say where, in one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}", EXIT_FAILED)
     except Exception as exc:  # never a traceback for a person; the message still says what broke
         _fail(f"internal error: {type(exc).__name__}: {exc}", 70)
     sys.exit(rv if isinstance(rv, int) else EXIT_OK)

@@ -484,10 +484,11 @@ class Scheduler:
         """Adopt live agents, finish completed runs, resume or re-run the dead."""
         with self.store.locked():
             self.store.rebuild_index()
-        for half in worktrees.interrupted_adds(self.paths.root, self.paths.worktrees):
-            # No runner has started yet, so no add of ours is under way: this one was killed.
-            self.log(f"removing a worktree whose creation was interrupted: {half.path}")
-            worktrees.clear_interrupted_add(half)
+        with worktrees.WORKTREE_ADMIN_LOCK:
+            for half in worktrees.interrupted_adds(self.paths.root, self.paths.worktrees):
+                # No runner has started yet, so no add of ours is under way: this one was killed.
+                self.log(f"removing a worktree whose creation was interrupted: {half.path}")
+                worktrees.clear_interrupted_add(half)
         for s in list(self.store.summaries().values()):
             if s["state"] not in (State.RUNNING, State.AWAITING_INPUT):
                 continue

@@ -61,6 +61,7 @@ class StatusReport:
 class Orchestra:
     def __init__(self, repo: Path | str | None = None) -> None:
         self.paths: Paths = find_paths(Path(repo) if repo else None)
+        self.paths.check_usable()
         self.config: Config = load_config(self.paths.config)
         self.store = Store(self.paths)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,17 @@ def ensure_worktree(repo: Path, path: Path, branch: str, base_sha: str) -> None:
     """Give the task a checkout of its branch, creating the branch from `base_sha` if new."""
     if path.is_symlink():
         raise GitError(f"refusing to use {path}: it is a symlink")
+    with WORKTREE_ADMIN_LOCK:
+        _ensure_worktree(repo, path, branch, base_sha)
+
+
+# Two `git worktree add`s at once race: one can read the other's still empty `commondir`
+# and die ("failed to read .../commondir"), and a prune beside an add can remove the new
+# metadata. The scheduler is the one process that adds worktrees; its threads take turns.
+WORKTREE_ADMIN_LOCK = threading.RLock()
+
+
+def _ensure_worktree(repo: Path, path: Path, branch: str, base_sha: str) -> None:
     for half in interrupted_adds(repo, path.parent):
         if os.path.realpath(half.path) == os.path.realpath(path):
             # Killed before its checkout finished, the worktree would look like every file was
@@ -72,8 +84,7 @@ def ensure_worktree(repo: Path, path: Path, branch: str, base_sha: str) -> None:
         args = ["worktree", "add", "--quiet", "-b", branch, str(path), base_sha]
     proc = git(repo, *args, check=False)
     if proc.returncode != 0 and ("already registered" in proc.stderr or "already checked out" in proc.stderr):
-        # A worktree directory deleted by hand stays registered until pruned. Pruning is
-        # done only here: run beside another `worktree add` it can remove that one's metadata.
+        # A worktree directory deleted by hand stays registered until pruned.
         git(repo, "worktree", "prune")
         proc = git(repo, *args, check=False)
     if proc.returncode != 0:
