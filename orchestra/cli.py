@@ -379,6 +379,22 @@ def config_set(ctx: click.Context, key: str, value: str) -> int:
     return EXIT_OK
 
 
+@cli.command()
+@click.option("--fix", is_flag=True, help="Repair what can be repaired without losing anything.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def doctor(ctx: click.Context, fix: bool, as_json: bool) -> int:
+    """Check the queue, worktrees and branches against each other; exit 1 if problems remain."""
+    from orchestra.views import doctor_text
+
+    report = _orchestra(ctx).doctor(fix=fix)
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        click.echo(doctor_text(report))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
 def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"orchestra: error: {message}", err=True)
     sys.exit(code)

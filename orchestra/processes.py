@@ -108,3 +108,12 @@ def find_by_task_env(task_id: str) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+def env_has(pid: int, entry: str) -> bool:
+    """Whether process `pid` has `NAME=value` in its environment."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return entry.encode() in fh.read().split(b"\0")
+    except OSError:
+        return False

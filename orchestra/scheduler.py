@@ -501,13 +501,17 @@ class Scheduler:
                 continue
             self._recover_one(task)
 
+    def recover_one(self, task: Task) -> None:
+        """Settle one running task after its scheduler died (used by `doctor --fix` too)."""
+        self._recover_one(task)
+
     def _recover_one(self, task: Task) -> None:
         crash_point("recover")
         pid = task.pid if processes.is_alive(task.pid, task.proc_start) else None
         if pid is None:
             # The scheduler may have died between starting the agent and recording its pid.
             marker = f"ORCHESTRA_REPO={self.paths.root}"
-            found = [p for p in processes.find_by_task_env(task.id) if _env_has(p, marker)]
+            found = [p for p in processes.find_by_task_env(task.id) if processes.env_has(p, marker)]
             if found:
                 pid = found[0]
                 start = processes.proc_start_time(pid)
@@ -575,14 +579,6 @@ def _stat_key(path: Path) -> object:
     except OSError:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
-def _env_has(pid: int, entry: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as fh:
-            return entry.encode() in fh.read().split(b"\0")
-    except OSError:
-        return False
 
 
 def _set_state(task: Task, new: State) -> None:

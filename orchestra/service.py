@@ -375,6 +375,14 @@ class Orchestra:
             self.config = load_config(self.paths.config)
         return checked
 
+    # -- health ------------------------------------------------------------------
+
+    def doctor(self, fix: bool = False) -> Any:
+        """Check store, worktrees and branches against each other; `fix` repairs what loses nothing."""
+        from orchestra import doctor
+
+        return doctor.run(self.paths, self.config, self.store, fix=fix)
+
     # -- the scheduler -----------------------------------------------------------
 
     def ensure_scheduler(self) -> bool:

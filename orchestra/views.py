@@ -153,3 +153,21 @@ def queue_text(rows: list[dict[str, Any]]) -> str:
             f"{clip(waits, 22):<22} {clip(r.get('title'), 30)}"
         )
     return "\n".join(out)
+
+
+def doctor_text(report: Any) -> str:
+    """One line per finding: what, where, and what was done about it."""
+    if not report.findings:
+        return f"{report.root}: no problems found"
+    lines = []
+    for f in report.findings:
+        mark = "fixed" if f.fixed else "problem"
+        note = f"  ({f.note})" if f.note else ""
+        lines.append(f"{mark:<8} {f.kind:<24} {f.subject}: {f.detail}{note}")
+    left = sum(1 for f in report.findings if not f.fixed)
+    fixable = sum(1 for f in report.findings if f.fixable and not f.fixed)
+    summary = f"{len(report.findings)} finding(s), {left} left"
+    if fixable and not report.fix:
+        summary += f"; {fixable} can be repaired with 'orchestra doctor --fix'"
+    lines.append(summary)
+    return "\n".join(lines)

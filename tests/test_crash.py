@@ -118,6 +118,10 @@ class Trial:
         assert {tid: s["state"] for tid, s in index["tasks"].items()} == on_disk
         assert not (state / "index.stale").exists()
         assert git(o.repo, "status", "--porcelain") == ""
+        # Doctor agrees: at most temp files of a killed writer, which --fix removes.
+        report = json.loads(o.run("doctor", "--json", "--fix").stdout)
+        assert {f["kind"] for f in report["findings"]} <= {"stale_temp_file", "stale_scheduler_info"}, report
+        assert report["ok"], report
 
 
 def _results(log: Path) -> list[dict]:
