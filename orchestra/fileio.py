@@ -79,3 +79,8 @@ def _unlink_quietly(path: Path) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+def private_opener(path: str, flags: int) -> int:
+    """For open(..., opener=): files orchestra creates are readable by their owner only."""
+    return os.open(path, flags, 0o600)

@@ -101,7 +101,11 @@ class Paths:
                 d.mkdir(mode=0o700, parents=True, exist_ok=True)
         ignore = self.state / ".gitignore"
         if not ignore.exists():
-            ignore.write_text("*\n")
+            fd = os.open(ignore, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, b"*\n")
+            finally:
+                os.close(fd)
 
 
 def find_paths(start: Path | None = None) -> Paths:

@@ -26,10 +26,11 @@ from orchestra import claude, processes, worktrees
 from orchestra.crashpoints import ENV as CRASH_ENV, crash_point
 from orchestra.config import Config
 from orchestra.errors import CorruptTaskFile, OrchestraError, SchedulerBusy, TaskNotFound
-from orchestra.fileio import write_atomic
+from orchestra.fileio import private_opener, write_atomic
 from orchestra.paths import Paths
 from orchestra.roles import get_role, load_roles
 from orchestra.store import Store
+from orchestra.transcript import mask_data, mask_secrets
 from orchestra.task import BLOCKING_STATES, State, Task, check_transition, now
 
 POLL_SECONDS = 0.2
@@ -63,7 +64,7 @@ def start_background(paths: Paths) -> bool:
     if scheduler_pid(paths) is not None:
         return False
     paths.ensure()
-    with open(paths.scheduler_log, "ab") as log:
+    with open(paths.scheduler_log, "ab", opener=private_opener) as log:
         subprocess.Popen(
             [sys.executable, "-m", "orchestra", "--repo", str(paths.root), "worker", "--background"],
             cwd=paths.root,
@@ -120,7 +121,7 @@ class Scheduler:
         from filelock import FileLock, Timeout
 
         self.paths.ensure()
-        lock = FileLock(str(self.paths.scheduler_lock), timeout=0)
+        lock = FileLock(str(self.paths.scheduler_lock), timeout=0, mode=0o600)
         try:
             lock.acquire()
         except Timeout:
@@ -419,8 +420,10 @@ class Scheduler:
         # but before recording it, and the agent may have finished since (log_offset is set at claim).
         outcome = claude.read_outcome(self.paths.log_file(task_id), task.log_offset)
         commit_error = None
-        wt = Path(task.worktree) if task.worktree else None
-        if wt and wt.is_dir():
+        # Always the task's own directory, never followed through a symlink: whatever the task
+        # file says, leftovers are committed nowhere else.
+        wt = self.paths.worktree(task.id)
+        if wt.is_dir() and not wt.is_symlink():
             try:
                 if self._identity is None:
                     self._identity = worktrees.commit_identity_env(self.paths.root)
@@ -455,7 +458,7 @@ class Scheduler:
                 if state == State.SUCCEEDED:
                     state = State.FAILED
             _set_state(t, state)
-            t.error = error
+            t.error = mask_secrets(error) if error else error  # agent text: it may echo a secret
             t.exit_code = exit_code
             t.finished_at = now()
             t.session_id = outcome.session_id or t.session_id
@@ -463,10 +466,10 @@ class Scheduler:
                 t.cost_usd = round((t.cost_usd or 0.0) + outcome.cost_usd, 6)
             if outcome.has_result:
                 t.num_turns = outcome.num_turns
-                t.result = outcome.result
-                t.permission_denials = outcome.permission_denials
+                t.result = mask_secrets(outcome.result) if outcome.result else outcome.result
+                t.permission_denials = mask_data(outcome.permission_denials)
                 if outcome.structured_output is not None:
-                    t.extra["structured_output"] = outcome.structured_output
+                    t.extra["structured_output"] = mask_data(outcome.structured_output)
             elif outcome.assistant_messages:
                 t.num_turns = outcome.assistant_messages
             t.pid = None

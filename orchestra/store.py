@@ -50,7 +50,11 @@ class Store:
 
             self._timeout_exc = Timeout
             self.paths.ensure()
-            self._lock = FileLock(str(self.paths.store_lock), timeout=LOCK_TIMEOUT, thread_local=True, poll_interval=0.002)
+            self._lock = FileLock(
+                str(self.paths.store_lock), timeout=LOCK_TIMEOUT, thread_local=True, mode=0o600,
+                # The 50 ms default left 16 contending writers mostly asleep between hand-overs.
+                poll_interval=0.002,
+            )
         try:
             self._lock.acquire()
         except self._timeout_exc:

@@ -86,7 +86,14 @@ def status_text(report: Any) -> str:
             )
     for path, reason in report.corrupt.items():
         lines.append(f"warning: {reason}")
-    return "\n".join(lines)
+    return _masked("\n".join(lines))
+
+
+def _masked(text: str) -> str:
+    """Titles and errors quote agents and prompts; a secret in them is not shown."""
+    from orchestra.transcript import mask_secrets
+
+    return mask_secrets(text)
 
 
 def task_table(rows: Iterable[dict[str, Any]]) -> str:
@@ -139,7 +146,7 @@ def task_text(task: Task, events: list[dict[str, Any]] | None = None) -> str:
             data = {k: v for k, v in e.items() if k not in ("ts", "event") and v not in (None, [], {})}
             detail = " ".join(f"{k}={clip(str(v), 60)}" for k, v in data.items())
             lines.append(f"  {clock(e.get('ts'))}  {e.get('event')}  {detail}".rstrip())
-    return "\n".join(lines)
+    return _masked("\n".join(lines))
 
 
 def queue_text(rows: list[dict[str, Any]]) -> str:

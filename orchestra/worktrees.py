@@ -181,7 +181,7 @@ def commit_identity_env(repo: Path) -> dict[str, str]:
 
 def commit_leftovers(path: Path, message: str, identity: dict[str, str]) -> str | None:
     """Commit whatever the agent left uncommitted; returns the new commit or None."""
-    if not (path / ".git").exists():
+    if path.is_symlink() or not (path / ".git").exists():
         return None
     git(path, "add", "--all")
     proc = git(path, "commit", "--quiet", "--no-verify", "-m", message, check=False, env=identity)
