@@ -44,6 +44,8 @@ class Outcome:
     structured_output: Any = None
     assistant_messages: int = 0
     last_error_text: str | None = None
+    api_error_kind: str | None = None  # the synthetic error line's `error`, or the result's api_error_type
+    api_retry_errors: list[str] = field(default_factory=list)  # `error` of each system/api_retry line
 
     def failure_reason(self, exit_code: int | None) -> str:
         if not self.has_result:
@@ -156,9 +158,13 @@ def read_outcome(log_path: Path, offset: int = 0) -> Outcome:
                     if msg.get("id"):
                         message_ids.add(str(msg["id"]))
                     if event.get("is_api_error_message") or msg.get("model") == "<synthetic>":
+                        if isinstance(event.get("error"), str):
+                            out.api_error_kind = event["error"]
                         for block in msg.get("content") or []:
                             if isinstance(block, dict) and block.get("type") == "text":
                                 out.last_error_text = _one_line(block.get("text"))
+            elif kind == "system" and event.get("subtype") == "api_retry":
+                out.api_retry_errors.append(str(event.get("error") or "unknown"))
             elif kind == "result":
                 _apply_result(out, event)
     out.assistant_messages = len(message_ids)
@@ -183,6 +189,8 @@ def _apply_result(out: Outcome, event: dict[str, Any]) -> None:
     status = event.get("api_error_status")
     out.api_error_status = status if isinstance(status, int) else None
     out.terminal_reason = event.get("terminal_reason")
+    if isinstance(event.get("api_error_type"), str):
+        out.api_error_kind = out.api_error_kind or event["api_error_type"]
     out.structured_output = event.get("structured_output")
     if isinstance(event.get("session_id"), str):
         out.session_id = event["session_id"]

@@ -147,12 +147,17 @@ def show(ctx: click.Context, task_id: str, as_json: bool) -> int:
     """Everything about one task."""
     from orchestra.views import task_text
 
+    from orchestra.views import request_text
+
     orch = _orchestra(ctx)
     task = orch.get(task_id)
+    request = orch.pending_request(task.id)
     if as_json:
-        _echo_json(task.to_dict())
+        _echo_json({**task.to_dict(), "pending_request": request})
     else:
         click.echo(task_text(task, orch.store.events(task.id)))
+        if request:
+            click.echo(request_text(request))
     return EXIT_OK
 
 
@@ -274,6 +279,47 @@ def worker(ctx: click.Context, until_idle: bool, max_concurrent: int | None, bac
         if background:
             return EXIT_OK  # lost a start-up race to another scheduler: that one does the work
         raise
+
+
+@cli.command()
+@click.argument("task_id")
+@click.argument("text", nargs=-1)
+@click.option("--allow", "decision", flag_value="allow", help="Let the waiting tool use run.")
+@click.option("--deny", "decision", flag_value="deny", help="Refuse the waiting tool use.")
+@click.option("-m", "--message", help="With --deny: why, for the agent to read.")
+@click.option("--always", is_flag=True, help="With --allow: allow the same again for the rest of this task.")
+@click.option("--start/--no-start", "start", default=None, help="Start a background scheduler if none runs.")
+@click.pass_context
+def respond(
+    ctx: click.Context,
+    task_id: str,
+    text: tuple[str, ...],
+    decision: str | None,
+    message: str | None,
+    always: bool,
+    start: bool | None,
+) -> int:
+    """Answer a waiting permission request, or reply to an ended task.
+
+    With --allow or --deny, answers the tool use TASK_ID is waiting on. With TEXT
+    ('-' reads stdin), continues the task's Claude session in the same worktree and
+    branch as a new attempt.
+    """
+    orch = _orchestra(ctx)
+    reply: str | None = None
+    if text:
+        reply = sys.stdin.read() if text == ("-",) else " ".join(text)
+    elif decision is None:
+        raise click.UsageError("give --allow or --deny, or a reply text")
+    allow = None if decision is None else decision == "allow"
+    task = orch.respond(task_id, allow=allow, message=message, always=always, text=reply)
+    if reply is not None:
+        click.echo(f"{task.id} queued (continuing session {task.resume_session})")
+        if orch.config.autostart if start is None else start:
+            orch.ensure_scheduler()
+    else:
+        click.echo(f"{task.id} {'allowed' if allow else 'denied'}" + (" (always, for this task)" if always else ""))
+    return EXIT_OK
 
 
 @cli.command()

@@ -40,15 +40,19 @@ def parse_duration(value: object, what: str = "duration") -> float:
     return seconds
 
 
-def _positive_int(value: object, what: str) -> int:
+def _whole(value: object, what: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         try:
-            value = int(str(value), 10)
+            value = int(str(value).strip(), 10)
         except ValueError:
             raise InvalidInput(f"invalid {what} {value!r}: expected a whole number") from None
-    if value < 1:
-        raise InvalidInput(f"invalid {what} {value!r}: must be at least 1")
+    if value < minimum:
+        raise InvalidInput(f"invalid {what} {value!r}: must be at least {minimum}")
     return value
+
+
+def _positive_int(value: object, what: str) -> int:
+    return _whole(value, what, 1)
 
 
 def _bool(value: object, what: str) -> bool:
@@ -78,6 +82,41 @@ def _string_list(value: object, what: str) -> list[str]:
     return list(value)
 
 
+def _count(value: object, what: str) -> int:
+    """A whole number that may be zero (e.g. "no retries")."""
+    return _whole(value, what, 0)
+
+
+def _optional_string(value: object, what: str) -> str:
+    """A command or similar that may be empty, meaning "none"."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"invalid {what} {value!r}: expected a string")
+    if "\0" in value:
+        raise InvalidInput(f"invalid {what}: contains a NUL byte")
+    return value.strip()
+
+
+def _relative_paths(value: object, what: str) -> list[str]:
+    """Repository-relative paths (a TOML array, or a space-separated string on the command line)."""
+    paths = _string_list(value, what)
+    for p in paths:
+        parts = Path(p).parts
+        if not p.strip() or Path(p).is_absolute() or ".." in parts or "\0" in p or p.strip() in (".", "./"):
+            raise InvalidInput(f"invalid {what} entry {p!r}: use paths relative to the repository root, inside it")
+        if parts and parts[0] in (".git", ".orchestra"):
+            raise InvalidInput(f"invalid {what} entry {p!r}: orchestra's and git's own state cannot be copied")
+    return paths
+
+
+def _permission_mode(value: object, what: str) -> str:
+    from orchestra.roles import PERMISSION_MODES
+
+    text = _string(value, what).strip()
+    if text != "role" and text not in PERMISSION_MODES:
+        raise InvalidInput(f"invalid {what} {text!r}: use 'role' (each role's own) or one of {', '.join(PERMISSION_MODES)}")
+    return text
+
+
 def _branch_prefix(value: object, what: str) -> str:
     text = _string(value, what)
     if not _BRANCH_PREFIX.match(text) or ".." in text or "//" in text or text.endswith(".lock"):
@@ -105,6 +144,19 @@ SETTINGS: dict[str, Setting] = {
         Setting("max_attempts", 3, _positive_int, "runs a task may get when its agent dies (crash recovery)"),
         Setting("kill_grace", 10.0, parse_duration, "seconds between SIGTERM and SIGKILL when stopping an agent"),
         Setting("idle_exit", 300.0, parse_duration, "an autostarted scheduler exits after this long with nothing to do"),
+        Setting("permission_prompts", True, _bool, "tool uses that need approval wait for 'orchestra respond' (false: denied at once)"),
+        Setting("permission_timeout", 1800.0, parse_duration, "an unanswered permission request is denied after this long"),
+        Setting("permission_mode", "role", _permission_mode, "permission mode for every role ('role' keeps each role's own; bypassPermissions as root needs IS_SANDBOX=1)"),
+        Setting("api_retries", 4, _count, "times a task is re-run after a transient API failure (429, 529, 5xx, timeouts)"),
+        Setting("api_backoff", 30.0, parse_duration, "wait before the first re-run after a transient API failure; doubles each time"),
+        Setting("api_backoff_max", 900.0, parse_duration, "the longest wait between re-runs after transient API failures"),
+        Setting("rate_limit_burst", 3, _positive_int, "rate-limited runs within rate_limit_window that pause all new starts"),
+        Setting("rate_limit_window", 60.0, parse_duration, "the window in which rate-limited runs are counted"),
+        Setting("rate_limit_pause", 120.0, parse_duration, "how long new starts pause after a burst of rate limits"),
+        Setting("copy", [], _relative_paths, "untracked files copied from the main worktree into each new task worktree"),
+        Setting("setup", "", _optional_string, "a shell command run in each new task worktree before the agent starts"),
+        Setting("setup_timeout", 600.0, parse_duration, "the longest the setup command may run"),
+        Setting("on_event", "", _optional_string, "a shell command run when a task needs input, succeeds, fails or times out"),
     )
 }
 

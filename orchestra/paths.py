@@ -94,6 +94,17 @@ class Paths:
         if not os.access(state, os.R_OK | os.W_OK | os.X_OK):
             raise StorageError(f"cannot use {state}: permission denied (it must be readable and writable by you)")
 
+    @property
+    def requests(self) -> Path:
+        return self.state / "requests"
+
+    def request_dir(self, task_id: str) -> Path:
+        return self.requests / task_id
+
+    @property
+    def rate_limits(self) -> Path:
+        return self.state / "ratelimit.json"
+
     def ensure(self) -> None:
         """Create the state tree, private to the user, and keep it out of `git status`."""
         for d in (self.state, self.tasks, self.events, self.logs, self.worktrees):

@@ -117,3 +117,29 @@ def env_has(pid: int, entry: str) -> bool:
             return entry.encode() in fh.read().split(b"\0")
     except OSError:
         return False
+
+def run_captured(
+    argv: list[str], cwd: "os.PathLike[str] | str", env: dict[str, str], timeout: float, stdin: bytes = b""
+) -> tuple[int | None, str]:
+    """Run a user-configured command in its own group; (exit code or None on timeout, output).
+
+    The whole group is killed on timeout, so a grandchild holding the pipe cannot hang us.
+    """
+    import subprocess
+
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        signal_group(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        return None, out.decode("utf-8", "replace")
+    return proc.returncode, out.decode("utf-8", "replace")

@@ -61,15 +61,19 @@ class Role:
     permission_mode: str = "acceptEdits"
     allow: list[str] = field(default_factory=list)
     deny: list[str] = field(default_factory=list)
+    ask: list[str] = field(default_factory=list)  # rules that always ask a person (permission-prompt tool)
     timeout: float | None = None
     max_turns: int | None = None
     produces: str = "branch"  # "branch" (commits) or "verdict" (structured output)
     source: str = "built-in"
 
     def settings(self) -> dict[str, Any] | None:
-        if not self.allow and not self.deny:
+        if not self.allow and not self.deny and not self.ask:
             return None
-        return {"permissions": {"allow": list(self.allow), "deny": list(self.deny)}}
+        perms = {"allow": list(self.allow), "deny": list(self.deny)}
+        if self.ask:
+            perms["ask"] = list(self.ask)
+        return {"permissions": perms}
 
     def full_system_prompt(self) -> str:
         return f"{_COMMON}\n\nYour role: {self.name}.\n{self.system_prompt.strip()}"

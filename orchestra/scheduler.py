@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from orchestra import claude, processes, worktrees
+from orchestra import approvals, backoff, bootstrap, claude, notify, permissions, processes, worktrees
 from orchestra.crashpoints import ENV as CRASH_ENV, crash_point
 from orchestra.config import Config
 from orchestra.errors import CorruptTaskFile, OrchestraError, SchedulerBusy, TaskNotFound
@@ -215,13 +215,30 @@ class Scheduler:
             if blocked:
                 self._fail_queued(s["id"], blocked)
                 return True  # summaries changed; look again on the next pass
-            if ready and s["id"] not in self.runners:
+            if ready and s["id"] not in self.runners and (s.get("not_before") or 0) <= time.time():
                 runnable.append(s)
+        if queued and not runnable and not self.runners and self._fail_cycles(queued, summaries):
+            return True
+        if backoff.paused_until(self.paths):
+            runnable = []  # rate limits hit several agents: no new starts until the pause ends
         runnable.sort(key=lambda s: (-int(s.get("priority") or 0), s.get("created_at") or 0, s["id"]))
         slots = self.max_concurrent - len(self.runners)
         for s in runnable[: max(slots, 0)]:
             self._claim_and_start(s["id"])
         return bool(queued) or waiting
+
+    def _fail_cycles(self, queued: list[dict[str, Any]], summaries: dict[str, dict[str, Any]]) -> bool:
+        """Tasks that wait on each other would hold the queue forever; end them instead."""
+        from orchestra.service import find_cycle
+
+        graph = {tid: list(s.get("depends_on") or []) for tid, s in summaries.items()}
+        failed = False
+        for s in queued:
+            cycle = find_cycle(graph, s["id"])
+            if cycle and s["id"] in cycle:
+                self._fail_queued(s["id"], f"dependency cycle: {' -> '.join(cycle)}")
+                failed = True
+        return failed
 
     def _fail_queued(self, task_id: str, reason: str) -> None:
         def mutate(task: Task) -> None:
@@ -316,23 +333,39 @@ class Scheduler:
                 raise OrchestraError(f"branch {dep.branch} of task {task.on} no longer exists")
         if not base_sha:
             raise OrchestraError("task has no base commit")
+        binary = claude.resolve_binary(self.config.claude_binary_resolved)
         wt = self.paths.worktree(task.id)
+        fresh = not (wt / ".git").exists()
         crash_point("before_worktree")
         worktrees.ensure_worktree(self.paths.root, wt, task.branch, base_sha)
         crash_point("after_worktree")
-        binary = claude.resolve_binary(self.config.claude_binary_resolved)
+        if fresh or not task.extra.get("bootstrapped"):
+            self._bootstrap(task, wt)
+        policy = permissions.policy_for(role, self.config)
+        role = permissions.apply(role, policy)
+        permissions.check_environment(policy, dict(os.environ))
         resume = task.resume_session
-        prompt = claude.RESUME_PROMPT if resume else task.prompt
+        prompt = (task.extra.get("next_prompt") or claude.RESUME_PROMPT) if resume else task.prompt
         system_prompt = (
             f"{role.full_system_prompt()}\n\nTask {task.id} on branch {task.branch}, "
             f"started from {base_sha[:12]}."
         )
+        copied = self.store.load(task.id).extra.get("copied")
+        if copied:
+            system_prompt += f"\nCopied in for local setup, not part of the change (never commit them): {', '.join(copied)}."
         argv = claude.build_argv(
             binary,
             role,
             prompt,
             system_prompt=system_prompt,
-            extra_args=self.config.claude_args,
+            extra_args=[
+                *self.config.claude_args,
+                *(
+                    permissions.prompt_tool_args(self.paths.root, task.id, self.config.permission_timeout)
+                    if policy.uses_prompt_tool
+                    else []
+                ),
+            ],
             resume=resume,
         )
         log_path = self.paths.log_file(task.id)
@@ -347,6 +380,7 @@ class Scheduler:
                 "ORCHESTRA_BRANCH": task.branch,
             }
         )
+        permissions.agent_env(policy, env)
         popen = claude.spawn(argv, wt, log_path, self.paths.stderr_file(task.id), env)
         start = processes.proc_start_time(popen.pid)
         crash_point("after_spawn")
@@ -358,6 +392,8 @@ class Scheduler:
             t.base_sha = base_sha
             t.worktree = str(wt)
             t.resume_session = None
+            t.extra.pop("next_prompt", None)
+            t.extra.pop("not_before", None)
 
         self.store.update(task.id, mutate, "started", pid=popen.pid, resume=resume, attempt=task.attempts)
         crash_point("after_started")
@@ -368,7 +404,7 @@ class Scheduler:
         """Wait for the agent; returns (exit code, "exit" | "timeout" | "cancel" | "abandoned")."""
         task = self.store.load(task_id)
         limit = task.timeout or self.config.timeout
-        deadline = (task.started_at or now()) + limit
+        deadline = (task.started_at or now()) + limit + approvals.time_waited(task)
         pidfd = _pidfd(run.pid)
         next_cancel_check = 0.0
         try:
@@ -385,7 +421,9 @@ class Scheduler:
                 if time.monotonic() >= next_cancel_check:
                     next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
                     try:
-                        if self.store.load(task_id).cancel_requested:
+                        current = self.store.load(task_id)
+                        deadline = (current.started_at or now()) + limit + approvals.time_waited(current)
+                        if current.cancel_requested:
                             self.log(f"{task_id} cancelled; stopping it")
                             self._terminate(run)
                             return _poll_exit(run, block=True), "cancel"
@@ -432,6 +470,7 @@ class Scheduler:
                     f"orchestra: uncommitted work of task {task.id} ({task.role})\n\n{task.title}\n\n"
                     f"Committed by orchestra when the agent's run ended.\nOrchestra-Task: {task.id}",
                     self._identity,
+                    exclude=task.extra.get("copied") or [],
                 )
                 if sha:
                     self.store.append_event(task.id, "autocommit", commit=sha)
@@ -440,6 +479,7 @@ class Scheduler:
         crash_point("after_commit")
 
         def mutate(t: Task) -> None:
+            nonlocal retry, paused
             if t.state.final:
                 return
             if t.cancel_requested:
@@ -457,6 +497,10 @@ class Scheduler:
                 error = f"{error}; {commit_error}" if error else commit_error
                 if state == State.SUCCEEDED:
                     state = State.FAILED
+            if state == State.FAILED and not launch_error and not commit_error and not t.cancel_requested:
+                retry = backoff.plan(self.config, t, outcome, error or "API error")
+                if retry:
+                    state = State.QUEUED
             _set_state(t, state)
             t.error = mask_secrets(error) if error else error  # agent text: it may echo a secret
             t.exit_code = exit_code
@@ -474,12 +518,51 @@ class Scheduler:
                 t.num_turns = outcome.assistant_messages
             t.pid = None
             t.proc_start = None
+            if retry:
+                retry.apply(t)
+                if retry.kind == backoff.RATE_LIMIT:
+                    paused = backoff.record_rate_limit(self.paths, self.config)
 
+        retry: backoff.Retry | None = None
+        paused: float | None = None
         task = self.store.update(task_id, mutate)
         crash_point("after_finalize")
+        if retry:
+            self._note_retry(task, retry, paused)
+            return
         self.store.append_event(task_id, "finished", state=str(task.state), exit_code=exit_code, error=task.error)
         self.log(f"{task_id} {task.state}" + (f": {task.error}" if task.error else ""))
         self.wake.set()
+        if task.state in (State.SUCCEEDED, State.FAILED, State.TIMED_OUT):
+            notify.fire(self.paths, self.config, str(task.state), task, store=self.store)
+
+    def _note_retry(self, task: Task, retry: backoff.Retry, paused: float | None) -> None:
+        self.store.append_event(
+            task.id,
+            "requeued",
+            reason="transient API error",
+            error=task.error,
+            retry=retry.number,
+            of=self.config.api_retries,
+            not_before=retry.not_before,
+            resume=retry.session,
+        )
+        wait = max(retry.not_before - time.time(), 0)
+        self.log(f"{task.id} {task.error}; retry {retry.number} of {self.config.api_retries} in {wait:.0f}s")
+        if paused:
+            self.log(f"rate limits hit several agents; new starts pause until {time.strftime('%H:%M:%S', time.localtime(paused))}")
+        self.wake.set()
+
+    def _bootstrap(self, task: Task, wt: Path) -> None:
+        """Copy configured files and run the setup command in a new worktree (once per worktree)."""
+        copied = bootstrap.prepare(self.config, task, self.paths.root, wt)
+
+        def mutate(t: Task) -> None:
+            t.extra["bootstrapped"] = True
+            if copied:
+                t.extra["copied"] = sorted(set(t.extra.get("copied") or []) | set(copied))
+
+        self.store.update(task.id, mutate, "bootstrapped", copied=copied, setup=bool(self.config.setup))
 
     # -- restart -----------------------------------------------------------------
 

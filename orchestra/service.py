@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from orchestra import worktrees
 from orchestra.config import Config, load_config, parse_duration
@@ -25,14 +25,6 @@ PRIORITY_RANGE = (-1000, 1000)
 
 
 @dataclass
-class RunningInfo:
-    task: dict[str, Any]
-    elapsed: float
-    turns: int | None
-    cost_usd: float | None
-
-
-@dataclass
 class StatusReport:
     root: Path
     scheduler_pid: int | None
@@ -43,6 +35,7 @@ class StatusReport:
     recent: list[dict[str, Any]] = field(default_factory=list)
     total_cost_usd: float = 0.0
     corrupt: dict[str, str] = field(default_factory=dict)
+    paused_until: float | None = None  # new starts paused after a burst of rate limits
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +48,7 @@ class StatusReport:
             "recent": self.recent,
             "total_cost_usd": round(self.total_cost_usd, 6),
             "corrupt_task_files": self.corrupt,
+            "paused_until": self.paused_until,
         }
 
 
@@ -128,23 +122,12 @@ class Orchestra:
         return task
 
     def _check_acyclic(self, new_id: str, deps: list[str]) -> None:
-        summaries = self.store.summaries()
-        graph = {tid: list(s.get("depends_on") or []) for tid, s in summaries.items()}
+        """Refuse dependencies that lead into a cycle: such a task could never start."""
+        graph = {tid: list(s.get("depends_on") or []) for tid, s in self.store.summaries().items()}
         graph[new_id] = deps
-        seen: set[str] = set()
-        stack: list[tuple[str, list[str]]] = []
-        for start in deps:
-            path = [new_id, start]
-            stack = [(start, path)]
-            while stack:
-                node, path = stack.pop()
-                if node == new_id:
-                    raise InvalidInput(f"dependency cycle: {' -> '.join(path)}")
-                if node in seen:
-                    continue
-                seen.add(node)
-                for nxt in graph.get(node, []):
-                    stack.append((nxt, path + [nxt]))
+        cycle = find_cycle(graph, new_id)
+        if cycle:
+            raise InvalidInput(f"dependency cycle: {' -> '.join(cycle)}")
 
     # -- reading -----------------------------------------------------------------
 
@@ -205,7 +188,12 @@ class Orchestra:
                     pass
                 report.running.append(row)
             elif s["state"] == State.AWAITING_INPUT:
-                report.waiting.append(dict(s))
+                row = dict(s)
+                try:
+                    row["request"] = self.pending_request(s["id"])
+                except OrchestraError:
+                    row["request"] = None
+                report.waiting.append(row)
             elif s["state"] == State.QUEUED:
                 report.queued.append(dict(s))
         report.running.sort(key=lambda r: r.get("started_at") or 0)
@@ -213,6 +201,9 @@ class Orchestra:
         finished = [s for s in summaries.values() if s["state"] in FINAL_STATES]
         finished.sort(key=lambda s: s.get("finished_at") or 0, reverse=True)
         report.recent = [dict(s) for s in finished[:recent]]
+        from orchestra.backoff import paused_until
+
+        report.paused_until = paused_until(self.paths)
         return report
 
     # -- acting ------------------------------------------------------------------
@@ -249,12 +240,7 @@ class Orchestra:
                 raise InvalidInput(f"task {task.id} succeeded; submit a new task to do more")
             if not task.state.final:
                 raise InvalidInput(f"task {task.id} is {task.state}; only finished tasks can be retried")
-            task.state = State.QUEUED
-            task.error = None
-            task.exit_code = None
-            task.finished_at = None
-            task.resume_session = None
-            task.cancel_requested = False
+            self._back_to_queue(task, resume=None)
             task.max_attempts = task.attempts + self.config.max_attempts
 
         return self.store.update(task_id, mutate, "retried")
@@ -395,8 +381,117 @@ class Orchestra:
 
         return Scheduler(self.paths, self.config, self.store, **kwargs)
 
+    # -- answering agents ----------------------------------------------------------
+
+    def pending_request(self, ref: str) -> dict[str, Any] | None:
+        """The oldest unanswered permission request of a waiting task, with a one-line summary."""
+        from orchestra import approvals
+
+        task = self.get(ref)
+        if task.state != State.AWAITING_INPUT:
+            return None
+        waiting = approvals.pending(self.paths, task)
+        if not waiting:
+            return None
+        request = dict(waiting[0])
+        request["summary"] = approvals.describe(request)
+        request["waiting"] = len(waiting)
+        return request
+
+    def respond(
+        self,
+        ref: str,
+        *,
+        allow: bool | None = None,
+        message: str | None = None,
+        always: bool = False,
+        text: str | None = None,
+    ) -> Task:
+        """Answer a pending permission request (allow/deny) or continue an ended task (text)."""
+        from orchestra import approvals, permissions
+
+        task_id = self.store.resolve(ref)
+        if text is not None and (allow is not None or message is not None or always):
+            raise InvalidInput("give either a reply text or a permission answer (--allow/--deny), not both")
+        if text is not None:
+            return self._continue(task_id, text)
+        if allow is None:
+            raise InvalidInput("nothing to answer: give --allow or --deny, or a reply text")
+        if message is not None and not isinstance(message, str):
+            raise InvalidInput("the message must be text")
+        if allow and message:
+            raise InvalidInput("--message goes with --deny: it tells the agent why")
+        if always and not allow:
+            raise InvalidInput("--always goes with --allow")
+        if message is not None and len(message) > MAX_PROMPT_CHARS:
+            raise InvalidInput(f"message too long ({len(message)} characters)")
+        with self.store.locked():
+            task = self.store.load(task_id)
+            waiting = approvals.pending(self.paths, task) if task.state == State.AWAITING_INPUT else []
+            rule = permissions.always_rule(waiting[0]["tool_name"], waiting[0].get("input") or {}) if always and waiting else None
+            approvals.answer(self.store, task_id, allow=allow, message=message, always_rule=rule)
+            return self.store.load(task_id)
+
+    @staticmethod
+    def _back_to_queue(task: Task, resume: str | None) -> None:
+        """An ended task queued again on its branch, fresh (`resume` None) or continuing a session."""
+        task.state = State.QUEUED
+        task.error = None
+        task.exit_code = None
+        task.finished_at = None
+        task.cancel_requested = False
+        task.resume_session = resume
+
+    def _continue(self, task_id: str, text: str) -> Task:
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInput("empty reply: say what the agent should do next")
+        if len(text) > MAX_PROMPT_CHARS:
+            raise InvalidInput(f"reply too long ({len(text)} characters; the limit is {MAX_PROMPT_CHARS})")
+
+        def mutate(task: Task) -> None:
+            if task.state == State.AWAITING_INPUT:
+                raise InvalidInput(f"task {task.id} is waiting for a permission answer: use --allow or --deny")
+            if task.state not in (State.SUCCEEDED, State.FAILED, State.TIMED_OUT, State.CANCELLED):
+                raise InvalidInput(f"task {task.id} is {task.state}; a reply continues a task that has ended")
+            if not task.session_id:
+                raise InvalidInput(f"task {task.id} has no Claude session to continue; use 'orchestra retry'")
+            self._back_to_queue(task, resume=task.session_id)
+            task.extra["next_prompt"] = text
+            task.extra.pop("api_retries", None)
+            task.max_attempts = max(task.max_attempts, task.attempts + self.config.max_attempts)
+
+        return self.store.update(task_id, mutate, "replied")
+
+
+def find_cycle(graph: dict[str, list[str]], start: str) -> list[str] | None:
+    """A cycle reachable from `start`, as a path that ends where it began, or None.
+
+    Iterative, so long dependency chains cannot hit the recursion limit.
+    """
+    done: set[str] = set()
+    path: list[str] = [start]
+    on_path: set[str] = {start}
+    stack: list[Iterator[str]] = [iter(graph.get(start, []))]
+    while stack:
+        nxt = next(stack[-1], None)
+        if nxt is None:
+            stack.pop()
+            node = path.pop()
+            on_path.discard(node)
+            done.add(node)
+            continue
+        if nxt in on_path:
+            return path[path.index(nxt):] + [nxt]
+        if nxt in done:
+            continue
+        path.append(nxt)
+        on_path.add(nxt)
+        stack.append(iter(graph.get(nxt, [])))
+    return None
+
 
 def validate_priority(value: object) -> int:
+
     if isinstance(value, bool):
         raise InvalidInput(f"invalid priority {value!r}: expected a whole number")
     try:

@@ -233,7 +233,8 @@ class Store:
         index = self._read_index()
         if index is None:
             index = self.rebuild_index()
-        return index
+        # A copy: other threads may be iterating over the cached dicts right now.
+        return {**index, "tasks": dict(index["tasks"]), "corrupt": dict(index["corrupt"])}
 
     def _write_index(self, index: dict[str, Any]) -> None:
         data = json.dumps(index, separators=(",", ":")).encode("utf-8")

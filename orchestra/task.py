@@ -173,4 +173,5 @@ class Task:
             "branch": self.branch,
             "pid": self.pid,
             "workflow": self.extra.get("workflow"),
+            "not_before": self.extra.get("not_before"),
         }

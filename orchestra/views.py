@@ -52,11 +52,16 @@ def status_text(report: Any) -> str:
     counts = "  ".join(f"{state} {report.counts.get(state, 0)}" for state in _STATE_ORDER)
     lines.append(f"tasks      {counts}")
     lines.append(f"spent      {money(report.total_cost_usd)}")
+    if getattr(report, "paused_until", None):
+        lines.append(f"paused     new starts wait until {clock(report.paused_until)} (rate limits hit several agents)")
     if report.waiting:
         lines.append("")
         lines.append(f"WAITING FOR YOU ({len(report.waiting)})")
         for s in report.waiting:
             lines.append(f"  {s['id']}  {s['role']:<11} {clip(s.get('title'), 50)}")
+            if s.get("request"):
+                lines.append(f"          asks to run {clip(s['request'].get('summary'), 62)}")
+                lines.append(f"          answer: orchestra respond {s['id']} --allow | --deny [--message TEXT]")
     if report.running:
         lines.append("")
         lines.append(f"RUNNING ({len(report.running)})")
@@ -72,6 +77,8 @@ def status_text(report: Any) -> str:
         lines.append(f"QUEUED ({len(report.queued)}, next first)")
         for s in report.queued[:10]:
             after = f" after {','.join(s['depends_on'])}" if s.get("depends_on") else ""
+            if s.get("not_before") and s["not_before"] > time.time():
+                after += f" retry at {clock(s['not_before'])[11:]}"
             lines.append(f"  {s['id']}  {s['role']:<11} p{s.get('priority', 0):<4} {clip(s.get('title'), 40)}{after}")
         if len(report.queued) > 10:
             lines.append(f"  … and {len(report.queued) - 10} more")
@@ -147,6 +154,22 @@ def task_text(task: Task, events: list[dict[str, Any]] | None = None) -> str:
             detail = " ".join(f"{k}={clip(str(v), 60)}" for k, v in data.items())
             lines.append(f"  {clock(e.get('ts'))}  {e.get('event')}  {detail}".rstrip())
     return _masked("\n".join(lines))
+
+
+def request_text(request: dict[str, Any]) -> str:
+    """A pending permission request, for `orchestra show`."""
+    lines = [
+        "",
+        "waiting for a person",
+        f"  tool         {request.get('tool_name')}",
+        f"  asks         {clip(request.get('summary'), 200)}",
+        f"  since        {clock(request.get('created_at'))}",
+        f"  denied at    {clock(request.get('deadline'))} if nobody answers",
+        f"  answer with  orchestra respond {request.get('task_id')} --allow | --deny [--message TEXT] [--always]",
+    ]
+    if (request.get("waiting") or 1) > 1:
+        lines.append(f"  ({request['waiting'] - 1} more request(s) queued behind this one)")
+    return "\n".join(lines)
 
 
 def queue_text(rows: list[dict[str, Any]]) -> str:

@@ -179,11 +179,16 @@ def commit_identity_env(repo: Path) -> dict[str, str]:
     return dict(_FALLBACK_IDENTITY)
 
 
-def commit_leftovers(path: Path, message: str, identity: dict[str, str]) -> str | None:
-    """Commit whatever the agent left uncommitted; returns the new commit or None."""
+def commit_leftovers(
+    path: Path, message: str, identity: dict[str, str], exclude: list[str] | None = None
+) -> str | None:
+    """Commit whatever the agent left uncommitted; returns the new commit or None.
+
+    `exclude` names paths orchestra copied in (e.g. `.env`): they never reach the branch.
+    """
     if path.is_symlink() or not (path / ".git").exists():
         return None
-    git(path, "add", "--all")
+    git(path, "add", "--all", "--", ".", *(f":(exclude,literal){p}" for p in exclude or []))
     proc = git(path, "commit", "--quiet", "--no-verify", "-m", message, check=False, env=identity)
     if proc.returncode != 0:
         if git(path, "diff", "--cached", "--quiet", check=False).returncode == 0:

@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_CLAUDE = ROOT / "fixtures" / "fake_claude"
-SHARED = ROOT.parent / "shared"
+TRANSCRIPTS = ROOT / "fixtures" / "transcripts"
 
 
 def git(cwd: Path, *args: str) -> str:

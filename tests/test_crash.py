@@ -47,7 +47,7 @@ def _prompts() -> dict[str, tuple[str, tuple[str, ...]]]:
         "commits": ("commits\n@fake write a.txt A\n@fake commit Add a\n@fake sleep 0.3\n@fake write a2.txt left over", ()),
         "sleeps": ("sleeps\n@fake sleep 0.2\n@fake write b.txt B", ()),
         "instant": ("instant\n@fake write c.txt C\n@fake commit Add c", ()),
-        "fails": ("fails\n@fake fail 500", ()),
+        "fails": ("fails\n@fake fail 400", ()),  # 400 is not retried
     }
 
 

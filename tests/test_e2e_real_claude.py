@@ -89,6 +89,21 @@ def _git(repo, *args, strip: bool = True) -> str:
     return out.strip() if strip else out
 
 
+def _make_repo(tmp_path: Path) -> tuple[Path, Path]:
+    """A one-commit repository and a HOME for the CLI."""
+    repo = tmp_path / "repo"
+    home = tmp_path / "home"
+    repo.mkdir()
+    home.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "config", "user.email", "e2e@example.com")
+    _git(repo, "config", "user.name", "e2e")
+    (repo / "README.md").write_text("# e2e repo\n")
+    _git(repo, "add", "README.md")
+    _git(repo, "commit", "-q", "-m", "initial commit")
+    return repo, home
+
+
 def _status_outside_orchestra(repo) -> list[str]:
     """`git status --porcelain` of the main worktree, ignoring orchestra's own state dir."""
     lines = _git(repo, "status", "--porcelain", "--untracked-files=all").splitlines()
@@ -100,16 +115,7 @@ def test_implementer_task_runs_real_claude_and_commits_on_its_branch(tmp_path, c
     content = f"hello from the e2e stub {uuid.uuid4().hex[:8]}\n"
     prompt = "[[scenario:write-file]] Create hello.txt containing a greeting."
 
-    repo = tmp_path / "repo"
-    home = tmp_path / "home"
-    repo.mkdir()
-    home.mkdir()
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "config", "user.email", "e2e@example.com")
-    _git(repo, "config", "user.name", "e2e")
-    (repo / "README.md").write_text("# e2e repo\n")
-    _git(repo, "add", "README.md")
-    _git(repo, "commit", "-q", "-m", "initial commit")
+    repo, home = _make_repo(tmp_path)
     initial = _git(repo, "rev-parse", "HEAD")
     head_ref = _git(repo, "symbolic-ref", "HEAD")
 
@@ -207,3 +213,75 @@ def test_implementer_task_runs_real_claude_and_commits_on_its_branch(tmp_path, c
     assert _status_outside_orchestra(repo) == []
     assert not (repo / "hello.txt").exists()
     assert (repo / "README.md").read_text() == "# e2e repo\n"
+
+
+def _json_out(argv, *, cwd, env, label):
+    _, out, _ = _run(argv, cwd=cwd, env=env, timeout=60, label=label)
+    return json.loads(out)
+
+
+@pytest.mark.e2e
+def test_real_claude_bash_call_waits_for_a_person_and_runs_once_allowed(tmp_path, claude_bin):
+    """Role policy: Bash asks. The real CLI calls orchestra's permission MCP server, the task
+    waits in awaiting_input, `orchestra respond --allow` lets it through, and the command's
+    effect lands on the task's branch."""
+    import time
+
+    marker = uuid.uuid4().hex[:8]
+    command = f"printf 'approved {marker}' > bash-effect.txt"
+    repo, home = _make_repo(tmp_path)
+    (repo / ".orchestra").mkdir()
+    (repo / ".orchestra" / "config.toml").write_text('[permissions.implementer]\nask = ["Bash"]\n')
+
+    stub = ms.MessagesStub({"vars": {"command": command}})
+    base_url = stub.start()
+    worker = None
+    try:
+        env = ms.claude_env(base_url, home, ORCHESTRA_CLAUDE=claude_bin)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+        orchestra = [sys.executable, "-m", "orchestra"]
+        _, out, _ = _run([*orchestra, "submit", "--role", "implementer", "--no-start",
+                          "[[scenario:bash]] Run the command."], cwd=repo, env=env, timeout=60,
+                         label="orchestra submit")
+        task_id = out.strip()
+        worker = subprocess.Popen([*orchestra, "worker"], cwd=repo, env=env, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  start_new_session=True)
+        deadline = time.monotonic() + 120
+        task = {}
+        while time.monotonic() < deadline:
+            task = _json_out([*orchestra, "show", task_id, "--json"], cwd=repo, env=env, label="show")
+            if task["state"] == "awaiting_input" and task["pending_request"] or task["state"] not in ("queued", "running"):
+                break
+            time.sleep(0.3)
+        assert task.get("state") == "awaiting_input", f"never waited for a person: {task}"
+        request = task["pending_request"]
+        assert request["tool_name"] == "Bash" and request["input"]["command"] == command
+        assert not (Path(task["worktree"]) / "bash-effect.txt").exists(), "ran before anyone answered"
+        _run([*orchestra, "status"], cwd=repo, env=env, timeout=60, label="orchestra status")
+
+        _run([*orchestra, "respond", task_id, "--allow"], cwd=repo, env=env, timeout=60,
+             label="orchestra respond --allow")
+        _run([*orchestra, "wait", task_id, "--timeout", "120"], cwd=repo, env=env, timeout=150,
+             label="orchestra wait")
+        task = _json_out([*orchestra, "show", task_id, "--json"], cwd=repo, env=env, label="show")
+        _run([*orchestra, "logs", task_id, "--raw"], cwd=repo, env=env, timeout=60, check=False,
+             label="orchestra logs --raw (diagnostics)")
+    finally:
+        if worker is not None:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGTERM)
+            print("--- worker output:\n" + (worker.communicate(timeout=30)[0] or ""))
+        for path in sorted((repo / ".orchestra" / "logs").glob("*.stderr")):
+            print(f"--- {path.name}:\n{path.read_text(errors='replace')[-4000:]}")
+        stub.stop()
+
+    assert task["state"] == "succeeded", f"state {task['state']!r}, error {task['error']!r}"
+    assert task["permission_denials"] in ([], None)
+    assert _git(repo, "show", f"{task['branch']}:bash-effect.txt") == f"approved {marker}"
+    # The model saw the command's success, not a refusal.
+    bodies = stub.message_requests()
+    results = [b for body in bodies for m in body.get("messages", []) if isinstance(m.get("content"), list)
+               for b in m["content"] if isinstance(b, dict) and b.get("type") == "tool_result"]
+    assert results and not any(r.get("is_error") for r in results), results
+    assert not (repo / "bash-effect.txt").exists()

@@ -2,7 +2,7 @@
 
 The fake runs as a real subprocess (stdin=/dev/null) in a throwaway git repository
 with HOME pointed at a temporary directory.  Line shapes are compared with the real
-Claude Code transcripts in shared/claude-code/transcripts/ when that directory exists.
+Claude Code transcripts in fixtures/transcripts/ (copies of shared/claude-code/transcripts/).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = ROOT / "fixtures" / "fake_claude"
-TRANSCRIPTS = Path(__file__).resolve().parents[2] / "shared" / "claude-code" / "transcripts"
+TRANSCRIPTS = Path(__file__).resolve().parents[1] / "fixtures" / "transcripts"
 BASE_ARGS = ["-p", "--output-format", "stream-json", "--verbose"]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -547,3 +547,88 @@ def test_output_format_json(repo, env):
                        timeout=10)
     assert r.returncode == 0
     assert json.loads(r.stdout)["result"] == "hi"
+
+
+# -- @fake ask: the permission-prompt tool over MCP ---------------------------------
+
+RAW_PERM_SERVER = r'''
+import json, sys
+mode, log = sys.argv[1], sys.argv[2]
+def send(obj):
+    sys.stdout.write(json.dumps(obj) + "\n"); sys.stdout.flush()
+for line in sys.stdin:
+    msg = json.loads(line)
+    with open(log, "a") as f:
+        f.write(json.dumps(msg) + "\n")
+    method, rid = msg.get("method"), msg.get("id")
+    if method == "server/discover":
+        send({"jsonrpc": "2.0", "id": rid, "error": {"code": -32601, "message": "Method not found"}})
+    elif method == "initialize":
+        send({"jsonrpc": "2.0", "id": rid, "result": {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
+              "serverInfo": {"name": "perm", "version": "1"}}})
+    elif method == "tools/list":
+        send({"jsonrpc": "2.0", "id": rid, "result": {"tools": [{"name": "approve", "inputSchema": {"type": "object"}}]}})
+    elif method == "tools/call":
+        args = msg["params"]["arguments"]
+        answers = {
+            "allow": {"behavior": "allow", "updatedInput": args["input"]},
+            "deny": {"behavior": "deny", "message": "not today"},
+            "interrupt": {"behavior": "deny", "message": "stop", "interrupt": True},
+        }
+        text = json.dumps(answers[mode]) if mode in answers else "yes please"
+        send({"jsonrpc": "2.0", "id": rid, "result": {"content": [{"type": "text", "text": text}]}})
+'''
+
+
+def _perm_args(tmp_path: Path, mode: str) -> tuple[list[str], Path]:
+    server = tmp_path / "perm_server.py"
+    server.write_text(RAW_PERM_SERVER)
+    log = tmp_path / f"perm-{mode}.jsonl"
+    config = {"mcpServers": {"perm": {"type": "stdio", "command": sys.executable, "args": [str(server), mode, str(log)]}}}
+    return ["--mcp-config", json.dumps(config), "--permission-prompt-tool", "mcp__perm__approve"], log
+
+
+def test_ask_allowed_runs_the_tool_after_the_cli_handshake(repo, env, tmp_path):
+    args, log = _perm_args(tmp_path, "allow")
+    r = run_fake(repo, env, script("ask bash printf yes > asked.txt", "text after"), *args)
+    assert r.rc == 0, r.stderr
+    assert (repo / "asked.txt").read_text() == "yes"
+    uses = [l for l in find(r.lines, "assistant") if l["message"]["content"][0]["type"] == "tool_use"]
+    assert len(uses) == 1  # the approved tool use is not printed twice
+    calls = [json.loads(l) for l in log.read_text().splitlines()]
+    assert [c.get("method") for c in calls] == [
+        "server/discover", "initialize", "notifications/initialized", "tools/list", "tools/call"]
+    arguments = calls[-1]["params"]["arguments"]
+    assert arguments == {"tool_name": "Bash", "input": uses[0]["message"]["content"][0]["input"],
+                         "tool_use_id": uses[0]["message"]["content"][0]["id"]}
+    assert r.result["permission_denials"] == []
+
+
+def test_ask_denied_or_invalid_answers_refuse_the_tool_and_the_run_goes_on(repo, env, tmp_path):
+    for mode, message in (("deny", "not today"), ("invalid", "returned an invalid permission result")):
+        args, _ = _perm_args(tmp_path, mode)
+        r = run_fake(repo, env, script("ask write nope.txt x", "text went on"), *args)
+        assert r.rc == 0 and r.result["result"] == "went on"
+        assert not (repo / "nope.txt").exists()
+        (res,) = r.tool_results()
+        block = res["message"]["content"][0]
+        assert block["is_error"] and message in block["content"]
+        assert [d["tool_name"] for d in r.result["permission_denials"]] == ["Write"]
+
+
+def test_ask_interrupt_ends_the_run(repo, env, tmp_path):
+    args, _ = _perm_args(tmp_path, "interrupt")
+    r = run_fake(repo, env, script("ask bash true", "text never"), *args)
+    assert r.rc == 1
+    assert r.result["subtype"] == "error_during_execution" and r.result["terminal_reason"] == "aborted_tools"
+
+
+def test_ask_without_a_prompt_tool_is_denied_silently_and_bypass_runs_it(repo, env):
+    r = run_fake(repo, env, script("ask bash touch quiet.txt"))
+    assert r.rc == 0 and not (repo / "quiet.txt").exists()
+    assert find(r.lines, "system", "permission_denied")
+    env["IS_SANDBOX"] = "1"
+    r = run_fake(repo, env, script("ask bash touch bypass.txt"), "--permission-mode", "bypassPermissions")
+    assert r.rc == 0 and (repo / "bypass.txt").exists()
+    r = run_fake(repo, env, script("ask text hi"))
+    assert r.rc == 2 and "usage: @fake ask" in r.stderr

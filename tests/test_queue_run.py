@@ -119,7 +119,7 @@ def test_priority_then_age_decides_the_order(orch):
 def test_dependencies_wait_and_failure_propagates_with_the_reason(orch):
     first = orch.submit("first\n@fake write one.txt 1")
     second = orch.submit("second", "--after", first)
-    broken = orch.submit("broken\n@fake fail 500")
+    broken = orch.submit("broken\n@fake fail 400")
     child = orch.submit("child of broken", "--after", broken)
     grandchild = orch.submit("grandchild", "--after", child)
     assert orch.work().returncode == 0
@@ -127,7 +127,7 @@ def test_dependencies_wait_and_failure_propagates_with_the_reason(orch):
     assert orch.show(second)["started_at"] >= orch.show(first)["finished_at"]
     assert orch.state(second) == "succeeded"
     b = orch.show(broken)
-    assert b["state"] == "failed" and "API error 500" in b["error"]
+    assert b["state"] == "failed" and "API error 400" in b["error"]
     c = orch.show(child)
     assert c["state"] == "failed" and broken in c["error"] and c["attempts"] == 0
     g = orch.show(grandchild)
@@ -163,13 +163,13 @@ def test_base_ref_is_honoured(orch):
 
 
 def test_agent_failures_are_recorded(orch):
-    api = orch.submit("api\n@fake fail 529")
+    api = orch.submit("api\n@fake fail 400")
     silent = orch.submit("silent\n@fake no-result")
     turns = orch.submit("turns\n@fake max-turns")
     denied = orch.submit("denied\n@fake deny Bash git push\n@fake text gave up")
     assert orch.work().returncode == 0
     a = orch.show(api)
-    assert a["state"] == "failed" and a["exit_code"] == 1 and "API error 529" in a["error"]
+    assert a["state"] == "failed" and a["exit_code"] == 1 and "API error 400" in a["error"]
     s = orch.show(silent)
     assert s["state"] == "failed" and s["exit_code"] == 0 and "without a result" in s["error"]
     t = orch.show(turns)
@@ -216,7 +216,7 @@ def test_id_prefixes_resolve(orch):
 
 def test_status_summarises(orch):
     ok = orch.submit("ok\n@fake cost 0.25")
-    bad = orch.submit("bad\n@fake fail 529")
+    bad = orch.submit("bad\n@fake fail 400")
     queued = orch.submit("later", "--after", bad)
     assert orch.work().returncode == 0
     data = json.loads(orch.run("status", "--json", check=True).stdout)

@@ -20,8 +20,7 @@ from orchestra.transcript import (
     summarize,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-TRANSCRIPTS = SHARED / "claude-code" / "transcripts"
+TRANSCRIPTS = Path(__file__).resolve().parents[1] / "fixtures" / "transcripts"
 TRANSCRIPT_FILES = sorted(TRANSCRIPTS.glob("*.jsonl")) if TRANSCRIPTS.is_dir() else []
 
 needs_transcripts = pytest.mark.skipif(not TRANSCRIPT_FILES, reason=f"no captures in {TRANSCRIPTS}")
