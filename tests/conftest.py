@@ -163,3 +163,15 @@ def _kill_leftover_agents(repo: Path) -> None:
                     os.kill(int(name), signal.SIGKILL)
                 except OSError:
                     pass
+
+
+def plant_half_made_worktree(repo: Path, name: str, wt: Path) -> Path:
+    """What a `git worktree add` killed while writing its metadata leaves: locked, empty commondir."""
+    admin = repo / ".git" / "worktrees" / name
+    admin.mkdir(parents=True)
+    (admin / "locked").write_text("initializing")
+    (admin / "gitdir").write_text(f"{wt}/.git\n")
+    (admin / "commondir").write_text("")
+    wt.mkdir(parents=True)
+    (wt / ".git").write_text(f"gitdir: {admin}\n")
+    return admin

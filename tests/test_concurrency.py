@@ -9,12 +9,11 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, git, make_orch, make_repo
+from conftest import ROOT, make_orch, make_repo
 
 pytestmark = pytest.mark.crash
 

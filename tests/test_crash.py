@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Orch, git, make_orch, make_repo
+from conftest import Orch, git, make_orch, make_repo, plant_half_made_worktree
 
 pytestmark = pytest.mark.crash
 
@@ -202,13 +202,7 @@ def test_worktree_add_killed_while_writing_metadata_does_not_break_later_adds(or
     first = orch.submit("first\n@fake write one.txt 1")
     second = orch.submit("second\n@fake write two.txt 2")
     wt = Path(orch.show(first)["worktree"])
-    admin = orch.repo / ".git" / "worktrees" / first
-    admin.mkdir(parents=True)
-    (admin / "locked").write_text("initializing")
-    (admin / "gitdir").write_text(f"{wt}/.git\n")
-    (admin / "commondir").write_text("")
-    wt.mkdir(parents=True)
-    (wt / ".git").write_text(f"gitdir: {admin}\n")
+    admin = plant_half_made_worktree(orch.repo, first, wt)
     broken = subprocess.run(["git", "worktree", "list"], cwd=orch.repo, capture_output=True, text=True)
     assert broken.returncode != 0 and "commondir" in broken.stderr
     proc = orch.work()

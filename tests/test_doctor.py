@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import git
+from conftest import git, plant_half_made_worktree
 
 
 def _doctor(orch, *args: str) -> tuple[int, dict]:
@@ -150,13 +150,7 @@ def test_fix_leaves_scheduler_owned_state_alone_while_one_runs(orch):
 def test_interrupted_worktree_add_is_reported_and_cleared(orch):
     tid = orch.submit("half made")
     wt = Path(orch.show(tid)["worktree"])
-    admin = orch.repo / ".git" / "worktrees" / tid
-    admin.mkdir(parents=True)
-    (admin / "locked").write_text("initializing")
-    (admin / "gitdir").write_text(f"{wt}/.git\n")
-    (admin / "commondir").write_text("")
-    wt.mkdir(parents=True)
-    (wt / ".git").write_text(f"gitdir: {admin}\n")
+    admin = plant_half_made_worktree(orch.repo, tid, wt)
     code, report = _doctor(orch)
     assert _kinds(report) == {"interrupted_worktree_add": [str(wt)]}
     code, report = _doctor(orch, "--fix")
