@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from orchestra.errors import OrchestraError
+from orchestra.fileio import private_opener
 from orchestra.roles import READ_ONLY_TOOLS, VERDICT_SCHEMA, Role
 
 RESUME_PROMPT = (
@@ -143,7 +144,7 @@ def spawn(
     argv: list[str], cwd: Path, log_path: Path, stderr_path: Path, env: Mapping[str, str]
 ) -> subprocess.Popen[bytes]:
     """Start the agent in its own session, writing straight to files it keeps after we die."""
-    with open(log_path, "ab") as out, open(stderr_path, "ab") as err:
+    with open(log_path, "ab", opener=private_opener) as out, open(stderr_path, "ab", opener=private_opener) as err:
         try:
             return subprocess.Popen(
                 argv,

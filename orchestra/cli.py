@@ -486,6 +486,7 @@ def spend(ctx: click.Context, as_json: bool) -> int:
         _echo_json(report)
     else:
         click.echo(spend_text(report))
+    return EXIT_OK
 
 
 @cli.group("roles", invoke_without_command=True)
@@ -686,6 +687,22 @@ def serve(ctx: click.Context, serve_repo: Path | None) -> int:
     return EXIT_OK
 
 
+@cli.command()
+@click.option("--fix", is_flag=True, help="Repair what can be repaired without losing anything.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def doctor(ctx: click.Context, fix: bool, as_json: bool) -> int:
+    """Check the queue, worktrees and branches against each other; exit 1 if problems remain."""
+    from orchestra.views import doctor_text
+
+    report = _orchestra(ctx).doctor(fix=fix)
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        click.echo(doctor_text(report))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
 def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"orchestra: error: {message}", err=True)
     sys.exit(code)
@@ -715,6 +732,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(EXIT_FAILED)
+    except OSError as exc:  # the file system said no (full disk, permissions): say where, in one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}", EXIT_FAILED)
     except Exception as exc:  # never a traceback for a person; the message still says what broke
         _fail(f"internal error: {type(exc).__name__}: {exc}", 70)
     sys.exit(rv if isinstance(rv, int) else EXIT_OK)

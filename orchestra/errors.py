@@ -46,3 +46,7 @@ class GitError(OrchestraError):
 
 class SchedulerBusy(OrchestraError):
     pass
+
+
+class StorageError(OrchestraError):
+    """The file system refused a read or write of orchestra's state (full disk, permissions)."""

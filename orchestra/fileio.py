@@ -6,14 +6,23 @@ import os
 import secrets
 from pathlib import Path
 
+from orchestra.errors import StorageError
+
+# Temp files are named `.<target>.<pid>.<random>.tmp`; doctor finds stale ones by this shape.
+TMP_PREFIX = "."
+TMP_SUFFIX = ".tmp"
+
 
 def write_atomic(path: Path, data: bytes, *, durable: bool = True, mode: int = 0o600) -> None:
     """Temp file in the same directory, fsync, rename over the target, fsync the directory.
 
     `durable=False` skips the fsyncs for caches that can be rebuilt from other files.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except OSError as exc:
+        raise _storage_error(path, exc) from exc
     try:
         view = memoryview(data)
         while view:
@@ -21,18 +30,22 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True, mode: int = 0
             view = view[written:]
         if durable:
             os.fsync(fd)
-    except BaseException:
         os.close(fd)
-        _unlink_quietly(tmp)
-        raise
-    os.close(fd)
-    try:
+        fd = -1
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        if fd >= 0:
+            os.close(fd)
         _unlink_quietly(tmp)
+        if isinstance(exc, OSError):
+            raise _storage_error(path, exc) from exc
         raise
     if durable:
         fsync_dir(path.parent)
+
+
+def _storage_error(path: Path, exc: OSError) -> StorageError:
+    return StorageError(f"cannot write {path}: {exc.strerror or exc}; nothing was changed")
 
 
 def fsync_dir(directory: Path) -> None:
@@ -51,11 +64,14 @@ def fsync_dir(directory: Path) -> None:
 def append_line(path: Path, line: str) -> None:
     """One write() with O_APPEND, so concurrent appenders never interleave inside a line."""
     data = (line.rstrip("\n") + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise StorageError(f"cannot append to {path}: {exc.strerror or exc}") from exc
 
 
 def _unlink_quietly(path: Path) -> None:
@@ -63,3 +79,8 @@ def _unlink_quietly(path: Path) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+def private_opener(path: str, flags: int) -> int:
+    """For open(..., opener=): files orchestra creates are readable by their owner only."""
+    return os.open(path, flags, 0o600)

@@ -31,6 +31,10 @@ ENVIRONMENT = [
     ("NO_COLOR", "When set to anything, no colour is used. Colour is only used on a terminal anyway."),
     ("COLUMNS", "The width of the status picture when output is not a terminal (default 80)."),
     ("_ORCHESTRA_COMPLETE", "Set by the shell completion scripts; see SHELL COMPLETION."),
+    ("ORCHESTRA_TEST_CRASH_AT", "For tests only: POINT[:N] makes the scheduler kill itself (SIGKILL) the "
+                                "N-th time it passes that point (after_claim, before_worktree, after_worktree, "
+                                "after_spawn, after_started, before_finalize, after_commit, after_finalize, "
+                                "between_task_and_index, recover)."),
 ]
 
 FILES = [
@@ -40,6 +44,9 @@ FILES = [
     (".orchestra/logs/ID.jsonl", "The agent's stream-json transcript; read it with orchestra-logs(1)."),
     (".orchestra/worktrees/ID", "The task's git worktree, on its own branch."),
     (".orchestra/scheduler.log", "What the background scheduler did, including why tasks do not start."),
+    (".orchestra/events/ID.jsonl", "The task's append-only event log."),
+    (".orchestra/requests/ID/", "Permission requests of a task waiting for a person; see orchestra-respond(1)."),
+    (".orchestra/workflows/ID.json", "One file per workflow; see orchestra-workflow(1)."),
 ]
 
 COMPLETION = """Completion for bash, zsh and fish comes from click. Task ids, roles, states,
@@ -62,6 +69,20 @@ something takes \\fB\\-\\-json\\fR for output a program can read. Errors are one
 and never when NO_COLOR is set."""
 
 EXTRA: dict[str, list[tuple[str, str]]] = {
+    "": [("SECURITY", "Task text, role files, configuration values and MCP arguments never become part of a "
+                      "shell command: programs run from argument lists; setup, on_event and gate are the "
+                      "user's own strings and get task data only through the environment and stdin. Refs "
+                      "starting with -, ids that are not lowercase letters and digits, and a symlink at a "
+                      "task's worktree path are refused. .orchestra/ is private (directories 0700, files "
+                      "0600). The values of ANTHROPIC_API_KEY and of variables ending in _TOKEN, _SECRET, "
+                      "_KEY or _PASSWORD are masked in what orchestra stores (result, error, denials) and "
+                      "shows (show, status, logs); logs --raw prints the agent's transcript byte for byte.")],
+    "doctor": [("REPAIRS", "With --fix, doctor rebuilds the index from the task files, prunes worktree "
+                           "registrations whose directory is gone, clears worktree creations git left half "
+                           "done, removes temp files whose writer died, and settles running tasks that have "
+                           "neither an agent nor a scheduler the way a restarted scheduler would. It never "
+                           "deletes a branch, a corrupt task file or a directory that may hold work, and "
+                           "while a scheduler runs it leaves worktrees and running tasks to it.")],
     "wait": [("EXIT STATUS", "0 when every task succeeded; 1 when any failed, was cancelled or timed out; "
                              "3 as soon as any of them is awaiting input (it will not move until someone "
                              "answers); 124 when --timeout passed first.")],

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestra.errors import NotARepository
+from orchestra.errors import NotARepository, StorageError
 from orchestra.gitcmd import git
 
 STATE_DIR_NAME = ".orchestra"
@@ -84,6 +84,16 @@ class Paths:
     def worktree(self, task_id: str) -> Path:
         return self.worktrees / task_id
 
+    def check_usable(self) -> None:
+        """One clear line, before anything else fails half way, when `.orchestra/` cannot be used."""
+        state = self.state
+        if not os.path.lexists(state):
+            return  # made on the first write
+        if not state.is_dir():
+            raise StorageError(f"{state} is not a directory; move it away so orchestra can keep its state there")
+        if not os.access(state, os.R_OK | os.W_OK | os.X_OK):
+            raise StorageError(f"cannot use {state}: permission denied (it must be readable and writable by you)")
+
     @property
     def requests(self) -> Path:
         return self.state / "requests"
@@ -102,7 +112,11 @@ class Paths:
                 d.mkdir(mode=0o700, parents=True, exist_ok=True)
         ignore = self.state / ".gitignore"
         if not ignore.exists():
-            ignore.write_text("*\n")
+            fd = os.open(ignore, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, b"*\n")
+            finally:
+                os.close(fd)
 
 
 def find_paths(start: Path | None = None) -> Paths:

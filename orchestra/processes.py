@@ -110,6 +110,14 @@ def find_by_task_env(task_id: str) -> list[int]:
     return found
 
 
+def env_has(pid: int, entry: str) -> bool:
+    """Whether process `pid` has `NAME=value` in its environment."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return entry.encode() in fh.read().split(b"\0")
+    except OSError:
+        return False
+
 def run_captured(
     argv: list[str], cwd: "os.PathLike[str] | str", env: dict[str, str], timeout: float, stdin: bytes = b""
 ) -> tuple[int | None, str]:

@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from orchestra import approvals, backoff, bootstrap, claude, notify, permissions, processes, workflows, worktrees
+from orchestra.crashpoints import ENV as CRASH_ENV, crash_point
 from orchestra.config import Config
 from orchestra.errors import CorruptTaskFile, OrchestraError, SchedulerBusy, TaskNotFound
-from orchestra.fileio import write_atomic
+from orchestra.fileio import private_opener, write_atomic
 from orchestra.paths import Paths
 from orchestra.roles import AGENTLESS_ROLES, output_error, role_for_task
 from orchestra.store import Store
+from orchestra.transcript import mask_data, mask_secrets
 from orchestra.task import BLOCKING_STATES, State, Task, check_transition, now
 
 POLL_SECONDS = 0.2
@@ -62,7 +64,7 @@ def start_background(paths: Paths) -> bool:
     if scheduler_pid(paths) is not None:
         return False
     paths.ensure()
-    with open(paths.scheduler_log, "ab") as log:
+    with open(paths.scheduler_log, "ab", opener=private_opener) as log:
         subprocess.Popen(
             [sys.executable, "-m", "orchestra", "--repo", str(paths.root), "worker", "--background"],
             cwd=paths.root,
@@ -122,7 +124,7 @@ class Scheduler:
         from filelock import FileLock, Timeout
 
         self.paths.ensure()
-        lock = FileLock(str(self.paths.scheduler_lock), timeout=0)
+        lock = FileLock(str(self.paths.scheduler_lock), timeout=0, mode=0o600)
         try:
             lock.acquire()
         except Timeout:
@@ -305,6 +307,7 @@ class Scheduler:
             self.log(f"skipping {task_id}: {exc}")
             return
         if claimed:
+            crash_point("after_claim")
             self._start_runner(task_id, None)
 
     def _start_runner(
@@ -360,7 +363,9 @@ class Scheduler:
         binary = claude.resolve_binary(self.config.claude_binary_resolved)
         wt = self.paths.worktree(task.id)
         fresh = not (wt / ".git").exists()
+        crash_point("before_worktree")
         worktrees.ensure_worktree(self.paths.root, wt, task.branch, base_sha)
+        crash_point("after_worktree")
         if fresh or not task.extra.get("bootstrapped"):
             self._bootstrap(task, wt)
         policy = permissions.policy_for(role, self.config)
@@ -401,6 +406,7 @@ class Scheduler:
         log_path = self.paths.log_file(task.id)
         offset = log_path.stat().st_size if log_path.exists() else 0
         env = dict(os.environ)
+        env.pop(CRASH_ENV, None)  # a test's fault injection is for the scheduler, not its agents
         env.update(
             {
                 processes.TASK_ENV: task.id,
@@ -412,6 +418,7 @@ class Scheduler:
         permissions.agent_env(policy, env)
         popen = claude.spawn(argv, wt, log_path, self.paths.stderr_file(task.id), env)
         start = processes.proc_start_time(popen.pid)
+        crash_point("after_spawn")
 
         def mutate(t: Task) -> None:
             t.pid = popen.pid
@@ -424,6 +431,7 @@ class Scheduler:
             t.extra.pop("not_before", None)
 
         self.store.update(task.id, mutate, "started", pid=popen.pid, resume=resume, attempt=task.attempts)
+        crash_point("after_started")
         self.log(f"{task.id} started ({task.role}, attempt {task.attempts}{', resuming ' + resume if resume else ''})")
         return _Run(pid=popen.pid, pgid=popen.pid, popen=popen)
 
@@ -487,12 +495,17 @@ class Scheduler:
         timed_out: bool = False,
         launch_error: str | None = None,
     ) -> None:
+        crash_point("before_finalize")
         task = self.store.load(task_id)
-        outcome = claude.read_outcome(self.paths.log_file(task_id), task.log_offset) if task.pid else claude.Outcome()
+        # Read the log even without a pid: the scheduler may have died after spawning the agent
+        # but before recording it, and the agent may have finished since (log_offset is set at claim).
+        outcome = claude.read_outcome(self.paths.log_file(task_id), task.log_offset)
         launch_error = launch_error or output_error(task, outcome)
         commit_error = None
-        wt = Path(task.worktree) if task.worktree else None
-        if wt and wt.is_dir():
+        # Always the task's own directory, never followed through a symlink: whatever the task
+        # file says, leftovers are committed nowhere else.
+        wt = self.paths.worktree(task.id)
+        if wt.is_dir() and not wt.is_symlink():
             try:
                 if self._identity is None:
                     self._identity = worktrees.commit_identity_env(self.paths.root)
@@ -507,6 +520,7 @@ class Scheduler:
                     self.store.append_event(task.id, "autocommit", commit=sha)
             except OrchestraError as exc:
                 commit_error = str(exc)
+        crash_point("after_commit")
 
         def mutate(t: Task) -> None:
             nonlocal retry, paused
@@ -532,7 +546,7 @@ class Scheduler:
                 if retry:
                     state = State.QUEUED
             _set_state(t, state)
-            t.error = error
+            t.error = mask_secrets(error) if error else error  # agent text: it may echo a secret
             t.exit_code = exit_code
             t.finished_at = now()
             t.session_id = outcome.session_id or t.session_id
@@ -543,10 +557,10 @@ class Scheduler:
                     setattr(t, name, (getattr(t, name) or 0) + getattr(outcome, name))
             if outcome.has_result:
                 t.num_turns = outcome.num_turns
-                t.result = outcome.result
-                t.permission_denials = outcome.permission_denials
+                t.result = mask_secrets(outcome.result) if outcome.result else outcome.result
+                t.permission_denials = mask_data(outcome.permission_denials)
                 if outcome.structured_output is not None:
-                    t.extra["structured_output"] = outcome.structured_output
+                    t.extra["structured_output"] = mask_data(outcome.structured_output)
             elif outcome.assistant_messages:
                 t.num_turns = outcome.assistant_messages
             t.pid = None
@@ -559,6 +573,7 @@ class Scheduler:
         retry: backoff.Retry | None = None
         paused: float | None = None
         task = self.store.update(task_id, mutate)
+        crash_point("after_finalize")
         if retry:
             self._note_retry(task, retry, paused)
             return
@@ -617,6 +632,11 @@ class Scheduler:
         """Adopt live agents, finish completed runs, resume or re-run the dead."""
         with self.store.locked():
             self.store.rebuild_index()
+        with worktrees.WORKTREE_ADMIN_LOCK:
+            for half in worktrees.interrupted_adds(self.paths.root, self.paths.worktrees):
+                # No runner has started yet, so no add of ours is under way: this one was killed.
+                self.log(f"removing a worktree whose creation was interrupted: {half.path}")
+                worktrees.clear_interrupted_add(half)
         for s in list(self.store.summaries().values()):
             if s["state"] not in (State.RUNNING, State.AWAITING_INPUT):
                 continue
@@ -630,12 +650,17 @@ class Scheduler:
             self._recover_one(task)
         workflows.advance_all(self._core(), self.log)
 
+    def recover_one(self, task: Task) -> None:
+        """Settle one running task after its scheduler died (used by `doctor --fix` too)."""
+        self._recover_one(task)
+
     def _recover_one(self, task: Task) -> None:
+        crash_point("recover")
         pid = task.pid if processes.is_alive(task.pid, task.proc_start) else None
         if pid is None:
             # The scheduler may have died between starting the agent and recording its pid.
             marker = f"ORCHESTRA_REPO={self.paths.root}"
-            found = [p for p in processes.find_by_task_env(task.id) if _env_has(p, marker)]
+            found = [p for p in processes.find_by_task_env(task.id) if processes.env_has(p, marker)]
             if found:
                 pid = found[0]
                 start = processes.proc_start_time(pid)
@@ -651,7 +676,7 @@ class Scheduler:
             self.log(f"{task.id} adopted (pid {pid})")
             self._start_runner(task.id, _Run(pid=pid, pgid=pid))
             return
-        outcome = claude.read_outcome(self.paths.log_file(task.id), task.log_offset) if task.pid else claude.Outcome()
+        outcome = claude.read_outcome(self.paths.log_file(task.id), task.log_offset)
         if outcome.has_result or task.cancel_requested:
             self.log(f"{task.id} ended while no scheduler watched; finishing it")
             self._start_runner(task.id, None, finish_only=True)
@@ -703,14 +728,6 @@ def _stat_key(path: Path) -> object:
     except OSError:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
-def _env_has(pid: int, entry: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as fh:
-            return entry.encode() in fh.read().split(b"\0")
-    except OSError:
-        return False
 
 
 def _remaining_budget(task: Task, role_default: float | None) -> float | None:

@@ -69,6 +69,7 @@ class StatusReport:
 class Orchestra:
     def __init__(self, repo: Path | str | None = None) -> None:
         self.paths: Paths = find_paths(Path(repo) if repo else None)
+        self.paths.check_usable()
         self.config: Config = load_config(self.paths.config)
         self.store = Store(self.paths)
 
@@ -478,6 +479,14 @@ class Orchestra:
             task.budget_usd = amount
 
         return self.store.update(task_id, mutate, "budget", budget_usd=amount)
+
+    # -- health ------------------------------------------------------------------
+
+    def doctor(self, fix: bool = False) -> Any:
+        """Check store, worktrees and branches against each other; `fix` repairs what loses nothing."""
+        from orchestra import doctor
+
+        return doctor.run(self.paths, self.config, self.store, fix=fix)
 
     # -- the scheduler -----------------------------------------------------------
 

@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from orchestra.errors import CorruptTaskFile, InvalidInput, OrchestraError, TaskNotFound
+from orchestra.crashpoints import crash_point
+from orchestra.errors import CorruptTaskFile, InvalidInput, OrchestraError, StorageError, TaskNotFound
 from orchestra.fileio import append_line, write_atomic
 from orchestra.paths import Paths
 from orchestra.task import Task, new_task_id, now, validate_id
@@ -142,9 +143,17 @@ class Store:
         self._require_lock()
         task.updated_at = now()
         marker = self.paths.index_stale_marker
-        marker.touch()
         data = json.dumps(task.to_dict(), indent=1, sort_keys=True).encode("utf-8")
-        write_atomic(self.paths.task_file(task.id), data)
+        try:
+            marker.touch()
+        except OSError as exc:
+            raise StorageError(f"cannot write {marker}: {exc.strerror}; nothing was changed") from exc
+        try:
+            write_atomic(self.paths.task_file(task.id), data)
+        except StorageError:
+            _unlink_quietly(marker)  # the task file is unchanged, so the index still agrees with it
+            raise
+        crash_point("between_task_and_index")
         index = self._load_index_for_write()
         index["tasks"][task.id] = task.summary()
         index["corrupt"].pop(str(self.paths.task_file(task.id)), None)
@@ -224,7 +233,10 @@ class Store:
             except TaskNotFound:
                 continue
             index["tasks"][task.id] = task.summary()
-        self._write_index(index)
+        try:
+            self._write_index(index)
+        except StorageError:
+            return index  # a full disk must not stop anyone reading; the marker keeps it pending
         self.paths.index_stale_marker.unlink(missing_ok=True)
         return index
 
@@ -283,3 +295,10 @@ class Store:
         except FileNotFoundError:
             pass
         return out
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import Any
 __all__ = [
     "KINDS",
     "Rendered",
+    "mask_data",
     "mask_secrets",
     "render_event",
     "render_file",
@@ -87,7 +89,7 @@ _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # A value starting with "$" is a reference, not a secret, so it stays visible.
     (
         re.compile(
-            r"\b([A-Z][A-Z0-9_]*(?:API_KEY|_TOKEN|_SECRET|_PASSWORD))"
+            r"\b([A-Z][A-Z0-9_]*(?:_KEY|_TOKEN|_SECRET|_PASSWORD))"
             r"([\"']?\s*[=:]\s*[\"']?)"
             r"(?!\$)([^\s\"',;]{8,})"
         ),
@@ -103,9 +105,36 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 def mask_secrets(text: str) -> str:
     """Hide credentials that tools or the model may echo before anyone sees them."""
+    for value in _env_secret_values():
+        if value in text:
+            text = text.replace(value, "***")
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def mask_data(value: Any) -> Any:
+    """mask_secrets over every string in a JSON-like value (keys included)."""
+    if isinstance(value, str):
+        return mask_secrets(value)
+    if isinstance(value, list):
+        return [mask_data(v) for v in value]
+    if isinstance(value, dict):
+        return {mask_secrets(k) if isinstance(k, str) else k: mask_data(v) for k, v in value.items()}
+    return value
+
+
+_SECRET_ENV_NAME = re.compile(r"(?:^ANTHROPIC_API_KEY|_KEY|_TOKEN|_SECRET|_PASSWORD)$")
+_env_secrets: tuple[str, ...] | None = None
+
+
+def _env_secret_values() -> tuple[str, ...]:
+    """Values of this process's secret-looking variables: an agent may echo one without its name."""
+    global _env_secrets
+    if _env_secrets is None:
+        found = {v for k, v in os.environ.items() if _SECRET_ENV_NAME.search(k.upper()) and len(v) >= 8}
+        _env_secrets = tuple(sorted(found, key=len, reverse=True))
+    return _env_secrets
 
 
 def _sanitize(text: str) -> str:

@@ -61,7 +61,7 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
     idw = max([6] + [len(r["id"]) for r in (*report.waiting, *report.running, *report.queued, *report.recent)])
 
     def add(kind: str, text: str) -> None:
-        out.append((kind, fit(text, width)))
+        out.append((kind, fit(_masked(text), width)))
 
     def blank() -> None:
         if out and out[-1][1]:
@@ -197,6 +197,13 @@ def wrap(text: str, width: int, indent: str = "") -> list[str]:
     return textwrap.wrap(text, width, subsequent_indent=indent, break_long_words=True) or [""]
 
 
+def _masked(text: str) -> str:
+    """Titles and errors quote agents and prompts; a secret in them is not shown."""
+    from orchestra.transcript import mask_secrets
+
+    return mask_secrets(text)
+
+
 def task_table(rows: Iterable[dict[str, Any]]) -> str:
     out = [f"{'ID':<8} {'STATE':<14} {'ROLE':<11} {'PRI':>4} {'AGE':>7}  TITLE"]
     t = time.time()
@@ -251,7 +258,7 @@ def task_text(task: Task, events: list[dict[str, Any]] | None = None) -> str:
             data = {k: v for k, v in e.items() if k not in ("ts", "event") and v not in (None, [], {})}
             detail = " ".join(f"{k}={clip(str(v), 60)}" for k, v in data.items())
             lines.append(f"  {clock(e.get('ts'))}  {e.get('event')}  {detail}".rstrip())
-    return "\n".join(lines)
+    return _masked("\n".join(lines))
 
 
 def request_text(request: dict[str, Any]) -> str:
@@ -494,4 +501,22 @@ def config_text(settings: dict[str, dict[str, Any]]) -> str:
     for name, info in settings.items():
         mark = "*" if info["set"] else " "
         lines.append(f"{mark} {name:<{width}}  {json.dumps(info['value'])}  # {info['help']}")
+    return "\n".join(lines)
+
+
+def doctor_text(report: Any) -> str:
+    """One line per finding: what, where, and what was done about it."""
+    if not report.findings:
+        return f"{report.root}: no problems found"
+    lines = []
+    for f in report.findings:
+        mark = "fixed" if f.fixed else "problem"
+        note = f"  ({f.note})" if f.note else ""
+        lines.append(f"{mark:<8} {f.kind:<24} {f.subject}: {f.detail}{note}")
+    left = sum(1 for f in report.findings if not f.fixed)
+    fixable = sum(1 for f in report.findings if f.fixable and not f.fixed)
+    summary = f"{len(report.findings)} finding(s), {left} left"
+    if fixable and not report.fix:
+        summary += f"; {fixable} can be repaired with 'orchestra doctor --fix'"
+    lines.append(summary)
     return "\n".join(lines)

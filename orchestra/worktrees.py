@@ -7,7 +7,9 @@ place to work, made again from the branch when it is missing.
 from __future__ import annotations
 
 import os
+import shutil
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from orchestra.errors import GitError, InvalidInput
@@ -49,16 +51,26 @@ def branch_head(repo: Path, branch: str) -> str | None:
     return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 
-# git (seen with 2.39) fails a `worktree add` that runs while another one is half
-# done ("failed to read .git/worktrees/<x>/commondir"), so adds in one process
-# take turns. The add is ~10 ms of a task's life; the agents still run in parallel.
-_ADD_LOCK = threading.Lock()
-
-
 def ensure_worktree(repo: Path, path: Path, branch: str, base_sha: str) -> None:
     """Give the task a checkout of its branch, creating the branch from `base_sha` if new."""
     if path.is_symlink():
         raise GitError(f"refusing to use {path}: it is a symlink")
+    with WORKTREE_ADMIN_LOCK:
+        _ensure_worktree(repo, path, branch, base_sha)
+
+
+# Two `git worktree add`s at once race: one can read the other's still empty `commondir`
+# and die ("failed to read .../commondir"), and a prune beside an add can remove the new
+# metadata. The scheduler is the one process that adds worktrees; its threads take turns.
+WORKTREE_ADMIN_LOCK = threading.RLock()
+
+
+def _ensure_worktree(repo: Path, path: Path, branch: str, base_sha: str) -> None:
+    for half in interrupted_adds(repo, path.parent):
+        if os.path.realpath(half.path) == os.path.realpath(path):
+            # Killed before its checkout finished, the worktree would look like every file was
+            # deleted, and committing leftovers would record that. No agent ran in it yet.
+            clear_interrupted_add(half)
     if (path / ".git").exists():
         proc = git(path, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
         if proc.stdout.strip() == branch:
@@ -67,20 +79,92 @@ def ensure_worktree(repo: Path, path: Path, branch: str, base_sha: str) -> None:
     if path.exists() and any(path.iterdir()):
         raise GitError(f"{path} exists and is not a worktree of this repository; move it away")
     args = ["worktree", "add", "--quiet", "-b", branch, str(path), base_sha]
-    with _ADD_LOCK:
+    proc = git(repo, *args, check=False)
+    if proc.returncode != 0 and f"a branch named '{branch}' already exists" in proc.stderr:
+        # A retried or resumed task: its branch exists and keeps its commits. Trying
+        # the new-branch form first spares every new task a separate `show-ref`.
+        args = ["worktree", "add", "--quiet", str(path), branch]
         proc = git(repo, *args, check=False)
-        if proc.returncode != 0 and f"a branch named '{branch}' already exists" in proc.stderr:
-            # A retried or resumed task: its branch exists and keeps its commits. Trying
-            # the new-branch form first spares every new task a separate `show-ref`.
-            args = ["worktree", "add", "--quiet", str(path), branch]
-            proc = git(repo, *args, check=False)
-        if proc.returncode != 0 and ("already registered" in proc.stderr or "already checked out" in proc.stderr):
-            # A worktree directory deleted by hand stays registered until pruned. Pruning is
-            # done only here: run beside another `worktree add` it can remove that one's metadata.
-            git(repo, "worktree", "prune")
-            proc = git(repo, *args, check=False)
+    if proc.returncode != 0 and ("already registered" in proc.stderr or "already checked out" in proc.stderr):
+        # A worktree directory deleted by hand stays registered until pruned. Pruning is
+        # done only here: run beside another `worktree add` it can remove that one's metadata.
+        git(repo, "worktree", "prune")
+        proc = git(repo, *args, check=False)
     if proc.returncode != 0:
         raise GitError(f"git worktree add failed: {proc.stderr.strip() or proc.stdout.strip()}")
+
+
+@dataclass(frozen=True)
+class HalfMadeWorktree:
+    """A `git worktree add` that died half way (git leaves it locked "initializing")."""
+
+    admin: Path  # <git common dir>/worktrees/<name>
+    path: Path  # the checkout it was making
+
+
+def git_common_dir(repo: Path) -> Path:
+    dot_git = repo / ".git"
+    if dot_git.is_dir():
+        return dot_git
+    return Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir").stdout.strip())
+
+
+def interrupted_adds(repo: Path, under: Path) -> list[HalfMadeWorktree]:
+    """Half-made worktrees inside `under`, found on disk because git itself may fail to read them.
+
+    Killed while writing its metadata, `git worktree add` can leave an empty `commondir`
+    that makes every later `git worktree add`, `list` and `branch` die, and `prune`
+    skips it because it is locked. Only call this when no add into `under` is under way.
+    """
+    base = git_common_dir(repo) / "worktrees"
+    try:
+        admins = sorted(p for p in base.iterdir() if p.is_dir() and not p.is_symlink())
+    except OSError:
+        return []
+    found = []
+    for admin in admins:
+        try:
+            if (admin / "locked").read_text().strip() != "initializing":
+                continue
+        except OSError:
+            continue
+        try:
+            path = Path((admin / "gitdir").read_text().strip()).parent
+        except OSError:
+            path = under / admin.name  # git names the admin directory after the checkout
+        if os.path.realpath(path.parent) == os.path.realpath(under):
+            found.append(HalfMadeWorktree(admin=admin, path=path))
+    return found
+
+
+def clear_interrupted_add(half: HalfMadeWorktree) -> None:
+    """Remove a half-made worktree and its metadata; no agent ever ran in it.
+
+    The checkout is removed only when it is a real directory whose `.git` names this
+    metadata (or that is empty): a symlink or someone else's files are left alone.
+    """
+    path = half.path
+    if path.is_dir() and not path.is_symlink():
+        try:
+            entries = os.listdir(path)
+            ours = not entries or _gitfile_target(path / ".git") == os.path.realpath(half.admin)
+        except OSError:
+            ours = False
+        if ours:
+            shutil.rmtree(path)
+    shutil.rmtree(half.admin)
+
+
+def _gitfile_target(gitfile: Path) -> str | None:
+    try:
+        if gitfile.is_symlink() or not gitfile.is_file():
+            return None
+        text = gitfile.read_text().strip()
+    except OSError:
+        return None
+    if not text.startswith("gitdir:"):
+        return None
+    return os.path.realpath(text.removeprefix("gitdir:").strip())
 
 
 _FALLBACK_IDENTITY = {
@@ -105,7 +189,7 @@ def commit_leftovers(
 
     `exclude` names paths orchestra copied in (e.g. `.env`): they never reach the branch.
     """
-    if not (path / ".git").exists():
+    if path.is_symlink() or not (path / ".git").exists():
         return None
     git(path, "add", "--all", "--", ".", *(f":(exclude,literal){p}" for p in exclude or []))
     proc = git(path, "commit", "--quiet", "--no-verify", "-m", message, check=False, env=identity)

@@ -96,6 +96,14 @@ class Orch:
     def state(self, task_id: str) -> str:
         return self.show(task_id)["state"]
 
+    def close(self) -> None:
+        """Kill what the test started: its workers and any agent still running in the repo."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        _kill_leftover_agents(self.repo)
+
     def invocations(self) -> list[dict[str, Any]]:
         path = Path(self.env["FAKE_CLAUDE_LOG"])
         if not path.exists():
@@ -110,8 +118,15 @@ def repo(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def orch(repo: Path, tmp_path: Path) -> Any:
+    o = make_orch(repo, tmp_path)
+    yield o
+    o.close()
+
+
+def make_orch(repo: Path, tmp_path: Path) -> Orch:
+    """An Orch for `repo` whose fake claude keeps its logs and state under `tmp_path`."""
     home = tmp_path / "home"
-    home.mkdir()
+    home.mkdir(exist_ok=True)
     env = dict(os.environ)
     for key in list(env):
         if key.startswith(("ORCHESTRA_", "FAKE_CLAUDE_")):
@@ -126,13 +141,7 @@ def orch(repo: Path, tmp_path: Path) -> Any:
             "GIT_CONFIG_NOSYSTEM": "1",
         }
     )
-    o = Orch(repo=repo, env=env)
-    yield o
-    for proc in o.procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    _kill_leftover_agents(repo)
+    return Orch(repo=repo, env=env)
 
 
 def _kill_leftover_agents(repo: Path) -> None:
@@ -154,3 +163,15 @@ def _kill_leftover_agents(repo: Path) -> None:
                     os.kill(int(name), signal.SIGKILL)
                 except OSError:
                     pass
+
+
+def plant_half_made_worktree(repo: Path, name: str, wt: Path) -> Path:
+    """What a `git worktree add` killed while writing its metadata leaves: locked, empty commondir."""
+    admin = repo / ".git" / "worktrees" / name
+    admin.mkdir(parents=True)
+    (admin / "locked").write_text("initializing")
+    (admin / "gitdir").write_text(f"{wt}/.git\n")
+    (admin / "commondir").write_text("")
+    wt.mkdir(parents=True)
+    (wt / ".git").write_text(f"gitdir: {admin}\n")
+    return admin

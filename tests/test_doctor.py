@@ -1,0 +1,159 @@
+"""`orchestra doctor`: finds what disagrees between store, worktrees and branches; --fix loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import git, plant_half_made_worktree
+
+
+def _doctor(orch, *args: str) -> tuple[int, dict]:
+    proc = orch.run("doctor", "--json", *args)
+    assert proc.returncode in (0, 1), proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def _kinds(report: dict, fixed: bool | None = None) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for f in report["findings"]:
+        if fixed is None or f["fixed"] == fixed:
+            out.setdefault(f["kind"], []).append(f["subject"])
+    return out
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+def test_healthy_repo(orch):
+    tid = orch.submit("fine\n@fake write a.txt a")
+    assert orch.work().returncode == 0
+    code, report = _doctor(orch)
+    assert code == 0 and report["ok"] and report["findings"] == []
+    assert orch.run("doctor", check=True).stdout.strip() == f"{orch.repo}: no problems found"
+    assert orch.state(tid) == "succeeded"
+
+
+def test_finds_every_kind_of_problem_and_fixes_only_what_loses_nothing(orch, tmp_path: Path):
+    state = orch.repo / ".orchestra"
+    done = orch.submit("done\n@fake write a.txt a")
+    gone_wt = orch.submit("its worktree is deleted\n@fake write b.txt b")
+    gone_branch = orch.submit("its branch is deleted\n@fake write c.txt c")
+    assert orch.work().returncode == 0
+    # A run that ended while no scheduler watched: the scheduler died before recording it.
+    unwatched = orch.submit("finished unobserved\n@fake write d.txt d")
+    env = dict(orch.env, ORCHESTRA_TEST_CRASH_AT="before_finalize")
+    crashed = subprocess.run([sys.executable, "-m", "orchestra", "worker", "--until-idle"], cwd=orch.repo,
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert crashed.returncode == -9
+    # A running task whose agent is dead, with no scheduler.
+    dead = orch.submit("agent died")
+    from orchestra.service import Orchestra
+
+    core = Orchestra(orch.repo)
+
+    from orchestra.task import State
+
+    def to_running(t):
+        t.state, t.attempts, t.pid, t.proc_start, t.started_at = State.RUNNING, 1, _dead_pid(), 1, 1.0
+
+    core.store.update(dead, to_running)
+    corrupt = orch.submit("will be corrupt")
+    (state / "tasks" / f"{corrupt}.json").write_text('{"id": "oops"')
+    # The index forgets a task and the marker says a write was cut short.
+    index = json.loads((state / "index.json").read_text())
+    del index["tasks"][done]
+    (state / "index.json").write_text(json.dumps(index))
+    (state / "index.stale").touch()
+    # Worktrees and branches.
+    shutil.rmtree(orch.show(gone_wt)["worktree"])
+    gb = orch.show(gone_branch)
+    git(orch.repo, "worktree", "remove", "--force", gb["worktree"])
+    git(orch.repo, "branch", "-D", gb["branch"])
+    stray = state / "worktrees" / "strayzz"
+    stray.mkdir()
+    (stray / "notes.txt").write_text("someone's work")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("outside")
+    (state / "worktrees" / "evilzz").symlink_to(outside)
+    dirty = Path(orch.show(done)["worktree"]) / "uncommitted.txt"
+    dirty.write_text("not committed")
+    # Temp files: one from a dead writer, one from a live one (this test).
+    stale_tmp = state / "tasks" / f".{done}.json.{_dead_pid()}.deadbeef.tmp"
+    stale_tmp.write_text("partial")
+    live_tmp = state / "tasks" / f".{done}.json.{os.getpid()}.cafebabe.tmp"
+    live_tmp.write_text("in progress")
+
+    code, report = _doctor(orch)
+    assert code == 1 and not report["ok"]
+    kinds = _kinds(report)
+    assert kinds["stale_index_marker"] and kinds["index_missing_task"] == [done]
+    assert kinds["corrupt_task_file"] == [str(state / "tasks" / f"{corrupt}.json")]
+    assert sorted(kinds["orphan_running"]) == sorted([unwatched, dead])
+    assert kinds["worktree_missing"] == [str(state / "worktrees" / gone_wt)]
+    assert kinds["worktree_without_task"] == [str(stray)]
+    assert kinds["symlinked_worktree"] == [str(state / "worktrees" / "evilzz")]
+    assert kinds["branch_missing"] == [gone_branch]
+    assert kinds["stale_temp_file"] == [str(stale_tmp)]
+    assert kinds["stale_scheduler_info"]
+    assert not any(f["fixed"] for f in report["findings"])
+    text = orch.run("doctor").stdout
+    assert "can be repaired with 'orchestra doctor --fix'" in text and "branch_missing" in text
+    assert stale_tmp.exists() and (state / "index.stale").exists()  # a check changes nothing
+
+    code, report = _doctor(orch, "--fix")
+    assert code == 1  # the corrupt file, the stray directory, the symlink and the lost branch remain
+    assert set(_kinds(report, fixed=False)) == {"corrupt_task_file", "worktree_without_task",
+                                                "symlinked_worktree", "branch_missing"}
+    assert orch.state(unwatched) == "succeeded"  # settled exactly as a restarted scheduler would
+    assert git(orch.repo, "show", f"{orch.show(unwatched)['branch']}:d.txt") == "d"
+    d = orch.show(dead)
+    assert d["state"] == "queued" and d["pid"] is None
+    assert not (state / "index.stale").exists() and not stale_tmp.exists() and live_tmp.exists()
+    assert done in json.loads((state / "index.json").read_text())["tasks"]
+    assert str(state / "worktrees" / gone_wt) not in git(orch.repo, "worktree", "list")
+    # Nothing that could hold work was touched.
+    assert git(orch.repo, "rev-parse", "--verify", orch.show(gone_wt)["branch"])
+    assert (stray / "notes.txt").read_text() == "someone's work"
+    assert (outside / "keep.txt").read_text() == "outside" and (state / "worktrees" / "evilzz").is_symlink()
+    assert dirty.read_text() == "not committed"
+    assert (state / "tasks" / f"{corrupt}.json").read_text() == '{"id": "oops"'
+
+    code, again = _doctor(orch)
+    assert set(_kinds(again)) == {"corrupt_task_file", "worktree_without_task", "symlinked_worktree", "branch_missing"}
+
+
+def test_fix_leaves_scheduler_owned_state_alone_while_one_runs(orch):
+    tid = orch.submit("runs\n@fake write a.txt a")
+    assert orch.work().returncode == 0
+    shutil.rmtree(orch.show(tid)["worktree"])
+    orch.submit("keeps the scheduler busy\n@fake sleep 20")
+    worker = orch.start_worker()
+    orch.wait_for(lambda: orch.run("status", "--json", check=True).stdout.count('"state": "running"'),
+                  what="a running task")
+    code, report = _doctor(orch, "--fix")
+    missing = [f for f in report["findings"] if f["kind"] == "worktree_missing"]
+    assert code == 1 and len(missing) == 1 and not missing[0]["fixed"]
+    assert "while a scheduler runs" in missing[0]["note"]
+    assert not [f for f in report["findings"] if f["kind"] == "orphan_running"]
+    worker.kill()
+
+
+def test_interrupted_worktree_add_is_reported_and_cleared(orch):
+    tid = orch.submit("half made")
+    wt = Path(orch.show(tid)["worktree"])
+    admin = plant_half_made_worktree(orch.repo, tid, wt)
+    code, report = _doctor(orch)
+    assert _kinds(report) == {"interrupted_worktree_add": [str(wt)]}
+    code, report = _doctor(orch, "--fix")
+    assert code == 0 and report["ok"]
+    assert not admin.exists() and not wt.exists()
+    assert git(orch.repo, "worktree", "list").count("\n") == 0  # git works again
