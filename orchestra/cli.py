@@ -569,6 +569,24 @@ def workflow_list(ctx: click.Context, as_json: bool) -> int:
     return EXIT_OK
 
 
+@workflow_cmd.command("wait")
+@click.argument("workflow_id")
+@click.option("--timeout", metavar="DURATION", help="Give up after this long (exit 124).")
+@click.pass_context
+def workflow_wait(ctx: click.Context, workflow_id: str, timeout: str | None) -> int:
+    """Block until the workflow ends; exit 0 only if it succeeded (3: a step waits for you)."""
+    from orchestra.config import parse_duration
+
+    limit = parse_duration(timeout, "timeout") if timeout else None
+    wf, waiting = _orchestra(ctx).wait_workflow(workflow_id, timeout=limit)
+    click.echo(f"{wf.id} {wf.state}" + (f": {wf.error}" if wf.error else "") + (" (a step waits for input)" if waiting else ""))
+    if waiting:
+        return 3
+    if wf.state == "running":
+        return 124
+    return EXIT_OK if wf.state == "succeeded" else EXIT_FAILED
+
+
 @workflow_cmd.command("cancel")
 @click.argument("workflow_id")
 @click.pass_context

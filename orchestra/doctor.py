@@ -246,8 +246,9 @@ def _check_branches(paths: Paths, store: Store, tasks: dict[str, Task], report: 
     for task in sorted(tasks.values(), key=lambda t: t.id):
         if not task.branch or task.branch in branches or not task.attempts:
             continue
-        # An agent was started, so its branch existed: someone deleted it since.
-        if any(e.get("event") == "started" for e in store.events(task.id)):
+        # An agent was started, so its branch existed: someone other than `cleanup` deleted it since.
+        events = {e.get("event") for e in store.events(task.id)}
+        if "started" in events and "branch_deleted" not in events:
             report.findings.append(Finding("branch_missing", task.id, f"branch {task.branch} does not exist", False,
                                            note="its commits are gone from git unless another branch has them"))
 

@@ -517,6 +517,9 @@ def _cleanup_branch(
         if proc.returncode != 0:
             report.kept.append({**item, "what": "branch", "reason": proc.stderr.strip() or "git refused"})
             return
+        for o in owners:  # the record `doctor` reads, so a deleted branch is not reported as lost
+            orch.store.append_event(o.id, "branch_deleted", branch=branch, sha=head, into=target,
+                                    forced=bool(item.get("lost")))
     report.deleted_branches.append(item)
 
 

@@ -101,18 +101,19 @@ class Scheduler:
         self.paths = paths
         self.config = config
         self.store = store
+        self._max_override = max_concurrent
         self.max_concurrent = max_concurrent or config.max_concurrent
         self.until_idle = until_idle
         self.idle_exit = idle_exit
         self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.runners: dict[str, threading.Thread] = {}
+        self._finished: set[str] = set()  # runners that are done, added by their own thread
         self.wake = threading.Event()
         self.stopping = False
         self._bad: set[str] = set()
         self._identity: dict[str, str] | None = None
         self._lock_obj: Any = None
         self._config_key: object = _stat_key(paths.config)
-        self._budget_limit: float = config.budget_usd
         self._budget_said: str | None = None
 
     def log(self, msg: str) -> None:
@@ -171,9 +172,10 @@ class Scheduler:
         last_index_key: object = None
         last_pass = 0.0
         while not self.stopping:
-            self._reap_runners()
+            freed = self._reap_runners()
+            self._reload_config()
             key = _stat_key(self.paths.index)
-            if self.wake.is_set() or key != last_index_key or time.monotonic() - last_pass > 2.0:
+            if freed or self.wake.is_set() or key != last_index_key or time.monotonic() - last_pass > 2.0:
                 self.wake.clear()
                 last_index_key = key
                 last_pass = time.monotonic()
@@ -190,9 +192,13 @@ class Scheduler:
                 idle_since = None
             self.wake.wait(POLL_SECONDS)
 
-    def _reap_runners(self) -> None:
-        for tid in [tid for tid, t in self.runners.items() if not t.is_alive()]:
+    def _reap_runners(self) -> int:
+        """Free the slots of finished runners; a runner says it is done before its thread ends."""
+        done = [tid for tid, t in self.runners.items() if tid in self._finished or not t.is_alive()]
+        for tid in done:
             del self.runners[tid]
+            self._finished.discard(tid)
+        return len(done)
 
     # -- choosing work -----------------------------------------------------------
 
@@ -248,21 +254,28 @@ class Scheduler:
     def _over_budget(self, summaries: dict[str, dict[str, Any]], queued: int) -> bool:
         """True when the repo budget is spent; logs the reason once per change of mind."""
         from orchestra import spend
-        from orchestra.config import load_config
 
-        key = _stat_key(self.paths.config)
-        if key != self._config_key:  # `config set budget_usd` applies at once
-            self._config_key = key
-            try:
-                self._budget_limit = load_config(self.paths.config).budget_usd
-            except OrchestraError as exc:
-                self.log(f"keeping the old budget: {exc}")
-        limit = self._budget_limit
-        message = spend.budget_message(spend.totals(summaries.values())["cost_usd"], limit, queued)
+        message = spend.budget_message(spend.totals(summaries.values())["cost_usd"], self.config.budget_usd, queued)
         if message != self._budget_said:
             self._budget_said = message
             self.log(message or "repo budget allows starting tasks again")
         return message is not None
+
+    def _reload_config(self) -> None:
+        """`orchestra config set` applies to a running scheduler: new runs, merges and budgets use it."""
+        from orchestra.config import load_config
+
+        key = _stat_key(self.paths.config)
+        if key == self._config_key:
+            return
+        self._config_key = key
+        try:
+            self.config = load_config(self.paths.config)
+        except OrchestraError as exc:
+            self.log(f"keeping the previous settings: {exc}")
+            return
+        if not self._max_override:
+            self.max_concurrent = self.config.max_concurrent
 
     def _fail_queued(self, task_id: str, reason: str) -> None:
         def mutate(task: Task) -> None:
@@ -347,6 +360,7 @@ class Scheduler:
             except Exception:
                 pass
         finally:
+            self._finished.add(task_id)
             self.wake.set()
 
     def _launch(self, task_id: str) -> _Run:

@@ -278,12 +278,26 @@ class Orchestra:
                     except OrchestraError:
                         step = None
                 current.append({"id": m["id"], "step": str(step or m["role"]), "state": m["state"]})
-            done = sum(1 for m in members if m["state"] == State.SUCCEEDED)
-            rows.append({"id": wf, "tasks": len(members), "succeeded": done, "current": current,
+            done, planned = self._workflow_progress(wf, summaries)
+            rows.append({"id": wf, "tasks": len(members), "steps_done": done, "steps": planned, "current": current,
                          **{k: v for k, v in spend.totals(members).items() if k != "tasks"},
                          "created_at": min(m.get("created_at") or 0 for m in members)})
         rows.sort(key=lambda r: (r["created_at"], r["id"]))
         return rows
+
+    def _workflow_progress(self, wf_id: str, summaries: dict[str, dict[str, Any]]) -> tuple[int, int | None]:
+        """Steps whose latest run succeeded, and the steps the template plans (None if unreadable)."""
+        from orchestra.workflows import load_workflow
+
+        try:
+            wf = load_workflow(self.paths, wf_id)
+        except OrchestraError:
+            return 0, None
+        done = sum(
+            1 for inst in wf.latest().values()
+            if (summaries.get(inst["task"]) or {}).get("state") == State.SUCCEEDED
+        )
+        return done, len(wf.steps)
 
     # -- acting ------------------------------------------------------------------
 
@@ -631,6 +645,21 @@ class Orchestra:
         if wf_id is None:
             raise InvalidInput(f"no workflow {ref}")
         return refresh(self, wf_id)
+
+    def wait_workflow(self, ref: str, timeout: float | None = None, poll: float = 0.3) -> tuple[Workflow, bool]:
+        """Block until the workflow stops running or one of its tasks needs a person.
+
+        Returns the workflow and whether a task of it is awaiting input.
+        """
+        deadline = time.monotonic() + timeout if timeout else None
+        while True:
+            wf = self.workflow(ref)
+            waiting = any(
+                (self.store.summaries().get(tid) or {}).get("state") == State.AWAITING_INPUT for tid in wf.task_ids()
+            )
+            if wf.state != "running" or waiting or (deadline and time.monotonic() >= deadline):
+                return wf, waiting
+            time.sleep(poll)
 
     def cancel_workflow(self, ref: str) -> Workflow:
         """Cancel every step still queued, running or waiting, and end the workflow; branches stay."""

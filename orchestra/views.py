@@ -146,7 +146,7 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
         for w in workflows:
             add(
                 "plain",
-                f"  {w['id']}  {w.get('succeeded', 0)}/{w.get('tasks', 0)} steps done  {money(w.get('cost_usd'))}",
+                f"  {w['id']}  {w.get('steps_done', 0)}/{w.get('steps') or '?'} steps done  {money(w.get('cost_usd'))}",
             )
             now_s = ", ".join(f"{c['step']} {c['id']} ({_LABELS.get(c['state'], c['state'])})" for c in w["current"])
             add("activity", f"    now: {now_s}")

@@ -7,6 +7,7 @@ place to work, made again from the branch when it is missing.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 from dataclasses import dataclass
@@ -192,9 +193,14 @@ def commit_leftovers(
     if path.is_symlink() or not (path / ".git").exists():
         return None
     git(path, "add", "--all", "--", ".", *(f":(exclude,literal){p}" for p in exclude or []))
-    proc = git(path, "commit", "--quiet", "--no-verify", "-m", message, check=False, env=identity)
+    proc = git(path, "-c", "core.abbrev=40", "commit", "--no-verify", "--no-status", "-m", message, check=False, env=identity)
     if proc.returncode != 0:
         if git(path, "diff", "--cached", "--quiet", check=False).returncode == 0:
             return None  # nothing to commit
         raise GitError(f"could not commit the agent's changes in {path}: {proc.stderr.strip() or proc.stdout.strip()}")
-    return git(path, "rev-parse", "HEAD").stdout.strip()
+    # "[branch <sha>] message" names the commit; asking git again would cost a process per task.
+    m = _COMMIT_LINE.match(proc.stdout)
+    return m.group(1) if m else git(path, "rev-parse", "HEAD").stdout.strip()
+
+
+_COMMIT_LINE = re.compile(r"^\[.*? (?:\(root-commit\) )?([0-9a-f]{40})\]")

@@ -238,3 +238,19 @@ def test_logs_follow_tails_until_the_task_ends(orch):
     assert orch.state(tid) == "succeeded"
     worker.send_signal(signal.SIGTERM)
     worker.wait(timeout=10)
+
+
+def test_a_running_scheduler_applies_config_changes(orch):
+    worker = orch.start_worker()
+    first = orch.submit("before\n@fake text one")
+    assert orch.run("wait", first, timeout=60).returncode == 0
+    orch.run("config", "set", "claude_args", '["--model", "changed-model"]', check=True)
+    second = orch.submit("after\n@fake text two")
+    assert orch.run("wait", second, timeout=60).returncode == 0
+    by_prompt = {c["argv"][-1].split("\n")[0]: c["argv"] for c in orch.invocations()}
+    assert "changed-model" not in by_prompt["before"]
+    argv = by_prompt["after"]
+    assert argv[argv.index("--model") + 1] == "changed-model"
+    assert worker.poll() is None, "the same scheduler ran both tasks"
+    worker.terminate()
+    worker.wait(timeout=10)

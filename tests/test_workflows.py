@@ -62,6 +62,8 @@ def test_feature_workflow_merges_into_the_checked_out_base(orch):
     assert wf_id.startswith("w")
     proc = orch.work()
     assert proc.returncode == 0, proc.stderr
+    waited = orch.run("workflow", "wait", wf_id, "--timeout", "30")
+    assert waited.returncode == 0 and waited.stdout.strip() == f"{wf_id} succeeded"
     wf = workflow(orch, wf_id)
     assert wf["state"] == "succeeded", wf
     assert steps(wf) == [("design", 1, "succeeded"), ("implement", 1, "succeeded"), ("test", 1, "succeeded"),
@@ -393,6 +395,9 @@ def test_cleanup_removes_merged_work_and_forces_only_with_a_list(orch):
     assert forced.index("Precious work") < forced.index("deleted branch")
     assert "UNMERGED, forced" in forced
     assert set(refs(orch.repo)) == {"refs/heads/main", "refs/heads/mine"}
+    # Branches cleanup deleted are not reported as lost work.
+    doctor = orch.run("doctor")
+    assert doctor.returncode == 0 and "branch_missing" not in doctor.stdout, doctor.stdout
 
 
 def test_workflow_cancel_stops_live_steps_and_keeps_branches(orch):
@@ -400,6 +405,10 @@ def test_workflow_cancel_stops_live_steps_and_keeps_branches(orch):
     worker = orch.start_worker()
     orch.wait_for(lambda: workflow(orch, wf_id)["tasks"] and any(
         t["state"] == "running" and t["pid"] for t in workflow(orch, wf_id)["tasks"].values()), what="first step running")
+    status = orch.run("status", check=True).stdout
+    assert f"{wf_id}  0/5 steps done" in status  # design, implement, test, review, merge
+    still = orch.run("workflow", "wait", wf_id, "--timeout", "0.5")
+    assert still.returncode == 124 and f"{wf_id} running" in still.stdout
     out = orch.run("workflow", "cancel", wf_id, check=True).stdout
     assert out.strip() == f"{wf_id} cancelled"
     first = next(iter(workflow(orch, wf_id)["tasks"].values()))
@@ -408,6 +417,8 @@ def test_workflow_cancel_stops_live_steps_and_keeps_branches(orch):
     assert wf["state"] == "cancelled" and len(wf["instances"]) == 1
     # The architect's partial work is kept on its branch.
     assert git(orch.repo, "show", f"{first['branch']}:notes.md") == "draft"
+    ended = orch.run("workflow", "wait", wf_id, "--timeout", "30")
+    assert ended.returncode == 1 and f"{wf_id} cancelled" in ended.stdout
     again = orch.run("workflow", "cancel", wf_id)
     assert again.returncode == 1 and "already cancelled" in again.stderr
     worker.terminate()
