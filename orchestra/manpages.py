@@ -142,7 +142,7 @@ def _page(path: list[str], cmd: click.Command, ctx: click.Context, root: bool) -
         f"{esc(name)} \\- {esc(cmd.get_short_help_str(limit=200))}",
         ".SH SYNOPSIS",
         f".B {esc(' '.join(path))}",
-        esc(" ".join(cmd.collect_usage_pieces(ctx))),
+        esc(_usage(cmd)),
         ".SH DESCRIPTION",
         _paragraphs(cmd.help or ""),
     ]
@@ -150,7 +150,7 @@ def _page(path: list[str], cmd: click.Command, ctx: click.Context, root: bool) -
     if args:
         lines.append(".SH ARGUMENTS")
         for p in args:
-            lines += [".TP", f".I {esc(p.make_metavar(ctx))}", _arg_help(p)]
+            lines += [".TP", f".I {esc(_arg_metavar(p))}", _arg_help(p)]
     opts = [p for p in cmd.params if isinstance(p, click.Option) and not p.hidden]
     opts.append(click.Option(["-h", "--help"], is_flag=True, help="Show the help and exit."))
     lines.append(".SH OPTIONS")
@@ -178,6 +178,22 @@ def _page(path: list[str], cmd: click.Command, ctx: click.Context, root: bool) -
         lines += [".SH SHELL COMPLETION", COMPLETION]
     lines += [".SH SEE ALSO", "\\fBorchestra\\fR(1)" if not root else "\\fBclaude\\fR(1), \\fBgit\\-worktree\\fR(1)"]
     return "\n".join(line for line in lines if line != "") + "\n"
+
+
+def _usage(cmd: click.Command) -> str:
+    """The synopsis, built here rather than by click, whose wording changes between releases."""
+    pieces = ["[OPTIONS]"]  # every command has at least --help
+    pieces += [_arg_metavar(p) for p in cmd.params if isinstance(p, click.Argument)]
+    if isinstance(cmd, click.Group):
+        pieces.append("[COMMAND] [ARGS]..." if cmd.invoke_without_command else "COMMAND [ARGS]...")
+    return " ".join(pieces)
+
+
+def _arg_metavar(p: click.Argument) -> str:
+    name = (p.metavar or p.name or "ARG").upper()
+    if p.nargs != 1:
+        name += "..."
+    return name if p.required else f"[{name}]"
 
 
 def _arg_help(p: click.Argument) -> str:
