@@ -244,6 +244,14 @@ def task_text(task: Task, events: list[dict[str, Any]] | None = None) -> str:
     if task.permission_denials:
         names = ", ".join(str(d.get("tool_name")) for d in task.permission_denials)
         lines.append(f"denied       {len(task.permission_denials)} tool call(s): {names}")
+    verdict = task.extra.get("structured_output")
+    if isinstance(verdict, dict) and verdict.get("verdict"):
+        lines.append(f"verdict      {verdict['verdict']}" + (f": {clip(str(verdict.get('summary') or ''), 60)}"
+                                                           if verdict.get("summary") else ""))
+        for c in verdict.get("comments") or []:
+            if isinstance(c, dict):
+                where = ":".join(str(c[k]) for k in ("file", "line") if c.get(k) is not None)
+                lines.append(f"  - {where + ' ' if where else ''}{clip(str(c.get('comment') or c.get('text') or c), 70)}")
     lines.append("")
     lines.append("prompt")
     lines.extend(f"  {line}" for line in task.prompt.splitlines() or [""])

@@ -230,7 +230,8 @@ def test_status_summarises(orch):
 
 def test_a_reviewer_on_a_task_reads_its_diff_and_returns_a_verdict(orch):
     impl = orch.submit("implement\n@fake write feature.py print('hi')\n@fake commit Add feature", "--role", "implementer")
-    verdict = '{"verdict": "approve", "summary": "looks right", "comments": []}'
+    verdict = ('{"verdict": "approve", "summary": "looks right", '
+               '"comments": [{"file": "feature.py", "line": 1, "comment": "fine greeting"}]}')
     review = orch.submit(f"Review the feature.\n@fake structured {verdict}", "--role", "reviewer", "--on", impl)
     assert orch.work().returncode == 0
     r = orch.show(review)
@@ -241,3 +242,5 @@ def test_a_reviewer_on_a_task_reads_its_diff_and_returns_a_verdict(orch):
     assert argv[argv.index("--tools") + 1] == "Read,Grep,Glob" and "--json-schema" in argv
     prompt = argv[-1]
     assert "Add feature" in prompt and "feature.py" in prompt and "print('hi')" in prompt
+    shown = orch.run("show", review, check=True).stdout
+    assert "verdict      approve: looks right" in shown and "feature.py:1 fine greeting" in shown
