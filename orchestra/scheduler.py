@@ -380,7 +380,7 @@ class Scheduler:
         crash_point("before_worktree")
         worktrees.ensure_worktree(self.paths.root, wt, task.branch, base_sha)
         crash_point("after_worktree")
-        if fresh or not task.extra.get("bootstrapped"):
+        if (self.config.copy or self.config.setup) and (fresh or not task.extra.get("bootstrapped")):
             self._bootstrap(task, wt)
         policy = permissions.policy_for(role, self.config)
         role = permissions.apply(role, policy)

@@ -67,7 +67,7 @@ WORKTREE_ADMIN_LOCK = threading.RLock()
 
 
 def _ensure_worktree(repo: Path, path: Path, branch: str, base_sha: str) -> None:
-    for half in interrupted_adds(repo, path.parent):
+    for half in interrupted_adds(repo, path.parent, name=path.name):
         if os.path.realpath(half.path) == os.path.realpath(path):
             # Killed before its checkout finished, the worktree would look like every file was
             # deleted, and committing leftovers would record that. No agent ran in it yet.
@@ -110,7 +110,7 @@ def git_common_dir(repo: Path) -> Path:
     return Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir").stdout.strip())
 
 
-def interrupted_adds(repo: Path, under: Path) -> list[HalfMadeWorktree]:
+def interrupted_adds(repo: Path, under: Path, name: str | None = None) -> list[HalfMadeWorktree]:
     """Half-made worktrees inside `under`, found on disk because git itself may fail to read them.
 
     Killed while writing its metadata, `git worktree add` can leave an empty `commondir`
@@ -119,7 +119,9 @@ def interrupted_adds(repo: Path, under: Path) -> list[HalfMadeWorktree]:
     """
     base = git_common_dir(repo) / "worktrees"
     try:
-        admins = sorted(p for p in base.iterdir() if p.is_dir() and not p.is_symlink())
+        # git names the metadata after the checkout's directory (plus a number on a clash).
+        candidates = [p for p in base.iterdir() if name is None or p.name == name or p.name.startswith(name)]
+        admins = sorted(p for p in candidates if p.is_dir() and not p.is_symlink())
     except OSError:
         return []
     found = []
