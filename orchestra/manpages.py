@@ -34,7 +34,7 @@ ENVIRONMENT = [
     ("ORCHESTRA_TEST_CRASH_AT", "For tests only: POINT[:N] makes the scheduler kill itself (SIGKILL) the "
                                 "N-th time it passes that point (after_claim, before_worktree, after_worktree, "
                                 "after_spawn, after_started, before_finalize, after_commit, after_finalize, "
-                                "between_task_and_index, recover)."),
+                                "between_task_and_index, recover, merge_before_move, merge_after_move)."),
 ]
 
 FILES = [

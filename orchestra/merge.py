@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from orchestra import worktrees
 from orchestra.config import MERGE_STRATEGIES
+from orchestra.crashpoints import crash_point
 from orchestra.errors import GitError, InvalidInput, OrchestraError
 from orchestra.gitcmd import git
 from orchestra.task import Task
@@ -181,11 +182,33 @@ def merge_branch(
                     res.message = (f"the gate command failed (exit {res.gate['exit_code']}) on the merge of "
                                    f"{source_branch} into {into}; {into} was not moved. Output: {res.gate['log']}")
                     return res
+            crash_point("merge_before_move")
             _move_target(root, into, target_sha, new_sha, res)
+            crash_point("merge_after_move")
             return res
         finally:
             git(root, "worktree", "remove", "--force", str(tmp), check=False)
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale_merge_worktrees(orch: "Orchestra") -> list[Path]:
+    """Temporary merge checkouts left by a process killed mid-merge; only when no merge runs."""
+    merges = orch.paths.state / "merges"
+    if not merges.is_dir():
+        return []
+    try:
+        with merge_lock(orch, timeout=0):
+            removed = []
+            for path in sorted(merges.iterdir()):
+                if path.is_symlink():
+                    continue
+                git(orch.paths.root, "worktree", "remove", "--force", str(path), check=False)
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+            git(orch.paths.root, "worktree", "prune", check=False)
+            return removed
+    except OrchestraError:
+        return []  # a merge is running right now: its checkout is not stale
 
 
 def _precheck(root: Path, target_sha: str, source_sha: str) -> list[str]:
@@ -461,8 +484,12 @@ def cleanup(orch: "Orchestra", *, dry_run: bool = False, force: bool = False) ->
 
 
 def _cleanup_worktree(root: Path, t: Task, path: Path, report: CleanupReport, force: bool, dry_run: bool) -> None:
-    dirty = uncommitted(path, untracked=True)
     item: dict[str, Any] = {"task": t.id, "path": str(path)}
+    if path.is_symlink():
+        # Not ours any more: removing "through" it could delete whatever it points at.
+        report.kept.append({**item, "what": "worktree", "reason": "is a symlink; orchestra does not follow it"})
+        return
+    dirty = uncommitted(path, untracked=True)
     if dirty:
         item["lost"] = [f"uncommitted: {f}" for f in dirty]
         if not force:

@@ -651,6 +651,10 @@ class Scheduler:
                 # No runner has started yet, so no add of ours is under way: this one was killed.
                 self.log(f"removing a worktree whose creation was interrupted: {half.path}")
                 worktrees.clear_interrupted_add(half)
+        from orchestra.merge import remove_stale_merge_worktrees
+
+        for path in remove_stale_merge_worktrees(self._core()):
+            self.log(f"removed the checkout of a merge that was interrupted: {path}")
         for s in list(self.store.summaries().values()):
             if s["state"] not in (State.RUNNING, State.AWAITING_INPUT):
                 continue

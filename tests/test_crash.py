@@ -213,3 +213,31 @@ def test_worktree_add_killed_while_writing_metadata_does_not_break_later_adds(or
         assert task["state"] == "succeeded", task["error"]
         assert git(orch.repo, "ls-tree", "--name-only", task["branch"]).split()[0] == "README.md"
     assert git(orch.repo, "worktree", "list").count(".orchestra/worktrees/") == 2
+
+
+@pytest.mark.parametrize("point", ["merge_before_move", "merge_after_move"])
+def test_sigkill_during_a_merge(orch, point: str):
+    """Killed while merging a workflow's result: after a restart it is merged exactly once."""
+    from test_workflows import APPROVE, FEATURE
+
+    wf_id = orch.run("workflow", "start", "--no-start", "feature",
+                     FEATURE + f"@fake if-role reviewer structured {APPROVE}\n", check=True).stdout.strip()
+    main_before = git(orch.repo, "rev-parse", "main")
+    env = dict(orch.env, ORCHESTRA_TEST_CRASH_AT=point)
+    proc = subprocess.run([sys.executable, "-m", "orchestra", "worker", "--until-idle"], cwd=orch.repo, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, f"never reached {point}: {proc.stderr}"
+    moved = git(orch.repo, "rev-parse", "main") != main_before
+    assert moved == (point == "merge_after_move")
+    assert orch.work(timeout=120).returncode == 0
+    wf = json.loads(orch.run("workflow", "show", wf_id, "--json", check=True).stdout)
+    assert wf["state"] == "succeeded", wf
+    # Exactly one merge landed on main, on top of where it was; the checkout is clean.
+    merges = git(orch.repo, "rev-list", "--merges", f"{main_before}..main").split()
+    assert len(merges) == 1
+    assert git(orch.repo, "rev-parse", "main^1") == main_before
+    assert git(orch.repo, "status", "--porcelain") == ""
+    # No temporary merge checkout is left registered, and doctor finds nothing.
+    assert ".orchestra/merges" not in git(orch.repo, "worktree", "list")
+    report = json.loads(orch.run("doctor", "--json").stdout)
+    assert report["ok"], report

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,25 @@ def test_state_is_private_to_the_user(orch):
             loose.append(f"{path}: {oct(mode)}")
     assert not loose, "\n".join(loose)
     assert (state / "scheduler.log").exists() and (state / "logs" / f"{tid}.jsonl").exists()
+
+
+def test_cleanup_never_follows_a_symlink_out_of_the_worktrees_dir(orch, tmp_path: Path):
+    tid = orch.submit("done\n@fake write w.txt work")
+    assert orch.work().returncode == 0
+    task = orch.show(tid)
+    wt = Path(task["worktree"])
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("do not delete\n")
+    # Someone swaps the task's worktree for a symlink to a directory outside .orchestra/.
+    subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=orch.repo, check=True)
+    subprocess.run(["git", "worktree", "add", "--quiet", str(wt), task["branch"]], cwd=orch.repo, check=True)
+    real = tmp_path / "moved-worktree"
+    wt.rename(real)
+    wt.symlink_to(outside)
+    for args in (("cleanup", "--dry-run"), ("cleanup",), ("cleanup", "--force")):
+        proc = orch.run(*args)
+        assert proc.returncode == 0, proc.stderr
+        assert (outside / "keep.txt").read_text() == "do not delete\n"
+        assert wt.is_symlink()
+    assert "symlink" in orch.run("cleanup", "--force").stdout
