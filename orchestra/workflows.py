@@ -790,11 +790,23 @@ def _step_of(task: Task) -> str:
 
 
 def review_material(repo: Path, base: str, head: str, label: str, budget: int = DIFF_BUDGET) -> str:
-    """The commit list, the diff stat and the diff; files that do not fit are named, never cut silently."""
-    log = git(repo, "log", "--no-color", "--format=- %h %s (%an)", f"{base}..{head}").stdout.strip()
-    stat = git(repo, "diff", "--no-color", "--stat=100", base, head).stdout.rstrip()
-    numstat = git(repo, "diff", "--no-color", "--numstat", base, head).stdout.splitlines()
-    diff = git(repo, "diff", "--no-color", base, head).stdout
+    """The commit list, the diff stat and the diff; files that do not fit are named, never cut silently.
+
+    Read through GitPython: one `Repo` for this one piece of work, closed after it (it keeps
+    `git cat-file` children alive otherwise, and it is not shared between threads).
+    """
+    import git as gitpython  # ~60 ms to import: only review prompts pay it
+
+    try:
+        with gitpython.Repo(repo) as r:
+            log = "\n".join(
+                f"- {c.hexsha[:7]} {c.summary} ({c.author.name})" for c in r.iter_commits(f"{base}..{head}")
+            )
+            stat = r.git.diff("--no-color", "--stat=100", base, head).rstrip()
+            numstat = r.git.diff("--no-color", "--numstat", base, head).splitlines()
+            diff = r.git.diff("--no-color", base, head, strip_newline_in_stdout=False)
+    except gitpython.GitError as exc:
+        raise OrchestraError(f"cannot read the changes {base[:12]}..{head[:12]}: {exc}") from None
     chunks = _split_diff(diff)
     shown: list[str] = []
     left_out: list[str] = []
