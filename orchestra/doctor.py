@@ -153,14 +153,11 @@ def _check_running(
 ) -> None:
     if report.scheduler_pid is not None:
         return  # the scheduler watches its tasks; nothing is orphaned while it runs
-    marker = f"ORCHESTRA_REPO={paths.root}"
     orphans: list[tuple[Task, Finding]] = []
     for task in tasks.values():
         if task.state not in (State.RUNNING, State.AWAITING_INPUT):
             continue
-        alive = processes.is_alive(task.pid, task.proc_start) or any(
-            processes.env_has(pid, marker) for pid in processes.find_by_task_env(task.id)
-        )
+        alive = processes.is_alive(task.pid, task.proc_start) or bool(processes.find_agents(task.id, paths.root))
         if alive:
             report.findings.append(Finding("unwatched_agent", task.id,
                                            f"{task.state}: its agent runs but no scheduler watches it", False,

@@ -9,6 +9,7 @@ import signal
 import time
 
 TASK_ENV = "ORCHESTRA_TASK_ID"
+REPO_ENV = "ORCHESTRA_REPO"
 
 
 def proc_start_time(pid: int) -> int | None:
@@ -88,9 +89,13 @@ def terminate_group(pgid: int, grace: float, reap: "callable[[], bool] | None" =
         time.sleep(0.02)
 
 
-def find_by_task_env(task_id: str) -> list[int]:
-    """Processes whose environment marks them as this task's agent (session leaders only)."""
-    marker = f"{TASK_ENV}={task_id}".encode()
+def find_agents(task_id: str, repo: object) -> list[int]:
+    """This repository's agent processes for a task, by the markers in their environment.
+
+    Session leaders only; both markers must match, since another repository's task may
+    carry the same id.
+    """
+    markers = (f"{TASK_ENV}={task_id}".encode(), f"{REPO_ENV}={repo}".encode())
     found: list[int] = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -101,7 +106,7 @@ def find_by_task_env(task_id: str) -> list[int]:
                 env = fh.read().split(b"\0")
         except OSError:
             continue
-        if marker in env:
+        if all(m in env for m in markers):
             try:
                 if os.getpgid(pid) == pid and proc_start_time(pid) is not None:
                     found.append(pid)
@@ -109,14 +114,6 @@ def find_by_task_env(task_id: str) -> list[int]:
                 continue
     return found
 
-
-def env_has(pid: int, entry: str) -> bool:
-    """Whether process `pid` has `NAME=value` in its environment."""
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as fh:
-            return entry.encode() in fh.read().split(b"\0")
-    except OSError:
-        return False
 
 def run_captured(
     argv: list[str], cwd: "os.PathLike[str] | str", env: dict[str, str], timeout: float, stdin: bytes = b""

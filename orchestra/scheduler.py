@@ -424,7 +424,7 @@ class Scheduler:
         env.update(
             {
                 processes.TASK_ENV: task.id,
-                "ORCHESTRA_REPO": str(self.paths.root),
+                processes.REPO_ENV: str(self.paths.root),
                 "ORCHESTRA_ROLE": task.role,
                 "ORCHESTRA_BRANCH": task.branch,
             }
@@ -677,8 +677,7 @@ class Scheduler:
         pid = task.pid if processes.is_alive(task.pid, task.proc_start) else None
         if pid is None:
             # The scheduler may have died between starting the agent and recording its pid.
-            marker = f"ORCHESTRA_REPO={self.paths.root}"
-            found = [p for p in processes.find_by_task_env(task.id) if processes.env_has(p, marker)]
+            found = processes.find_agents(task.id, self.paths.root)
             if found:
                 pid = found[0]
                 start = processes.proc_start_time(pid)
