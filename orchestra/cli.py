@@ -614,10 +614,11 @@ def workflow_show(ctx: click.Context, workflow_id: str, as_json: bool) -> int:
             tasks[tid] = orch.get(tid)
         except _Err:
             continue
+    spend = orch.workflow_spend(wf.id)
     if as_json:
-        _echo_json({**wf.to_dict(), "tasks": {tid: t.to_dict() for tid, t in tasks.items()}})
+        _echo_json({**wf.to_dict(), "tasks": {tid: t.to_dict() for tid, t in tasks.items()}, "spend": spend})
     else:
-        click.echo(workflow_text(wf, tasks))
+        click.echo(workflow_text(wf, tasks, spend))
     return EXIT_OK
 
 

@@ -407,7 +407,7 @@ def spend_text(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def workflow_text(wf: Any, tasks: dict[str, Any]) -> str:
+def workflow_text(wf: Any, tasks: dict[str, Any], spend: dict[str, Any] | None = None) -> str:
     """The task graph: every planned step, each instance's task and state, in order."""
     lines = [
         f"workflow   {wf.id}  ({wf.template})",
@@ -415,6 +415,11 @@ def workflow_text(wf: Any, tasks: dict[str, Any]) -> str:
         f"round      {wf.round} of at most {wf.max_rounds}",
         f"request    {clip(wf.request, 66)}",
     ]
+    if spend is not None:
+        from orchestra.spend import tokens
+
+        lines.append(f"spent      {money(spend['cost_usd'])} over {spend['tasks']} task(s), "
+                     f"{tokens(spend['input_tokens'], spend['output_tokens'])} tokens")
     if wf.subject == "range":
         lines.append(f"reviews    {wf.base_ref}  ({wf.base_sha[:12]}..{(wf.head_sha or '')[:12]})")
     else:

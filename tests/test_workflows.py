@@ -65,6 +65,10 @@ def test_feature_workflow_merges_into_the_checked_out_base(orch):
     waited = orch.run("workflow", "wait", wf_id, "--timeout", "30")
     assert waited.returncode == 0 and waited.stdout.strip() == f"{wf_id} succeeded"
     wf = workflow(orch, wf_id)
+    # Spend per workflow: the sum over its tasks, in the JSON and the text view.
+    agent_cost = round(sum(t["cost_usd"] or 0 for t in wf["tasks"].values()), 6)
+    assert wf["spend"]["tasks"] == 5 and wf["spend"]["cost_usd"] == agent_cost > 0
+    assert f"spent      ${agent_cost:.4f} over 5 task(s)" in orch.run("workflow", "show", wf_id, check=True).stdout
     assert wf["state"] == "succeeded", wf
     assert steps(wf) == [("design", 1, "succeeded"), ("implement", 1, "succeeded"), ("test", 1, "succeeded"),
                          ("review", 1, "succeeded"), ("merge", 1, "succeeded")]
