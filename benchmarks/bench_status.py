@@ -40,15 +40,15 @@ from common import (  # noqa: E402
 
 STATUS_TARGET_MS = 150.0
 # Imports that would make every command slow; they must stay out of `status`.
-HEAVY = ("git", "rich", "mcp", "pydantic", "anyio", "httpx", "filelock", "orchestra.transcript")
+HEAVY = ("git", "rich", "mcp", "pydantic", "anyio", "httpx", "filelock", "orchestra.agent.transcript")
 
 
 def populate(repo: Path, n: int) -> None:
     """n finished tasks, as a long-lived repository would have them."""
-    from orchestra.fileio import write_atomic
-    from orchestra.paths import Paths
-    from orchestra.store import Store
-    from orchestra.task import State, Task, new_task_id
+    from orchestra.store.files import write_atomic
+    from orchestra.store.paths import Paths
+    from orchestra.store.tasks import Store
+    from orchestra.core.task import State, Task, new_task_id
 
     paths = Paths(root=repo)
     paths.ensure()

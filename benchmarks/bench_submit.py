@@ -78,8 +78,8 @@ def run(args: argparse.Namespace) -> list[Result]:
         bare_cpu = (children_cpu() - cpu0) / 5
         if errors:
             raise BenchError(f"{len(errors)} submitter(s) failed; first: {errors[0]}")
-        from orchestra.paths import Paths
-        from orchestra.store import Store
+        from orchestra.store.paths import Paths
+        from orchestra.store.tasks import Store
 
         store = Store(Paths(root=repo))
         on_file = sorted(p.stem for p in (repo / ".orchestra" / "tasks").glob("*.json"))

@@ -61,7 +61,7 @@ def main() -> None:
         os.environ["HOME"] = str(tmp)
         os.environ["ORCHESTRA_CLAUDE"] = str(INSTANT_CLAUDE)
         sys.path.insert(0, str(ROOT))
-        from orchestra.service import Orchestra
+        from orchestra.app import Orchestra
 
         orch = Orchestra(repo)
         for i in range(args.n):

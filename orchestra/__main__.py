@@ -1,4 +1,4 @@
-from orchestra.cli import main
+from orchestra.ui.cli import main
 
 if __name__ == "__main__":
     main()

@@ -104,11 +104,11 @@ def test_bad_config_is_reported_with_the_file(orch):
 
 def test_dependency_cycles_are_refused(orch):
     """The CLI cannot build a cycle (ids are new), but the core guards the graph for any caller."""
-    from orchestra.service import Orchestra
+    from orchestra.app import Orchestra
 
     a = orch.submit("a")
     core = Orchestra(orch.repo)
-    b = core.submit("b", after=[a])
+    b = core.submit("b", after=[a], start=False)
     # Make `a` depend on `b` behind the core's back, then ask for a task that closes the loop.
     with core.store.locked():
         task = core.store.load(a)

@@ -12,9 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from orchestra.store import Store
-from orchestra.paths import find_paths
-from orchestra.task import State
+from orchestra.core.task import State
 
 
 def run_in_pty(orch, args: list[str], env: dict[str, str] | None = None, until: str | None = None,
@@ -98,7 +96,7 @@ def test_plain_status_does_not_import_rich(orch) -> None:
         cwd=orch.repo, env=orch.env, capture_output=True, text=True, check=True,
     )
     modules = [line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line]
-    assert "orchestra.views" in modules
+    assert "orchestra.ui.views" in modules
     assert not [m for m in modules if m.split(".")[0] == "rich"]
 
 
@@ -126,16 +124,24 @@ def test_logs_follow_exits_0_on_ctrl_c(orch) -> None:
 
 
 def _make_awaiting(repo: Path, task_id: str) -> None:
-    """Put a task where the permission server puts it when its agent asks a person."""
-    from orchestra import approvals
+    """Put a task where its run puts it when its agent asks a person: a request file, then the watcher's look."""
+    import time
 
-    store = Store(find_paths(repo))
+    from orchestra.engine import approvals
+    from orchestra.engine.context import Context
+    from orchestra.store import requests
+
+    ctx = Context.open(repo)
 
     def run(task):
         task.state = State.RUNNING
 
-    store.update(task_id, run)
-    approvals.open_request(store, task_id, "Bash", {"command": "make deploy"}, "toolu_1", 600)
+    task = ctx.store.update(task_id, run)
+    requests.write_request(ctx.paths.request_dir(task_id), {
+        "id": requests.new_request_id(), "task_id": task_id, "attempt": task.attempts, "tool_name": "Bash",
+        "input": {"command": "make deploy"}, "tool_use_id": "toolu_1", "deadline": time.time() + 600,
+    })
+    approvals.observe(ctx, task_id, set())
 
 
 def test_wait_exits_3_when_a_task_awaits_input_and_status_puts_it_first(orch) -> None:

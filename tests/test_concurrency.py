@@ -24,13 +24,13 @@ _SUBMITTER = textwrap.dedent(
     """
     import os, sys, time
     sys.path.insert(0, {root!r})
-    from orchestra.service import Orchestra
+    from orchestra.app import Orchestra
     repo, who, n, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     orch = Orchestra(repo)
     while not os.path.exists(go):  # start together, so all of them contend on the lock
         time.sleep(0.005)
     for i in range(n):
-        print(orch.submit(f"submitter {{who}} task {{i}}").id, flush=True)
+        print(orch.submit(f"submitter {{who}} task {{i}}", start=False).id, flush=True)
     """
 )
 
@@ -165,9 +165,9 @@ def test_unreadable_state_dir_is_a_clear_error_and_nothing_changes(orch):
 
 def test_full_disk_during_writes_keeps_the_previous_state(orch, monkeypatch):
     """ENOSPC injected into every write: each command fails cleanly and leaves the files as they were."""
-    from orchestra import fileio
-    from orchestra.errors import StorageError
-    from orchestra.service import Orchestra
+    from orchestra.store import files as fileio
+    from orchestra.core.errors import StorageError
+    from orchestra.app import Orchestra
 
     tid = orch.submit("precious")
     core = Orchestra(orch.repo)
@@ -180,7 +180,7 @@ def test_full_disk_during_writes_keeps_the_previous_state(orch, monkeypatch):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(fileio.os, "write", full)
-    for act in (lambda: core.cancel(tid), lambda: core.set_priority(tid, 5), lambda: core.submit("new")):
+    for act in (lambda: core.cancel(tid), lambda: core.set_priority(tid, 5), lambda: core.submit("new", start=False)):
         with pytest.raises(StorageError) as info:
             act()
         assert "No space left on device" in str(info.value)

@@ -55,11 +55,11 @@ def test_finds_every_kind_of_problem_and_fixes_only_what_loses_nothing(orch, tmp
     assert crashed.returncode == -9
     # A running task whose agent is dead, with no scheduler.
     dead = orch.submit("agent died")
-    from orchestra.service import Orchestra
+    from orchestra.app import Orchestra
 
     core = Orchestra(orch.repo)
 
-    from orchestra.task import State
+    from orchestra.core.task import State
 
     def to_running(t):
         t.state, t.attempts, t.pid, t.proc_start, t.started_at = State.RUNNING, 1, _dead_pid(), 1, 1.0

@@ -64,7 +64,8 @@ def test_permission_request_is_answered_after_the_scheduler_restarted(orch):
     assert request["input"]["command"] == "printf allowed > effect.txt"
     assert "printf allowed > effect.txt" in request["summary"]
     request_file = orch.repo / ".orchestra" / "requests" / tid / f"{request['id']}.json"
-    assert json.loads(request_file.read_text())["state"] == "pending"
+    answer_file = request_file.with_name(f"{request['id']}.answer.json")
+    assert json.loads(request_file.read_text())["tool_name"] == "Bash" and not answer_file.exists()
 
     status = orch.run("status", check=True).stdout
     waiting_at = status.index("WAITING FOR YOU")
@@ -86,7 +87,7 @@ def test_permission_request_is_answered_after_the_scheduler_restarted(orch):
     assert done["attempts"] == 1 and done["permission_denials"] == []
     assert git(orch.repo, "show", f"{done['branch']}:effect.txt") == "allowed"
     assert len(orch.invocations()) == 1 and orch.invocations()[0]["pid"] == agent_pid
-    assert json.loads(request_file.read_text())["state"] == "allowed"
+    assert json.loads(answer_file.read_text())["state"] == "allowed"
     names = [e["event"] for e in _events(orch, tid)]
     assert names.index("awaiting_input") < names.index("adopted") < names.index("input_answered")
     assert names.index("input_answered") < names.index("finished")
@@ -94,7 +95,7 @@ def test_permission_request_is_answered_after_the_scheduler_restarted(orch):
     argv = orch.invocations()[0]["argv"]
     assert argv[argv.index("--permission-prompt-tool") + 1] == "mcp__orchestra_perm__approve"
     servers = json.loads(argv[argv.index("--mcp-config") + 1])["mcpServers"]
-    assert servers["orchestra_perm"]["args"][:2] == ["-m", "orchestra.permission_server"]
+    assert servers["orchestra_perm"]["args"][:2] == ["-m", "orchestra.agent.permission_server"]
     worker.send_signal(signal.SIGTERM)
     worker.wait(timeout=10)
 
@@ -110,8 +111,8 @@ def test_an_unanswered_request_is_denied_and_the_agent_carries_on(orch):
     assert denial and "Nobody answered the request to use Bash" in denial[0]["content"]
     assert git(orch.repo, "show", f"{task['branch']}:after.txt") == "went on"
     assert "never.txt" not in git(orch.repo, "ls-tree", "--name-only", task["branch"])
-    requests = list((orch.repo / ".orchestra" / "requests" / tid).glob("*.json"))
-    assert [json.loads(p.read_text())["state"] for p in requests] == ["timed_out"]
+    answers = list((orch.repo / ".orchestra" / "requests" / tid).glob("*.answer.json"))
+    assert [json.loads(p.read_text())["state"] for p in answers] == ["timed_out"]
 
 
 def test_always_allows_the_same_command_again_and_deny_tells_the_agent_why(orch):
@@ -131,7 +132,7 @@ def test_always_allows_the_same_command_again_and_deny_tells_the_agent_why(orch)
         lambda: (t := _waiting(orch, tid)) and "rm -f" in t["pending_request"]["summary"] and t,
         what="the request for a different command",
     )
-    assert second["extra"]["always_allow"] == ["Bash(echo one >> log.txt)"]
+    assert second["always_allow"] == ["Bash(echo one >> log.txt)"]
     orch.run("respond", tid, "--deny", "--message", "keep the README", check=True)
     orch.wait_for(lambda: orch.state(tid) == "succeeded", what="success", timeout=60)
     task = orch.show(tid)
@@ -232,7 +233,7 @@ def test_a_529_storm_is_retried_with_backoff_resuming_the_session(orch):
     assert orch.work().returncode == 0
     task = orch.show(tid)
     assert task["state"] == "succeeded", task
-    assert task["attempts"] == 3 and task["extra"]["api_retries"] == 2
+    assert task["attempts"] == 3 and task["api_retries"] == 2
     assert git(orch.repo, "show", f"{task['branch']}:ok.txt") == "recovered"
     events = _events(orch, tid)
     requeued = [e for e in events if e["event"] == "requeued"]
@@ -311,7 +312,7 @@ def test_copy_and_setup_prepare_each_new_worktree(orch):
     files = git(orch.repo, "ls-tree", "-r", "--name-only", branch).splitlines()
     assert ".env" not in files and "conf/local.toml" not in files  # copied files never reach the branch
     assert (Path(task["worktree"]) / ".env").read_text() == "SECRET=s3cr3t\n"
-    assert task["extra"]["copied"] == [".env", "conf"]
+    assert task["copied"] == [".env", "conf"]
     assert "x = 1" in "\n".join(str(r["content"]) for r in _tool_results(orch, tid))
 
 
@@ -388,8 +389,10 @@ def test_permission_server_speaks_the_prompt_tool_contract(orch):
         {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "approve", "arguments": {
             "tool_name": "Bash", "input": {"command": "ls"}, "tool_use_id": "toolu_1"}}},
     ]
+    requests = orch.repo / ".orchestra" / "requests" / tid
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestra.permission_server", "--repo", str(orch.repo), "--task", tid],
+        [sys.executable, "-m", "orchestra.agent.permission_server", "--requests", str(requests), "--task", tid,
+         "--attempt", "1", "--timeout", "1"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=orch.env, text=True,
     )
     replies: dict[int, dict[str, Any]] = {}
@@ -409,9 +412,14 @@ def test_permission_server_speaks_the_prompt_tool_contract(orch):
     assert "structuredContent" not in result and not result.get("isError")
     (block,) = result["content"]
     assert block["type"] == "text"
-    assert json.loads(block["text"]) == {
-        "behavior": "deny", "message": f"Task {tid} is not running; the tool use was not run."}
+    answer = json.loads(block["text"])
+    assert answer["behavior"] == "deny" and answer["message"].startswith("Nobody answered the request to use Bash")
     assert proc.stdout.read() == ""
+    # The question was written where a person's answer is looked for, decided once, by the timeout.
+    (request,) = [json.loads(p.read_text()) for p in requests.glob("r*.json") if not p.name.endswith(".answer.json")]
+    assert request["tool_name"] == "Bash" and request["input"] == {"command": "ls"}
+    decided = json.loads((requests / f"{request['id']}.answer.json").read_text())
+    assert decided["state"] == "timed_out"
 
 
 def test_cancelling_a_waiting_task_ends_its_agent_and_its_question(orch):

@@ -17,13 +17,14 @@ import pytest
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from orchestra.paths import find_paths
-from orchestra.scheduler import scheduler_pid
+from orchestra.git.repo import find_root
+from orchestra.store.paths import Paths
+from orchestra.store.scheduler import scheduler_pid
 
 EXPECTED_TOOLS = {
     "submit_task", "list_processes", "process_details", "respond_to_process", "manage_queue", "stop_process",
     "configure_orchestrator", "assign_role", "create_workflow", "status_dashboard", "wait_for_task", "merge",
-    "retry_task",
+    "retry_task", "set_budget", "show_workflow", "cancel_workflow",
 }
 
 
@@ -31,7 +32,7 @@ EXPECTED_TOOLS = {
 def served(orch: Any) -> Any:
     """The orch fixture, plus: the scheduler `serve` starts is stopped afterwards."""
     yield orch
-    paths = find_paths(orch.repo)
+    paths = Paths(find_root(orch.repo))
     pid = scheduler_pid(paths)
     if pid and pid > 0:
         with contextlib.suppress(OSError):
@@ -258,6 +259,9 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("create_workflow", {"template": "no-such-template", "request": "x"}, "known: bug-fix"),
     ("create_workflow", {"template": "feature", "request": " "}, "empty request"),
     ("merge", {"ref": "abcdef12"}, "abcdef12"),
+    ("set_budget", {"task_id": "{first}", "budget_usd": "lots"}, "expected an amount in USD"),
+    ("show_workflow", {"workflow_id": "wzzzzz"}, "no workflow wzzzzz"),
+    ("cancel_workflow", {"workflow_id": "wzzzzz"}, "no workflow wzzzzz"),
 ]
 
 
@@ -341,7 +345,7 @@ def test_serve_refuses_a_path_that_is_not_a_repository(served: Any, tmp_path: Pa
 
 
 def test_other_commands_do_not_import_the_sdk(served: Any) -> None:
-    code = "import sys, orchestra.cli, orchestra.service; assert 'mcp' not in sys.modules, 'mcp imported'"
+    code = "import sys, orchestra.ui.cli, orchestra.app; assert 'mcp' not in sys.modules, 'mcp imported'"
     subprocess.run([sys.executable, "-c", code], env=served.env, check=True)
 
 

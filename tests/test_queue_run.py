@@ -236,7 +236,7 @@ def test_a_reviewer_on_a_task_reads_its_diff_and_returns_a_verdict(orch):
     assert orch.work().returncode == 0
     r = orch.show(review)
     assert r["state"] == "succeeded", r
-    assert r["extra"]["structured_output"]["verdict"] == "approve"
+    assert r["structured_output"]["verdict"] == "approve"
     call = next(c for c in orch.invocations() if c["env"].get("ORCHESTRA_ROLE") == "reviewer")
     argv = call["argv"]
     assert argv[argv.index("--tools") + 1] == "Read,Grep,Glob" and "--json-schema" in argv

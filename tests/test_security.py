@@ -100,7 +100,7 @@ def test_symlink_planted_at_the_worktree_path_is_refused_and_nothing_outside_is_
 
 
 def test_clearing_a_half_made_worktree_never_follows_a_symlink(orch, tmp_path: Path):
-    from orchestra import worktrees
+    from orchestra.git import worktrees
 
     outside = tmp_path / "outside"
     outside.mkdir()

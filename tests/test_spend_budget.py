@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
-from orchestra.scheduler import _remaining_budget
-from orchestra.service import Orchestra
-from orchestra.task import Task
+from orchestra.engine.runner import remaining_budget as _remaining_budget
+from orchestra.app import Orchestra
+from orchestra.engine import tasks as task_cases
+
+
+def _submit(core: Orchestra, prompt: str, **fields: object) -> object:
+    """A task that belongs to a workflow, as the workflow engine submits its steps."""
+    return task_cases.submit(core.ctx, task_cases.Submission(prompt, **fields))  # type: ignore[arg-type]
+from orchestra.core.task import Task
 
 
 def result_lines(orch, task_id: str) -> list[dict]:
@@ -41,9 +47,9 @@ def test_tokens_are_recorded_and_summed_over_attempts(orch) -> None:
 
 def test_spend_per_workflow_role_and_repo(orch) -> None:
     core = Orchestra(orch.repo)
-    a = core.submit("a\n@fake cost 0.25", role="implementer", extra={"workflow": "wf1", "step": "implement"}).id
-    b = core.submit("b\n@fake cost 0.5", role="tester", extra={"workflow": "wf1", "step": "test"}).id
-    core.submit("c\n@fake cost 1", extra={"workflow": "wf2"})
+    a = _submit(core, "a\n@fake cost 0.25", role="implementer", workflow="wf1", step="implement").id
+    b = _submit(core, "b\n@fake cost 0.5", role="tester", workflow="wf1", step="test").id
+    _submit(core, "c\n@fake cost 1", workflow="wf2")
     orch.work()
     data = json.loads(orch.run("spend", "--json", check=True).stdout)
     assert data["total"]["cost_usd"] == 1.75 and data["total"]["tasks"] == 3
@@ -61,8 +67,8 @@ def test_spend_per_workflow_role_and_repo(orch) -> None:
 
 def test_status_shows_live_workflows_with_their_current_step(orch) -> None:
     core = Orchestra(orch.repo)
-    first = core.submit("design", role="architect", extra={"workflow": "wf9", "step": "design"})
-    second = core.submit("build", role="implementer", after=[first.id], extra={"workflow": "wf9", "step": "implement"})
+    first = _submit(core, "design", role="architect", workflow="wf9", step="design")
+    second = _submit(core, "build", role="implementer", after=[first.id], workflow="wf9", step="implement")
     text = orch.run("status", check=True).stdout
     assert "WORKFLOWS (1 active)" in text
     assert f"now: design {first.id} (queued), implement {second.id} (queued)" in text

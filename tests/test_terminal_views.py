@@ -10,15 +10,17 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from orchestra import manpages, term, transcript
-from orchestra.cli import cli
-from orchestra.dashboard import render
-from orchestra.service import StatusReport
-from orchestra.task import Task
-from orchestra.views import status_lines, status_text, transcript_tail
+from orchestra.ui import manpages
+from orchestra.ui import term
+from orchestra.agent import transcript
+from orchestra.ui.cli import cli
+from orchestra.ui.dashboard import render
+from orchestra.engine.status import StatusReport
+from orchestra.core.task import Task
+from orchestra.ui.views import status_lines, status_text, transcript_tail
 
 ROOT = Path(__file__).resolve().parents[1]
-TRANSCRIPTS = ROOT.parent / "shared" / "claude-code" / "transcripts"
+TRANSCRIPTS = ROOT / "fixtures" / "transcripts"  # vendored copies of shared/claude-code/transcripts
 TRANSCRIPT_FILES = sorted(TRANSCRIPTS.glob("*.jsonl")) if TRANSCRIPTS.is_dir() else []
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 needs_transcripts = pytest.mark.skipif(not TRANSCRIPT_FILES, reason=f"no captures in {TRANSCRIPTS}")
@@ -211,7 +213,7 @@ def test_committed_man_pages_are_up_to_date(tmp_path: Path) -> None:
     fresh = {p.name: p.read_text() for p in tmp_path.glob("*.1")}
     committed = {p.name: p.read_text() for p in (ROOT / "man").glob("orchestra*.1")}
     stale = sorted(name for name in fresh.keys() | committed.keys() if fresh.get(name) != committed.get(name))
-    assert not stale, f"man pages out of date: {stale}; run: python -m orchestra.manpages man/"
+    assert not stale, f"man pages out of date: {stale}; run: python -m orchestra.ui.manpages man/"
 
 
 def test_man_pages_cover_every_command_and_are_deterministic(tmp_path: Path) -> None:

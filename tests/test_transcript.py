@@ -1,4 +1,4 @@
-"""Tests for orchestra.transcript against real Claude Code captures and hostile input."""
+"""Tests for orchestra.agent.transcript against real Claude Code captures and hostile input."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from orchestra.transcript import (
+from orchestra.agent.transcript import (
     KINDS,
     Rendered,
     mask_secrets,

@@ -170,7 +170,7 @@ def test_failing_gate_leaves_the_target_alone(orch):
     wf = workflow(orch, wf_id)
     assert wf["state"] == "failed", wf
     assert "gate command failed (exit 3)" in wf["error"]
-    result = task_of(wf, "merge")["extra"]["merge_result"]
+    result = task_of(wf, "merge")["merge_result"]
     assert result["status"] == "gate_failed" and result["gate"]["tail"][0].startswith("gate ran in ")
     assert git(orch.repo, "rev-parse", "main") == main
     assert git(orch.repo, "status", "--porcelain") == ""

@@ -11,12 +11,12 @@ import subprocess
 import threading
 from pathlib import Path
 
-from orchestra import worktrees
-from orchestra.errors import GitError
+from orchestra.git import refs, worktrees
+from orchestra.core.errors import GitError
 
 
 def test_concurrent_worktree_adds_all_succeed(repo: Path, tmp_path: Path) -> None:
-    base = worktrees.resolve_commit(repo, "HEAD")
+    base = refs.resolve_commit(repo, "HEAD")
     errors: list[str] = []
     barrier = threading.Barrier(12)
 
@@ -37,11 +37,11 @@ def test_concurrent_worktree_adds_all_succeed(repo: Path, tmp_path: Path) -> Non
     for i in range(12):
         for k in range(3):
             assert (tmp_path / "wts" / f"t{i}-{k}" / "README.md").exists()
-            assert worktrees.branch_head(repo, f"orchestra/t{i}-{k}") == base
+            assert refs.branch_head(repo, f"orchestra/t{i}-{k}") == base
 
 
 def test_worktree_made_again_from_an_existing_branch_keeps_its_commits(repo: Path, tmp_path: Path) -> None:
-    base = worktrees.resolve_commit(repo, "HEAD")
+    base = refs.resolve_commit(repo, "HEAD")
     wt = tmp_path / "wt"
     worktrees.ensure_worktree(repo, wt, "orchestra/again", base)
     (wt / "work.txt").write_text("kept\n")
@@ -50,4 +50,4 @@ def test_worktree_made_again_from_an_existing_branch_keeps_its_commits(repo: Pat
     subprocess.run(["git", "worktree", "remove", str(wt)], cwd=repo, check=True, capture_output=True)
     worktrees.ensure_worktree(repo, wt, "orchestra/again", base)
     assert (wt / "work.txt").read_text() == "kept\n"
-    assert worktrees.branch_head(repo, "orchestra/again") == sha
+    assert refs.branch_head(repo, "orchestra/again") == sha

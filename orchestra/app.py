@@ -1,0 +1,261 @@
+"""The one façade the front ends call: every operation of orchestra, with its defaults and the autostart policy.
+
+The CLI, the MCP server and the interactive screen parse and render; they call these
+methods and nothing below them. Every rule about input is checked in the engine, so
+every front end refuses the same things with the same words; what lives here is what
+a front end would otherwise have to repeat: resolving ids, defaults, and when a
+background scheduler is started so that queued work runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from orchestra.core.errors import InvalidInput
+from orchestra.core.roles import Role
+from orchestra.core.task import Task
+from orchestra.core.templates import Template, load_templates
+from orchestra.core.workflow import Workflow
+from orchestra.engine import approvals, merge_command, settings, workflows
+from orchestra.engine import cleanup as cleanup_cases
+from orchestra.engine import doctor as doctor_cases
+from orchestra.engine import status as status_cases
+from orchestra.engine import tasks as task_cases
+from orchestra.engine.cleanup import CleanupReport
+from orchestra.engine.doctor import DoctorReport
+from orchestra.engine.status import StatusReport
+from orchestra.engine.context import Context
+from orchestra.engine.scheduler import Scheduler, start_background
+from orchestra.git.merging import MergeResult
+from orchestra.store.fingerprints import install_for_reading
+
+
+class Orchestra:
+    def __init__(self, repo: Path | str | None = None) -> None:
+        self.ctx = Context.open(repo)
+        install_for_reading(self.ctx.paths)
+
+    @property
+    def paths(self) -> Any:
+        return self.ctx.paths
+
+    @property
+    def config(self) -> Any:
+        return self.ctx.config
+
+    @property
+    def store(self) -> Any:
+        return self.ctx.store
+
+    # -- the autostart policy -------------------------------------------------------------
+
+    def autostart(self, start: bool | None = None) -> bool:
+        """Start a background scheduler when work may now run and none is running.
+
+        `start` is the front end's explicit choice (--start/--no-start); None follows
+        the `autostart` setting. Returns whether one was started.
+        """
+        wanted = self.ctx.config.autostart if start is None else start
+        return bool(wanted) and start_background(self.ctx)
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def submit(
+        self,
+        prompt: str,
+        *,
+        role: str = "generalist",
+        priority: object = 0,
+        after: Iterable[str] = (),
+        on: str | None = None,
+        base: str | None = None,
+        title: str | None = None,
+        timeout: object = None,
+        budget: object = None,
+        start: bool | None = None,
+    ) -> Task:
+        task = task_cases.submit(self.ctx, task_cases.Submission(
+            prompt, role=role, priority=priority, after=list(after), on=on, base=base, title=title,
+            timeout=timeout, budget=budget,
+        ))
+        self.autostart(start)
+        return task
+
+    def get(self, ref: str) -> Task:
+        return task_cases.get(self.ctx, ref)
+
+    def list(self, states: Iterable[str] = (), roles: Iterable[str] = ()) -> list[Task]:
+        return task_cases.listing(self.ctx, states, roles)
+
+    def summaries(self, states: Iterable[str] = ()) -> list[dict[str, Any]]:
+        return task_cases.summaries(self.ctx, states)
+
+    def events(self, task_id: str) -> list[dict[str, Any]]:
+        return self.ctx.store.events(task_id)
+
+    def corrupt_files(self) -> dict[str, str]:
+        return dict(self.ctx.store.corrupt_files())
+
+    def wait(self, refs: Iterable[str], timeout: float | None = None, poll: float = 0.2) -> list[Task]:
+        return task_cases.wait(self.ctx, refs, timeout=timeout, poll=poll)
+
+    def cancel(self, ref: str) -> Task:
+        return task_cases.cancel(self.ctx, ref)
+
+    def stop(self, ref: str) -> Task:
+        return task_cases.stop(self.ctx, ref)
+
+    def stop_all(self) -> list[Task]:
+        return task_cases.stop_all(self.ctx)
+
+    def retry(self, ref: str, *, budget: object = None, start: bool | None = None) -> Task:
+        if budget is not None:
+            task_cases.set_budget(self.ctx, ref, budget)
+        task = task_cases.retry(self.ctx, ref)
+        self.autostart(start)
+        return task
+
+    def set_priority(self, ref: str, priority: object) -> Task:
+        return task_cases.set_priority(self.ctx, ref, priority)
+
+    def set_budget(self, ref: str, budget: object) -> Task:
+        return task_cases.set_budget(self.ctx, ref, budget)
+
+    def assign_role(self, ref: str, role: str) -> Task:
+        return task_cases.assign_role(self.ctx, ref, role)
+
+    def remove_from_queue(self, ref: str) -> Task:
+        return task_cases.remove_from_queue(self.ctx, ref)
+
+    def queue(self) -> list[dict[str, Any]]:
+        return status_cases.queue(self.ctx)
+
+    # -- answering agents -----------------------------------------------------------------
+
+    def pending_request(self, ref: str) -> dict[str, Any] | None:
+        return approvals.pending_request(self.ctx, self.get(ref))
+
+    def respond(
+        self,
+        ref: str,
+        *,
+        allow: bool | None = None,
+        message: str | None = None,
+        always: bool = False,
+        text: str | None = None,
+        start: bool | None = None,
+    ) -> Task:
+        """Answer a pending permission request (allow/deny) or continue an ended task (text)."""
+        task_id = self.ctx.store.resolve(ref)
+        if text is not None and (allow is not None or message is not None or always):
+            raise InvalidInput("give either a reply text or a permission answer (--allow/--deny), not both")
+        if text is not None:
+            task = task_cases.reply(self.ctx, task_id, text)
+        else:
+            if allow is None:
+                raise InvalidInput("nothing to answer: give --allow or --deny, or a reply text")
+            if message is not None and not isinstance(message, str):
+                raise InvalidInput("the message must be text")
+            if allow and message:
+                raise InvalidInput("--message goes with --deny: it tells the agent why")
+            if always and not allow:
+                raise InvalidInput("--always goes with --allow")
+            if message is not None:
+                task_cases.check_text(message, "message")
+            task = approvals.answer(self.ctx, task_id, allow=allow, message=message, always=always)
+        # A waiting agent whose scheduler died still needs one to record its end.
+        self.autostart(start)
+        return task
+
+    # -- status -----------------------------------------------------------------------------
+
+    def status(self, recent: int = 5) -> StatusReport:
+        return status_cases.status(self.ctx, recent)
+
+    def spend(self) -> dict[str, Any]:
+        return status_cases.spend(self.ctx)
+
+    def workflow_spend(self, workflow_id: str) -> dict[str, Any]:
+        return status_cases.workflow_spend(self.ctx, workflow_id)
+
+    def doctor(self, fix: bool = False) -> DoctorReport:
+        return doctor_cases.run(self.ctx, fix=fix)
+
+    # -- settings ---------------------------------------------------------------------------
+
+    def config_list(self) -> dict[str, dict[str, Any]]:
+        return settings.listing(self.ctx)
+
+    def config_get(self, key: str) -> Any:
+        return settings.get(self.ctx, key)
+
+    def config_set(self, key: str, value: object) -> Any:
+        return settings.set_value(self.ctx, key, value)
+
+    # -- roles and workflows ----------------------------------------------------------------
+
+    def roles(self) -> dict[str, Role]:
+        return self.ctx.roles()
+
+    def role(self, name: str) -> Role:
+        roles = self.roles()
+        if name not in roles:
+            from orchestra.core.values import did_you_mean
+
+            raise InvalidInput(f"unknown role {name!r}{did_you_mean(name, roles)}; known roles: {', '.join(sorted(roles))}")
+        return roles[name]
+
+    def workflow_templates(self) -> dict[str, Template]:
+        return load_templates(self.ctx.paths.state)
+
+    def start_workflow(self, template: str, request: str, *, base: str | None = None, into: str | None = None,
+                       approve_merge: bool = False, start: bool | None = None) -> Workflow:
+        wf = workflows.start(self.ctx, template, request, base=base, into=into, approve_merge=approve_merge)
+        self.autostart(start)
+        return wf
+
+    def workflows(self) -> list[Workflow]:
+        return workflows.listing(self.ctx)
+
+    def workflow(self, ref: str) -> Workflow:
+        return workflows.get(self.ctx, ref)
+
+    def workflow_tasks(self, wf: Workflow) -> dict[str, Task]:
+        return workflows.tasks_of(self.ctx, wf)
+
+    def wait_workflow(self, ref: str, timeout: float | None = None, poll: float = 0.3) -> tuple[Workflow, bool]:
+        """Block until the workflow stops running or one of its tasks needs a person.
+
+        Returns the workflow and whether a task of it is awaiting input.
+        """
+        import time
+
+        deadline = time.monotonic() + timeout if timeout else None
+        wf_id = workflows.resolve(self.ctx, ref)
+        while True:
+            wf = workflows.get(self.ctx, wf_id)
+            summaries = self.ctx.store.summaries()
+            waiting = any((summaries.get(tid) or {}).get("state") == "awaiting_input" for tid in wf.task_ids())
+            if wf.state not in ("running",) or waiting or (deadline and time.monotonic() >= deadline):
+                return wf, waiting
+            time.sleep(poll)
+
+    def cancel_workflow(self, ref: str) -> Workflow:
+        return workflows.cancel(self.ctx, ref)
+
+    def merge(self, ref: str, *, into: str | None = None, strategy: str | None = None, resolve: bool = False,
+              start: bool | None = None) -> MergeResult:
+        result = merge_command.manual(self.ctx, ref, into=into, strategy=strategy, resolve=resolve)
+        if result.resolve_task or result.status == "approved":
+            self.autostart(start)
+        return result
+
+    def cleanup(self, *, dry_run: bool = False, force: bool = False) -> CleanupReport:
+        return cleanup_cases.cleanup(self.ctx, dry_run=dry_run, force=force)
+
+    # -- the scheduler ------------------------------------------------------------------------
+
+    def scheduler(self, **kwargs: Any) -> Scheduler:
+        return Scheduler(self.ctx, **kwargs)

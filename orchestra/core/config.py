@@ -1,0 +1,151 @@
+"""Repository settings from `.orchestra/config.toml`.
+
+Settings are declared once, with their type and a check, so that loading the
+file, `config get/set` and the MCP server all validate the same way and a bad
+value is reported with the file and the key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from orchestra.core import values as v
+from orchestra.core.errors import ConfigError, InvalidInput
+from orchestra.core.values import did_you_mean, parse_duration
+
+CLAUDE_ENV = "ORCHESTRA_CLAUDE"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    check: Callable[[object, str], Any]
+    help: str
+
+
+SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in (
+        Setting("max_concurrent", 4, v.positive_int, "agents that may run at the same time"),
+        Setting("timeout", 3600.0, parse_duration, "default wall-clock limit per task run (seconds, or 30m, 2h)"),
+        Setting("claude_binary", "claude", v.string, "the Claude Code executable (ORCHESTRA_CLAUDE overrides)"),
+        Setting("claude_args", [], v.string_list, "extra arguments passed to every claude run"),
+        Setting("autostart", True, v.boolean, "submit starts a background scheduler when none is running"),
+        Setting("branch_prefix", "orchestra/", v.branch_prefix, "prefix of task branch names"),
+        Setting("max_attempts", 3, v.positive_int, "runs a task may get when its agent dies (crash recovery)"),
+        Setting("kill_grace", 10.0, parse_duration, "seconds between SIGTERM and SIGKILL when stopping an agent"),
+        Setting("idle_exit", 300.0, parse_duration, "an autostarted scheduler exits after this long with nothing to do"),
+        Setting("permission_prompts", True, v.boolean, "tool uses that need approval wait for 'orchestra respond' (false: denied at once)"),
+        Setting("permission_timeout", 1800.0, parse_duration, "an unanswered permission request is denied after this long"),
+        Setting("permission_mode", "role", v.permission_mode, "permission mode for every role ('role' keeps each role's own; bypassPermissions as root needs IS_SANDBOX=1)"),
+        Setting("api_retries", 4, v.small_count, "times a task is re-run after a transient API failure (429, 529, 5xx, timeouts)"),
+        Setting("api_backoff", 30.0, parse_duration, "wait before the first re-run after a transient API failure; doubles each time"),
+        Setting("api_backoff_max", 900.0, parse_duration, "the longest wait between re-runs after transient API failures"),
+        Setting("rate_limit_burst", 3, v.positive_int, "rate-limited runs within rate_limit_window that pause all new starts"),
+        Setting("rate_limit_window", 60.0, parse_duration, "the window in which rate-limited runs are counted"),
+        Setting("rate_limit_pause", 120.0, parse_duration, "how long new starts pause after a burst of rate limits"),
+        Setting("copy", [], v.relative_paths, "untracked files copied from the main worktree into each new task worktree"),
+        Setting("setup", "", v.optional_string, "a shell command run in each new task worktree before the agent starts"),
+        Setting("setup_timeout", 600.0, parse_duration, "the longest the setup command may run"),
+        Setting("on_event", "", v.optional_string, "a shell command run when a task needs input, succeeds, fails or times out"),
+        Setting("budget_usd", 0.0, v.usd_limit, "no new task starts once the repo's total spend reaches this (USD; 0: no limit)"),
+        Setting("gate", None, v.string, "command run (sh -c) in the merged tree before a merge moves its target, e.g. 'pytest -q'"),
+        Setting("gate_timeout", 1800.0, parse_duration, "wall-clock limit of the gate command"),
+        Setting("revision_rounds", 2, v.small_count, "revision rounds a workflow gets after a reviewer requests changes"),
+        Setting("merge_strategy", "merge", v.merge_strategy, "how workflows merge: merge, squash or ff-only"),
+        Setting("merge_resolve", False, v.boolean, "on a merge conflict, start an implementer to resolve it and retry"),
+        Setting("merge_approval", False, v.boolean, "workflows stop at awaiting_merge until a person approves with 'orchestra merge WF'"),
+    )
+}
+
+
+@dataclass
+class Config:
+    values: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name in SETTINGS:
+            return self.values.get(name, SETTINGS[name].default)
+        raise AttributeError(name)
+
+    @property
+    def claude_binary_resolved(self) -> str:
+        return os.environ.get(CLAUDE_ENV) or str(self.claude_binary)
+
+    @property
+    def executor_name(self) -> str:
+        return str(self.values.get("executor", "local"))
+
+
+def require_setting(name: str) -> Setting:
+    setting = SETTINGS.get(name)
+    if setting is None:
+        raise InvalidInput(f"unknown setting {name!r}{did_you_mean(name, SETTINGS)}; known: {', '.join(SETTINGS)}")
+    return setting
+
+
+def validate(name: str, value: object) -> Any:
+    return require_setting(name).check(value, name)
+
+
+def load_config(path: Path) -> Config:
+    """Read config.toml; a missing file means defaults, a bad one is an error naming it."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Config(source=None)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            continue  # tables (roles, workflows) are read by their own modules
+        try:
+            values[key] = validate(key, value)
+        except InvalidInput as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    return Config(values=values, source=path)
+
+
+def toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise InvalidInput(f"cannot store {value!r} in config.toml")
+
+
+def with_setting(text: str, key: str, value: object, where: object = "config.toml") -> str:
+    """The file's text with one top-level `key = value` line replaced or added, the rest kept as it is."""
+    lines = text.splitlines()
+    new_line = f"{key} = {toml_value(value)}"
+    first_table = next((i for i, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines))
+    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    for i in range(first_table):
+        if pattern.match(lines[i]):
+            lines[i] = new_line
+            break
+    else:
+        lines.insert(first_table, new_line)
+    out = "\n".join(lines) + "\n"
+    try:
+        tomllib.loads(out)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: refusing to write invalid TOML: {exc}") from None
+    return out

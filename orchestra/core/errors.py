@@ -1,0 +1,61 @@
+"""Errors a person can act on.
+
+Every failure that reaches a user is an OrchestraError whose message fits on one
+line; the CLI prints it and exits non-zero, the MCP server turns it into a ToolError.
+Anything else escaping the core is a bug and is reported as such.
+"""
+
+from __future__ import annotations
+
+# Exit statuses of the `orchestra` command (documented in the man page).
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_AWAITING_INPUT = 3  # `wait`: an awaited task needs a person
+EXIT_INTERNAL = 70  # a bug: reported in one line, never as a traceback
+EXIT_INTERRUPTED = 130
+EXIT_TIMEOUT = 124  # `wait --timeout` passed (the same code as timeout(1))
+
+
+class OrchestraError(Exception):
+    """A failure with a message meant for the person who caused or can fix it."""
+
+    exit_code = 1
+
+
+class NotARepository(OrchestraError):
+    pass
+
+
+class TaskNotFound(OrchestraError):
+    pass
+
+
+class CorruptTaskFile(OrchestraError):
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"corrupt task file {path}: {reason}")
+        self.path = path
+
+
+class InvalidInput(OrchestraError):
+    pass
+
+
+class InvalidTransition(OrchestraError):
+    pass
+
+
+class ConfigError(OrchestraError):
+    pass
+
+
+class GitError(OrchestraError):
+    pass
+
+
+class SchedulerBusy(OrchestraError):
+    pass
+
+
+class StorageError(OrchestraError):
+    """The file system refused a read or write of orchestra's state (full disk, permissions)."""

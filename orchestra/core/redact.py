@@ -1,0 +1,157 @@
+"""Secret masking: credentials never reach a state file, an event log, a screen or a model.
+
+Two ways a secret is recognised. By shape: Anthropic keys, `NAME_KEY=...`-style
+assignments and bearer tokens. By value: the values of the secret-looking variables
+in the scheduler's environment (an agent may echo one without its name). Those values
+are captured once, by the process that starts agents, and reach readers only as
+salted fingerprints, so `orchestra logs` in a shell without the variable still hides
+the token, and no secret is ever written down to make that possible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+_SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
+    # Anthropic keys (api03, admin01, oat01 OAuth tokens, ...).
+    (re.compile(r"sk-ant-[A-Za-z0-9_\-]{6,}"), "sk-ant-***"),
+    # Environment-style assignments of credentials: FOO_API_KEY=..., "X_TOKEN": "...".
+    # A value starting with "$" is a reference, not a secret, so it stays visible.
+    (
+        re.compile(
+            r"\b([A-Z][A-Z0-9_]*(?:_KEY|_TOKEN|_SECRET|_PASSWORD))"
+            r"([\"']?\s*[=:]\s*[\"']?)"
+            r"(?!\$)([^\s\"',;]{8,})"
+        ),
+        r"\1\2***",
+    ),
+    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/\-]{16,}=*"), r"\1***"),
+)
+
+SECRET_NAME = re.compile(r"(?:^ANTHROPIC_API_KEY|^ANTHROPIC_AUTH_TOKEN|_KEY|_TOKEN|_SECRET|_PASSWORD|_PASSWD)$")
+MIN_SECRET_LENGTH = 8
+_TOKEN = re.compile(r"[A-Za-z0-9_\-./+=~:]{8,}")
+MASK = "***"
+
+
+def secret_values(env: Mapping[str, str]) -> list[str]:
+    """The values of an environment's secret-looking variables, longest first."""
+    found = {v for k, v in env.items() if SECRET_NAME.search(k.upper()) and len(v) >= MIN_SECRET_LENGTH}
+    return sorted(found, key=len, reverse=True)
+
+
+class Redactor:
+    """Masks by shape, by known values, and by fingerprints of values this process never saw."""
+
+    def __init__(self, values: Iterable[str] = (), fingerprints: Mapping[str, Any] | None = None) -> None:
+        self.values = tuple(sorted({v for v in values if len(v) >= MIN_SECRET_LENGTH}, key=len, reverse=True))
+        self.salt = ""
+        self.hashes: dict[int, frozenset[str]] = {}
+        if fingerprints:
+            self.salt = str(fingerprints.get("salt") or "")
+            raw = fingerprints.get("hashes") or {}
+            if isinstance(raw, dict):
+                self.hashes = {
+                    int(length): frozenset(str(h) for h in hs)
+                    for length, hs in raw.items()
+                    if str(length).isdigit() and isinstance(hs, list)
+                }
+
+    def mask(self, text: str) -> str:
+        for value in self.values:
+            if value in text:
+                text = text.replace(value, MASK)
+        if self.hashes:
+            text = _TOKEN.sub(self._mask_token, text)
+        for pattern, replacement in _SHAPES:
+            text = pattern.sub(replacement, text)
+        return text
+
+    def mask_data(self, value: Any) -> Any:
+        """mask() over every string in a JSON-like value (keys included)."""
+        if isinstance(value, str):
+            return self.mask(value)
+        if isinstance(value, list):
+            return [self.mask_data(v) for v in value]
+        if isinstance(value, dict):
+            return {self.mask(k) if isinstance(k, str) else k: self.mask_data(v) for k, v in value.items()}
+        return value
+
+    def _mask_token(self, m: re.Match[str]) -> str:
+        token = m.group(0)
+        for candidate, start in _candidates(token):
+            if self._known(candidate):
+                return token[:start] + MASK + token[start + len(candidate) :]
+        return token
+
+    def _known(self, text: str) -> bool:
+        hashes = self.hashes.get(len(text))
+        return bool(hashes) and _digest(self.salt, text) in hashes  # type: ignore[operator]
+
+
+def _candidates(token: str) -> Iterable[tuple[str, int]]:
+    yield token, 0
+    for sep in ("=", ":"):
+        i = token.find(sep)
+        if 0 <= i < len(token) - 1:
+            yield token[i + 1 :], i + 1
+
+
+def _digest(salt: str, value: str) -> str:
+    return hashlib.sha256((salt + value).encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def fingerprints(values: Iterable[str], salt: str | None = None) -> dict[str, Any]:
+    """What a reader needs to recognise these values, without the values themselves."""
+    salt = salt or secrets.token_hex(16)
+    hashes: dict[str, list[str]] = {}
+    for v in values:
+        if len(v) >= MIN_SECRET_LENGTH:
+            hashes.setdefault(str(len(v)), []).append(_digest(salt, v))
+    return {"salt": salt, "hashes": {k: sorted(set(h)) for k, h in hashes.items()}}
+
+
+def merge_fingerprints(old: Mapping[str, Any] | None, values: Iterable[str]) -> dict[str, Any]:
+    """Add values to an existing fingerprint set, keeping its salt (secrets rotate; old logs stay masked)."""
+    if not old or not isinstance(old.get("salt"), str):
+        return fingerprints(values)
+    new = fingerprints(values, old["salt"])
+    merged: dict[str, set[str]] = {}
+    for source in (old.get("hashes") or {}, new["hashes"]):
+        if isinstance(source, dict):
+            for length, hs in source.items():
+                if isinstance(hs, list):
+                    merged.setdefault(str(length), set()).update(str(h) for h in hs)
+    return {"salt": old["salt"], "hashes": {k: sorted(v) for k, v in merged.items()}}
+
+
+_default = Redactor(secret_values(os.environ))
+
+
+def install(redactor: Redactor) -> None:
+    """The redactor mask_secrets uses in this process (set once the fingerprints are known)."""
+    global _default
+    _default = redactor
+
+
+def current() -> Redactor:
+    return _default
+
+
+def mask_secrets(text: str) -> str:
+    """Hide credentials that tools or the model may echo before anyone sees them."""
+    return _default.mask(text)
+
+
+def mask_data(value: Any) -> Any:
+    return _default.mask_data(value)
+
+
+def dumps_masked(value: Any) -> str:
+    return json.dumps(mask_data(value), default=str)

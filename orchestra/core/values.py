@@ -1,0 +1,174 @@
+"""The value types settings, roles and commands share: durations, money, counts, names.
+
+Each check takes the raw value (TOML, a command-line string or a model's JSON) and the
+name it goes by, and returns the value or raises InvalidInput naming both, so every
+front end refuses bad input with the same words.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+from collections.abc import Iterable
+from pathlib import PurePosixPath
+
+from orchestra.core.errors import InvalidInput
+
+PERMISSION_MODES = ("default", "acceptEdits", "bypassPermissions", "dontAsk", "plan")
+MERGE_STRATEGIES = ("merge", "squash", "ff-only")
+PRIORITY_RANGE = (-1000, 1000)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_BRANCH_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+
+
+def parse_duration(value: object, what: str = "duration") -> float:
+    """Seconds from `90`, `90s`, `30m`, `2h`; positive only."""
+    if isinstance(value, bool):
+        raise InvalidInput(f"invalid {what}: {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if not m:
+            raise InvalidInput(f"invalid {what} {value!r}: use seconds or a number with ms, s, m, h or d")
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if not seconds > 0 or seconds == float("inf"):
+        raise InvalidInput(f"invalid {what} {value!r}: must be greater than zero")
+    return seconds
+
+
+def parse_usd(value: object, what: str = "budget") -> float:
+    """A positive amount of US dollars, as `2`, `0.5` or `$1.25`."""
+    if isinstance(value, bool):
+        raise InvalidInput(f"invalid {what}: {value!r}")
+    text: object = value if isinstance(value, (int, float)) else str(value).strip().removeprefix("$")
+    try:
+        amount = float(text)  # type: ignore[arg-type]
+    except ValueError:
+        raise InvalidInput(f"invalid {what} {value!r}: expected an amount in USD, like 2 or 0.50") from None
+    if not amount > 0 or amount != amount or amount == float("inf"):
+        raise InvalidInput(f"invalid {what} {value!r}: must be a positive amount in USD")
+    return round(amount, 6)
+
+
+def usd_limit(value: object, what: str) -> float:
+    """Like parse_usd, but 0 means no limit (TOML has no null to unset a key with)."""
+    if not isinstance(value, bool) and str(value).strip().removeprefix("$") in ("0", "0.0", "0.00"):
+        return 0.0
+    return parse_usd(value, what)
+
+
+def whole(value: object, what: str, minimum: int, maximum: int | None = None) -> int:
+    if isinstance(value, bool):
+        raise InvalidInput(f"invalid {what} {value!r}: expected a whole number")
+    if not isinstance(value, int):
+        try:
+            value = int(str(value).strip(), 10)
+        except ValueError:
+            raise InvalidInput(f"invalid {what} {value!r}: expected a whole number") from None
+    if maximum is not None and not minimum <= value <= maximum:
+        raise InvalidInput(f"invalid {what} {value}: must be between {minimum} and {maximum}")
+    if value < minimum:
+        raise InvalidInput(f"invalid {what} {value!r}: must be at least {minimum}")
+    return value
+
+
+def positive_int(value: object, what: str) -> int:
+    return whole(value, what, 1)
+
+
+def small_count(value: object, what: str) -> int:
+    """A count of retries or rounds: zero is allowed, and more than 20 is surely a typo."""
+    return whole(value, what, 0, 20)
+
+
+def boolean(value: object, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise InvalidInput(f"invalid {what} {value!r}: expected true or false")
+
+
+def string(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"invalid {what} {value!r}: expected a non-empty string")
+    if "\0" in value:
+        raise InvalidInput(f"invalid {what}: contains a NUL byte")
+    return value
+
+
+def optional_string(value: object, what: str) -> str:
+    """A command or similar that may be empty, meaning "none"."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"invalid {what} {value!r}: expected a string")
+    if "\0" in value:
+        raise InvalidInput(f"invalid {what}: contains a NUL byte")
+    return value.strip()
+
+
+def string_list(value: object, what: str) -> list[str]:
+    if isinstance(value, str):
+        value = shlex.split(value)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidInput(f"invalid {what} {value!r}: expected a list of strings")
+    if any("\0" in v for v in value):
+        raise InvalidInput(f"invalid {what}: contains a NUL byte")
+    return list(value)
+
+
+def relative_paths(value: object, what: str) -> list[str]:
+    """Repository-relative paths (a TOML array, or a space-separated string on the command line)."""
+    paths = string_list(value, what)
+    for p in paths:
+        parts = PurePosixPath(p).parts
+        if not p.strip() or PurePosixPath(p).is_absolute() or ".." in parts or p.strip() in (".", "./"):
+            raise InvalidInput(f"invalid {what} entry {p!r}: use paths relative to the repository root, inside it")
+        if parts and parts[0] in (".git", ".orchestra"):
+            raise InvalidInput(f"invalid {what} entry {p!r}: orchestra's and git's own state cannot be copied")
+    return paths
+
+
+def permission_mode(value: object, what: str) -> str:
+    text = string(value, what).strip()
+    if text != "role" and text not in PERMISSION_MODES:
+        raise InvalidInput(f"invalid {what} {text!r}: use 'role' (each role's own) or one of {', '.join(PERMISSION_MODES)}")
+    return text
+
+
+def branch_prefix(value: object, what: str) -> str:
+    text = string(value, what)
+    if not _BRANCH_PREFIX.match(text) or ".." in text or "//" in text or text.endswith(".lock"):
+        raise InvalidInput(f"invalid {what} {text!r}: letters, digits, '.', '_', '-' and '/' only")
+    return text
+
+
+def merge_strategy(value: object, what: str) -> str:
+    """The merge_strategy setting."""
+    if value not in MERGE_STRATEGIES:
+        raise InvalidInput(f"invalid {what} {value!r}: use one of {', '.join(MERGE_STRATEGIES)}")
+    return str(value)
+
+
+def known_merge_strategy(value: object) -> str:
+    """A strategy asked for by one merge (`--strategy`, the MCP `merge` tool)."""
+    if value not in MERGE_STRATEGIES:
+        raise InvalidInput(f"unknown merge strategy {value!r}; use one of {', '.join(MERGE_STRATEGIES)}")
+    return str(value)
+
+
+def priority(value: object) -> int:
+    low, high = PRIORITY_RANGE
+    return whole(value, "priority", low, high)
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` when a known word is close enough to be the one meant, else nothing."""
+    close = difflib.get_close_matches(str(word), list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

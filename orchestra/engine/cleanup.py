@@ -1,0 +1,148 @@
+"""`orchestra cleanup`: remove what finished tasks leave behind, and nothing anyone could still want.
+
+Worktrees go when clean; branches go once merged into their target. Anything that
+would lose work needs --force, and is listed first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestra.core.errors import OrchestraError
+from orchestra.core.task import Task
+from orchestra.engine.context import Context
+from orchestra.engine.merge import default_target
+from orchestra.git import refs, worktrees
+from orchestra.store import workflows as records
+
+
+@dataclass
+class CleanupReport:
+    dry_run: bool
+    force: bool
+    removed_worktrees: list[dict[str, Any]] = field(default_factory=list)
+    deleted_branches: list[dict[str, Any]] = field(default_factory=list)
+    kept: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def would_lose(self) -> list[dict[str, Any]]:
+        """What a forced cleanup throws away (or, without --force, what it keeps for that reason)."""
+        items = [i for i in self.removed_worktrees + self.deleted_branches if i.get("lost")]
+        return items + [k for k in self.kept if k.get("lost")]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "force": self.force,
+            "removed_worktrees": self.removed_worktrees,
+            "deleted_branches": self.deleted_branches,
+            "kept": self.kept,
+        }
+
+
+def cleanup(ctx: Context, *, dry_run: bool = False, force: bool = False) -> CleanupReport:
+    """Remove what finished tasks leave behind; anything unmerged only with force, and say what it was."""
+    root = ctx.root
+    report = CleanupReport(dry_run=dry_run, force=force)
+    tasks, _ = ctx.store.all_tasks()
+    busy: set[str] = set()
+    for t in tasks:
+        if not t.state.final:
+            busy.add(t.id)
+            if t.on:
+                busy.add(t.on)
+    for wf_id in records.ids(ctx.store):
+        try:
+            wf = records.load(ctx.store, wf_id)
+        except OrchestraError:
+            continue
+        if wf.state in ("running", "awaiting_merge"):
+            busy.update(wf.task_ids())
+    registered = worktrees.list_worktrees(root)
+    squashed = [t.merged["source_sha"] for t in tasks
+                if isinstance(t.merged, dict) and t.merged.get("strategy") == "squash"]
+    by_branch: dict[str, list[Task]] = {}
+    for t in tasks:
+        if t.branch and not t.agentless:
+            by_branch.setdefault(t.branch, []).append(t)
+    for t in sorted(tasks, key=lambda t: t.created_at):
+        if not t.state.final or t.agentless:
+            continue
+        path = ctx.paths.worktree(t.id)
+        if path in registered:
+            _cleanup_worktree(root, t, path, report, force, dry_run)
+    for branch, owners in sorted(by_branch.items()):
+        if any(o.id in busy for o in owners):
+            continue
+        head = refs.branch_head(root, branch)
+        if head is None:
+            continue
+        _cleanup_branch(ctx, branch, head, owners, registered, squashed, report, force, dry_run)
+    return report
+
+
+def _cleanup_worktree(root: Path, t: Task, path: Path, report: CleanupReport, force: bool, dry_run: bool) -> None:
+    item: dict[str, Any] = {"task": t.id, "path": str(path)}
+    if path.is_symlink():
+        # Not ours any more: removing "through" it could delete whatever it points at.
+        report.kept.append({**item, "what": "worktree", "reason": "is a symlink; orchestra does not follow it"})
+        return
+    dirty = worktrees.uncommitted(path, untracked=True)
+    if dirty:
+        item["lost"] = [f"uncommitted: {f}" for f in dirty]
+        if not force:
+            report.kept.append({**item, "what": "worktree", "reason": "uncommitted changes (use --force)"})
+            return
+    if not dry_run:
+        ok, why = worktrees.remove(root, path, force=bool(dirty))
+        if not ok:
+            report.kept.append({**item, "what": "worktree", "reason": why or "git refused"})
+            return
+    report.removed_worktrees.append(item)
+
+
+def _cleanup_branch(
+    ctx: Context, branch: str, head: str, owners: list[Task], registered: dict[Path, str | None],
+    squashed: list[str], report: CleanupReport, force: bool, dry_run: bool,
+) -> None:
+    root = ctx.root
+    owner = owners[-1]
+    item: dict[str, Any] = {"task": owner.id, "branch": branch, "sha": head}
+    if dry_run:  # nothing was removed: leave out the worktrees the real run would remove
+        removed = {Path(w["path"]) for w in report.removed_worktrees}
+        holders = [p for p, b in registered.items() if b == branch and p not in removed]
+    else:
+        holders = [p for p, b in worktrees.list_worktrees(root).items() if b == branch]
+    if holders:
+        report.kept.append({**item, "what": "branch", "reason": f"checked out in {holders[0]}"})
+        return
+    try:
+        target = default_target(ctx, owner)
+        target_head = refs.branch_head(root, target)
+    except OrchestraError:
+        target, target_head = None, None
+    item["into"] = target
+    merged = bool(target_head and refs.is_ancestor(root, head, target_head))
+    merged = merged or any(refs.is_ancestor(root, head, s) for s in squashed)
+    base = owners[0].base_sha
+    if not merged and base == head:
+        merged = any(r != f"refs/heads/{branch}" for r in refs.containing(root, head))
+    if not merged:
+        upto = target_head or base
+        log = refs.log_lines(root, f"{upto}..{head}") if upto else []
+        item["lost"] = log or [f"{head[:12]} (not contained in {target or 'any target'})"]
+        if not force:
+            reason = f"not merged into {target}" if target else "no target branch to check it against"
+            report.kept.append({**item, "what": "branch", "reason": f"{reason} (use --force)"})
+            return
+    if not dry_run:
+        ok, why = refs.delete_branch(root, branch, head)
+        if not ok:
+            report.kept.append({**item, "what": "branch", "reason": why or "git refused"})
+            return
+        for o in owners:  # the record `doctor` reads, so a deleted branch is not reported as lost
+            ctx.store.append_event(o.id, "branch_deleted", branch=branch, sha=head, into=target,
+                                    forced=bool(item.get("lost")))
+    report.deleted_branches.append(item)

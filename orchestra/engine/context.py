@@ -1,0 +1,61 @@
+"""What every use case is given: where the repository is, its settings, its store, where agents run.
+
+Use cases take a Context, never the front ends' façade, so the engine cannot call
+back up into the layer that calls it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestra.core.config import Config, load_config
+from orchestra.core.roles import Role, load_roles
+from orchestra.git.repo import find_root
+from orchestra.store.paths import Paths
+from orchestra.store.tasks import Store
+
+
+def _stderr_log(msg: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Context:
+    paths: Paths
+    config: Config
+    store: Store
+    log: Callable[[str], None] = field(default=_stderr_log)
+    _executor: Any = None
+
+    @classmethod
+    def open(cls, repo: Path | str | None = None) -> Context:
+        paths = Paths(root=find_root(Path(repo) if repo else None))
+        paths.check_usable()
+        return cls(paths, load_config(paths.config), Store(paths))
+
+    @property
+    def root(self) -> Path:
+        return self.paths.root
+
+    def roles(self) -> dict[str, Role]:
+        return load_roles(self.paths.state)
+
+    def reload_config(self) -> None:
+        self.config = load_config(self.paths.config)
+        if self._executor is not None and self._executor.name != self.config.executor_name:
+            self._executor = None
+        elif self._executor is not None:
+            self._executor.config = self.config
+
+    def executor(self) -> Any:
+        """Where agents of this repository run (config `executor`); made once per context."""
+        if self._executor is None:
+            from orchestra.executors import make
+
+            self._executor = make(self.config.executor_name, self.paths, self.config)
+        return self._executor

@@ -1,0 +1,273 @@
+"""`orchestra doctor`: check the store, the worktrees and the branches against each other.
+
+Repairs are the ones that cannot lose anything: rebuild the index from the task
+files, forget worktree registrations whose directory is gone, remove temp files
+whose writer is dead, clear worktree creations git left half done, and settle
+running tasks nobody runs any more the way a restarted scheduler would. Corrupt
+task files, stray worktree directories and missing branches are only reported:
+they may hold someone's work, and a person decides.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestra.agent import processes
+from orchestra.core.errors import OrchestraError, SchedulerBusy
+from orchestra.core.task import State, Task
+from orchestra.engine.context import Context
+from orchestra.git import refs, worktrees
+from orchestra.store.files import TMP_PREFIX, TMP_SUFFIX
+from orchestra.store.paths import Paths
+from orchestra.store.scheduler import scheduler_pid
+from orchestra.store.tasks import Store
+
+# `.<target>.<pid>.<8 hex>.tmp`, as fileio.write_atomic names them.
+_TMP_RE = re.compile(re.escape(TMP_PREFIX) + r".+\.(\d+)\.[0-9a-f]{8}" + re.escape(TMP_SUFFIX) + "$")
+
+
+@dataclass
+class Finding:
+    kind: str
+    subject: str
+    detail: str
+    fixable: bool
+    fixed: bool = False
+    note: str | None = None  # what the fix did, or why it was not made
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "subject": self.subject,
+            "detail": self.detail,
+            "fixable": self.fixable,
+            "fixed": self.fixed,
+            "note": self.note,
+        }
+
+
+@dataclass
+class DoctorReport:
+    root: Path
+    fix: bool
+    scheduler_pid: int | None
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Healthy, or every problem found was repaired."""
+        return all(f.fixed for f in self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "repo": str(self.root),
+            "fix": self.fix,
+            "scheduler_pid": self.scheduler_pid,
+            "ok": self.ok,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+def run(ctx: Context, fix: bool = False) -> DoctorReport:
+    paths, store = ctx.paths, ctx.store
+    sched = scheduler_pid(paths)
+    report = DoctorReport(root=paths.root, fix=fix, scheduler_pid=sched)
+    if not paths.state.is_dir():
+        return report
+    tasks = _check_index(paths, store, report, fix)
+    _check_running(ctx, tasks, report, fix and sched is None)
+    _check_worktrees(paths, tasks, report, fix and sched is None)
+    _check_branches(paths, store, tasks, report)
+    _check_temp_files(paths, report, fix)
+    _check_scheduler_info(paths, sched, report, fix)
+    if fix and sched is not None:
+        for f in report.findings:
+            if f.fixable and not f.fixed and f.note is None:
+                f.note = f"not fixed while a scheduler runs (pid {sched}); stop it and run doctor --fix again"
+    return report
+
+
+def _check_index(paths: Paths, store: Store, report: DoctorReport, fix: bool) -> dict[str, Task]:
+    """Compare the index with the task files (read directly: reading the index would heal it)."""
+    tasks: dict[str, Task] = {}
+    with store.locked():  # writers hold the lock while the marker exists, so now it is stale
+        stale_marker = paths.index_stale_marker.exists()
+        try:
+            recorded = json.loads(paths.index.read_bytes())
+            if not isinstance(recorded, dict) or not isinstance(recorded.get("tasks"), dict):
+                raise ValueError("not an index")
+        except (OSError, ValueError):
+            recorded = None
+        actual_tasks: dict[str, Any] = {}
+        corrupt: dict[str, str] = {}
+        for entry in _scan(paths.tasks):
+            if not entry.name.endswith(".json") or entry.name.startswith("."):
+                continue
+            try:
+                task = store.load(entry.name[: -len(".json")])
+            except OrchestraError as exc:
+                corrupt[entry.path] = str(exc)
+                continue
+            tasks[task.id] = task
+            actual_tasks[task.id] = task.summary()
+        problems: list[Finding] = []
+        if stale_marker:
+            problems.append(Finding("stale_index_marker", str(paths.index_stale_marker),
+                                    "a write was interrupted between a task file and the index", True))
+        if recorded is None:
+            problems.append(Finding("index_unreadable", str(paths.index), "missing or not an index", True))
+        else:
+            indexed = recorded["tasks"]
+            for tid in sorted(set(actual_tasks) - set(indexed)):
+                problems.append(Finding("index_missing_task", tid, "task file not in the index", True))
+            for tid in sorted(set(indexed) - set(actual_tasks)):
+                if not any(Path(p).name == f"{tid}.json" for p in corrupt):
+                    problems.append(Finding("index_extra_task", tid, "in the index but its task file is gone", True))
+            for tid in sorted(set(indexed) & set(actual_tasks)):
+                if _comparable(indexed[tid]) != _comparable(actual_tasks[tid]):
+                    problems.append(Finding("index_out_of_date", tid,
+                                            f"index says {indexed[tid].get('state')}, "
+                                            f"task file says {actual_tasks[tid]['state']}", True))
+        if fix and problems:
+            store.rebuild_index()
+            for f in problems:
+                f.fixed, f.note = True, "index rebuilt from the task files"
+        report.findings += problems
+    for path, reason in sorted(corrupt.items()):
+        report.findings.append(Finding("corrupt_task_file", path, reason, False,
+                                       note="kept as it is: repair or move it by hand"))
+    return tasks
+
+
+def _comparable(summary: dict[str, Any]) -> str:
+    return json.dumps(summary, sort_keys=True, default=str)
+
+
+def _check_running(ctx: Context, tasks: dict[str, Task], report: DoctorReport, fix: bool) -> None:
+    if report.scheduler_pid is not None:
+        return  # the scheduler watches its tasks; nothing is orphaned while it runs
+    orphans: list[tuple[Task, Finding]] = []
+    for task in tasks.values():
+        if task.state not in (State.RUNNING, State.AWAITING_INPUT):
+            continue
+        alive = not task.agentless and ctx.executor().adopt(task) is not None
+        if alive:
+            report.findings.append(Finding("unwatched_agent", task.id,
+                                           f"{task.state}: its agent runs but no scheduler watches it", False,
+                                           note="start a scheduler ('orchestra worker') to adopt it"))
+            continue
+        finding = Finding("orphan_running", task.id, f"{task.state} but no agent and no scheduler", True)
+        report.findings.append(finding)
+        orphans.append((task, finding))
+    if not (fix and orphans):
+        return
+    from orchestra.engine import recovery
+    from orchestra.engine.scheduler import Scheduler  # doctor --fix borrows the scheduler's lock and runners
+
+    notes: list[str] = []
+    sched = Scheduler(ctx, log=notes.append)
+    try:
+        sched.acquire()
+    except SchedulerBusy as exc:
+        for _, f in orphans:
+            f.note = str(exc)
+        return
+    try:
+        for task, _ in orphans:
+            recovery.recover_one(ctx, task, sched.start_runner)  # the scheduler's own recovery
+        for thread in list(sched.runners.values()):
+            thread.join()
+    finally:
+        sched.release()
+    for task, f in orphans:
+        now_task = ctx.store.load(task.id)
+        f.fixed = now_task.state not in (State.RUNNING, State.AWAITING_INPUT)
+        f.note = f"now {now_task.state}" + (f" ({now_task.error})" if now_task.error else "")
+
+
+def _check_worktrees(paths: Paths, tasks: dict[str, Task], report: DoctorReport, fix: bool) -> None:
+    root = paths.worktrees
+    for entry in _scan(root):
+        path = Path(entry.path)
+        if entry.is_symlink():
+            report.findings.append(Finding("symlinked_worktree", str(path),
+                                           f"a symlink to {os.readlink(path)}; orchestra never follows it", False,
+                                           note="remove the link by hand"))
+        elif entry.is_dir() and entry.name not in tasks:
+            report.findings.append(Finding("worktree_without_task", str(path), "no task owns this directory", False,
+                                           note="kept: it may hold work; remove it by hand when done"))
+    missing: list[Finding] = [
+        Finding("worktree_missing", str(p), "registered with git but gone from disk", True)
+        for p in worktrees.list_worktrees(paths.root)
+        if os.path.realpath(p.parent) == os.path.realpath(root) and not os.path.lexists(p)
+    ]
+    half_made = worktrees.interrupted_adds(paths.root, root)
+    halves = [
+        (h, Finding("interrupted_worktree_add", str(h.path), "git was killed while creating it", True))
+        for h in half_made
+    ]
+    report.findings += missing + [f for _, f in halves]
+    if not fix:
+        return
+    with worktrees.WORKTREE_ADMIN_LOCK:
+        for h, f in halves:
+            worktrees.clear_interrupted_add(h)
+            f.fixed, f.note = True, "removed (no agent had run in it)"
+        if missing:
+            worktrees.prune(paths.root)
+            for f in missing:
+                f.fixed, f.note = True, "registration pruned; the branch is kept"
+
+
+def _check_branches(paths: Paths, store: Store, tasks: dict[str, Task], report: DoctorReport) -> None:
+    try:
+        branches = refs.branches(paths.root)
+    except OrchestraError:
+        return
+    for task in sorted(tasks.values(), key=lambda t: t.id):
+        if not task.branch or task.branch in branches or not task.attempts or task.agentless:
+            continue
+        # An agent was started, so its branch existed: someone other than `cleanup` deleted it since.
+        events = {e.get("event") for e in store.events(task.id)}
+        if "started" in events and "branch_deleted" not in events:
+            report.findings.append(Finding("branch_missing", task.id, f"branch {task.branch} does not exist", False,
+                                           note="its commits are gone from git unless another branch has them"))
+
+
+def _check_temp_files(paths: Paths, report: DoctorReport, fix: bool) -> None:
+    for directory in (paths.state, paths.tasks, paths.events, paths.logs):
+        for entry in _scan(directory):
+            m = _TMP_RE.match(entry.name)
+            if not m or not entry.is_file(follow_symlinks=False):
+                continue
+            if processes.proc_start_time(int(m.group(1))) is not None:
+                continue  # its writer is alive: a write in progress
+            f = Finding("stale_temp_file", entry.path, "left by a writer that died", True)
+            if fix:
+                try:
+                    os.unlink(entry.path)
+                    f.fixed, f.note = True, "removed"
+                except OSError as exc:
+                    f.note = f"cannot remove: {exc.strerror}"
+            report.findings.append(f)
+
+
+def _check_scheduler_info(paths: Paths, sched: int | None, report: DoctorReport, fix: bool) -> None:
+    if sched is None and paths.scheduler_info.exists():
+        f = Finding("stale_scheduler_info", str(paths.scheduler_info), "no scheduler runs", True)
+        if fix:
+            paths.scheduler_info.unlink(missing_ok=True)
+            f.fixed, f.note = True, "removed"
+        report.findings.append(f)
+
+
+def _scan(directory: Path) -> list[os.DirEntry[str]]:
+    try:
+        return sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError:
+        return []

@@ -1,0 +1,101 @@
+"""`orchestra merge REF`: merge a task's branch or a workflow's result now, or approve a waiting merge."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestra.core.errors import InvalidInput, OrchestraError, TaskNotFound
+from orchestra.core.task import MergeSpec, State
+from orchestra.core.values import known_merge_strategy
+from orchestra.engine import agentless, workflows
+from orchestra.engine.context import Context
+from orchestra.engine.merge import default_target, run_merge_task, start_resolve
+from orchestra.git import refs
+from orchestra.git.merging import MergeResult
+from orchestra.store import workflows as records
+
+
+def manual(ctx: Context, ref: str, *, into: str | None, strategy: str | None, resolve: bool) -> MergeResult:
+    """Merge a task's branch or a workflow's result now, in this process, recorded as a merge task."""
+    strategy = known_merge_strategy(strategy or ctx.config.merge_strategy)
+    wf_id = records.resolve(ctx.store, ref)
+    try:
+        task_id: str | None = ctx.store.resolve(ref)
+    except TaskNotFound:
+        task_id = None
+    if wf_id and task_id:
+        raise InvalidInput(f"{ref!r} names both workflow {wf_id} and task {task_id}; type more of the id")
+    if not wf_id and not task_id:
+        raise TaskNotFound(f"no task or workflow {ref}")
+    wf = None
+    with ctx.store.locked():
+        if wf_id:
+            wf = workflows.advance(ctx, wf_id)
+            tpl = wf.template_obj()
+            step = tpl.merge_step
+            if step is None or step.on is None:
+                raise InvalidInput(f"workflow {wf.id} ({wf.template}) has no merge step")
+            if wf.state == "running":
+                raise InvalidInput(f"workflow {wf.id} is still running; its merge step runs once the review approves")
+            if wf.state == "cancelled":
+                raise InvalidInput(f"workflow {wf.id} was cancelled")
+            if wf.state == "awaiting_merge" and not into and strategy == ctx.config.merge_strategy:
+                return _approve(ctx, wf)
+            inst = wf.latest().get(step.on)
+            source = ctx.store.load(inst["task"]) if inst else None
+            if source is None or source.state != State.SUCCEEDED:
+                state = source.state if source else "not started"
+                raise InvalidInput(f"workflow {wf.id} has no branch to merge: step {step.on} is {state}")
+            target = refs.check_target(ctx.root, into) if into else wf.into
+            if not target:
+                raise InvalidInput(f"workflow {wf.id} has no target branch: pass --into BRANCH")
+            step_name: str = step.name
+        else:
+            assert task_id is not None
+            source = ctx.store.load(task_id)
+            if source.agentless or not source.branch:
+                raise InvalidInput(f"task {source.id} is a {source.role} step and has no branch to merge")
+            if source.state != State.SUCCEEDED:
+                raise InvalidInput(f"task {source.id} is {source.state}; only succeeded tasks are merged")
+            target = refs.check_target(ctx.root, into) if into else default_target(ctx, source)
+            step_name = "merge"
+        task = agentless.new_agentless_task(
+            ctx, "merge", f"Merge {source.branch} into {target}.", f"merge: {source.title}", [source.id],
+            running=True, merge=MergeSpec(source.id, target, strategy), workflow=wf.id if wf else None,
+            step=step_name, round=wf.round if wf else None,
+        )
+        if wf is not None:
+            wf.add_instance(step_name, task.id)
+            records.save(ctx.store, wf)
+    try:
+        result = run_merge_task(ctx, task)
+    except OrchestraError as exc:
+        agentless.finish_agentless(ctx, task.id, str(exc), "")
+        if wf is not None:
+            workflows.advance(ctx, wf.id)
+        raise
+    agentless.finish_agentless(ctx, task.id, None if result.ok else result.message, result.message,
+                               merge_result=result.to_dict())
+    if result.status == "conflict" and resolve:
+        if wf is not None:
+            with ctx.store.locked():
+                wf = records.load(ctx.store, wf.id)
+                resolver, retry = workflows.start_resolve_in_workflow(ctx, wf, ctx.store.load(task.id))
+                records.save(ctx.store, wf)
+        else:
+            resolver, retry = start_resolve(ctx, source, target, strategy, result.files)
+        result.resolve_task, result.retry_task = resolver.id, retry.id
+    if wf is not None:
+        workflows.advance(ctx, wf.id)
+    return result
+
+
+def _approve(ctx: Context, wf: Any) -> MergeResult:
+    """`orchestra merge WF` on a workflow waiting for approval: its own merge step runs, in the scheduler."""
+    wf = workflows.approve_merge(ctx, wf)
+    merge_inst = wf.latest().get(wf.template_obj().merge_step.name) if wf.template_obj().merge_step else None
+    res = MergeResult("approved", f"workflow {wf.id}: merge approved; its merge step runs now", workflow=wf.id,
+                      into=wf.into or "")
+    if merge_inst:
+        res.task = merge_inst["task"]
+    return res

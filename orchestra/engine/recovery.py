@@ -1,0 +1,81 @@
+"""After a scheduler died: adopt agents still alive, finish runs that ended unwatched, resume the dead.
+
+Shared by the scheduler's start-up and `doctor --fix`, so both settle a task the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from orchestra.agent.outcome import read_outcome
+from orchestra.core.crashpoints import crash_point
+from orchestra.core.errors import OrchestraError
+from orchestra.core.task import State, Task
+from orchestra.engine import merge, workflows
+from orchestra.engine.context import Context
+from orchestra.executors.base import Handle
+from orchestra.git import worktrees
+
+StartRunner = Callable[..., None]
+
+
+def recover(ctx: Context, start_runner: StartRunner, bad: set[str]) -> None:
+    """Settle every task a dead scheduler left live, then catch the workflows up."""
+    with ctx.store.locked():
+        ctx.store.rebuild_index()
+    with worktrees.WORKTREE_ADMIN_LOCK:
+        for half in worktrees.interrupted_adds(ctx.root, ctx.paths.worktrees):
+            # No runner has started yet, so no add of ours is under way: this one was killed.
+            ctx.log(f"removing a worktree whose creation was interrupted: {half.path}")
+            worktrees.clear_interrupted_add(half)
+    for path in merge.remove_stale_scratch(ctx):
+        ctx.log(f"removed the checkout of a merge that was interrupted: {path}")
+    for s in list(ctx.store.summaries().values()):
+        if s["state"] not in (State.RUNNING, State.AWAITING_INPUT):
+            continue
+        try:
+            task = ctx.store.load(s["id"])
+            recover_one(ctx, task, start_runner)
+        except OrchestraError as exc:
+            bad.add(s["id"])
+            ctx.log(f"skipping {s['id']}: {exc}")
+    workflows.advance_all(ctx)
+
+
+def recover_one(ctx: Context, task: Task, start_runner: StartRunner) -> None:
+    """Settle one live task whose scheduler died."""
+    crash_point("recover")
+    handle: Handle | None = None if task.agentless else ctx.executor().adopt(task)
+    if handle is not None:
+        if handle.pid != task.pid:
+            def found(t: Task) -> None:
+                t.record_process(handle.pid, handle.proc_start)
+                t.worktree = t.worktree or handle.worktree
+
+            ctx.store.update(task.id, found)
+        ctx.store.append_event(task.id, "adopted", pid=handle.pid)
+        ctx.log(f"{task.id} adopted (pid {handle.pid})")
+        start_runner(task.id, handle)
+        return
+    outcome = read_outcome(ctx.paths.log_file(task.id), task.log_offset)
+    if outcome.has_result or task.cancel_requested:
+        ctx.log(f"{task.id} ended while no scheduler watched; finishing it")
+        start_runner(task.id, None, finish_only=True)
+        return
+    if task.attempts >= task.max_attempts:
+        start_runner(task.id, None, finish_only=True,
+                     reason=f"agent died and all {task.max_attempts} attempts are used")
+        return
+    session = outcome.session_id or task.session_id
+    ctx.store.update(task.id, lambda t: t.requeue(session=session), "requeued", reason="agent died", resume=session)
+    ctx.log(f"{task.id} agent died; " + (f"will resume session {session}" if session else "will run again"))
+
+
+def give_back(ctx: Context, task_id: str, why: str) -> None:
+    """Put a live task back in the queue (its session resumes) when its end cannot be recorded."""
+    def mutate(t: Task) -> None:
+        if t.live:
+            t.requeue(session=t.session_id)
+            t.error = why
+
+    ctx.store.update(task_id, mutate, "requeued", reason=why)

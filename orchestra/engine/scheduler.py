@@ -1,0 +1,375 @@
+"""The scheduler: one per repository, it starts queued tasks and sees them to an end.
+
+The loop only decides what starts when: dependencies met, highest priority then
+oldest, within the slots and the budget. Each started task gets a runner thread
+(engine.runner) that launches it through the executor, watches it and records its
+end. Agents outlive the scheduler; on start, engine.recovery settles what a dead
+scheduler left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from orchestra.core import redact
+from orchestra.core.crashpoints import crash_point
+from orchestra.core.errors import CorruptTaskFile, OrchestraError, SchedulerBusy, TaskNotFound
+from orchestra.core.graph import find_cycle
+from orchestra.core.spend import budget_message, totals
+from orchestra.core.task import BLOCKING_STATES, State, Task
+from orchestra.engine import recovery, runner, workflows
+from orchestra.engine.context import Context
+from orchestra.executors.base import Handle
+from orchestra.store import fingerprints, ratelimit
+from orchestra.store import scheduler as record
+from orchestra.store.files import private_opener
+from orchestra.store.scheduler import scheduler_pid
+
+POLL_SECONDS = 0.2
+
+__all__ = ["Scheduler", "scheduler_pid", "start_background"]
+
+
+def start_background(ctx: Context) -> bool:
+    """Start a detached scheduler for the repository unless one is running."""
+    if scheduler_pid(ctx.paths) is not None:
+        return False
+    ctx.paths.ensure()
+    with open(ctx.paths.scheduler_log, "ab", opener=private_opener) as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "orchestra", "--repo", str(ctx.root), "worker", "--background"],
+            cwd=ctx.root,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+        )
+    return True
+
+
+class Scheduler:
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        max_concurrent: int | None = None,
+        until_idle: bool = False,
+        idle_exit: float | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        if log is not None:
+            ctx.log = lambda msg: log(f"{time.strftime('%H:%M:%S')} {msg}")
+        self._max_override = max_concurrent
+        self.max_concurrent = max_concurrent or ctx.config.max_concurrent
+        self.until_idle = until_idle
+        self.idle_exit = idle_exit
+        self.runners: dict[str, threading.Thread] = {}
+        self._finished: set[str] = set()  # runners that are done, added by their own thread
+        self.wake = threading.Event()
+        self.stopping = False
+        self.bad: set[str] = set()
+        self._lock: Any = None
+        self._config_key: object = _stat_key(ctx.paths.config)
+        self._budget_said: str | None = None
+
+    def log(self, msg: str) -> None:
+        self.ctx.log(msg)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def acquire(self) -> None:
+        lock = record.claim(self.ctx.paths, self.max_concurrent)
+        if lock is None:
+            pid = scheduler_pid(self.ctx.paths)
+            raise SchedulerBusy(
+                f"a scheduler is already running for {self.ctx.root}" + (f" (pid {pid})" if pid and pid > 0 else "")
+            )
+        self._lock = lock
+        # The secrets agents run with are this process's: readers elsewhere mask them by fingerprint.
+        values = redact.secret_values(os.environ)
+        fingerprints.record(self.ctx.paths, values)
+        redact.install(redact.Redactor(values))
+
+    def release(self) -> None:
+        if self._lock is not None:
+            record.release(self.ctx.paths, self._lock)
+            self._lock = None
+
+    def run(self) -> int:
+        """Returns 0, or 1 when it stops over a task it could not settle (still recorded as live)."""
+        self.acquire()
+        previous: dict[int, Any] = {}
+        try:
+            if threading.current_thread() is threading.main_thread():
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    previous[sig] = signal.signal(sig, self._on_signal)
+            self.log(f"scheduler started (pid {os.getpid()}, up to {self.max_concurrent} agents)")
+            recovery.recover(self.ctx, self.start_runner, self.bad)
+            return self._loop()
+        finally:
+            alive = [tid for tid, t in self.runners.items() if t.is_alive()]
+            if alive:
+                self.log(f"scheduler stopping; {len(alive)} agent(s) keep running and will be adopted: {', '.join(alive)}")
+            self.release()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.stopping = True
+        self.wake.set()
+
+    def _loop(self) -> int:
+        idle_since: float | None = None
+        pending = True
+        last_index_key: object = None
+        last_pass = 0.0
+        while not self.stopping:
+            freed = self._reap_runners()
+            self._reload_config()
+            key = _stat_key(self.ctx.paths.index)
+            if freed or self.wake.is_set() or key != last_index_key or time.monotonic() - last_pass > 2.0:
+                self.wake.clear()
+                last_index_key = key
+                last_pass = time.monotonic()
+                pending = self._pass()
+            if not self.runners and not pending:
+                unsettled = self._unsettled()
+                if unsettled:
+                    self.log(f"tasks recorded as running with no agent: {', '.join(unsettled)}; "
+                             "run 'orchestra doctor' to see why")
+                if self.until_idle:
+                    self.log("nothing left to do; scheduler exits")
+                    return 1 if unsettled else 0
+                idle_since = idle_since or time.monotonic()
+                if self.idle_exit and time.monotonic() - idle_since >= self.idle_exit:
+                    self.log(f"idle for {self.idle_exit:.0f}s; scheduler exits")
+                    return 1 if unsettled else 0
+            else:
+                idle_since = None
+            self.wake.wait(POLL_SECONDS)
+        return 0
+
+    def _unsettled(self) -> list[str]:
+        """Live records nobody runs: re-settled now when possible, else named."""
+        left = []
+        for s in list(self.ctx.store.summaries().values()):
+            if s["state"] in (State.RUNNING, State.AWAITING_INPUT) and s["id"] not in self.runners:
+                if s["id"] not in self.bad:
+                    try:
+                        recovery.recover_one(self.ctx, self.ctx.store.load(s["id"]), self.start_runner)
+                        continue
+                    except OrchestraError as exc:
+                        self.log(f"cannot settle {s['id']}: {exc}")
+                        self.bad.add(s["id"])
+                left.append(s["id"])
+        return left if not self.runners else []
+
+    def _reap_runners(self) -> int:
+        """Free the slots of finished runners; a runner says it is done before its thread ends."""
+        done = [tid for tid, t in self.runners.items() if tid in self._finished or not t.is_alive()]
+        for tid in done:
+            del self.runners[tid]
+            self._finished.discard(tid)
+        return len(done)
+
+    # -- choosing work -----------------------------------------------------------
+
+    def _pass(self) -> bool:
+        """Fail what can never run, start what can; True while work remains."""
+        summaries = self.ctx.store.summaries()
+        queued = [s for s in summaries.values() if s["state"] == State.QUEUED and s["id"] not in self.bad]
+        waiting = any(s["state"] == State.AWAITING_INPUT for s in summaries.values())
+        runnable = []
+        blocked: list[tuple[str, str]] = []
+        for s in queued:
+            reason = None
+            ready = True
+            for dep in s.get("depends_on") or []:
+                d = summaries.get(dep)
+                if d is None:
+                    reason = f"dependency {dep} no longer exists"
+                    break
+                if d["state"] in BLOCKING_STATES:
+                    reason = f"dependency {dep} {d['state']}" + (f": {d['error']}" if d.get("error") else "")
+                    break
+                if d["state"] != State.SUCCEEDED:
+                    ready = False
+            if reason:
+                blocked.append((s["id"], reason))
+            elif ready and s["id"] not in self.runners and (s.get("not_before") or 0) <= time.time():
+                runnable.append(s)
+        if blocked:
+            self._fail_queued(blocked)
+            return True  # summaries changed; look again on the next pass
+        if queued and not runnable and not self.runners and self._fail_cycles(queued, summaries):
+            return True
+        if ratelimit.paused_until(self.ctx.paths):
+            runnable = []  # rate limits hit several agents: no new starts until the pause ends
+        runnable.sort(key=lambda s: (-int(s.get("priority") or 0), s.get("created_at") or 0, s["id"]))
+        if runnable and self._over_budget(summaries, len(queued)):
+            return waiting  # nothing can start; let --until-idle and idle_exit end the scheduler
+        slots = self.max_concurrent - len(self.runners)
+        for s in runnable[: max(slots, 0)]:
+            self._claim_and_start(s["id"])
+        return bool(queued) or waiting
+
+    def _fail_cycles(self, queued: list[dict[str, Any]], summaries: dict[str, dict[str, Any]]) -> bool:
+        """Tasks that wait on each other would hold the queue forever; end them instead."""
+        graph = {tid: list(s.get("depends_on") or []) for tid, s in summaries.items()}
+        failing = []
+        for s in queued:
+            cycle = find_cycle(graph, s["id"])
+            if cycle and s["id"] in cycle:
+                failing.append((s["id"], f"dependency cycle: {' -> '.join(cycle)}"))
+        if failing:
+            self._fail_queued(failing)
+        return bool(failing)
+
+    def _over_budget(self, summaries: dict[str, dict[str, Any]], queued: int) -> bool:
+        """True when the repo budget is spent; logs the reason once per change of mind."""
+        message = budget_message(totals(summaries.values())["cost_usd"], self.ctx.config.budget_usd, queued)
+        if message != self._budget_said:
+            self._budget_said = message
+            self.log(message or "repo budget allows starting tasks again")
+        return message is not None
+
+    def _reload_config(self) -> None:
+        """`orchestra config set` applies to a running scheduler: new runs, merges and budgets use it."""
+        key = _stat_key(self.ctx.paths.config)
+        if key == self._config_key:
+            return
+        self._config_key = key
+        try:
+            self.ctx.reload_config()
+        except OrchestraError as exc:
+            self.log(f"keeping the previous settings: {exc}")
+            return
+        if not self._max_override:
+            self.max_concurrent = self.ctx.config.max_concurrent
+
+    def _fail_queued(self, failing: list[tuple[str, str]]) -> None:
+        """End queued tasks that can never run, all in one locked batch."""
+        store = self.ctx.store
+        ended: list[tuple[str, str]] = []
+        with store.locked():
+            for task_id, reason in failing:
+                try:
+                    task = store.load(task_id)
+                except (CorruptTaskFile, TaskNotFound) as exc:
+                    self.bad.add(task_id)
+                    self.log(f"skipping {task_id}: {exc}")
+                    continue
+                if task.fail_queued(reason):
+                    store.save(task, "finished", state="failed", error=reason)
+                    ended.append((task_id, reason))
+        for task_id, reason in ended[:20]:
+            self.log(f"{task_id} failed: {reason}")
+        if len(ended) > 20:
+            self.log(f"... and {len(ended) - 20} more queued tasks failed the same way")
+        for task_id, _ in ended:
+            task = store.load(task_id)
+            if task.workflow:
+                workflows.task_finished(self.ctx, task)
+        self.wake.set()
+
+    def _claim_and_start(self, task_id: str) -> None:
+        log_path = self.ctx.paths.log_file(task_id)
+        claimed = False
+
+        def mutate(task: Task) -> None:
+            nonlocal claimed
+            if task.state != State.QUEUED:
+                return
+            task.claim(log_path.stat().st_size if log_path.exists() else 0)
+            claimed = True
+
+        try:
+            self.ctx.store.update(task_id, mutate, "claimed")
+        except (CorruptTaskFile, TaskNotFound) as exc:
+            self.bad.add(task_id)
+            self.log(f"skipping {task_id}: {exc}")
+            return
+        if claimed:
+            crash_point("after_claim")
+            self.start_runner(task_id, None)
+
+    def start_runner(self, task_id: str, adopt: Handle | None, finish_only: bool = False,
+                     reason: str | None = None) -> None:
+        thread = threading.Thread(
+            target=self._runner, args=(task_id, adopt, finish_only, reason), name=f"task-{task_id}", daemon=True
+        )
+        self.runners[task_id] = thread
+        thread.start()
+
+    # -- one task ----------------------------------------------------------------
+
+    def _runner(self, task_id: str, adopt: Handle | None, finish_only: bool, reason: str | None) -> None:
+        ctx = self.ctx
+        try:
+            if finish_only:
+                task = runner.finalize(ctx, task_id, exit_code=None, launch_error=reason)
+            elif adopt is None and ctx.store.load(task_id).agentless:
+                task = workflows.run_agentless(ctx, task_id)
+            else:
+                handle = adopt
+                task = None
+                if handle is None:
+                    try:
+                        handle = runner.launch(ctx, task_id)
+                    except OrchestraError as exc:
+                        task = runner.finalize(ctx, task_id, exit_code=None, launch_error=str(exc))
+                if task is None:
+                    assert handle is not None
+                    exit_code, ended_by = runner.watch(ctx, task_id, handle, lambda: self.stopping)
+                    if ended_by == "abandoned":
+                        return
+                    task = runner.finalize(ctx, task_id, exit_code=exit_code, handle=handle,
+                                           timed_out=ended_by == "timeout")
+            self._workflow_hook(task)
+        except Exception as exc:  # a bug must not take the scheduler or the task's work down
+            self.log(f"internal error on {task_id}: {exc}\n{traceback.format_exc()}")
+            self._end_after_internal_error(task_id, exc)
+        finally:
+            self._finished.add(task_id)
+            self.wake.set()
+
+    def _end_after_internal_error(self, task_id: str, exc: Exception) -> None:
+        """No task is left running without an agent: end it as failed, or re-queue it when even that fails."""
+        try:
+            runner.finalize(self.ctx, task_id, exit_code=None, launch_error=f"internal error: {exc}")
+            return
+        except Exception as again:
+            self.log(f"could not record the end of {task_id}: {again}")
+        try:
+            recovery.give_back(self.ctx, task_id, f"internal error: {exc}")
+        except Exception as again:
+            self.log(f"could not re-queue {task_id} either ({again}); it stays as it is until the next start")
+            self.bad.add(task_id)
+
+    def _workflow_hook(self, task: Task) -> None:
+        """A finished task may move its workflow on (next step, revision round, merge, end)."""
+        if task.state.final and task.workflow:
+            try:
+                workflows.task_finished(self.ctx, task)
+            except Exception as exc:  # the task's own end is recorded; a workflow bug must not undo that
+                self.log(f"workflow hook failed for {task.id}: {exc}\n{traceback.format_exc()}")
+            self.wake.set()
+
+
+def _stat_key(path: Path) -> object:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)

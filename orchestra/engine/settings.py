@@ -1,0 +1,34 @@
+"""Reading and changing the repository's settings (`orchestra config`, MCP configure_orchestrator)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestra.core.config import SETTINGS, load_config, require_setting, validate
+from orchestra.engine.context import Context
+from orchestra.store.settings import write_setting
+
+
+def listing(ctx: Context) -> dict[str, dict[str, Any]]:
+    return {
+        name: {
+            "value": getattr(ctx.config, name),
+            "default": setting.default,
+            "set": name in ctx.config.values,
+            "help": setting.help,
+        }
+        for name, setting in SETTINGS.items()
+    }
+
+
+def get(ctx: Context, key: str) -> Any:
+    return getattr(ctx.config, require_setting(key.strip()).name)
+
+
+def set_value(ctx: Context, key: str, value: object) -> Any:
+    """Validate, then rewrite only that line of config.toml (comments and tables survive)."""
+    name = key.strip()
+    checked = validate(name, value)
+    write_setting(ctx.store, name, checked)
+    ctx.config = load_config(ctx.paths.config)
+    return checked

@@ -1,0 +1,97 @@
+"""Where an agent runs, behind one small interface the scheduler uses.
+
+The engine decides what a run is (prompt, role, permissions, budget) and keeps the
+durable record; an executor only makes it happen somewhere: it prepares a checkout
+of the task's branch, starts Claude Code there, reports whether it still runs,
+streams its transcript into `.orchestra/logs/<id>.jsonl`, relays permission
+questions into `.orchestra/requests/<id>/` and answers back, stops it, finds it again
+after a scheduler restart, and brings the branch home when the run ends.
+
+`local` runs agents as detached process groups on this machine. A second executor
+(another machine, a cluster) is one more module beside it, not edits across the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from orchestra.core.roles import Role
+from orchestra.core.task import Task
+
+
+@dataclass
+class Launch:
+    """Everything one run needs, decided by the engine before the executor starts it."""
+
+    task: Task
+    role: Role  # the role as Claude Code should see it: mode, tools, rules applied
+    prompt: str
+    system_prompt: str
+    base_sha: str  # the commit a new branch starts from
+    resume: str | None = None
+    max_budget_usd: float | None = None
+    claude_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # variables for the agent, on top of the host's own
+    prompt_tool: bool = False  # route undecided tool uses to orchestra's permission server
+    permission_timeout: float = 1800.0
+    sandbox: dict[str, Any] | None = None  # Claude Code sandbox settings, when the agent runs sandboxed
+
+
+@dataclass
+class Handle:
+    """A run in progress, as the executor that started it knows it."""
+
+    task_id: str
+    pid: int
+    proc_start: int | None = None
+    log_offset: int = 0  # where this run's transcript starts in the local log
+    worktree: str = ""
+    node: str | None = None  # where it runs, when that is not this machine
+    native: Any = None  # the executor's own object (a Popen, an actor handle); not persisted
+
+
+@dataclass
+class Collected:
+    """What finishing a run left on its branch."""
+
+    commit: str | None = None  # the commit orchestra made of the agent's uncommitted work
+    error: str | None = None  # why the work could not be brought home, if it could not
+
+
+RUNNING = object()
+
+
+class Executor(Protocol):
+    name: str
+
+    def prepare(self, launch: Launch, bootstrap_needed: bool) -> list[str]:
+        """Make the task's checkout of its branch (copy files, run setup when new); returns the copied paths."""
+
+    def spawn(self, launch: Launch) -> Handle:
+        """Start the agent in the prepared checkout; raises OrchestraError with the reason when it cannot."""
+
+    def poll(self, handle: Handle) -> Any:
+        """The exit code when the run has ended (None when it is not known), else RUNNING."""
+
+    def wait(self, handle: Handle, seconds: float) -> None:
+        """Block up to `seconds`, returning early when the run may have ended."""
+
+    def sync(self, handle: Handle) -> None:
+        """Bring the transcript and permission questions home, and answers out (a no-op where they are shared)."""
+
+    def stop(self, handle: Handle, grace: float) -> Any:
+        """End the run's whole process group (TERM, then KILL after `grace`); returns poll() after."""
+
+    def adopt(self, task: Task) -> Handle | None:
+        """The live run of a task whose scheduler died, or None when none is alive."""
+
+    def collect(self, task: Task, handle: Handle | None) -> Collected:
+        """After the run: commit what the agent left, and make the task's branch the run's result."""
+
+    def workspace(self, task: Task) -> Path | None:
+        """The task's checkout on this machine, if it has one here."""
+
+    def problems(self) -> list[str]:
+        """Why runs cannot start here right now (for doctor and status); empty when they can."""

@@ -1,0 +1,91 @@
+"""Commits and branches: resolving, checking and comparing refs, with names that could be misread refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchestra.core.errors import InvalidInput
+from orchestra.git.runner import git
+
+
+def resolve_commit(repo: Path, ref: str, what: str = "base ref") -> str:
+    """The commit a ref names; refs that look like options are refused before git sees them."""
+    ref = (ref or "").strip()
+    if not ref:
+        raise InvalidInput(f"empty {what}")
+    if ref.startswith("-"):
+        raise InvalidInput(f"invalid {what} {ref!r}: refs may not start with '-'")
+    if any(c in ref for c in "\0\n\r"):
+        raise InvalidInput(f"invalid {what} {ref!r}")
+    proc = git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", check=False)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise InvalidInput(f"{what} {ref!r} does not name a commit in this repository")
+    return proc.stdout.strip()
+
+
+def has_commits(repo: Path) -> bool:
+    return git(repo, "rev-parse", "--verify", "--quiet", "HEAD^{commit}", check=False).returncode == 0
+
+
+def branch_exists(repo: Path, branch: str) -> bool:
+    return git(repo, "show-ref", "--verify", "--quiet", f"refs/heads/{branch}", check=False).returncode == 0
+
+
+def branch_head(repo: Path, branch: str) -> str | None:
+    proc = git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False)
+    return (proc.stdout.strip() or None) if proc.returncode == 0 else None
+
+
+def is_ancestor(repo: Path, older: str, newer: str) -> bool:
+    return git(repo, "merge-base", "--is-ancestor", older, newer, check=False).returncode == 0
+
+
+def current_branch(repo: Path) -> str | None:
+    proc = git(repo, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+    return (proc.stdout.strip() or None) if proc.returncode == 0 else None
+
+
+def check_branch_name(repo: Path, branch: str) -> str:
+    """A branch name git accepts, that no tool could take for an option."""
+    branch = (branch or "").strip()
+    if not branch or branch.startswith("-") or any(c in branch for c in "\0\n\r"):
+        raise InvalidInput(f"invalid branch name {branch!r}")
+    branch = branch.removeprefix("refs/heads/")
+    if git(repo, "check-ref-format", "--branch", branch, check=False).returncode != 0:
+        raise InvalidInput(f"invalid branch name {branch!r}")
+    return branch
+
+
+def check_target(repo: Path, branch: str) -> str:
+    """A local branch to merge into."""
+    branch = check_branch_name(repo, branch)
+    if not branch_exists(repo, branch):
+        raise InvalidInput(f"no local branch {branch!r} to merge into")
+    return branch
+
+
+def update_ref(repo: Path, branch: str, new: str, old: str | None, message: str) -> bool:
+    """Move a branch only if it is where we think it is (a compare-and-swap); False when it moved."""
+    args = ["update-ref", "-m", message, f"refs/heads/{branch}", new]
+    if old is not None:
+        args.append(old)
+    return git(repo, *args, check=False).returncode == 0
+
+
+def delete_branch(repo: Path, branch: str, expected: str) -> tuple[bool, str]:
+    proc = git(repo, "update-ref", "-d", f"refs/heads/{branch}", expected, check=False)
+    return proc.returncode == 0, proc.stderr.strip()
+
+
+def branches(repo: Path) -> set[str]:
+    out = git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/", check=False).stdout
+    return set(out.split())
+
+
+def containing(repo: Path, sha: str) -> list[str]:
+    return git(repo, "for-each-ref", "--contains", sha, "--format=%(refname)", check=False).stdout.split()
+
+
+def log_lines(repo: Path, rev_range: str, fmt: str = "%h %s", reverse: bool = False) -> list[str]:
+    args = ["log", f"--format={fmt}"] + (["--reverse"] if reverse else []) + [rev_range, "--"]
+    return git(repo, *args, check=False).stdout.splitlines()

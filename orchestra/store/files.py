@@ -1,0 +1,96 @@
+"""Crash-safe file writes: a reader sees the old content or the new, never a mix."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from orchestra.core.errors import StorageError
+
+# Temp files are named `.<target>.<pid>.<random>.tmp`; doctor finds stale ones by this shape.
+TMP_PREFIX = "."
+TMP_SUFFIX = ".tmp"
+
+
+def write_atomic(path: Path, data: bytes, *, durable: bool = True, mode: int = 0o600) -> None:
+    """Temp file in the same directory, fsync, rename over the target, fsync the directory.
+
+    `durable=False` skips the fsyncs for caches that can be rebuilt from other files.
+    """
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except OSError as exc:
+        raise _storage_error(path, exc) from exc
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        if durable:
+            os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if fd >= 0:
+            os.close(fd)
+        unlink_quietly(tmp)
+        if isinstance(exc, OSError):
+            raise _storage_error(path, exc) from exc
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def _storage_error(path: Path, exc: OSError) -> StorageError:
+    return StorageError(f"cannot write {path}: {exc.strerror or exc}; nothing was changed")
+
+
+def fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def append_line(path: Path, line: str) -> None:
+    """One write() with O_APPEND, so concurrent appenders never interleave inside a line."""
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise StorageError(f"cannot append to {path}: {exc.strerror or exc}") from exc
+
+
+def unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def private_opener(path: str, flags: int) -> int:
+    """For open(..., opener=): files orchestra creates are readable by their owner only."""
+    return os.open(path, flags, 0o600)
+
+
+def read_json(path: Path) -> object | None:
+    """A small JSON file's content, or None when it is missing or unreadable (callers rebuild or default)."""
+    import json
+
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None

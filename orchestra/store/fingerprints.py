@@ -1,0 +1,28 @@
+"""The fingerprints of secret values agents ran with (never the values), for every reader's masking."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from orchestra.core import redact
+from orchestra.store.files import read_json, write_atomic
+from orchestra.store.paths import Paths
+
+
+def record(paths: Paths, values: Iterable[str]) -> None:
+    """Add these values' fingerprints (the scheduler calls this with its environment's secrets)."""
+    values = list(values)
+    old = read_json(paths.fingerprints)
+    merged = redact.merge_fingerprints(old if isinstance(old, dict) else None, values)
+    if merged != old:
+        paths.ensure()
+        write_atomic(paths.fingerprints, json.dumps(merged).encode())
+
+
+def install_for_reading(paths: Paths, env_values: Iterable[str] = ()) -> redact.Redactor:
+    """This process masks what its own environment knows plus what agents of this repo ran with."""
+    data = read_json(paths.fingerprints)
+    redactor = redact.Redactor(env_values, data if isinstance(data, dict) else None)
+    redact.install(redactor)
+    return redactor

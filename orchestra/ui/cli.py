@@ -1,0 +1,742 @@
+"""The `orchestra` command: parse, call the core, render. Nothing else lives here."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from orchestra import __version__
+from orchestra.core.errors import (
+    EXIT_AWAITING_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+    OrchestraError,
+)
+
+
+def _orchestra(ctx: click.Context) -> Any:
+    from orchestra.app import Orchestra
+
+    obj = ctx.find_root().obj
+    if obj.get("orchestra") is None:
+        obj["orchestra"] = Orchestra(obj.get("repo"))
+    return obj["orchestra"]
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The repository to act on (default: the one containing the current directory).",
+)
+@click.version_option(__version__, prog_name="orchestra")
+@click.pass_context
+def cli(ctx: click.Context, repo: Path | None) -> None:
+    """Run a team of Claude Code agents on one git repository.
+
+    Each task runs `claude` headless in its own git worktree and branch; the queue
+    lives in .orchestra/ and survives restarts.
+    """
+    ctx.obj = {"repo": repo, "orchestra": None}
+
+
+@cli.command()
+@click.argument("prompt", nargs=-1)
+@click.option("-f", "--file", "prompt_file", type=click.File("r"), help="Read the prompt from FILE ('-' for stdin).")
+@click.option("-r", "--role", default="generalist", show_default=True, help="The agent's role.")
+@click.option("-p", "--priority", default="0", help="Higher runs first (integer, -1000..1000).")
+@click.option("-a", "--after", multiple=True, metavar="ID", help="Start only after task ID succeeded (repeatable).")
+@click.option("--on", "on", metavar="ID", help="Start from task ID's branch (implies --after ID).")
+@click.option("--base", metavar="REF", help="Start from REF instead of the current HEAD.")
+@click.option("--title", help="A short title (default: the prompt's first line).")
+@click.option("--timeout", metavar="DURATION", help="Wall-clock limit per run: seconds, or 30m, 2h.")
+@click.option("--budget", metavar="USD", help="Spending limit over all runs (claude --max-budget-usd).")
+@click.option("--start/--no-start", "start", default=None, help="Start a background scheduler if none runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new task as JSON instead of its id.")
+@click.pass_context
+def submit(
+    ctx: click.Context,
+    prompt: tuple[str, ...],
+    prompt_file: Any,
+    role: str,
+    priority: str,
+    after: tuple[str, ...],
+    on: str | None,
+    base: str | None,
+    title: str | None,
+    timeout: str | None,
+    budget: str | None,
+    start: bool | None,
+    as_json: bool,
+) -> int:
+    """Queue a task and print its id.
+
+    The prompt comes from the arguments, from -f FILE, or from stdin when neither
+    is given (or the argument is '-').
+    """
+    if prompt_file is not None and prompt:
+        raise click.UsageError("give the prompt as arguments or with --file, not both")
+    if prompt_file is not None:
+        text = prompt_file.read()
+    elif prompt and prompt != ("-",):
+        text = " ".join(prompt)
+    elif not sys.stdin.isatty() or prompt == ("-",):
+        text = sys.stdin.read()
+    else:
+        raise click.UsageError("no prompt: give it as an argument, with --file, or on stdin")
+    orch = _orchestra(ctx)
+    task = orch.submit(
+        text, role=role, priority=priority, after=after, on=on, base=base, title=title, timeout=timeout,
+        budget=budget, start=start,
+    )
+    if as_json:
+        _echo_json(task.to_dict())
+    else:
+        click.echo(task.id)
+    return EXIT_OK
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("-w", "--watch", is_flag=True, help="Redraw in place until Ctrl-C.")
+@click.option("-n", "--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
+              help="Seconds between redraws with --watch.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> int:
+    """Who waits for you, who runs, the queue, workflows, recent results and spend."""
+    from orchestra.ui import term
+    from orchestra.ui.views import status_lines
+
+    orch = _orchestra(ctx)
+    if as_json:
+        if watch:
+            raise click.UsageError("--watch and --json do not mix")
+        _echo_json(orch.status().to_dict())
+        return EXIT_OK
+    if watch and sys.stdout.isatty():
+        from orchestra.ui.dashboard import watch as live
+
+        return live(orch.status, interval)
+    color = term.color_enabled()
+    try:
+        while True:
+            report = orch.status()
+            lines = status_lines(report, term.width())
+            click.echo("\n".join(term.paint(kind, text, color) for kind, text in lines))
+            for reason in report.corrupt.values():
+                click.echo(f"orchestra: warning: {reason}", err=True)
+            if not watch:
+                return EXIT_OK
+            sys.stdout.flush()
+            time.sleep(interval)
+            click.echo(f"\n--- {time.strftime('%H:%M:%S')}")
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+@cli.command("list")
+@click.option("-s", "--state", "states", multiple=True, help="Only tasks in this state (repeatable).")
+@click.option("-r", "--role", "roles", multiple=True, help="Only tasks with this role (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Every field of every task, as a JSON array.")
+@click.pass_context
+def list_cmd(ctx: click.Context, states: tuple[str, ...], roles: tuple[str, ...], as_json: bool) -> int:
+    """List tasks, oldest first."""
+    from orchestra.ui.views import task_table
+
+    orch = _orchestra(ctx)
+    if as_json:
+        _echo_json([t.to_dict() for t in orch.list(states, roles)])
+        return EXIT_OK
+    rows = [s for s in orch.summaries(states) if not roles or s["role"] in roles]
+    click.echo(task_table(rows))
+    for path, reason in orch.corrupt_files().items():
+        click.echo(f"orchestra: warning: {reason}", err=True)
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True, help="Every field, as JSON.")
+@click.pass_context
+def show(ctx: click.Context, task_id: str, as_json: bool) -> int:
+    """Everything about one task."""
+    from orchestra.ui.views import request_text, task_text
+
+    orch = _orchestra(ctx)
+    task = orch.get(task_id)
+    request = orch.pending_request(task.id)
+    if as_json:
+        _echo_json({**task.to_dict(), "pending_request": request})
+    else:
+        click.echo(task_text(task, orch.events(task.id)))
+        if request:
+            click.echo(request_text(request))
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("task_id")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the task ends.")
+@click.option("--raw", is_flag=True, help="Print the stream-json lines as Claude Code wrote them.")
+@click.pass_context
+def logs(ctx: click.Context, task_id: str, follow: bool, raw: bool) -> int:
+    """The agent's transcript, rendered for people (coloured on a terminal)."""
+    from orchestra.ui import term
+    from orchestra.agent import transcript
+
+    orch = _orchestra(ctx)
+    task = orch.get(task_id)
+    path = orch.paths.log_file(task.id)
+    color = term.color_enabled()
+    offset = 0
+
+    def show(items: list[Any]) -> None:
+        for item in items:
+            click.echo(term.paint(item.kind, item.text, color))
+
+    try:
+        while True:
+            if raw:
+                offset = _copy_raw(path, offset)
+            else:
+                items, offset = transcript.render_file(path, offset)
+                show(items)
+            if not follow:
+                break
+            state = orch.get(task.id).state
+            if state.final:
+                if raw:
+                    _copy_raw(path, offset)
+                else:
+                    items, offset = transcript.render_file(path, offset, include_partial=True)
+                    show(items)
+                break
+            time.sleep(0.3)
+    except KeyboardInterrupt:
+        return EXIT_OK  # leaving --follow is not an error
+    if not path.exists() and not follow:
+        click.echo(f"orchestra: no transcript yet for {task.id} ({task.state})", err=True)
+    return EXIT_OK
+
+
+def _copy_raw(path: Path, offset: int) -> int:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    except FileNotFoundError:
+        return offset
+    end = data.rfind(b"\n") + 1
+    if end:
+        sys.stdout.buffer.write(data[:end])
+        sys.stdout.flush()
+    return offset + end
+
+
+@cli.command()
+@click.argument("task_ids", nargs=-1, required=True)
+@click.option("--timeout", metavar="DURATION", help="Give up after this long (exit 124).")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing; the exit code says it all.")
+@click.option("--json", "as_json", is_flag=True, help="Print the tasks' final records as a JSON array.")
+@click.pass_context
+def wait(ctx: click.Context, task_ids: tuple[str, ...], timeout: str | None, quiet: bool, as_json: bool) -> int:
+    """Block until the tasks end or one waits for input.
+
+    Exit 0 if all succeeded, 1 if any failed, 3 as soon as one is awaiting input,
+    124 if the timeout passed first.
+    """
+    from orchestra.core.task import State
+    from orchestra.core.values import parse_duration
+
+    limit = parse_duration(timeout, "timeout") if timeout else None
+    tasks = _orchestra(ctx).wait(task_ids, timeout=limit)
+    if as_json:
+        _echo_json([t.to_dict() for t in tasks])
+    elif not quiet:
+        for t in tasks:
+            click.echo(f"{t.id} {t.state}" + (f": {t.error}" if t.error else ""))
+    if any(t.state == State.AWAITING_INPUT for t in tasks):
+        return EXIT_AWAITING_INPUT
+    if not all(t.state.final for t in tasks):
+        return EXIT_TIMEOUT
+    return EXIT_OK if all(t.state == "succeeded" for t in tasks) else EXIT_FAILED
+
+
+@cli.command()
+@click.argument("task_ids", nargs=-1, required=True)
+@click.pass_context
+def cancel(ctx: click.Context, task_ids: tuple[str, ...]) -> int:
+    """Cancel queued or running tasks; a running agent is stopped, its work kept."""
+    orch = _orchestra(ctx)
+    for ref in task_ids:
+        task = orch.cancel(ref)
+        click.echo(f"{task.id} {'cancelled' if task.state == 'cancelled' else 'cancelling'}")
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("task_ids", nargs=-1, required=True)
+@click.option("--start/--no-start", "start", default=None, help="Start a background scheduler if none runs.")
+@click.option("--budget", metavar="USD", help="Set a new spending limit over all runs first.")
+@click.pass_context
+def retry(ctx: click.Context, task_ids: tuple[str, ...], start: bool | None, budget: str | None) -> int:
+    """Queue failed, cancelled or timed-out tasks again, on the same branch."""
+    orch = _orchestra(ctx)
+    for ref in task_ids:
+        task = orch.retry(ref, budget=budget, start=start)
+        click.echo(f"{task.id} queued")
+    return EXIT_OK
+
+
+@cli.command()
+@click.option("--until-idle", is_flag=True, help="Exit when no task is queued or running.")
+@click.option("-j", "--max-concurrent", type=click.IntRange(min=1), help="Agents at once (default: config).")
+@click.option("--background", is_flag=True, hidden=True)
+@click.pass_context
+def worker(ctx: click.Context, until_idle: bool, max_concurrent: int | None, background: bool) -> int:
+    """Run the scheduler in the foreground."""
+    from orchestra.core.errors import SchedulerBusy
+
+    orch = _orchestra(ctx)
+    scheduler = orch.scheduler(
+        max_concurrent=max_concurrent,
+        until_idle=until_idle,
+        idle_exit=orch.config.idle_exit if background else None,
+    )
+    try:
+        return scheduler.run()
+    except SchedulerBusy:
+        if background:
+            return EXIT_OK  # lost a start-up race to another scheduler: that one does the work
+        raise
+
+
+@cli.command()
+@click.argument("task_id")
+@click.argument("text", nargs=-1)
+@click.option("--allow", "decision", flag_value="allow", help="Let the waiting tool use run.")
+@click.option("--deny", "decision", flag_value="deny", help="Refuse the waiting tool use.")
+@click.option("-m", "--message", help="With --deny: why, for the agent to read.")
+@click.option("--always", is_flag=True, help="With --allow: allow the same again for the rest of this task.")
+@click.option("--start/--no-start", "start", default=None, help="Start a background scheduler if none runs.")
+@click.pass_context
+def respond(
+    ctx: click.Context,
+    task_id: str,
+    text: tuple[str, ...],
+    decision: str | None,
+    message: str | None,
+    always: bool,
+    start: bool | None,
+) -> int:
+    """Answer a waiting permission request, or reply to an ended task.
+
+    With --allow or --deny, answers the tool use TASK_ID is waiting on. With TEXT
+    ('-' reads stdin), continues the task's Claude session in the same worktree and
+    branch as a new attempt.
+    """
+    orch = _orchestra(ctx)
+    reply: str | None = None
+    if text:
+        reply = sys.stdin.read() if text == ("-",) else " ".join(text)
+    elif decision is None:
+        raise click.UsageError("give --allow or --deny, or a reply text")
+    allow = None if decision is None else decision == "allow"
+    task = orch.respond(task_id, allow=allow, message=message, always=always, text=reply, start=start)
+    if reply is not None:
+        click.echo(f"{task.id} queued (continuing session {task.resume_session})")
+    else:
+        click.echo(f"{task.id} {'allowed' if allow else 'denied'}" + (" (always, for this task)" if always else ""))
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("task_ids", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Stop every running agent.")
+@click.pass_context
+def stop(ctx: click.Context, task_ids: tuple[str, ...], all_: bool) -> int:
+    """Stop running agents (SIGTERM, then SIGKILL after the grace period); work is kept."""
+    orch = _orchestra(ctx)
+    if all_ == bool(task_ids):
+        raise click.UsageError("give task ids or --all (not both)")
+    tasks = orch.stop_all() if all_ else [orch.stop(ref) for ref in task_ids]
+    for task in tasks:
+        click.echo(f"{task.id} stopping")
+    if all_ and not tasks:
+        click.echo("no running agents")
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("task_id")
+@click.argument("value", metavar="N")
+@click.pass_context
+def priority(ctx: click.Context, task_id: str, value: str) -> int:
+    """Change the priority of a queued task (higher runs first)."""
+    task = _orchestra(ctx).set_priority(task_id, value)
+    click.echo(f"{task.id} priority {task.priority}")
+    return EXIT_OK
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def queue(ctx: click.Context, as_json: bool) -> int:
+    """Queued tasks in the order they will run, with what each waits for."""
+    if ctx.invoked_subcommand is not None:
+        return EXIT_OK
+    from orchestra.ui.views import queue_text
+
+    rows = _orchestra(ctx).queue()
+    if as_json:
+        _echo_json(rows)
+    else:
+        click.echo(queue_text(rows))
+    return EXIT_OK
+
+
+@queue.command("remove")
+@click.argument("task_ids", nargs=-1, required=True)
+@click.pass_context
+def queue_remove(ctx: click.Context, task_ids: tuple[str, ...]) -> int:
+    """Take queued tasks out of the queue (they end as cancelled)."""
+    orch = _orchestra(ctx)
+    for ref in task_ids:
+        click.echo(f"{orch.remove_from_queue(ref).id} removed")
+    return EXIT_OK
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Read and change the settings in .orchestra/config.toml."""
+
+
+@config_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def config_list(ctx: click.Context, as_json: bool) -> int:
+    """Every setting with its value; '*' marks values set in config.toml."""
+    settings = _orchestra(ctx).config_list()
+    if as_json:
+        _echo_json(settings)
+        return EXIT_OK
+    from orchestra.ui.views import config_text
+
+    click.echo(config_text(settings))
+    return EXIT_OK
+
+
+@config_group.command("get")
+@click.argument("key")
+@click.pass_context
+def config_get(ctx: click.Context, key: str) -> int:
+    """Print one setting's value."""
+    value = _orchestra(ctx).config_get(key)
+    click.echo(value if isinstance(value, str) else json.dumps(value))
+    return EXIT_OK
+
+
+@config_group.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.pass_context
+def config_set(ctx: click.Context, key: str, value: str) -> int:
+    """Validate and store one setting (lists: a JSON array or space-separated words)."""
+    parsed: object = value
+    if value.lstrip().startswith("["):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            raise click.UsageError(f"invalid list for {key}: {value}") from None
+    stored = _orchestra(ctx).config_set(key, parsed)
+    click.echo(f"{key} = {json.dumps(stored)}")
+    return EXIT_OK
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def spend(ctx: click.Context, as_json: bool) -> int:
+    """Cost and tokens for the repository, per workflow and per role, and the budget."""
+    from orchestra.ui.views import spend_text
+
+    report = _orchestra(ctx).spend()
+    if as_json:
+        _echo_json(report)
+    else:
+        click.echo(spend_text(report))
+    return EXIT_OK
+
+
+@cli.group("roles", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Every field of every role, as JSON.")
+@click.pass_context
+def roles_cmd(ctx: click.Context, as_json: bool) -> int:
+    """List the roles (built-in and your own), with where each comes from."""
+    if ctx.invoked_subcommand is not None:
+        return EXIT_OK
+    from orchestra.ui.views import roles_table
+
+    roles = _orchestra(ctx).roles()
+    if as_json:
+        _echo_json({name: r.to_dict() for name, r in roles.items()})
+    else:
+        click.echo(roles_table(roles))
+    return EXIT_OK
+
+
+@roles_cmd.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Every field, as JSON.")
+@click.pass_context
+def roles_show(ctx: click.Context, name: str, as_json: bool) -> int:
+    """Everything about one role, including its full system prompt."""
+    from orchestra.ui.views import role_text
+
+    role = _orchestra(ctx).role(name)
+    click.echo(json.dumps(role.to_dict(), indent=2, sort_keys=True) if as_json else role_text(role))
+    return EXIT_OK
+
+
+@cli.group("workflow")
+def workflow_cmd() -> None:
+    """Start and follow workflows: a team of roles working on one request."""
+
+
+@workflow_cmd.command("start")
+@click.argument("template")
+@click.argument("request", nargs=-1)
+@click.option("-f", "--file", "request_file", type=click.File("r"), help="Read the request from FILE ('-' for stdin).")
+@click.option("--base", metavar="REF", help="Start from REF (default HEAD); for code-review: BRANCH or FROM..TO.")
+@click.option("--into", metavar="BRANCH", help="Merge the result into BRANCH (default: the base branch).")
+@click.option("--start/--no-start", "start", default=None, help="Start a background scheduler if none runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new workflow as JSON instead of its id.")
+@click.pass_context
+def workflow_start(
+    ctx: click.Context, template: str, request: tuple[str, ...], request_file: Any, base: str | None,
+    into: str | None, start: bool | None, as_json: bool,
+) -> int:
+    """Start workflow TEMPLATE on REQUEST and print its id."""
+    if request_file is not None and request:
+        raise click.UsageError("give the request as arguments or with --file, not both")
+    text = request_file.read() if request_file is not None else " ".join(request)
+    if not text.strip():
+        raise click.UsageError("no request: say what the team should do")
+    orch = _orchestra(ctx)
+    wf = orch.start_workflow(template, text, base=base, into=into, start=start)
+    if as_json:
+        _echo_json(wf.to_dict())
+    else:
+        click.echo(wf.id)
+    return EXIT_OK
+
+
+@workflow_cmd.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Every workflow record, as a JSON array.")
+@click.pass_context
+def workflow_list(ctx: click.Context, as_json: bool) -> int:
+    """List workflows, oldest first."""
+    from orchestra.ui.views import workflow_table
+
+    workflows = _orchestra(ctx).workflows()
+    if as_json:
+        _echo_json([w.to_dict() for w in workflows])
+    else:
+        click.echo(workflow_table(workflows))
+    return EXIT_OK
+
+
+@workflow_cmd.command("wait")
+@click.argument("workflow_id")
+@click.option("--timeout", metavar="DURATION", help="Give up after this long (exit 124).")
+@click.pass_context
+def workflow_wait(ctx: click.Context, workflow_id: str, timeout: str | None) -> int:
+    """Block until the workflow ends; exit 0 only if it succeeded (3: a step waits for you)."""
+    from orchestra.core.values import parse_duration
+
+    limit = parse_duration(timeout, "timeout") if timeout else None
+    wf, waiting = _orchestra(ctx).wait_workflow(workflow_id, timeout=limit)
+    click.echo(f"{wf.id} {wf.state}" + (f": {wf.error}" if wf.error else "") + (" (a step waits for input)" if waiting else ""))
+    if waiting:
+        return EXIT_AWAITING_INPUT
+    if wf.state == "running":
+        return EXIT_TIMEOUT
+    return EXIT_OK if wf.state == "succeeded" else EXIT_FAILED
+
+
+@workflow_cmd.command("cancel")
+@click.argument("workflow_id")
+@click.pass_context
+def workflow_cancel(ctx: click.Context, workflow_id: str) -> int:
+    """Cancel a workflow: its live steps are stopped, its branches and finished work kept."""
+    wf = _orchestra(ctx).cancel_workflow(workflow_id)
+    click.echo(f"{wf.id} {wf.state}")
+    return EXIT_OK
+
+
+@workflow_cmd.command("show")
+@click.argument("workflow_id")
+@click.option("--json", "as_json", is_flag=True, help="The record and its tasks, as JSON.")
+@click.pass_context
+def workflow_show(ctx: click.Context, workflow_id: str, as_json: bool) -> int:
+    """The task graph of one workflow, with each step's state."""
+    from orchestra.ui.views import workflow_text
+
+    orch = _orchestra(ctx)
+    wf = orch.workflow(workflow_id)
+    tasks = orch.workflow_tasks(wf)
+    spend = orch.workflow_spend(wf.id)
+    if as_json:
+        _echo_json({**wf.to_dict(), "tasks": {tid: t.to_dict() for tid, t in tasks.items()}, "spend": spend})
+    else:
+        click.echo(workflow_text(wf, tasks, spend))
+    return EXIT_OK
+
+
+@workflow_cmd.command("templates")
+@click.option("--json", "as_json", is_flag=True, help="Every template, as JSON.")
+@click.pass_context
+def workflow_templates(ctx: click.Context, as_json: bool) -> int:
+    """List workflow templates (built-in and .orchestra/workflows/*.toml)."""
+    from orchestra.ui.views import templates_text
+
+    templates = _orchestra(ctx).workflow_templates()
+    if as_json:
+        _echo_json({name: t.to_dict() for name, t in templates.items()})
+    else:
+        click.echo(templates_text(templates))
+    return EXIT_OK
+
+
+@cli.command("merge")
+@click.argument("ref")
+@click.option("--into", metavar="BRANCH", help="The branch to merge into (default: the workflow's or task's target).")
+@click.option("--strategy", type=click.Choice(["merge", "squash", "ff-only"]), help="Default: config merge_strategy.")
+@click.option("--resolve", is_flag=True, help="On a conflict, start an implementer to resolve it, then retry.")
+@click.option("--start/--no-start", "start", default=None, help="Start a background scheduler for --resolve.")
+@click.option("--json", "as_json", is_flag=True, help="The result as JSON.")
+@click.pass_context
+def merge_cmd(
+    ctx: click.Context, ref: str, into: str | None, strategy: str | None, resolve: bool, start: bool | None,
+    as_json: bool,
+) -> int:
+    """Merge a task's branch or a workflow's result into its target, behind the gate."""
+    from orchestra.ui.views import merge_text
+
+    orch = _orchestra(ctx)
+    result = orch.merge(ref, into=into, strategy=strategy, resolve=resolve, start=start)
+    if as_json:
+        _echo_json(result.to_dict())
+    else:
+        click.echo(merge_text(result), err=not (result.ok or result.resolve_task))
+    return EXIT_OK if result.ok or result.resolve_task else EXIT_FAILED
+
+
+@cli.command("cleanup")
+@click.option("-n", "--dry-run", is_flag=True, help="Only say what would be removed.")
+@click.option("--force", is_flag=True, help="Also remove unmerged branches and dirty worktrees (listed first).")
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+@click.pass_context
+def cleanup_cmd(ctx: click.Context, dry_run: bool, force: bool, as_json: bool) -> int:
+    """Remove worktrees of finished tasks, and their branches once merged."""
+    from orchestra.ui.views import cleanup_text
+
+    orch = _orchestra(ctx)
+    if force and not dry_run and not as_json:
+        preview = orch.cleanup(dry_run=True, force=True)
+        if preview.would_lose:
+            click.echo(cleanup_text(preview).split("\n\n", 1)[-1])
+            click.echo("")
+    report = orch.cleanup(dry_run=dry_run, force=force)
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        click.echo(cleanup_text(report))
+    return EXIT_OK
+
+
+@cli.command()
+@click.option(
+    "--repo",
+    "serve_repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The repository to serve (default: the global --repo, or the one containing the current directory).",
+)
+@click.pass_context
+def serve(ctx: click.Context, serve_repo: Path | None) -> int:
+    """Run the MCP server on stdio (for Claude Desktop, Claude Code and other MCP clients).
+
+    Starts or joins the repository's scheduler so submitted tasks run; only the
+    protocol goes to stdout, logs go to stderr.
+    """
+    from orchestra.ui.mcp_server import serve as run_server  # the SDK is slow to import; only serve pays
+
+    run_server(serve_repo or ctx.find_root().obj.get("repo"))
+    return EXIT_OK
+
+
+@cli.command()
+@click.option("--fix", is_flag=True, help="Repair what can be repaired without losing anything.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def doctor(ctx: click.Context, fix: bool, as_json: bool) -> int:
+    """Check the queue, worktrees and branches against each other; exit 1 if problems remain."""
+    from orchestra.ui.views import doctor_text
+
+    report = _orchestra(ctx).doctor(fix=fix)
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        click.echo(doctor_text(report))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"orchestra: error: {message}", err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    if "_ORCHESTRA_COMPLETE" in os.environ:  # shell completion: wire the candidates only when asked
+        from orchestra.ui.completion import install
+
+        install(cli)
+    try:
+        rv = cli.main(args=argv, prog_name="orchestra", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:  # pragma: no cover - click >= 8.2
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        sys.exit(EXIT_USAGE)
+    except click.UsageError as exc:
+        hint = f" (see 'orchestra {exc.ctx.info_name} --help')" if exc.ctx and exc.ctx.parent else ""
+        _fail(exc.format_message() + hint, EXIT_USAGE)
+    except click.Abort:
+        click.echo("", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except OrchestraError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(EXIT_FAILED)
+    except OSError as exc:  # the file system said no (full disk, permissions): say where, in one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}", EXIT_FAILED)
+    except Exception as exc:  # never a traceback for a person; the message still says what broke
+        _fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL)
+    sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+

@@ -1,0 +1,252 @@
+"""Man pages generated from the click definitions, so they cannot drift from the CLI.
+
+    python -m orchestra.ui.manpages man/
+
+writes man/orchestra.1 and one page per subcommand (orchestra-queue-remove.1, ...).
+Output is deterministic: no dates, the package version in the footer, commands in
+name order; a test regenerates into a temporary directory and diffs. Sections that
+click cannot know (exit status, environment, files, completion) live here as text.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from orchestra import __version__
+
+EXIT_STATUS = [
+    ("0", "Success."),
+    ("1", "An error: bad input, a failed task (wait), a broken repository. One line on stderr says why."),
+    ("2", "Usage error: an unknown option, a missing argument."),
+    ("3", "wait: a task it waits for is awaiting input (a permission request or a question)."),
+    ("124", "wait: the --timeout passed before the tasks ended."),
+    ("130", "Interrupted by Ctrl-C (except status --watch and logs --follow, which exit 0)."),
+]
+
+ENVIRONMENT = [
+    ("ORCHESTRA_CLAUDE", "The claude executable to run (overrides the claude_binary setting)."),
+    ("NO_COLOR", "When set to anything, no colour is used. Colour is only used on a terminal anyway."),
+    ("COLUMNS", "The width of the status picture when output is not a terminal (default 80)."),
+    ("_ORCHESTRA_COMPLETE", "Set by the shell completion scripts; see SHELL COMPLETION."),
+    ("ORCHESTRA_TEST_CRASH_AT", "For tests only: POINT[:N] makes the scheduler kill itself (SIGKILL) the "
+                                "N-th time it passes that point (after_claim, before_worktree, after_worktree, "
+                                "after_spawn, after_started, before_finalize, after_commit, after_finalize, "
+                                "between_task_and_index, recover, merge_before_move, merge_after_move)."),
+]
+
+FILES = [
+    (".orchestra/", "State of the repository, at the root of the main worktree (ignored by git)."),
+    (".orchestra/config.toml", "Settings; see orchestra-config(1)."),
+    (".orchestra/tasks/ID.json", "One file per task, the truth about it."),
+    (".orchestra/logs/ID.jsonl", "The agent's stream-json transcript; read it with orchestra-logs(1)."),
+    (".orchestra/worktrees/ID", "The task's git worktree, on its own branch."),
+    (".orchestra/scheduler.log", "What the background scheduler did, including why tasks do not start."),
+    (".orchestra/events/ID.jsonl", "The task's append-only event log."),
+    (".orchestra/requests/ID/", "Permission requests of a task waiting for a person; see orchestra-respond(1)."),
+    (".orchestra/workflows/ID.json", "One file per workflow; see orchestra-workflow(1)."),
+]
+
+COMPLETION = """Completion for bash, zsh and fish comes from click. Task ids, roles, states,
+settings and workflow templates are completed. Add one line to your shell's start-up file:
+.PP
+.nf
+.RS
+# ~/.bashrc
+eval "$(_ORCHESTRA_COMPLETE=bash_source orchestra)"
+# ~/.zshrc
+eval "$(_ORCHESTRA_COMPLETE=zsh_source orchestra)"
+# ~/.config/fish/completions/orchestra.fish
+_ORCHESTRA_COMPLETE=fish_source orchestra | source
+.RE
+.fi"""
+
+CONVENTIONS = """Data goes to stdout and diagnostics to stderr. Every command that lists
+something takes \\fB\\-\\-json\\fR for output a program can read. Errors are one line,
+\\fBorchestra: error: ...\\fR, and never a traceback. Colour is used only on a terminal
+and never when NO_COLOR is set."""
+
+EXTRA: dict[str, list[tuple[str, str]]] = {
+    "": [("SECURITY", "Task text, role files, configuration values and MCP arguments never become part of a "
+                      "shell command: programs run from argument lists; setup, on_event and gate are the "
+                      "user's own strings and get task data only through the environment and stdin. Refs "
+                      "starting with -, ids that are not lowercase letters and digits, and a symlink at a "
+                      "task's worktree path are refused. .orchestra/ is private (directories 0700, files "
+                      "0600). The values of ANTHROPIC_API_KEY and of variables ending in _TOKEN, _SECRET, "
+                      "_KEY or _PASSWORD are masked in what orchestra stores (result, error, denials) and "
+                      "shows (show, status, logs); logs --raw prints the agent's transcript byte for byte.")],
+    "doctor": [("REPAIRS", "With --fix, doctor rebuilds the index from the task files, prunes worktree "
+                           "registrations whose directory is gone, clears worktree creations git left half "
+                           "done, removes temp files whose writer died, and settles running tasks that have "
+                           "neither an agent nor a scheduler the way a restarted scheduler would. It never "
+                           "deletes a branch, a corrupt task file or a directory that may hold work, and "
+                           "while a scheduler runs it leaves worktrees and running tasks to it.")],
+    "wait": [("EXIT STATUS", "0 when every task succeeded; 1 when any failed, was cancelled or timed out; "
+                             "3 as soon as any of them is awaiting input (it will not move until someone "
+                             "answers); 124 when --timeout passed first.")],
+    "status": [("DISPLAY", "Tasks waiting for you come first, then running agents (role, elapsed time, "
+                           "turns, cost so far and the last thing each did), the queue in run order with "
+                           "what each task waits for, active workflows with their current step, recent "
+                           "results, and the spend against the repository budget (budget_usd). With "
+                           "--watch on a terminal the picture is redrawn in place until Ctrl-C, "
+                           "which exits 0; when output is not a terminal it is printed again every "
+                           "interval, without control codes.")],
+    "submit": [("BUDGETS", "--budget USD limits what the task may spend over all its runs; each run "
+                           "gets the remainder as claude --max-budget-usd. A run that reaches it ends "
+                           "with error_max_budget_usd and the task fails with the reason. Without "
+                           "--budget the role's default budget applies, if it has one. The repository "
+                           "setting budget_usd stops new starts once the total spend reaches it.")],
+    "serve": [("TOOLS", "submit_task, list_processes, process_details, respond_to_process, manage_queue, "
+                        "stop_process, configure_orchestrator, assign_role, create_workflow, "
+                        "status_dashboard, wait_for_task (returns when the task ends or within 50 seconds), "
+                        "merge and retry_task. Each validates its arguments with the same core as the "
+                        "command line and answers with readable text and structured content."),
+              ("RESOURCES", "orchestra://status, orchestra://tasks/ID/log (a task's rendered transcript), "
+                            "orchestra://roles, orchestra://roles/NAME, orchestra://workflows, "
+                            "orchestra://workflows/NAME."),
+              ("REGISTERING", "Claude Code: claude mcp add orchestra -- orchestra serve [--repo PATH]. "
+                              "Claude Desktop: an entry in claude_desktop_config.json under mcpServers "
+                              "with \"command\": \"orchestra\" and \"args\": [\"serve\", \"--repo\", PATH]. "
+                              "With autostart = false no scheduler is started: run orchestra worker.")],
+}
+
+
+def esc(text: str) -> str:
+    """Roff-safe text: backslashes, dashes and a leading dot or quote."""
+    text = text.replace("\\", "\\e").replace("-", "\\-")
+    return "\n".join(("\\&" + line) if line[:1] in (".", "'") else line for line in text.split("\n"))
+
+
+def _paragraphs(text: str) -> str:
+    blocks = [" ".join(block.split()) for block in text.strip().split("\n\n") if block.strip()]
+    return "\n.PP\n".join(esc(b) for b in blocks)
+
+
+def _commands(group: click.Group, ctx: click.Context) -> list[tuple[str, click.Command]]:
+    out = []
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        if cmd is not None and not cmd.hidden:
+            out.append((name, cmd))
+    return out
+
+
+def _page(path: list[str], cmd: click.Command, ctx: click.Context, root: bool) -> str:
+    name = "-".join(path)
+    title = name.upper()
+    lines = [
+        f'.TH "{title}" "1" "" "orchestra {__version__}" "orchestra manual"',
+        ".SH NAME",
+        f"{esc(name)} \\- {esc(cmd.get_short_help_str(limit=200))}",
+        ".SH SYNOPSIS",
+        f".B {esc(' '.join(path))}",
+        esc(_usage(cmd)),
+        ".SH DESCRIPTION",
+        _paragraphs(cmd.help or ""),
+    ]
+    args = [p for p in cmd.params if isinstance(p, click.Argument)]
+    if args:
+        lines.append(".SH ARGUMENTS")
+        for p in args:
+            lines += [".TP", f".I {esc(_arg_metavar(p))}", _arg_help(p)]
+    opts = [p for p in cmd.params if isinstance(p, click.Option) and not p.hidden]
+    opts.append(click.Option(["-h", "--help"], is_flag=True, help="Show the help and exit."))
+    lines.append(".SH OPTIONS")
+    for p in opts:
+        record = p.get_help_record(ctx)
+        if record:
+            lines += [".TP", f".B {esc(record[0])}", esc(record[1]) or "\\&"]
+    if isinstance(cmd, click.Group):
+        lines.append(".SH COMMANDS")
+        for sub_name, sub in _commands(cmd, ctx):
+            lines += [".TP", f".B {esc(sub_name)}", esc(sub.get_short_help_str(limit=200))
+                      + f"\nSee \\fB{esc('-'.join(path + [sub_name]))}\\fR(1)."]
+    for heading, body in EXTRA.get(" ".join(path[1:]), []):
+        lines += [f".SH {heading}", _paragraphs(body)]
+    if root:
+        lines += [".SH CONVENTIONS", CONVENTIONS, ".SH EXIT STATUS"]
+        for code, text in EXIT_STATUS:
+            lines += [".TP", f".B {code}", esc(text)]
+        lines.append(".SH ENVIRONMENT")
+        for var, text in ENVIRONMENT:
+            lines += [".TP", f".B {esc(var)}", esc(text)]
+        lines.append(".SH FILES")
+        for file, text in FILES:
+            lines += [".TP", f".I {esc(file)}", esc(text)]
+        lines += [".SH SHELL COMPLETION", COMPLETION]
+    lines += [".SH SEE ALSO", "\\fBorchestra\\fR(1)" if not root else "\\fBclaude\\fR(1), \\fBgit\\-worktree\\fR(1)"]
+    return "\n".join(line for line in lines if line != "") + "\n"
+
+
+def _usage(cmd: click.Command) -> str:
+    """The synopsis, built here rather than by click, whose wording changes between releases."""
+    pieces = ["[OPTIONS]"]  # every command has at least --help
+    pieces += [_arg_metavar(p) for p in cmd.params if isinstance(p, click.Argument)]
+    if isinstance(cmd, click.Group):
+        pieces.append("[COMMAND] [ARGS]..." if cmd.invoke_without_command else "COMMAND [ARGS]...")
+    return " ".join(pieces)
+
+
+def _arg_metavar(p: click.Argument) -> str:
+    name = (p.metavar or p.name or "ARG").upper()
+    if p.nargs != 1:
+        name += "..."
+    return name if p.required else f"[{name}]"
+
+
+def _arg_help(p: click.Argument) -> str:
+    text = {
+        "task_id": "A task id, or a unique prefix of one.",
+        "task_ids": "One or more task ids (or unique prefixes).",
+        "prompt": "What the agent should do.",
+    }.get(p.name or "")
+    return esc(text or f"The {p.human_readable_name.lower()}.")
+
+
+def pages(group: click.Group) -> dict[str, str]:
+    """File name -> page text, for the group and every visible subcommand below it."""
+    out: dict[str, str] = {}
+
+    def walk(path: list[str], cmd: click.Command, parent: click.Context | None) -> None:
+        ctx = click.Context(cmd, info_name=path[-1], parent=parent)
+        out["-".join(path) + ".1"] = _page(path, cmd, ctx, root=parent is None)
+        if isinstance(cmd, click.Group):
+            for name, sub in _commands(cmd, ctx):
+                walk(path + [name], sub, ctx)
+
+    walk(["orchestra"], group, None)
+    return out
+
+
+def write(directory: Path, group: click.Group | None = None) -> list[Path]:
+    """Regenerate every page; stale pages of removed commands are deleted."""
+    if group is None:
+        from orchestra.ui.cli import cli as group
+    directory.mkdir(parents=True, exist_ok=True)
+    generated = pages(group)
+    for old in directory.glob("orchestra*.1"):
+        if old.name not in generated:
+            old.unlink()
+    written = []
+    for name, text in sorted(generated.items()):
+        path = directory / name
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m orchestra.ui.manpages DIRECTORY", file=sys.stderr)
+        return 2
+    for path in write(Path(args[0])):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,535 @@
+"""Plain-text views of tasks and status, shared by the CLI and the MCP server.
+
+Plain text on purpose: it must read well in an 80-column terminal, in a pipe and
+in a model's context, and `status` must not pay for importing rich.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import time
+from typing import Any, Iterable
+
+from orchestra.core.task import Task
+
+_STATE_ORDER = ("awaiting_input", "running", "queued", "succeeded", "failed", "timed_out", "cancelled")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def money(value: float | None) -> str:
+    return "-" if value is None else f"${value:.4f}" if value < 1 else f"${value:.2f}"
+
+
+def clock(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    return _dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def clip(text: str | None, width: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+_LABELS = {"awaiting_input": "awaiting input", "timed_out": "timed out"}
+_ROLE_W = 11
+_QUEUE_SHOWN = 10
+
+
+def status_text(report: Any, width: int = 80) -> str:
+    return "\n".join(text for _, text in status_lines(report, width))
+
+
+def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
+    """The status picture as (kind, line) pairs, each line at most `width` columns.
+
+    The kind names a style in orchestra.term, so the plain output, the coloured
+    output and the live dashboard draw the same picture.
+    """
+    out: list[tuple[str, str]] = []
+    idw = max([6] + [len(r["id"]) for r in (*report.waiting, *report.running, *report.queued, *report.recent)])
+
+    def add(kind: str, text: str) -> None:
+        out.append((kind, fit(_masked(text), width)))
+
+    def blank() -> None:
+        if out and out[-1][1]:
+            out.append(("plain", ""))
+
+    if report.scheduler_pid:
+        sched = f"running (pid {report.scheduler_pid})" if report.scheduler_pid > 0 else "running"
+    else:
+        sched = "not running (start one with 'orchestra worker', or submit a task)"
+    add("plain", f"repo       {report.root}")
+    add("plain", f"scheduler  {sched}")
+    counts = "  ".join(
+        f"{state} {report.counts[state]}" for state in _STATE_ORDER if report.counts.get(state)
+    )
+    add("plain", f"tasks      {counts or 'none yet'}")
+    spend_ = getattr(report, "spend", None) or {}
+    from orchestra.core.spend import tokens
+
+    spent = f"spent      {money(report.total_cost_usd)}"
+    if spend_.get("input_tokens") or spend_.get("output_tokens"):
+        spent += f"  ({tokens(spend_.get('input_tokens'), spend_.get('output_tokens'))} tokens)"
+    if getattr(report, "budget_usd", 0):
+        spent += f"  budget {money(report.budget_usd)}"
+    add("plain", spent)
+    if getattr(report, "paused_until", None):
+        add("warning", f"paused     new starts wait until {clock(report.paused_until)} (rate limits hit several agents)")
+    if getattr(report, "budget_message", None):
+        for line in wrap(f"!! {report.budget_message}", width, indent="   "):
+            out.append(("warning", line))
+
+    if report.waiting:
+        blank()
+        add("alert", f" !! WAITING FOR YOU ({len(report.waiting)}): answer with 'orchestra respond ID' ")
+        for r in report.waiting:
+            add("waiting", f"  {r['id']:<{idw}}  {r['role']:<{_ROLE_W}} {clip(r.get('title'), width)}")
+            asks = _request_text(r.get("request")) or r.get("last_activity")
+            if asks:
+                add("activity", f"  {'':<{idw}}  asks: {asks}")
+
+    if report.running:
+        blank()
+        add("heading", f"RUNNING ({len(report.running)})")
+        add("dim", f"  {'ID':<{idw}}  {'ROLE':<{_ROLE_W}} {'ELAPSED':>7} {'TURNS':>5} {'COST':>8}  TITLE")
+        for r in report.running:
+            turns = r.get("num_turns")
+            turns_s = "-" if turns is None else f"{turns}+" if r.get("turns_partial") else str(turns)
+            add(
+                "running",
+                f"  {r['id']:<{idw}}  {r['role']:<{_ROLE_W}} {duration(r.get('elapsed')):>7} {turns_s:>5} "
+                f"{money(r.get('cost_usd')):>8}  {clip(r.get('title'), width)}",
+            )
+            if r.get("last_activity"):
+                add("activity", f"  {'':<{idw}}  └ {r['last_activity']}")
+
+    if report.queued:
+        blank()
+        add("heading", f"QUEUED ({len(report.queued)}, in run order)")
+        add("dim", f"  {'#':>3} {'ID':<{idw}}  {'ROLE':<{_ROLE_W}} {'PRI':>4}  {'WAITS FOR':<20} TITLE")
+        for r in report.queued[:_QUEUE_SHOWN]:
+            waits = r.get("waiting_for")
+            if waits is None:
+                waits_s = ",".join(r.get("depends_on") or []) or "ready"
+            else:
+                waits_s = ", ".join(f"{w['id']} ({_LABELS.get(w['state'], w['state'])})" for w in waits) or "ready"
+            if r.get("not_before") and r["not_before"] > time.time():
+                waits_s = f"retry at {clock(r['not_before'])[11:]}"
+            if waits_s == "ready" and getattr(report, "budget_message", None):
+                waits_s = "budget"
+            position = r.get("position", "")
+            add(
+                "queued",
+                f"  {position:>3} {r['id']:<{idw}}  {r['role']:<{_ROLE_W}} {r.get('priority', 0):>4}  "
+                f"{clip(waits_s, 20):<20} {clip(r.get('title'), width)}",
+            )
+        if len(report.queued) > _QUEUE_SHOWN:
+            add("dim", f"  … and {len(report.queued) - _QUEUE_SHOWN} more (orchestra queue)")
+
+    workflows = getattr(report, "workflows", None) or []
+    if workflows:
+        blank()
+        add("heading", f"WORKFLOWS ({len(workflows)} active)")
+        for w in workflows:
+            add(
+                "plain",
+                f"  {w['id']}  {w.get('steps_done', 0)}/{w.get('steps') or '?'} steps done  {money(w.get('cost_usd'))}",
+            )
+            now_s = ", ".join(f"{c['step']} {c['id']} ({_LABELS.get(c['state'], c['state'])})" for c in w["current"])
+            add("activity", f"    now: {now_s}")
+
+    if report.recent:
+        blank()
+        add("heading", "RECENT")
+        for r in report.recent:
+            kind = "succeeded" if r["state"] == "succeeded" else "failed"
+            add(
+                kind,
+                f"  {r['id']:<{idw}}  {_LABELS.get(r['state'], r['state']):<10} {r['role']:<{_ROLE_W}} "
+                f"{money(r.get('cost_usd')):>8}  {clip(r.get('title'), width)}",
+            )
+            if r.get("error"):
+                add("activity", f"  {'':<{idw}}  └ {r['error']}")
+    for path in report.corrupt:
+        add("warning", f"warning: corrupt task file {path.rsplit('/', 1)[-1]} (details on stderr)")
+    return out
+
+
+def _request_text(request: Any) -> str | None:
+    """One line for what a waiting agent asks; the shape belongs to the interaction module."""
+    if not request:
+        return None
+    if isinstance(request, str):
+        return request
+    if isinstance(request, dict):
+        if request.get("summary"):
+            return str(request["summary"])
+        tool = request.get("tool_name") or request.get("tool")
+        detail = request.get("input") or request.get("message") or request.get("question")
+        if isinstance(detail, dict):
+            detail = detail.get("command") or detail.get("file_path") or json.dumps(detail, sort_keys=True)
+        return " ".join(str(p) for p in (tool, detail) if p) or None
+    return str(request)
+
+
+def fit(text: str, width: int) -> str:
+    """One line of at most `width` columns; the cut is marked."""
+    text = text.replace("\n", " ").rstrip()
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def wrap(text: str, width: int, indent: str = "") -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width, subsequent_indent=indent, break_long_words=True) or [""]
+
+
+def _masked(text: str) -> str:
+    """Titles and errors quote agents and prompts; a secret in them is not shown."""
+    from orchestra.agent.transcript import mask_secrets
+
+    return mask_secrets(text)
+
+
+def task_table(rows: Iterable[dict[str, Any]]) -> str:
+    out = [f"{'ID':<8} {'STATE':<14} {'ROLE':<11} {'PRI':>4} {'AGE':>7}  TITLE"]
+    t = time.time()
+    for s in rows:
+        out.append(
+            f"{s['id']:<8} {s['state']:<14} {s['role']:<11} {s.get('priority', 0):>4} "
+            f"{duration(t - (s.get('created_at') or t)):>7}  {clip(s.get('title'), 44)}"
+        )
+    return "\n".join(out)
+
+
+def task_text(task: Task, events: list[dict[str, Any]] | None = None) -> str:
+    lines = [
+        f"id           {task.id}",
+        f"title        {task.title}",
+        f"state        {task.state}" + (f"  ({task.error})" if task.error else ""),
+        f"role         {task.role}",
+        f"priority     {task.priority}",
+        f"depends on   {', '.join(task.depends_on) or '-'}",
+        f"base         {task.base_ref}" + (f" @ {task.base_sha[:12]}" if task.base_sha else ""),
+        f"branch       {task.branch}",
+        f"worktree     {task.worktree}",
+        f"attempts     {task.attempts} of {task.max_attempts}",
+        f"session      {task.session_id or '-'}",
+        f"created      {clock(task.created_at)}",
+        f"started      {clock(task.started_at)}",
+        f"finished     {clock(task.finished_at)}",
+        f"exit code    {task.exit_code if task.exit_code is not None else '-'}",
+        f"turns        {task.num_turns if task.num_turns is not None else '-'}",
+        f"cost         {money(task.cost_usd)}" + (f" of {money(task.budget_usd)} budget" if task.budget_usd else ""),
+        f"tokens       {_token_detail(task)}",
+    ]
+    if task.workflow:
+        step = task.step
+        lines.append(f"workflow     {task.workflow}" + (f" (step {step})" if step else ""))
+    if task.timeout:
+        lines.append(f"timeout      {duration(task.timeout)}")
+    if task.permission_denials:
+        names = ", ".join(str(d.get("tool_name")) for d in task.permission_denials)
+        lines.append(f"denied       {len(task.permission_denials)} tool call(s): {names}")
+    verdict = task.structured_output
+    if isinstance(verdict, dict) and verdict.get("verdict"):
+        lines.append(f"verdict      {verdict['verdict']}" + (f": {clip(str(verdict.get('summary') or ''), 60)}"
+                                                           if verdict.get("summary") else ""))
+        for c in verdict.get("comments") or []:
+            if isinstance(c, dict):
+                where = ":".join(str(c[k]) for k in ("file", "line") if c.get(k) is not None)
+                lines.append(f"  - {where + ' ' if where else ''}{clip(str(c.get('comment') or c.get('text') or c), 70)}")
+    lines.append("")
+    lines.append("prompt")
+    lines.extend(f"  {line}" for line in task.prompt.splitlines() or [""])
+    if task.result:
+        lines.append("")
+        lines.append("result")
+        lines.extend(f"  {line}" for line in task.result.splitlines())
+    if events:
+        lines.append("")
+        lines.append("events")
+        for e in events[-15:]:
+            data = {k: v for k, v in e.items() if k not in ("ts", "event") and v not in (None, [], {})}
+            detail = " ".join(f"{k}={clip(str(v), 60)}" for k, v in data.items())
+            lines.append(f"  {clock(e.get('ts'))}  {e.get('event')}  {detail}".rstrip())
+    return _masked("\n".join(lines))
+
+
+def request_text(request: dict[str, Any]) -> str:
+    """A pending permission request, for `orchestra show`."""
+    lines = [
+        "",
+        "waiting for a person",
+        f"  tool         {request.get('tool_name')}",
+        f"  asks         {clip(request.get('summary'), 200)}",
+        f"  since        {clock(request.get('created_at'))}",
+        f"  denied at    {clock(request.get('deadline'))} if nobody answers",
+        f"  answer with  orchestra respond {request.get('task_id')} --allow | --deny [--message TEXT] [--always]",
+    ]
+    if (request.get("waiting") or 1) > 1:
+        lines.append(f"  ({request['waiting'] - 1} more request(s) queued behind this one)")
+    return "\n".join(lines)
+
+
+def _token_detail(task: Task) -> str:
+    from orchestra.core.spend import tokens
+
+    text = tokens(task.input_tokens, task.output_tokens)
+    cache = [
+        f"{label} {n}"
+        for label, n in (("cache read", task.cache_read_tokens), ("cache write", task.cache_creation_tokens))
+        if n
+    ]
+    return text + (f" ({', '.join(cache)})" if cache else "")
+
+
+def queue_text(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "the queue is empty"
+    out = [f"{'#':>3} {'ID':<8} {'ROLE':<11} {'PRI':>4}  {'WAITS FOR':<22} TITLE"]
+    for r in rows:
+        waits = ", ".join(f"{w['id']} ({w['state']})" for w in r["waiting_for"]) or "ready"
+        out.append(
+            f"{r['position']:>3} {r['id']:<8} {r['role']:<11} {r.get('priority', 0):>4}  "
+            f"{clip(waits, 22):<22} {clip(r.get('title'), 30)}"
+        )
+    return "\n".join(out)
+
+
+# -- roles, workflows, merges ----------------------------------------------------
+
+
+def roles_table(roles: dict[str, Any]) -> str:
+    out = [f"{'ROLE':<12} {'PRODUCES':<9} {'TOOLS':<16} SOURCE / DESCRIPTION"]
+    for name in sorted(roles, key=lambda n: (roles[n].agentless, n)):
+        r = roles[name]
+        tools = "none (no agent)" if r.agentless else ("default" if r.tools is None else ",".join(r.tools) or "none")
+        out.append(f"{name:<12} {r.produces:<9} {clip(tools, 16):<16} {r.source}")
+        out.append(f"{'':<12} {'':<9} {'':<16} {clip(r.description, 60)}")
+    return "\n".join(out)
+
+
+def role_text(role: Any) -> str:
+    lines = [
+        f"role             {role.name}",
+        f"source           {role.source}",
+        f"description      {role.description}",
+        f"produces         {role.produces}" + ("  (no agent: orchestra runs this step itself)" if role.agentless else ""),
+    ]
+    if not role.agentless:
+        lines += [
+            f"tools            {'(Claude Code default)' if role.tools is None else ', '.join(role.tools) or '(none)'}",
+            f"permission mode  {role.permission_mode}",
+            f"timeout          {duration(role.timeout) if role.timeout else '(config default)'}",
+            f"max turns        {role.max_turns or '-'}",
+            f"allow            {', '.join(role.allow) or '-'}",
+            f"deny             {', '.join(role.deny) or '-'}",
+            "",
+            "system prompt",
+        ]
+        lines += [f"  {line}" for line in role.full_system_prompt().splitlines()]
+    return "\n".join(lines)
+
+
+def templates_text(templates: dict[str, Any]) -> str:
+    out = []
+    for name, t in sorted(templates.items()):
+        depth: dict[str, int] = {}
+        for step in t.steps:  # topological order: a step's depth is one more than its deepest dependency
+            depth[step.name] = 1 + max((depth[d] for d in step.deps), default=-1)
+        layers = [[s for s in t.steps if depth[s.name] == level] for level in range(max(depth.values()) + 1)]
+        chain = " → ".join(
+            " | ".join(f"{s.name}({s.role})" if s.name != s.role else s.name for s in layer) for layer in layers
+        )
+        out.append(f"{name:<12} {clip(t.description, 66)}")
+        out.append(f"{'':<12} steps: {chain}")
+        out.append(f"{'':<12} source: {t.source}")
+    return "\n".join(out)
+
+
+def workflow_table(workflows: Iterable[Any]) -> str:
+    out = [f"{'ID':<8} {'TEMPLATE':<12} {'STATE':<18} {'ROUND':>5} {'AGE':>7}  REQUEST"]
+    t = time.time()
+    for w in workflows:
+        out.append(
+            f"{w.id:<8} {w.template:<12} {w.state:<18} {w.round:>5} {duration(t - w.created_at):>7}  {clip(w.title, 40)}"
+        )
+    return "\n".join(out)
+
+
+def transcript_tail(paths: Any, task: Task, lines: int = 40, *, color: bool = False) -> list[str]:
+    """The last `lines` lines of a task's rendered transcript (all attempts), from a bounded read.
+
+    Shared by `orchestra logs`-style displays and the MCP `process_details` tool.
+    """
+    from orchestra.agent import transcript
+    from orchestra.ui.term import paint
+
+    events, _ = transcript.tail_events(paths.log_file(task.id), 0)
+    out: list[str] = []
+    for event in events:
+        for item in transcript.render_event(event):
+            out.extend(paint(item.kind, line, color) for line in item.text.splitlines() or [""])
+    return out[-lines:] if lines > 0 else []
+
+
+def spend_text(report: dict[str, Any]) -> str:
+    from orchestra.core.spend import tokens
+
+    def row(name: str, t: dict[str, Any]) -> str:
+        return (f"  {clip(name, 24):<24} {t['tasks']:>5}  {money(t['cost_usd']):>9}  "
+                f"{tokens(t['input_tokens'], t['output_tokens'])}")
+
+    total = report["total"]
+    lines = [f"total      {money(total['cost_usd'])} over {total['tasks']} task(s), "
+             f"{tokens(total['input_tokens'], total['output_tokens'])} tokens"]
+    lines.append(f"budget     {money(report['budget_usd']) if report.get('budget_usd') else 'none (budget_usd = 0)'}")
+    if report.get("budget_message"):
+        lines.append(f"!! {report['budget_message']}")
+    for title, key in (("BY WORKFLOW", "by_workflow"), ("BY ROLE", "by_role")):
+        if report.get(key):
+            lines += ["", title, f"  {'':<24} {'TASKS':>5}  {'COST':>9}  TOKENS"]
+            lines += [row(name, t) for name, t in report[key].items()]
+    return "\n".join(lines)
+
+
+def workflow_text(wf: Any, tasks: dict[str, Any], spend: dict[str, Any] | None = None) -> str:
+    """The task graph: every planned step, each instance's task and state, in order."""
+    lines = [
+        f"workflow   {wf.id}  ({wf.template})",
+        f"state      {wf.state}" + (f"  ({wf.error})" if wf.error else ""),
+        f"round      {wf.round} of at most {wf.max_rounds}",
+        f"request    {clip(wf.request, 66)}",
+    ]
+    if spend is not None:
+        from orchestra.core.spend import tokens
+
+        lines.append(f"spent      {money(spend['cost_usd'])} over {spend['tasks']} task(s), "
+                     f"{tokens(spend['input_tokens'], spend['output_tokens'])} tokens")
+    if wf.subject == "range":
+        lines.append(f"reviews    {wf.base_ref}  ({wf.base_sha[:12]}..{(wf.head_sha or '')[:12]})")
+    else:
+        lines.append(f"base       {wf.base_ref} @ {wf.base_sha[:12]}" + (f"   into {wf.into}" if wf.into else ""))
+    lines += ["", f"{'STEP':<12} {'ROLE':<12} {'ROUND':>5}  {'TASK':<8} {'STATE':<14} DETAIL"]
+    seen: set[str] = set()
+    for inst in wf.instances:
+        task = tasks.get(inst["task"])
+        state = str(task.state) if task else "missing"
+        lines.append(
+            f"{inst['step']:<12} {task.role if task else '?':<12} {inst['round']:>5}  {inst['task']:<8} "
+            f"{state:<14} {_instance_detail(task)}"
+        )
+        seen.add(inst["step"])
+    for step in wf.steps:
+        if step["name"] not in seen:
+            after = ", ".join(([step["on"]] if step.get("on") else []) + list(step.get("after", [])))
+            lines.append(f"{step['name']:<12} {step['role']:<12} {'':>5}  {'-':<8} {'pending':<14} "
+                         + (f"after {after}" if after else ""))
+    if wf.conflict:
+        lines += ["", f"conflict merging {wf.conflict.get('branch')} into {wf.conflict.get('into')}:"]
+        lines += [f"  {f}" for f in wf.conflict.get("files") or []]
+        lines.append(f"  resolve with: orchestra merge {wf.id} --resolve")
+    if wf.comments and wf.state in ("changes_requested", "running"):
+        lines += ["", "review comments" + (" (last round)" if wf.state == "changes_requested" else "")]
+        from orchestra.engine.workflows import format_comments
+
+        lines += [f"  {line}" for line in format_comments(wf.comments).splitlines()]
+    if wf.merge:
+        lines += ["", f"merge      {wf.merge.get('message')}"]
+    if wf.report:
+        lines += ["", *wf.report.rstrip("\n").splitlines()]
+    return "\n".join(lines)
+
+
+def _instance_detail(task: Any) -> str:
+    if task is None:
+        return ""
+    if task.error:
+        return clip(task.error, 50)
+    output = task.structured_output
+    if isinstance(output, dict) and output.get("verdict"):
+        return f"verdict: {output['verdict']}"
+    result = task.merge_result
+    if isinstance(result, dict):
+        return clip(result.get("message"), 50)
+    return clip(task.branch, 50)
+
+
+def merge_text(result: Any) -> str:
+    lines = [result.message]
+    if result.status == "conflict" and result.files:
+        lines += ["conflicting files:", *[f"  {f}" for f in result.files]]
+    if result.gate and result.gate.get("exit_code") not in (0, None):
+        lines += [f"gate output (last lines of {result.gate['log']}):", *[f"  {l}" for l in result.gate["tail"]]]
+    if result.resolve_task:
+        lines.append(f"started task {result.resolve_task} to resolve the conflict; task {result.retry_task} "
+                     "retries the merge after it")
+    elif result.status == "conflict":
+        lines.append("to let an implementer resolve it: orchestra merge ... --resolve")
+    return "\n".join(lines)
+
+
+def cleanup_text(report: Any) -> str:
+    verb = "would remove" if report.dry_run else "removed"
+    lines = []
+    for w in report.removed_worktrees:
+        lines.append(f"{verb} worktree {w['path']} (task {w['task']})")
+    for b in report.deleted_branches:
+        how = "merged into " + str(b.get("into")) if not b.get("lost") else "UNMERGED, forced"
+        lines.append(f"{'would delete' if report.dry_run else 'deleted'} branch {b['branch']} ({how})")
+    for k in report.kept:
+        name = k.get("branch") or k.get("path")
+        lines.append(f"kept {k['what']} {name}: {k['reason']}")
+    lost = report.would_lose
+    if lost:
+        lines.append("")
+        lines.append("would be lost with --force:" if not report.force else
+                     ("would lose:" if report.dry_run else "lost:"))
+        for item in lost:
+            lines.append(f"  {item.get('branch') or item.get('path')}")
+            lines += [f"    {entry}" for entry in item["lost"]]
+    return "\n".join(lines) if lines else "nothing to clean up"
+
+
+def config_text(settings: dict[str, dict[str, Any]]) -> str:
+    """'*' marks values set in config.toml; the rest are defaults."""
+    import json
+
+    width = max((len(name) for name in settings), default=0)
+    lines = []
+    for name, info in settings.items():
+        mark = "*" if info["set"] else " "
+        lines.append(f"{mark} {name:<{width}}  {json.dumps(info['value'])}  # {info['help']}")
+    return "\n".join(lines)
+
+
+def doctor_text(report: Any) -> str:
+    """One line per finding: what, where, and what was done about it."""
+    if not report.findings:
+        return f"{report.root}: no problems found"
+    lines = []
+    for f in report.findings:
+        mark = "fixed" if f.fixed else "problem"
+        note = f"  ({f.note})" if f.note else ""
+        lines.append(f"{mark:<8} {f.kind:<24} {f.subject}: {f.detail}{note}")
+    left = sum(1 for f in report.findings if not f.fixed)
+    fixable = sum(1 for f in report.findings if f.fixable and not f.fixed)
+    summary = f"{len(report.findings)} finding(s), {left} left"
+    if fixable and not report.fix:
+        summary += f"; {fixable} can be repaired with 'orchestra doctor --fix'"
+    lines.append(summary)
+    return "\n".join(lines)
