@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
+from common import (
     FAKE_CLAUDE,
     PYTHON,
     BenchError,
@@ -61,8 +61,13 @@ def run(args: argparse.Namespace) -> list[Result]:
         for i in range(n):
             submit(repo, env, f"Agent {i}.\n@fake sleep {seconds}\n@fake write agent-{i}.txt done\n")
         worker = subprocess.Popen(
-            orchestra_argv("worker", "-j", str(n)), cwd=repo, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+            orchestra_argv("worker", "-j", str(n)),
+            cwd=repo,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
         peak_agents = 0
         peak_rss = 0
@@ -71,7 +76,9 @@ def run(args: argparse.Namespace) -> list[Result]:
             deadline = time.monotonic() + seconds * 4 + 60
             while True:
                 if worker.poll() is not None:
-                    raise BenchError(f"the scheduler exited early ({worker.returncode}): {worker.stderr.read().decode()[-800:]}")
+                    raise BenchError(
+                        f"the scheduler exited early ({worker.returncode}): {worker.stderr.read().decode()[-800:]}"
+                    )
                 vm = vm_kb(worker.pid)
                 peak_rss = max(peak_rss, vm.get("VmRSS", 0))
                 hwm = max(hwm, vm.get("VmHWM", 0))
@@ -88,7 +95,9 @@ def run(args: argparse.Namespace) -> list[Result]:
         expect_all_succeeded(repo, env, n)
     baseline = subprocess.run(
         [PYTHON, "-c", "print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     if peak_agents < n:
         raise BenchError(f"only {peak_agents} of {n} agents ran at the same time; raise --seconds")
@@ -99,8 +108,17 @@ def run(args: argparse.Namespace) -> list[Result]:
         f"a bare `python -c` peaks at {int(baseline) / 1024:.1f} MB",
         f"agents seen alive at once: {peak_agents}",
     ]
-    return [Result(f"scheduler memory, {n} agents running", f"{mb:.1f} MB", mb, TARGET_MB, " MB", details,
-                   judged=not args.check_only)]
+    return [
+        Result(
+            f"scheduler memory, {n} agents running",
+            f"{mb:.1f} MB",
+            mb,
+            TARGET_MB,
+            " MB",
+            details,
+            judged=not args.check_only,
+        )
+    ]
 
 
 def parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
+from common import (
     FAKE_CLAUDE,
     INSTANT_CLAUDE,
     BenchError,
@@ -30,7 +30,6 @@ from common import (  # noqa: E402
     expect_all_succeeded,
     make_repo,
     median,
-    orchestra,
     orchestra_argv,
     pick,
     run_git,
@@ -59,7 +58,11 @@ git add -A && git commit --quiet --no-verify -m "task $i" || exit 1
 
 def prompt_for(fake: str) -> str:
     # fixtures/fake_claude needs a directive to write its one file; instant_claude always writes one.
-    return "Write the benchmark file.\n@fake write bench-output.txt done\n" if fake == "fixtures" else "Write the benchmark file."
+    return (
+        "Write the benchmark file.\n@fake write bench-output.txt done\n"
+        if fake == "fixtures"
+        else "Write the benchmark file."
+    )
 
 
 def shell_arm(tmp: Path, claude: Path, prompt: str, n: int, jobs: int) -> tuple[float, float]:
@@ -69,8 +72,7 @@ def shell_arm(tmp: Path, claude: Path, prompt: str, n: int, jobs: int) -> tuple[
     logs.mkdir()
     env = bench_env(tmp, claude)
     env.update(
-        {"REPO": str(repo), "WTS": str(wts), "LOGS": str(logs), "CLAUDE": str(claude), "PROMPT": prompt,
-         "LC_ALL": "C"}
+        {"REPO": str(repo), "WTS": str(wts), "LOGS": str(logs), "CLAUDE": str(claude), "PROMPT": prompt, "LC_ALL": "C"}
     )
     argv = ["xargs", "-P", str(jobs), "-n", "1", "bash", "-c", SHELL_TASK, "task"]
     cpu0 = children_cpu()
@@ -150,8 +152,15 @@ def run(args: argparse.Namespace) -> list[Result]:
         f"({median(orch_cpu) / median(shell_cpu):.2f}x)",
     ]
     return [
-        Result("orchestration overhead (worker / shell loop)", f"{ratio:.2f}x", ratio, TARGET, "x", details,
-               judged=not args.check_only)
+        Result(
+            "orchestration overhead (worker / shell loop)",
+            f"{ratio:.2f}x",
+            ratio,
+            TARGET,
+            "x",
+            details,
+            judged=not args.check_only,
+        )
     ]
 
 
@@ -160,8 +169,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, help="Tasks per arm (default 100; quick 30).")
     p.add_argument("--jobs", "-j", type=int, help="Concurrency of both arms (default 4).")
     p.add_argument("--repeat", type=int, help="Runs per arm; the median is reported (default 3; quick 1).")
-    p.add_argument("--fake", choices=("instant", "fixtures"), default="instant",
-                   help="instant: benchmarks/instant_claude (sh); fixtures: fixtures/fake_claude (Python).")
+    p.add_argument(
+        "--fake",
+        choices=("instant", "fixtures"),
+        default="instant",
+        help="instant: benchmarks/instant_claude (sh); fixtures: fixtures/fake_claude (Python).",
+    )
     return p
 
 

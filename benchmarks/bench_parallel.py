@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
+from common import (
     FAKE_CLAUDE,
     BenchError,
     Result,
@@ -51,8 +51,19 @@ def run(args: argparse.Namespace) -> list[Result]:
         # One agent alone, outside orchestra: what a task costs before any orchestration.
         alone_dir = tmp / "alone"
         alone_dir.mkdir()
-        alone, _ = timed([str(FAKE_CLAUDE), "-p", "--output-format", "stream-json", "--verbose", "--",
-                          f"@fake sleep {seconds}\n@fake write alone.txt done\n"], cwd=alone_dir, env=env)
+        alone, _ = timed(
+            [
+                str(FAKE_CLAUDE),
+                "-p",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--",
+                f"@fake sleep {seconds}\n@fake write alone.txt done\n",
+            ],
+            cwd=alone_dir,
+            env=env,
+        )
     details = [
         f"{n} tasks of {seconds:g} s (fixtures/fake_claude `@fake sleep`), concurrency {jobs}: "
         f"{waves} waves, ideal {ideal:.2f} s",
@@ -60,8 +71,17 @@ def run(args: argparse.Namespace) -> list[Result]:
         f"takes {alone:.2f} s, so {waves} waves of bare agents take {waves * alone:.2f} s and orchestra adds "
         f"{elapsed - waves * alone:.2f} s (worker start-up, worktrees, commits, state writes)",
     ]
-    return [Result(f"parallelism, {n} x {seconds:g} s at -j {jobs}", f"{elapsed:.2f} s", elapsed, target, " s",
-                   details, judged=not args.check_only)]
+    return [
+        Result(
+            f"parallelism, {n} x {seconds:g} s at -j {jobs}",
+            f"{elapsed:.2f} s",
+            elapsed,
+            target,
+            " s",
+            details,
+            judged=not args.check_only,
+        )
+    ]
 
 
 def parser() -> argparse.ArgumentParser:

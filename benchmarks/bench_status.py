@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
+from common import (
     INSTANT_CLAUDE,
     PYTHON,
     BenchError,
@@ -45,10 +45,10 @@ HEAVY = ("git", "rich", "mcp", "pydantic", "anyio", "httpx", "filelock", "orches
 
 def populate(repo: Path, n: int) -> None:
     """n finished tasks, as a long-lived repository would have them."""
+    from orchestra.core.task import State, Task, new_task_id
     from orchestra.store.files import write_atomic
     from orchestra.store.paths import Paths
     from orchestra.store.tasks import Store
-    from orchestra.core.task import State, Task, new_task_id
 
     paths = Paths(root=repo)
     paths.ensure()
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> list[Result]:
         }
         times: dict[str, list[float]] = {k: [] for k in commands}
         cpu: dict[str, list[float]] = {k: [] for k in commands}
-        for name, argv in commands.items():  # warm the page cache once
+        for argv in commands.values():  # warm the page cache once
             timed(argv, cwd=repo, env=env)
         for _ in range(runs):
             for name, argv in commands.items():
@@ -153,17 +153,35 @@ def run(args: argparse.Namespace) -> list[Result]:
     details = [f"{n} finished tasks (generated in {gen:.1f} s), median of {runs} runs, whole process:"]
     for name, value in med.items():
         extra = "" if name == "python -c pass" else f"  (+{value - base:.0f} ms over python -c pass)"
-        details.append(f"  {name:24s} {value:7.1f} ms  [min {min(times[name]):.0f}, max {max(times[name]):.0f}; "
-                       f"CPU {median(cpu[name]):.0f} ms]{extra}")
+        details.append(
+            f"  {name:24s} {value:7.1f} ms  [min {min(times[name]):.0f}, max {max(times[name]):.0f}; "
+            f"CPU {median(cpu[name]):.0f} ms]{extra}"
+        )
     details.append("heavy imports in `status`: " + (", ".join(heavy) if heavy else "none"))
-    details.append("slowest top-level imports of `status` (cumulative): "
-                   + ", ".join(f"{name} {cum / 1000:.0f} ms" for cum, name in top))
+    details.append(
+        "slowest top-level imports of `status` (cumulative): "
+        + ", ".join(f"{name} {cum / 1000:.0f} ms" for cum, name in top)
+    )
     judged = not args.check_only
     return [
-        Result(f"orchestra status, {n} tasks", f"{med['orchestra status']:.0f} ms", med["orchestra status"],
-               STATUS_TARGET_MS, " ms", details, judged=judged),
-        Result(f"orchestra list --json, {n} tasks", f"{med['orchestra list --json']:.0f} ms",
-               med["orchestra list --json"], None, " ms", [], judged=judged),
+        Result(
+            f"orchestra status, {n} tasks",
+            f"{med['orchestra status']:.0f} ms",
+            med["orchestra status"],
+            STATUS_TARGET_MS,
+            " ms",
+            details,
+            judged=judged,
+        ),
+        Result(
+            f"orchestra list --json, {n} tasks",
+            f"{med['orchestra list --json']:.0f} ms",
+            med["orchestra list --json"],
+            None,
+            " ms",
+            [],
+            judged=judged,
+        ),
     ]
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
+from common import (
     INSTANT_CLAUDE,
     PYTHON,
     BenchError,
@@ -107,8 +107,17 @@ def run(args: argparse.Namespace) -> list[Result]:
         f"{os.cpu_count()} CPUs can do at most {os.cpu_count() / (cpu / total):.0f} submits/s at that cost",
         f"integrity: {total} unique ids, {total} task files, index agrees, every file loads",
     ]
-    return [Result(f"submit throughput, {submitters} concurrent submitters", f"{rate:.1f} tasks/s", rate, None,
-                   "", details, judged=not args.check_only)]
+    return [
+        Result(
+            f"submit throughput, {submitters} concurrent submitters",
+            f"{rate:.1f} tasks/s",
+            rate,
+            None,
+            "",
+            details,
+            judged=not args.check_only,
+        )
+    ]
 
 
 def parser() -> argparse.ArgumentParser:

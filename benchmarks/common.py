@@ -20,10 +20,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_CLAUDE = ROOT / "fixtures" / "fake_claude"
@@ -140,8 +141,11 @@ def pycache() -> Path:
 def bench_env(tmp: Path, claude: Path) -> dict[str, str]:
     home = tmp / "home"
     home.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ORCHESTRA_", "FAKE_CLAUDE_")) and k != "PYTHONDONTWRITEBYTECODE"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ORCHESTRA_", "FAKE_CLAUDE_")) and k != "PYTHONDONTWRITEBYTECODE"
+    }
     env.update(
         {
             "PYTHONPYCACHEPREFIX": str(pycache()),
@@ -161,7 +165,12 @@ def orchestra_argv(*args: str) -> list[str]:
 
 def orchestra(repo: Path, env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        orchestra_argv(*args), cwd=repo, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        orchestra_argv(*args),
+        cwd=repo,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )
     if proc.returncode != 0:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import INSTANT_CLAUDE, ROOT, make_repo, workdir  # noqa: E402
+from common import INSTANT_CLAUDE, ROOT, make_repo, workdir
 
 
 def sample(stop: threading.Event, interval: float, out: dict[str, collections.Counter[str]]) -> None:

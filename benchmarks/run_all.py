@@ -24,12 +24,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench_memory  # noqa: E402
-import bench_overhead  # noqa: E402
-import bench_parallel  # noqa: E402
-import bench_status  # noqa: E402
-import bench_submit  # noqa: E402
-from common import ROOT, BenchError, Result  # noqa: E402
+import bench_memory
+import bench_overhead
+import bench_parallel
+import bench_status
+import bench_submit
+from common import ROOT, BenchError, Result
 
 BENCHMARKS = {
     "overhead": bench_overhead,
@@ -43,10 +43,11 @@ BENCHMARKS = {
 def machine() -> str:
     cpu = "unknown CPU"
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
     except OSError:
         pass
     git = subprocess.run(["git", "--version"], capture_output=True, text=True).stdout.strip()
@@ -98,7 +99,8 @@ def main() -> int:
     for name in args.only or list(BENCHMARKS):
         module = BENCHMARKS[name]
         bench_args = module.parser().parse_args(
-            (["--quick"] if args.quick else []) + (["--check-only"] if args.check_only else [])
+            (["--quick"] if args.quick else [])
+            + (["--check-only"] if args.check_only else [])
             + (["--keep"] if args.keep else [])
         )
         before = load()
@@ -115,14 +117,18 @@ def main() -> int:
             failed.append(name)
             continue
         if out:
-            out[0].details.append(f"(load average before: {before}, after: {load()}; took {time.perf_counter() - t0:.0f} s)")
+            out[0].details.append(
+                f"(load average before: {before}, after: {load()}; took {time.perf_counter() - t0:.0f} s)"
+            )
         for r in out:
             r.print()
         results.extend(out)
         print(flush=True)
     missed = [r.name for r in results if r.verdict == "MISSED"]
-    print(f"{len(results)} figure(s); missed targets: {', '.join(missed) if missed else 'none'}"
-          + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    print(
+        f"{len(results)} figure(s); missed targets: {', '.join(missed) if missed else 'none'}"
+        + (f"; FAILED: {', '.join(failed)}" if failed else "")
+    )
     if args.results:
         args.results.write_text(markdown(results, header, mode) + "\n")
         print(f"wrote {args.results}")

@@ -24,10 +24,10 @@ from orchestra.engine import doctor as doctor_cases
 from orchestra.engine import status as status_cases
 from orchestra.engine import tasks as task_cases
 from orchestra.engine.cleanup import CleanupReport
-from orchestra.engine.doctor import DoctorReport
-from orchestra.engine.status import StatusReport
 from orchestra.engine.context import Context
+from orchestra.engine.doctor import DoctorReport
 from orchestra.engine.scheduler import Scheduler, start_background
+from orchestra.engine.status import StatusReport
 from orchestra.git.merging import MergeResult
 from orchestra.store.fingerprints import install_for_reading
 
@@ -76,10 +76,20 @@ class Orchestra:
         budget: object = None,
         start: bool | None = None,
     ) -> Task:
-        task = task_cases.submit(self.ctx, task_cases.Submission(
-            prompt, role=role, priority=priority, after=list(after), on=on, base=base, title=title,
-            timeout=timeout, budget=budget,
-        ))
+        task = task_cases.submit(
+            self.ctx,
+            task_cases.Submission(
+                prompt,
+                role=role,
+                priority=priority,
+                after=list(after),
+                on=on,
+                base=base,
+                title=title,
+                timeout=timeout,
+                budget=budget,
+            ),
+        )
         self.autostart(start)
         return task
 
@@ -204,14 +214,24 @@ class Orchestra:
         if name not in roles:
             from orchestra.core.values import did_you_mean
 
-            raise InvalidInput(f"unknown role {name!r}{did_you_mean(name, roles)}; known roles: {', '.join(sorted(roles))}")
+            raise InvalidInput(
+                f"unknown role {name!r}{did_you_mean(name, roles)}; known roles: {', '.join(sorted(roles))}"
+            )
         return roles[name]
 
     def workflow_templates(self) -> dict[str, Template]:
         return load_templates(self.ctx.paths.state)
 
-    def start_workflow(self, template: str, request: str, *, base: str | None = None, into: str | None = None,
-                       approve_merge: bool = False, start: bool | None = None) -> Workflow:
+    def start_workflow(
+        self,
+        template: str,
+        request: str,
+        *,
+        base: str | None = None,
+        into: str | None = None,
+        approve_merge: bool = False,
+        start: bool | None = None,
+    ) -> Workflow:
         wf = workflows.start(self.ctx, template, request, base=base, into=into, approve_merge=approve_merge)
         self.autostart(start)
         return wf
@@ -245,8 +265,15 @@ class Orchestra:
     def cancel_workflow(self, ref: str) -> Workflow:
         return workflows.cancel(self.ctx, ref)
 
-    def merge(self, ref: str, *, into: str | None = None, strategy: str | None = None, resolve: bool = False,
-              start: bool | None = None) -> MergeResult:
+    def merge(
+        self,
+        ref: str,
+        *,
+        into: str | None = None,
+        strategy: str | None = None,
+        resolve: bool = False,
+        start: bool | None = None,
+    ) -> MergeResult:
         result = merge_command.manual(self.ctx, ref, into=into, strategy=strategy, resolve=resolve)
         if result.resolve_task or result.status == "approved":
             self.autostart(start)

@@ -20,9 +20,7 @@ TRANSCRIPTS = ROOT / "fixtures" / "transcripts"
 
 
 def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def make_repo(path: Path) -> Path:
@@ -44,8 +42,9 @@ class Orch:
     env: dict[str, str]
     procs: list[subprocess.Popen[str]] = field(default_factory=list)
 
-    def run(self, *args: str, input: str | None = None, timeout: float = 120, cwd: Path | None = None,
-            check: bool = False) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, input: str | None = None, timeout: float = 120, cwd: Path | None = None, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [sys.executable, "-m", "orchestra", *args],
             cwd=cwd or self.repo,

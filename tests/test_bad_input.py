@@ -6,7 +6,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import git
 
 
@@ -78,8 +77,14 @@ def test_submit_refuses_bad_input_and_creates_nothing(orch, args: list[str], nee
 
 def test_unknown_task_ids(orch):
     orch.submit("something")
-    for cmd in (["show", "zzzzzz"], ["logs", "zzzzzz"], ["wait", "zzzzzz"], ["cancel", "zzzzzz"],
-                ["retry", "zzzzzz"], ["priority", "zzzzzz", "3"]):
+    for cmd in (
+        ["show", "zzzzzz"],
+        ["logs", "zzzzzz"],
+        ["wait", "zzzzzz"],
+        ["cancel", "zzzzzz"],
+        ["retry", "zzzzzz"],
+        ["priority", "zzzzzz", "3"],
+    ):
         _one_line_error(orch.run(*cmd), "no task zzzzzz")
     for evil in ("../../etc/passwd", "a/b", "-rf", "AB$", ".."):
         _one_line_error(orch.run("show", "--", evil), "invalid task id")

@@ -19,12 +19,22 @@ def test_run_all_check_only(tmp_path: Path) -> None:
     results = tmp_path / "RESULTS.md"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--check-only", "--results", str(results)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ERROR" not in proc.stdout and "FAILED" not in proc.stdout
-    for name in ("orchestration overhead", "orchestra status", "orchestra list --json", "parallelism",
-                 "scheduler memory", "submit throughput"):
+    for name in (
+        "orchestration overhead",
+        "orchestra status",
+        "orchestra list --json",
+        "parallelism",
+        "scheduler memory",
+        "submit throughput",
+    ):
         assert f"== {name}" in proc.stdout, proc.stdout
     table = results.read_text()
     assert table.count("not judged (check only)") == 4  # overhead, status, parallelism, memory have targets
@@ -41,7 +51,8 @@ def test_benchmark_reports_its_own_failure(tmp_path: Path) -> None:
         f"bench_parallel.FAKE_CLAUDE = common.Path({str(tmp_path / 'no-such-claude')!r});"
         "common.run_main(bench_parallel.run, bench_parallel.parser())"
     )
-    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 1
     assert "benchmark error: expected 2 succeeded tasks" in proc.stderr

@@ -15,15 +15,23 @@ from pathlib import Path
 from orchestra.core.task import State
 
 
-def run_in_pty(orch, args: list[str], env: dict[str, str] | None = None, until: str | None = None,
-               interrupt: bool = False, limit: float = 60) -> tuple[int, str]:
+def run_in_pty(
+    orch,
+    args: list[str],
+    env: dict[str, str] | None = None,
+    until: str | None = None,
+    interrupt: bool = False,
+    limit: float = 60,
+) -> tuple[int, str]:
     """Run orchestra on a pseudo-terminal; optionally Ctrl-C it once `until` was printed."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestra", *args],
         cwd=orch.repo,
         env={**orch.env, "TERM": "xterm", "COLUMNS": "80", "LINES": "40", **(env or {})},
-        stdin=slave, stdout=slave, stderr=slave,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
         start_new_session=True,
     )
     os.close(slave)
@@ -63,7 +71,11 @@ def test_status_watch_in_a_pipe_prints_plain_frames_and_exits_0(orch) -> None:
     orch.submit("a queued task")
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestra", "status", "--watch", "-n", "0.1"],
-        cwd=orch.repo, env=orch.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=orch.repo,
+        env=orch.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
     assert proc.stdout is not None
@@ -93,7 +105,11 @@ def test_status_on_a_terminal_is_coloured_unless_no_color(orch) -> None:
 def test_plain_status_does_not_import_rich(orch) -> None:
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "orchestra", "status"],
-        cwd=orch.repo, env=orch.env, capture_output=True, text=True, check=True,
+        cwd=orch.repo,
+        env=orch.env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     modules = [line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line]
     assert "orchestra.ui.views" in modules
@@ -137,10 +153,18 @@ def _make_awaiting(repo: Path, task_id: str) -> None:
         task.state = State.RUNNING
 
     task = ctx.store.update(task_id, run)
-    requests.write_request(ctx.paths.request_dir(task_id), {
-        "id": requests.new_request_id(), "task_id": task_id, "attempt": task.attempts, "tool_name": "Bash",
-        "input": {"command": "make deploy"}, "tool_use_id": "toolu_1", "deadline": time.time() + 600,
-    })
+    requests.write_request(
+        ctx.paths.request_dir(task_id),
+        {
+            "id": requests.new_request_id(),
+            "task_id": task_id,
+            "attempt": task.attempts,
+            "tool_name": "Bash",
+            "input": {"command": "make deploy"},
+            "tool_use_id": "toolu_1",
+            "deadline": time.time() + 600,
+        },
+    )
     approvals.observe(ctx, task_id, set())
 
 
@@ -169,10 +193,15 @@ def test_wait_json_and_exit_codes_for_final_tasks(orch) -> None:
 
 def complete(orch, words: str, cwd: Path | None = None, shell: str = "bash") -> list[str]:
     parts = words.split(" ")
-    env = {**orch.env, "_ORCHESTRA_COMPLETE": f"{shell}_complete", "COMP_WORDS": words,
-           "COMP_CWORD": str(len(parts) - 1)}
-    proc = subprocess.run([sys.executable, "-m", "orchestra"], cwd=cwd or orch.repo, env=env,
-                          capture_output=True, text=True, timeout=60)
+    env = {
+        **orch.env,
+        "_ORCHESTRA_COMPLETE": f"{shell}_complete",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(parts) - 1),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestra"], cwd=cwd or orch.repo, env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     return [line.split(",", 1)[1] for line in proc.stdout.splitlines() if "," in line]
 

@@ -12,7 +12,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, make_orch, make_repo
 
 pytestmark = pytest.mark.crash
@@ -42,7 +41,10 @@ def test_sixteen_processes_submitting_at_once_lose_nothing(orch, tmp_path: Path)
     procs = [
         subprocess.Popen(
             [sys.executable, str(script), str(orch.repo), str(n), str(PER_SUBMITTER), str(go)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=orch.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=orch.env,
         )
         for n in range(SUBMITTERS)
     ]
@@ -123,7 +125,10 @@ def test_state_dir_that_is_a_file_is_a_clear_error(orch):
     for args in (("status",), ("list",), ("submit", "--no-start", "x"), ("worker", "--until-idle")):
         proc = orch.run(*args)
         assert proc.returncode == 1
-        assert proc.stderr == f"orchestra: error: {orch.repo / '.orchestra'} is not a directory; move it away so orchestra can keep its state there\n"
+        assert (
+            proc.stderr
+            == f"orchestra: error: {orch.repo / '.orchestra'} is not a directory; move it away so orchestra can keep its state there\n"
+        )
     assert (orch.repo / ".orchestra").read_text() == "not a directory"
 
 
@@ -133,9 +138,7 @@ def _without_dac_override() -> list[str]:
         return []
     if not shutil.which("setpriv"):
         pytest.skip("running as root, where chmod 000 does not block reads, and setpriv is missing")
-    probe = subprocess.run(
-        ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "true"], capture_output=True
-    )
+    probe = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "true"], capture_output=True)
     if probe.returncode != 0:
         pytest.skip(f"running as root and cannot drop CAP_DAC_OVERRIDE: {probe.stderr.decode().strip()}")
     return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
@@ -149,14 +152,27 @@ def test_unreadable_state_dir_is_a_clear_error_and_nothing_changes(orch):
     before = task_file.read_bytes()
     state.chmod(0o000)
     try:
-        for args in (("status",), ("show", tid), ("list", "--json"), ("submit", "--no-start", "x"),
-                     ("cancel", tid), ("worker", "--until-idle")):
+        for args in (
+            ("status",),
+            ("show", tid),
+            ("list", "--json"),
+            ("submit", "--no-start", "x"),
+            ("cancel", tid),
+            ("worker", "--until-idle"),
+        ):
             proc = subprocess.run(
                 [*prefix, sys.executable, "-m", "orchestra", *args],
-                cwd=orch.repo, env=orch.env, capture_output=True, text=True, timeout=60,
+                cwd=orch.repo,
+                env=orch.env,
+                capture_output=True,
+                text=True,
+                timeout=60,
             )
             assert proc.returncode == 1, (args, proc.stderr)
-            assert proc.stderr == f"orchestra: error: cannot use {state}: permission denied (it must be readable and writable by you)\n"
+            assert (
+                proc.stderr
+                == f"orchestra: error: cannot use {state}: permission denied (it must be readable and writable by you)\n"
+            )
     finally:
         state.chmod(0o700)
     assert task_file.read_bytes() == before
@@ -165,9 +181,9 @@ def test_unreadable_state_dir_is_a_clear_error_and_nothing_changes(orch):
 
 def test_full_disk_during_writes_keeps_the_previous_state(orch, monkeypatch):
     """ENOSPC injected into every write: each command fails cleanly and leaves the files as they were."""
-    from orchestra.store import files as fileio
-    from orchestra.core.errors import StorageError
     from orchestra.app import Orchestra
+    from orchestra.core.errors import StorageError
+    from orchestra.store import files as fileio
 
     tid = orch.submit("precious")
     core = Orchestra(orch.repo)
@@ -226,7 +242,9 @@ def test_really_full_disk_through_the_cli(tiny_fs: Path, tmp_path: Path):
         for args in (("cancel", tid), ("priority", tid, "7"), ("submit", "--no-start", "long " * 2000)):
             proc = o.run(*args)
             assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
-            assert proc.stderr.startswith("orchestra: error: ") and "No space left on device" in proc.stderr, proc.stderr
+            assert proc.stderr.startswith("orchestra: error: ") and "No space left on device" in proc.stderr, (
+                proc.stderr
+            )
             assert proc.stderr.count("\n") == 1
         assert task_file.read_bytes() == before
         assert not [p for p in (repo / ".orchestra").rglob("*.tmp")]

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import Orch, git, make_orch, make_repo, plant_half_made_worktree
 
 pytestmark = pytest.mark.crash
@@ -44,15 +43,24 @@ RANDOM_TRIALS = 12
 
 def _prompts() -> dict[str, tuple[str, tuple[str, ...]]]:
     return {
-        "commits": ("commits\n@fake write a.txt A\n@fake commit Add a\n@fake sleep 0.3\n@fake write a2.txt left over", ()),
+        "commits": (
+            "commits\n@fake write a.txt A\n@fake commit Add a\n@fake sleep 0.3\n@fake write a2.txt left over",
+            (),
+        ),
         "sleeps": ("sleeps\n@fake sleep 0.2\n@fake write b.txt B", ()),
         "instant": ("instant\n@fake write c.txt C\n@fake commit Add c", ()),
         "fails": ("fails\n@fake fail 400", ()),  # 400 is not retried
     }
 
 
-EXPECTED = {"commits": "succeeded", "sleeps": "succeeded", "instant": "succeeded", "fails": "failed",
-            "after": "succeeded", "late": "succeeded"}
+EXPECTED = {
+    "commits": "succeeded",
+    "sleeps": "succeeded",
+    "instant": "succeeded",
+    "fails": "failed",
+    "after": "succeeded",
+    "late": "succeeded",
+}
 
 
 class Trial:
@@ -71,7 +79,12 @@ class Trial:
         env = dict(self.orch.env, ORCHESTRA_TEST_CRASH_AT=point)
         proc = subprocess.run(
             [sys.executable, "-m", "orchestra", "worker", "--until-idle", "-j", "2"],
-            cwd=self.orch.repo, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+            cwd=self.orch.repo,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert proc.returncode == -signal.SIGKILL, f"{self.why()} never reached {point}: {proc.stderr}"
 
@@ -94,13 +107,17 @@ class Trial:
         base_files = {"README.md"}
         for name, tid in self.ids.items():
             task = o.show(tid)
-            assert task["state"] == EXPECTED[name], f"{self.why()} {name}: {task['state']} {task['error']}\n{proc.stderr}"
+            assert task["state"] == EXPECTED[name], (
+                f"{self.why()} {name}: {task['state']} {task['error']}\n{proc.stderr}"
+            )
             runs = [c for c in calls if c["env"].get("ORCHESTRA_TASK_ID") == tid]
             assert len(runs) <= task["attempts"], f"{self.why()} {name} ran {len(runs)}x in {task['attempts']} attempts"
             results = _results(o.repo / ".orchestra" / "logs" / f"{tid}.jsonl")
             if task["state"] == "succeeded":
                 # Exactly one successful run, and nothing ran after it.
-                assert [r["is_error"] for r in results].count(False) == 1, f"{self.why()} {name} ran again: {[r['is_error'] for r in results]}"
+                assert [r["is_error"] for r in results].count(False) == 1, (
+                    f"{self.why()} {name} ran again: {[r['is_error'] for r in results]}"
+                )
                 assert results[-1]["is_error"] is False
                 files = set(git(o.repo, "ls-tree", "--name-only", task["branch"]).split())
                 assert base_files <= files, f"{self.why()} {name}: base files lost on {task['branch']}: {files}"
@@ -202,7 +219,7 @@ def test_worktree_add_killed_while_writing_metadata_does_not_break_later_adds(or
     first = orch.submit("first\n@fake write one.txt 1")
     second = orch.submit("second\n@fake write two.txt 2")
     wt = Path(orch.show(first)["worktree"])
-    admin = plant_half_made_worktree(orch.repo, first, wt)
+    plant_half_made_worktree(orch.repo, first, wt)
     broken = subprocess.run(["git", "worktree", "list"], cwd=orch.repo, capture_output=True, text=True)
     assert broken.returncode != 0 and "commondir" in broken.stderr
     proc = orch.work()
@@ -220,12 +237,25 @@ def test_sigkill_during_a_merge(orch, point: str):
     """Killed while merging a workflow's result: after a restart it is merged exactly once."""
     from test_workflows import APPROVE, FEATURE
 
-    wf_id = orch.run("workflow", "start", "--no-start", "feature",
-                     FEATURE + f"@fake if-role reviewer structured {APPROVE}\n", check=True).stdout.strip()
+    wf_id = orch.run(
+        "workflow",
+        "start",
+        "--no-start",
+        "feature",
+        FEATURE + f"@fake if-role reviewer structured {APPROVE}\n",
+        check=True,
+    ).stdout.strip()
     main_before = git(orch.repo, "rev-parse", "main")
     env = dict(orch.env, ORCHESTRA_TEST_CRASH_AT=point)
-    proc = subprocess.run([sys.executable, "-m", "orchestra", "worker", "--until-idle"], cwd=orch.repo, env=env,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestra", "worker", "--until-idle"],
+        cwd=orch.repo,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -signal.SIGKILL, f"never reached {point}: {proc.stderr}"
     moved = git(orch.repo, "rev-parse", "main") != main_before
     assert moved == (point == "merge_after_move")

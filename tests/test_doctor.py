@@ -50,8 +50,14 @@ def test_finds_every_kind_of_problem_and_fixes_only_what_loses_nothing(orch, tmp
     # A run that ended while no scheduler watched: the scheduler died before recording it.
     unwatched = orch.submit("finished unobserved\n@fake write d.txt d")
     env = dict(orch.env, ORCHESTRA_TEST_CRASH_AT="before_finalize")
-    crashed = subprocess.run([sys.executable, "-m", "orchestra", "worker", "--until-idle"], cwd=orch.repo,
-                             env=env, capture_output=True, text=True, timeout=60)
+    crashed = subprocess.run(
+        [sys.executable, "-m", "orchestra", "worker", "--until-idle"],
+        cwd=orch.repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert crashed.returncode == -9
     # A running task whose agent is dead, with no scheduler.
     dead = orch.submit("agent died")
@@ -111,8 +117,12 @@ def test_finds_every_kind_of_problem_and_fixes_only_what_loses_nothing(orch, tmp
 
     code, report = _doctor(orch, "--fix")
     assert code == 1  # the corrupt file, the stray directory, the symlink and the lost branch remain
-    assert set(_kinds(report, fixed=False)) == {"corrupt_task_file", "worktree_without_task",
-                                                "symlinked_worktree", "branch_missing"}
+    assert set(_kinds(report, fixed=False)) == {
+        "corrupt_task_file",
+        "worktree_without_task",
+        "symlinked_worktree",
+        "branch_missing",
+    }
     assert orch.state(unwatched) == "succeeded"  # settled exactly as a restarted scheduler would
     assert git(orch.repo, "show", f"{orch.show(unwatched)['branch']}:d.txt") == "d"
     d = orch.show(dead)
@@ -137,8 +147,9 @@ def test_fix_leaves_scheduler_owned_state_alone_while_one_runs(orch):
     shutil.rmtree(orch.show(tid)["worktree"])
     orch.submit("keeps the scheduler busy\n@fake sleep 20")
     worker = orch.start_worker()
-    orch.wait_for(lambda: orch.run("status", "--json", check=True).stdout.count('"state": "running"'),
-                  what="a running task")
+    orch.wait_for(
+        lambda: orch.run("status", "--json", check=True).stdout.count('"state": "running"'), what="a running task"
+    )
     code, report = _doctor(orch, "--fix")
     missing = [f for f in report["findings"] if f["kind"] == "worktree_missing"]
     assert code == 1 and len(missing) == 1 and not missing[0]["fixed"]

@@ -56,8 +56,14 @@ def _run(argv, *, cwd, env, timeout, check=True, label=None):
     """Run a command in its own process group; kill the group on timeout. Print all."""
     label = label or " ".join(str(a) for a in argv[:5])
     proc = subprocess.Popen(
-        [str(a) for a in argv], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        [str(a) for a in argv],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -83,9 +89,7 @@ def _run(argv, *, cwd, env, timeout, check=True, label=None):
 
 
 def _git(repo, *args, strip: bool = True) -> str:
-    out = subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout
+    out = subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
     return out.strip() if strip else out
 
 
@@ -123,26 +127,38 @@ def test_implementer_task_runs_real_claude_and_commits_on_its_branch(tmp_path, c
     base_url = stub.start()
     try:
         env = ms.claude_env(base_url, home, ORCHESTRA_CLAUDE=claude_bin)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p
-        )
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
         orchestra = [sys.executable, "-m", "orchestra"]
 
         _, out, _ = _run(
             [*orchestra, "submit", "--role", "implementer", "--no-start", prompt],
-            cwd=repo, env=env, timeout=60, label="orchestra submit",
+            cwd=repo,
+            env=env,
+            timeout=60,
+            label="orchestra submit",
         )
         out_lines = [l.strip() for l in out.splitlines() if l.strip()]
         assert len(out_lines) == 1, f"submit should print exactly the task id, got {out!r}"
         task_id = out_lines[0]
 
         try:
-            _run([*orchestra, "worker", "--until-idle"], cwd=repo, env=env,
-                 timeout=180, label="orchestra worker --until-idle")
+            _run(
+                [*orchestra, "worker", "--until-idle"],
+                cwd=repo,
+                env=env,
+                timeout=180,
+                label="orchestra worker --until-idle",
+            )
         finally:
             # Diagnostics whatever happened: the raw log and what the stub saw.
-            _run([*orchestra, "logs", task_id, "--raw"], cwd=repo, env=env, timeout=60,
-                 check=False, label="orchestra logs --raw (diagnostics)")
+            _run(
+                [*orchestra, "logs", task_id, "--raw"],
+                cwd=repo,
+                env=env,
+                timeout=60,
+                check=False,
+                label="orchestra logs --raw (diagnostics)",
+            )
             print("stub requests:", [(r["method"], r["path"]) for r in stub.requests])
             # The agent's stderr and the task's events, wherever orchestra keeps them.
             for path in sorted((repo / ".orchestra").glob("*/*")):
@@ -151,17 +167,31 @@ def test_implementer_task_runs_real_claude_and_commits_on_its_branch(tmp_path, c
                         continue  # printed above by `logs --raw`
                     print(f"--- {path.relative_to(repo)}:\n{path.read_text(errors='replace')[-4000:]}")
 
-        _, show_out, _ = _run([*orchestra, "show", task_id, "--json"], cwd=repo, env=env,
-                              timeout=60, label="orchestra show --json")
+        _, show_out, _ = _run(
+            [*orchestra, "show", task_id, "--json"], cwd=repo, env=env, timeout=60, label="orchestra show --json"
+        )
         task = json.loads(show_out)
-        _, raw_log, _ = _run([*orchestra, "logs", task_id, "--raw"], cwd=repo, env=env,
-                             timeout=60, label="orchestra logs --raw")
+        _, raw_log, _ = _run(
+            [*orchestra, "logs", task_id, "--raw"], cwd=repo, env=env, timeout=60, label="orchestra logs --raw"
+        )
     finally:
         stub.stop()
 
     # -- the task ---------------------------------------------------------------------
-    for key in ("id", "state", "branch", "worktree", "session_id", "cost_usd", "num_turns",
-                "result", "error", "exit_code", "permission_denials", "attempts"):
+    for key in (
+        "id",
+        "state",
+        "branch",
+        "worktree",
+        "session_id",
+        "cost_usd",
+        "num_turns",
+        "result",
+        "error",
+        "exit_code",
+        "permission_denials",
+        "attempts",
+    ):
         assert key in task, f"show --json lacks {key!r}: {sorted(task)}"
     assert task["id"] == task_id
     assert task["state"] == "succeeded", f"state {task['state']!r}, error {task['error']!r}"
@@ -190,10 +220,7 @@ def test_implementer_task_runs_real_claude_and_commits_on_its_branch(tmp_path, c
     worktree = Path(task["worktree"])
     assert Path(ms.find_cwd(bodies[0]) or "").resolve() == worktree.resolve()
     assert worktree.resolve() != repo.resolve()
-    sessions = {
-        r["headers"].get("X-Claude-Code-Session-Id")
-        for r in stub.requests if r["route"] == "/v1/messages"
-    }
+    sessions = {r["headers"].get("X-Claude-Code-Session-Id") for r in stub.requests if r["route"] == "/v1/messages"}
     assert sessions == {task["session_id"]}
 
     # -- the branch carries the work, on top of the initial commit -----------------------
@@ -240,18 +267,32 @@ def test_real_claude_bash_call_waits_for_a_person_and_runs_once_allowed(tmp_path
         env = ms.claude_env(base_url, home, ORCHESTRA_CLAUDE=claude_bin)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
         orchestra = [sys.executable, "-m", "orchestra"]
-        _, out, _ = _run([*orchestra, "submit", "--role", "implementer", "--no-start",
-                          "[[scenario:bash]] Run the command."], cwd=repo, env=env, timeout=60,
-                         label="orchestra submit")
+        _, out, _ = _run(
+            [*orchestra, "submit", "--role", "implementer", "--no-start", "[[scenario:bash]] Run the command."],
+            cwd=repo,
+            env=env,
+            timeout=60,
+            label="orchestra submit",
+        )
         task_id = out.strip()
-        worker = subprocess.Popen([*orchestra, "worker"], cwd=repo, env=env, stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  start_new_session=True)
+        worker = subprocess.Popen(
+            [*orchestra, "worker"],
+            cwd=repo,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 120
         task = {}
         while time.monotonic() < deadline:
             task = _json_out([*orchestra, "show", task_id, "--json"], cwd=repo, env=env, label="show")
-            if task["state"] == "awaiting_input" and task["pending_request"] or task["state"] not in ("queued", "running"):
+            if (task["state"] == "awaiting_input" and task["pending_request"]) or task["state"] not in (
+                "queued",
+                "running",
+            ):
                 break
             time.sleep(0.3)
         assert task.get("state") == "awaiting_input", f"never waited for a person: {task}"
@@ -260,13 +301,23 @@ def test_real_claude_bash_call_waits_for_a_person_and_runs_once_allowed(tmp_path
         assert not (Path(task["worktree"]) / "bash-effect.txt").exists(), "ran before anyone answered"
         _run([*orchestra, "status"], cwd=repo, env=env, timeout=60, label="orchestra status")
 
-        _run([*orchestra, "respond", task_id, "--allow"], cwd=repo, env=env, timeout=60,
-             label="orchestra respond --allow")
-        _run([*orchestra, "wait", task_id, "--timeout", "120"], cwd=repo, env=env, timeout=150,
-             label="orchestra wait")
+        _run(
+            [*orchestra, "respond", task_id, "--allow"],
+            cwd=repo,
+            env=env,
+            timeout=60,
+            label="orchestra respond --allow",
+        )
+        _run([*orchestra, "wait", task_id, "--timeout", "120"], cwd=repo, env=env, timeout=150, label="orchestra wait")
         task = _json_out([*orchestra, "show", task_id, "--json"], cwd=repo, env=env, label="show")
-        _run([*orchestra, "logs", task_id, "--raw"], cwd=repo, env=env, timeout=60, check=False,
-             label="orchestra logs --raw (diagnostics)")
+        _run(
+            [*orchestra, "logs", task_id, "--raw"],
+            cwd=repo,
+            env=env,
+            timeout=60,
+            check=False,
+            label="orchestra logs --raw (diagnostics)",
+        )
     finally:
         if worker is not None:
             if worker.poll() is None:
@@ -281,7 +332,13 @@ def test_real_claude_bash_call_waits_for_a_person_and_runs_once_allowed(tmp_path
     assert _git(repo, "show", f"{task['branch']}:bash-effect.txt") == f"approved {marker}"
     # The model saw the command's success, not a refusal.
     bodies = stub.message_requests()
-    results = [b for body in bodies for m in body.get("messages", []) if isinstance(m.get("content"), list)
-               for b in m["content"] if isinstance(b, dict) and b.get("type") == "tool_result"]
+    results = [
+        b
+        for body in bodies
+        for m in body.get("messages", [])
+        if isinstance(m.get("content"), list)
+        for b in m["content"]
+        if isinstance(b, dict) and b.get("type") == "tool_result"
+    ]
     assert results and not any(r.get("is_error") for r in results), results
     assert not (repo / "bash-effect.txt").exists()

@@ -54,17 +54,19 @@ class Result:
         return results[-1]
 
     def tool_results(self) -> list[dict]:
-        return [l for l in find(self.lines, "user")
-                if l["message"]["content"][0].get("type") == "tool_result"]
+        return [l for l in find(self.lines, "user") if l["message"]["content"][0].get("type") == "tool_result"]
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     home = tmp_path / "home"
     home.mkdir()
-    e = {k: v for k, v in os.environ.items()
-         if not k.startswith(("FAKE_CLAUDE_", "ORCHESTRA_", "GIT_", "CLAUDE_"))
-         and k not in ("XDG_CONFIG_HOME", "IS_SANDBOX", "ANTHROPIC_BASE_URL")}
+    e = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FAKE_CLAUDE_", "ORCHESTRA_", "GIT_", "CLAUDE_"))
+        and k not in ("XDG_CONFIG_HOME", "IS_SANDBOX", "ANTHROPIC_BASE_URL")
+    }
     e["HOME"] = str(home)
     e["GIT_CONFIG_NOSYSTEM"] = "1"
     return e
@@ -82,11 +84,17 @@ def repo(tmp_path: Path, env: dict[str, str]) -> Path:
     return r
 
 
-def run_fake(repo: Path, env: dict[str, str], prompt: str, *extra: str, base=BASE_ARGS,
-             stdin=subprocess.DEVNULL, timeout: float = 10) -> Result:
+def run_fake(
+    repo: Path,
+    env: dict[str, str],
+    prompt: str,
+    *extra: str,
+    base=BASE_ARGS,
+    stdin=subprocess.DEVNULL,
+    timeout: float = 10,
+) -> Result:
     argv = [str(FAKE), *base, *extra, "--", prompt]
-    return Result(subprocess.run(argv, cwd=repo, env=env, stdin=stdin, capture_output=True,
-                                 text=True, timeout=timeout))
+    return Result(subprocess.run(argv, cwd=repo, env=env, stdin=stdin, capture_output=True, text=True, timeout=timeout))
 
 
 def script(*directives: str) -> str:
@@ -136,15 +144,22 @@ def test_text_and_result_and_cost(repo, env):
 
 
 def test_write_and_commit(repo, env):
-    r = run_fake(repo, env, script("text I'll create the file.", "write sub/hello.txt hello\\nworld",
-                                   "commit Add hello", "text Committed."))
+    r = run_fake(
+        repo,
+        env,
+        script(
+            "text I'll create the file.", "write sub/hello.txt hello\\nworld", "commit Add hello", "text Committed."
+        ),
+    )
     assert r.rc == 0, r.stderr
     assert (repo / "sub" / "hello.txt").read_text() == "hello\nworld"
-    log = subprocess.run(["git", "log", "--format=%s|%ae", "-1"], cwd=repo, env=env,
-                         capture_output=True, text=True, check=True).stdout.strip()
+    log = subprocess.run(
+        ["git", "log", "--format=%s|%ae", "-1"], cwd=repo, env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert log == "Add hello|fake@example.com"
-    assert subprocess.run(["git", "status", "--porcelain"], cwd=repo, env=env, capture_output=True,
-                          text=True).stdout == ""
+    assert (
+        subprocess.run(["git", "status", "--porcelain"], cwd=repo, env=env, capture_output=True, text=True).stdout == ""
+    )
     real = transcript("tool-write-bash.jsonl")
     assistants = find(r.lines, "assistant")
     # text + Write share one message, Bash is its own message, then the final text
@@ -171,16 +186,20 @@ def test_commit_uses_repo_identity_when_configured(repo, env):
     assert r.rc == 0
     cmd = find(r.lines, "assistant")[0]["message"]["content"][0]["input"]["command"]
     assert "user.email" not in cmd
-    log = subprocess.run(["git", "log", "--format=%s|%ae", "-1"], cwd=repo, capture_output=True,
-                         text=True, check=True).stdout.strip()
+    log = subprocess.run(
+        ["git", "log", "--format=%s|%ae", "-1"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert log == "msg with 'quotes'|dev@example.com"
     # a tool-use step without following text gets a closing text message
     assert r.result["result"] == "Done." and r.result["num_turns"] == 2
 
 
 def test_append_and_bash(repo, env):
-    r = run_fake(repo, env, script("append README.md more\\n", "bash echo out; echo err >&2; exit 3",
-                                   "bash printf '%s' \"$PWD\""))
+    r = run_fake(
+        repo,
+        env,
+        script("append README.md more\\n", "bash echo out; echo err >&2; exit 3", "bash printf '%s' \"$PWD\""),
+    )
     assert r.rc == 0
     assert (repo / "README.md").read_text() == "readme\nmore\n"
     res = r.tool_results()
@@ -217,8 +236,7 @@ def test_fail_529(repo, env):
     assert res["result"].startswith("API Error: Repeated 529 Overloaded errors.")
 
 
-@pytest.mark.parametrize("status,error", [(401, "authentication_failed"), (429, "rate_limit"),
-                                          (500, "server_error")])
+@pytest.mark.parametrize("status,error", [(401, "authentication_failed"), (429, "rate_limit"), (500, "server_error")])
 def test_fail_other_statuses(repo, env, status, error):
     env["CLAUDE_CODE_MAX_RETRIES"] = "2"
     r = run_fake(repo, env, script("text partial", f"fail {status}"))
@@ -297,15 +315,19 @@ def test_session_id_flag_and_config_dir(repo, env, tmp_path):
 
 
 def test_deny(repo, env):
-    r = run_fake(repo, env, script("text I'll create the file.", "deny Write hello.txt",
-                                   "deny Bash git push origin main", "text gave up"))
+    r = run_fake(
+        repo,
+        env,
+        script("text I'll create the file.", "deny Write hello.txt", "deny Bash git push origin main", "text gave up"),
+    )
     assert r.rc == 0
     real = transcript("permission-denied.jsonl")
     denied = find(r.lines, "system", "permission_denied")
     assert [d["tool_name"] for d in denied] == ["Write", "Bash"]
     assert set(denied[0]) == set(find(real, "system", "permission_denied")[0])
-    assert denied[0]["message"] == (f"Claude requested permissions to write to {repo / 'hello.txt'}, "
-                                    "but you haven't granted it yet.")
+    assert denied[0]["message"] == (
+        f"Claude requested permissions to write to {repo / 'hello.txt'}, but you haven't granted it yet."
+    )
     results = r.tool_results()
     assert set(results[0]) == set(find(real, "user")[0])
     assert all(x["message"]["content"][0]["is_error"] for x in results)
@@ -321,13 +343,12 @@ def test_deny(repo, env):
 
 def test_deny_rules_from_settings_and_tools_whitelist(repo, env):
     settings = json.dumps({"permissions": {"deny": ["Bash(git push:*)"]}})
-    r = run_fake(repo, env, script("bash echo ok && git push origin main", "bash echo fine"),
-                 "--settings", settings)
-    assert [d["tool_input"]["command"] for d in r.result["permission_denials"]] == \
-        ["echo ok && git push origin main"]
+    r = run_fake(repo, env, script("bash echo ok && git push origin main", "bash echo fine"), "--settings", settings)
+    assert [d["tool_input"]["command"] for d in r.result["permission_denials"]] == ["echo ok && git push origin main"]
     assert r.tool_results()[1]["tool_use_result"]["stdout"] == "fine"
-    r = run_fake(repo, env, script("write evil.txt x", "bash touch bashed.txt", "text LGTM"),
-                 "--tools", "Read,Grep,Glob")
+    r = run_fake(
+        repo, env, script("write evil.txt x", "bash touch bashed.txt", "text LGTM"), "--tools", "Read,Grep,Glob"
+    )
     assert r.init["tools"] == ["Glob", "Grep", "Read"]
     errors = [x["message"]["content"][0]["content"] for x in r.tool_results()]
     assert all("No such tool available" in e for e in errors) and len(errors) == 2
@@ -344,8 +365,7 @@ def test_max_turns(repo, env):
     assert res["subtype"] == "error_max_turns" and res["is_error"] is True
     assert res["terminal_reason"] == "max_turns" and res["errors"]
     # the --max-turns flag is enforced like the CLI: stop after N tool-using turns
-    r = run_fake(repo, env, script("bash echo one", "bash echo two", "bash echo three"),
-                 "--max-turns", "2")
+    r = run_fake(repo, env, script("bash echo one", "bash echo two", "bash echo three"), "--max-turns", "2")
     assert r.rc == 1
     assert r.result["errors"] == ["Reached maximum number of turns (2)"]
     assert r.result["num_turns"] == 3 and len(r.tool_results()) == 2
@@ -353,8 +373,7 @@ def test_max_turns(repo, env):
 
 def test_structured_output(repo, env):
     schema = json.dumps({"type": "object"})
-    r = run_fake(repo, env, script('structured {"verdict": "approve", "score": 7}'),
-                 "--json-schema", schema)
+    r = run_fake(repo, env, script('structured {"verdict": "approve", "score": 7}'), "--json-schema", schema)
     assert r.rc == 0
     assert "StructuredOutput" in r.init["tools"]
     real = find(transcript("json-schema.jsonl"), "result")[0]
@@ -374,20 +393,40 @@ def test_missing_verbose_and_bad_directive(repo, env):
 
 
 def test_unknown_flags_and_prompt_without_dashdash(repo, env):
-    argv = [str(FAKE), "-p", "--output-format", "stream-json", "--verbose", "--append-system-prompt",
-            "be nice", "--model", "claude-x", "--whatever", "v", "--include-partial-messages",
-            "--allowedTools", "Bash(git add:*)", script("text positional")]
-    p = subprocess.run(argv, cwd=repo, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                       text=True, timeout=10)
+    argv = [
+        str(FAKE),
+        "-p",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--append-system-prompt",
+        "be nice",
+        "--model",
+        "claude-x",
+        "--whatever",
+        "v",
+        "--include-partial-messages",
+        "--allowedTools",
+        "Bash(git add:*)",
+        script("text positional"),
+    ]
+    p = subprocess.run(argv, cwd=repo, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
     r = Result(p)
     assert r.rc == 0 and r.init["model"] == "claude-x" and r.result["result"] == "positional"
 
 
 def test_stdin_pipe_warning(repo, env):
-    p = subprocess.Popen([str(FAKE), *BASE_ARGS, "--", "hi"], cwd=repo, env=env,
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [str(FAKE), *BASE_ARGS, "--", "hi"],
+        cwd=repo,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     t0 = time.monotonic()
-    out, err = p.communicate(timeout=10)
+    _out, err = p.communicate(timeout=10)
     assert time.monotonic() - t0 < 2.5
     assert p.returncode == 0
     assert "Warning: no stdin data received in 3s, proceeding without it" in err
@@ -440,9 +479,16 @@ def test_if_attempt_counts_per_cwd(repo, env, tmp_path):
 
 
 def _start(repo, env, prompt):
-    p = subprocess.Popen([str(FAKE), *BASE_ARGS, "--", prompt], cwd=repo, env=env,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)
+    p = subprocess.Popen(
+        [str(FAKE), *BASE_ARGS, "--", prompt],
+        cwd=repo,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     return p
 
 
@@ -542,16 +588,22 @@ def test_sigint_during_tool(repo, env):
 
 
 def test_output_format_json(repo, env):
-    r = subprocess.run([str(FAKE), "-p", "--output-format", "json", "--", script("text hi")],
-                       cwd=repo, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                       timeout=10)
+    r = subprocess.run(
+        [str(FAKE), "-p", "--output-format", "json", "--", script("text hi")],
+        cwd=repo,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     assert r.returncode == 0
     assert json.loads(r.stdout)["result"] == "hi"
 
 
 # -- @fake ask: the permission-prompt tool over MCP ---------------------------------
 
-RAW_PERM_SERVER = r'''
+RAW_PERM_SERVER = r"""
 import json, sys
 mode, log = sys.argv[1], sys.argv[2]
 def send(obj):
@@ -577,14 +629,16 @@ for line in sys.stdin:
         }
         text = json.dumps(answers[mode]) if mode in answers else "yes please"
         send({"jsonrpc": "2.0", "id": rid, "result": {"content": [{"type": "text", "text": text}]}})
-'''
+"""
 
 
 def _perm_args(tmp_path: Path, mode: str) -> tuple[list[str], Path]:
     server = tmp_path / "perm_server.py"
     server.write_text(RAW_PERM_SERVER)
     log = tmp_path / f"perm-{mode}.jsonl"
-    config = {"mcpServers": {"perm": {"type": "stdio", "command": sys.executable, "args": [str(server), mode, str(log)]}}}
+    config = {
+        "mcpServers": {"perm": {"type": "stdio", "command": sys.executable, "args": [str(server), mode, str(log)]}}
+    }
     return ["--mcp-config", json.dumps(config), "--permission-prompt-tool", "mcp__perm__approve"], log
 
 
@@ -597,10 +651,18 @@ def test_ask_allowed_runs_the_tool_after_the_cli_handshake(repo, env, tmp_path):
     assert len(uses) == 1  # the approved tool use is not printed twice
     calls = [json.loads(l) for l in log.read_text().splitlines()]
     assert [c.get("method") for c in calls] == [
-        "server/discover", "initialize", "notifications/initialized", "tools/list", "tools/call"]
+        "server/discover",
+        "initialize",
+        "notifications/initialized",
+        "tools/list",
+        "tools/call",
+    ]
     arguments = calls[-1]["params"]["arguments"]
-    assert arguments == {"tool_name": "Bash", "input": uses[0]["message"]["content"][0]["input"],
-                         "tool_use_id": uses[0]["message"]["content"][0]["id"]}
+    assert arguments == {
+        "tool_name": "Bash",
+        "input": uses[0]["message"]["content"][0]["input"],
+        "tool_use_id": uses[0]["message"]["content"][0]["id"],
+    }
     assert r.result["permission_denials"] == []
 
 
@@ -632,6 +694,7 @@ def test_ask_without_a_prompt_tool_is_denied_silently_and_bypass_runs_it(repo, e
     assert r.rc == 0 and (repo / "bypass.txt").exists()
     r = run_fake(repo, env, script("ask text hi"))
     assert r.rc == 2 and "usage: @fake ask" in r.stderr
+
 
 def test_if_role_and_if_role_run(repo, env, tmp_path):
     env["FAKE_CLAUDE_STATE"] = str(tmp_path / "state")

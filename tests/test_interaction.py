@@ -156,7 +156,9 @@ def test_policy_comes_from_config_per_repo_and_per_role(orch):
         "[permissions.reviewer]\nprompts = false\n",
     )
     verdict = '@fake if-role reviewer structured {"verdict": "approve", "summary": "fine", "comments": []}'
-    ids = {role: orch.submit(f"{role} task\n{verdict}", "--role", role) for role in ("generalist", "tester", "reviewer")}
+    ids = {
+        role: orch.submit(f"{role} task\n{verdict}", "--role", role) for role in ("generalist", "tester", "reviewer")
+    }
     orch.env["IS_SANDBOX"] = "1"
     assert orch.work().returncode == 0
     argv = {inv["env"]["ORCHESTRA_ROLE"]: inv["argv"] for inv in orch.invocations()}
@@ -201,7 +203,9 @@ def test_respond_continues_the_session_on_the_same_branch(orch):
     refused = orch.run("respond", tid, "--allow")
     assert refused.returncode == 1 and "no pending permission request" in refused.stderr
 
-    out = orch.run("respond", tid, "--no-start", "Blue.\n@fake write answer.txt blue\n@fake commit Use blue", check=True)
+    out = orch.run(
+        "respond", tid, "--no-start", "Blue.\n@fake write answer.txt blue\n@fake commit Use blue", check=True
+    )
     assert out.stdout.strip() == f"{tid} queued (continuing session {first['session_id']})"
     assert orch.state(tid) == "queued"
     busy = orch.run("respond", tid, "more")
@@ -354,7 +358,9 @@ def test_on_event_gets_data_in_env_and_stdin_never_in_the_command(orch, tmp_path
     slow = orch.submit("slow\n@fake sleep 30", "--timeout", "1")
     assert orch.work().returncode == 0
     seen = sorted(p.name for p in hooks.glob("*.json"))
-    assert seen == sorted([f"{ok}.needs_input.json", f"{ok}.succeeded.json", f"{bad}.failed.json", f"{slow}.timed_out.json"])
+    assert seen == sorted(
+        [f"{ok}.needs_input.json", f"{ok}.succeeded.json", f"{bad}.failed.json", f"{slow}.timed_out.json"]
+    )
     payload = json.loads((hooks / f"{ok}.succeeded.json").read_text())
     assert payload["event"] == "succeeded" and payload["task"]["id"] == ok
     assert payload["task"]["title"].startswith("ok $(touch pwned)")
@@ -382,18 +388,48 @@ def test_permission_server_speaks_the_prompt_tool_contract(orch):
     tid = orch.submit("not running yet")
     lines = [
         {"jsonrpc": "2.0", "id": 0, "method": "server/discover", "params": {"protocolVersion": "2026-07-28"}},
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "claude-code", "version": "2"}}},
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "claude-code", "version": "2"},
+            },
+        },
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}},
-        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "approve", "arguments": {
-            "tool_name": "Bash", "input": {"command": "ls"}, "tool_use_id": "toolu_1"}}},
+        {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "method": "tools/call",
+            "params": {
+                "name": "approve",
+                "arguments": {"tool_name": "Bash", "input": {"command": "ls"}, "tool_use_id": "toolu_1"},
+            },
+        },
     ]
     requests = orch.repo / ".orchestra" / "requests" / tid
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestra.agent.permission_server", "--requests", str(requests), "--task", tid,
-         "--attempt", "1", "--timeout", "1"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=orch.env, text=True,
+        [
+            sys.executable,
+            "-m",
+            "orchestra.agent.permission_server",
+            "--requests",
+            str(requests),
+            "--task",
+            tid,
+            "--attempt",
+            "1",
+            "--timeout",
+            "1",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=orch.env,
+        text=True,
     )
     replies: dict[int, dict[str, Any]] = {}
     for msg in lines:

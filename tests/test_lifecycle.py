@@ -8,8 +8,6 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
-
 from conftest import git
 
 
@@ -84,9 +82,7 @@ def test_cancel_queued_and_running(orch):
 
 
 def test_retry_runs_a_failed_task_again_on_its_branch(orch):
-    tid = orch.submit(
-        "flaky\n@fake write attempt.txt try\n@fake if-attempt 1 fail 400\n@fake text fine now"
-    )
+    tid = orch.submit("flaky\n@fake write attempt.txt try\n@fake if-attempt 1 fail 400\n@fake text fine now")
     assert orch.work().returncode == 0
     first = orch.show(tid)
     assert first["state"] == "failed" and first["attempts"] == 1
@@ -134,7 +130,7 @@ def test_restart_resumes_an_agent_that_died_meanwhile(orch):
     task = orch.show(tid)
     assert task["state"] == "succeeded", task
     assert task["attempts"] == 2
-    first, second = orch.invocations()
+    _first, second = orch.invocations()
     assert second["resume"] == task["session_id"]
     assert "--resume" in second["argv"]
     log = git(orch.repo, "log", "--format=%s", task["branch"]).splitlines()
@@ -192,8 +188,11 @@ def test_submit_autostarts_a_background_scheduler(orch):
     task = orch.show(tid)
     assert git(orch.repo, "show", f"{task['branch']}:auto.txt") == "yes"
     # The autostarted scheduler leaves once idle, and a new one can start.
-    orch.wait_for(lambda: json.loads(orch.run("status", "--json").stdout)["scheduler_pid"] is None,
-                  what="background scheduler exit", timeout=20)
+    orch.wait_for(
+        lambda: json.loads(orch.run("status", "--json").stdout)["scheduler_pid"] is None,
+        what="background scheduler exit",
+        timeout=20,
+    )
 
 
 def test_missing_claude_binary_fails_the_task_and_the_scheduler_goes_on(orch, tmp_path: Path):

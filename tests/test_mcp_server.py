@@ -9,8 +9,9 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import anyio
 import pytest
@@ -22,9 +23,22 @@ from orchestra.store.paths import Paths
 from orchestra.store.scheduler import scheduler_pid
 
 EXPECTED_TOOLS = {
-    "submit_task", "list_processes", "process_details", "respond_to_process", "manage_queue", "stop_process",
-    "configure_orchestrator", "assign_role", "create_workflow", "status_dashboard", "wait_for_task", "merge",
-    "retry_task", "set_budget", "show_workflow", "cancel_workflow",
+    "submit_task",
+    "list_processes",
+    "process_details",
+    "respond_to_process",
+    "manage_queue",
+    "stop_process",
+    "configure_orchestrator",
+    "assign_role",
+    "create_workflow",
+    "status_dashboard",
+    "wait_for_task",
+    "merge",
+    "retry_task",
+    "set_budget",
+    "show_workflow",
+    "cancel_workflow",
 }
 
 
@@ -45,10 +59,9 @@ async def connect(orch: Any, *args: str) -> AsyncIterator[ClientSession]:
         command=sys.executable, args=["-m", "orchestra", "serve", *args], env=orch.env, cwd=str(orch.repo)
     )
     with open(orch.repo.parent / "serve-stderr.log", "a") as errlog:
-        async with stdio_client(params, errlog=errlog) as (read, write):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                yield session
+        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            yield session
 
 
 def run(orch: Any, scenario: Callable[[ClientSession], Awaitable[None]], *args: str) -> None:
@@ -156,8 +169,13 @@ def test_submitted_task_runs_and_its_log_resolves(served: Any) -> None:
         assert task_id in text
 
     run(served, scenario)
-    files = subprocess.run(["git", "show", "--stat", "--format=", submitted["branch"]], cwd=served.repo,
-                           capture_output=True, text=True, check=True).stdout
+    files = subprocess.run(
+        ["git", "show", "--stat", "--format=", submitted["branch"]],
+        cwd=served.repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "notes.txt" in files
 
 
@@ -287,21 +305,42 @@ def test_bad_arguments_get_helpful_errors_and_the_server_keeps_working(served: A
 
 def test_stdout_carries_only_json_rpc(served: Any) -> None:
     messages = [
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-         "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                    "clientInfo": {"name": "raw", "version": "0"}}},
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "0"},
+            },
+        },
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-         "params": {"name": "submit_task", "arguments": {"prompt": "@fake text hi\n@fake bash echo noisy; echo loud >&2"}}},
-        {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-         "params": {"name": "submit_task", "arguments": {"prompt": "x", "role": "wizard"}}},
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {
+                "name": "submit_task",
+                "arguments": {"prompt": "@fake text hi\n@fake bash echo noisy; echo loud >&2"},
+            },
+        },
+        {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "method": "tools/call",
+            "params": {"name": "submit_task", "arguments": {"prompt": "x", "role": "wizard"}},
+        },
         {"jsonrpc": "2.0", "id": 4, "method": "resources/read", "params": {"uri": "orchestra://status"}},
-        {"jsonrpc": "2.0", "id": 5, "method": "tools/call",
-         "params": {"name": "no_such_tool", "arguments": {}}},
+        {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "no_such_tool", "arguments": {}}},
     ]
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestra", "serve"],
-        cwd=served.repo, env=served.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=served.repo,
+        env=served.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
     watchdog = threading.Timer(60, proc.kill)
@@ -395,7 +434,9 @@ def test_workflows_and_merge(served: Any) -> None:
         with pytest.raises(Exception, match="no-such"):
             await session.read_resource("orchestra://workflows/no-such")
 
-        data, text = await call(session, "create_workflow", template="feature", request="Add a greeting.\n@fake text ok")
+        data, text = await call(
+            session, "create_workflow", template="feature", request="Add a greeting.\n@fake text ok"
+        )
         workflow = data["workflow"]
         assert workflow["template"] == "feature" and workflow["instances"]
         assert workflow["id"] in text

@@ -57,9 +57,7 @@ def _request_body(prompt: str, cwd: str = "/work/some repo", assistant_turns: in
         messages.append(
             {"role": "assistant", "content": [{"type": "tool_use", "id": f"t{i}", "name": "X", "input": {}}]}
         )
-        messages.append(
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": f"t{i}", "content": "ok"}]}
-        )
+        messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": f"t{i}", "content": "ok"}]})
     return {"model": "claude-test", "max_tokens": 100, "stream": True, "messages": messages}
 
 
@@ -85,9 +83,9 @@ def _parse_sse(raw: bytes) -> list[tuple[str, dict]]:
         name = data = None
         for line in chunk.splitlines():
             if line.startswith("event: "):
-                name = line[len("event: "):]
+                name = line[len("event: ") :]
             elif line.startswith("data: "):
-                data = json.loads(line[len("data: "):])
+                data = json.loads(line[len("data: ") :])
         assert name and data is not None, chunk
         assert data["type"] == name
         events.append((name, data))
@@ -132,9 +130,7 @@ def stub():
         {
             "vars": {"content": "stub content\n"},
             "scenarios": {
-                "flaky": [
-                    {"text": "recovered", "fail_first": [{"status": 529}, {"status": 500}]}
-                ],
+                "flaky": [{"text": "recovered", "fail_first": [{"status": 529}, {"status": 500}]}],
                 "two-tools": [
                     {
                         "tool_uses": [
@@ -155,9 +151,7 @@ def stub():
 
 
 def test_write_file_turn_streams_a_tool_use_with_the_request_cwd(stub):
-    status, headers, raw = _post(
-        stub.base_url, "/v1/messages?beta=true", _request_body("[[scenario:write-file]] go")
-    )
+    status, headers, raw = _post(stub.base_url, "/v1/messages?beta=true", _request_body("[[scenario:write-file]] go"))
     assert status == 200
     assert headers["Content-Type"].startswith("text/event-stream")
     events = _parse_sse(raw)
@@ -177,7 +171,7 @@ def test_write_file_turn_streams_a_tool_use_with_the_request_cwd(stub):
 def test_turn_after_a_tool_result_is_final_text(stub):
     body = _request_body("[[scenario:write-file]] go", assistant_turns=1)
     assert ms.has_tool_result(body)
-    status, _, raw = _post(stub.base_url, "/v1/messages", body)
+    _status, _, raw = _post(stub.base_url, "/v1/messages", body)
     msg = _assemble(_parse_sse(raw))
     assert msg["stop_reason"] == "end_turn"
     assert [b["type"] for b in msg["content"]] == ["text"]
@@ -265,9 +259,19 @@ def test_out_of_process_with_port_file_and_record(tmp_path):
     script = tmp_path / "script.json"
     script.write_text(json.dumps({"vars": {"file": "x.txt"}}))
     proc = subprocess.Popen(
-        [sys.executable, str(STUB_PATH), "--port-file", str(port_file),
-         "--script", f"@{script}", "--record", str(record)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            str(STUB_PATH),
+            "--port-file",
+            str(port_file),
+            "--script",
+            f"@{script}",
+            "--record",
+            str(record),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 20
@@ -275,7 +279,9 @@ def test_out_of_process_with_port_file_and_record(tmp_path):
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.05)
         port = int(port_file.read_text())
-        _, _, raw = _post(f"http://127.0.0.1:{port}", "/v1/messages", _request_body("[[scenario:write-file]] go", cwd="/q"))
+        _, _, raw = _post(
+            f"http://127.0.0.1:{port}", "/v1/messages", _request_body("[[scenario:write-file]] go", cwd="/q")
+        )
         assert _assemble(_parse_sse(raw))["content"][1]["input"]["file_path"] == "/q/x.txt"
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -311,8 +317,13 @@ def _run_claude(binary, stub, tmp_path, prompt, *args, env_extra=None):
     _git(repo, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "init")
     cmd = [binary, "-p", prompt, "--output-format", "stream-json", "--verbose", *args]
     proc = subprocess.run(
-        cmd, cwd=repo, env=ms.claude_env(stub.base_url, home, **(env_extra or {})),
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+        cmd,
+        cwd=repo,
+        env=ms.claude_env(stub.base_url, home, **(env_extra or {})),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     print("argv:", cmd)
     print("exit:", proc.returncode)
@@ -329,8 +340,12 @@ def test_real_claude_writes_a_file_through_the_stub(tmp_path):
     content = f"hello from the stub {os.getpid()}\n"
     with ms.MessagesStub({"vars": {"content": content}}) as stub:
         repo, proc, lines = _run_claude(
-            binary, stub, tmp_path, "[[scenario:write-file]] write hello.txt",
-            "--permission-mode", "acceptEdits",
+            binary,
+            stub,
+            tmp_path,
+            "[[scenario:write-file]] write hello.txt",
+            "--permission-mode",
+            "acceptEdits",
         )
     assert proc.returncode == 0
     assert (repo / "hello.txt").read_text() == content
@@ -369,8 +384,11 @@ def test_real_claude_runs_bash_and_recovers_from_a_529(tmp_path):
     assert proc.returncode == 0
     assert any(l["type"] == "system" and l.get("subtype") == "api_retry" and l["error_status"] == 529 for l in lines)
     results = [
-        b for l in lines if l["type"] == "user"
-        for b in l["message"]["content"] if isinstance(b, dict) and b.get("type") == "tool_result"
+        b
+        for l in lines
+        if l["type"] == "user"
+        for b in l["message"]["content"]
+        if isinstance(b, dict) and b.get("type") == "tool_result"
     ]
     assert len(results) == 1 and "stub-bash-ok" in json.dumps(results[0]["content"])
     last = lines[-1]

@@ -8,9 +8,29 @@ from pathlib import Path
 from conftest import git
 
 TASK_FIELDS = {
-    "id", "title", "prompt", "role", "priority", "depends_on", "base_ref", "base_sha", "branch",
-    "worktree", "state", "attempts", "session_id", "created_at", "started_at", "finished_at",
-    "exit_code", "error", "cost_usd", "num_turns", "result", "permission_denials", "schema_version",
+    "id",
+    "title",
+    "prompt",
+    "role",
+    "priority",
+    "depends_on",
+    "base_ref",
+    "base_sha",
+    "branch",
+    "worktree",
+    "state",
+    "attempts",
+    "session_id",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "exit_code",
+    "error",
+    "cost_usd",
+    "num_turns",
+    "result",
+    "permission_denials",
+    "schema_version",
 }
 
 
@@ -18,7 +38,7 @@ def test_submit_prints_id_and_records_every_field(orch):
     tid = orch.submit("Add a --verbose flag to the CLI", "--role", "implementer", "--priority", "3")
     assert tid.isalnum() and tid.islower() and len(tid) == 6
     task = orch.show(tid)
-    assert TASK_FIELDS <= set(task)
+    assert set(task) >= TASK_FIELDS
     assert task["state"] == "queued"
     assert task["role"] == "implementer"
     assert task["priority"] == 3
@@ -29,7 +49,7 @@ def test_submit_prints_id_and_records_every_field(orch):
     # State stays out of the user's git status.
     assert git(orch.repo, "status", "--porcelain") == ""
     listed = json.loads(orch.run("list", "--json", check=True).stdout)
-    assert [t["id"] for t in listed] == [tid] and TASK_FIELDS <= set(listed[0])
+    assert [t["id"] for t in listed] == [tid] and set(listed[0]) >= TASK_FIELDS
 
 
 def test_task_runs_in_its_worktree_and_its_work_lands_on_its_branch(orch):
@@ -101,7 +121,7 @@ def test_concurrency_cap_is_respected(orch):
     ids = [orch.submit(f"sleeper {i}\n@fake sleep 0.5") for i in range(4)]
     assert orch.work("--max-concurrent", "2").returncode == 0
     spans = sorted((orch.show(t)["started_at"], orch.show(t)["finished_at"]) for t in ids)
-    for i, (start, _) in enumerate(spans):
+    for _i, (start, _) in enumerate(spans):
         running = sum(1 for s, f in spans if s <= start < f)
         assert running <= 2, spans
 
@@ -217,7 +237,7 @@ def test_id_prefixes_resolve(orch):
 def test_status_summarises(orch):
     ok = orch.submit("ok\n@fake cost 0.25")
     bad = orch.submit("bad\n@fake fail 400")
-    queued = orch.submit("later", "--after", bad)
+    orch.submit("later", "--after", bad)
     assert orch.work().returncode == 0
     data = json.loads(orch.run("status", "--json", check=True).stdout)
     assert data["counts"]["succeeded"] == 1
@@ -229,9 +249,13 @@ def test_status_summarises(orch):
 
 
 def test_a_reviewer_on_a_task_reads_its_diff_and_returns_a_verdict(orch):
-    impl = orch.submit("implement\n@fake write feature.py print('hi')\n@fake commit Add feature", "--role", "implementer")
-    verdict = ('{"verdict": "approve", "summary": "looks right", '
-               '"comments": [{"file": "feature.py", "line": 1, "comment": "fine greeting"}]}')
+    impl = orch.submit(
+        "implement\n@fake write feature.py print('hi')\n@fake commit Add feature", "--role", "implementer"
+    )
+    verdict = (
+        '{"verdict": "approve", "summary": "looks right", '
+        '"comments": [{"file": "feature.py", "line": 1, "comment": "fine greeting"}]}'
+    )
     review = orch.submit(f"Review the feature.\n@fake structured {verdict}", "--role", "reviewer", "--on", impl)
     assert orch.work().returncode == 0
     r = orch.show(review)

@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, git, make_repo
 
 SHELL_CALLS = re.compile(r"shell\s*=\s*True|os\.system\(|os\.popen\(|os\.exec\w*p\w*\(.*sh|pty\.spawn\(")
@@ -150,8 +149,15 @@ def test_secrets_in_the_environment_stay_out_of_state_and_rendered_output(orch):
         if path.is_file() and "worktrees" not in path.parts and path.parent.name != "logs":
             assert not leaks(path.read_text(errors="replace")), path
     assert not leaks(work.stdout + work.stderr)  # the scheduler's log
-    for args in (("show", tid), ("show", tid, "--json"), ("logs", tid), ("status",), ("status", "--json"),
-                 ("list",), ("list", "--json")):
+    for args in (
+        ("show", tid),
+        ("show", tid, "--json"),
+        ("logs", tid),
+        ("status",),
+        ("status", "--json"),
+        ("list",),
+        ("list", "--json"),
+    ):
         proc = orch.run(*args, check=True)
         assert not leaks(proc.stdout + proc.stderr), args
     rendered = orch.run("logs", tid, check=True).stdout
@@ -162,8 +168,10 @@ def test_state_is_private_to_the_user(orch):
     orch.run("config", "set", "idle_exit", "1", check=True)
     tid = orch.run("submit", "--start", "private\n@fake write a.txt a", check=True).stdout.strip()
     assert orch.run("wait", tid, "--timeout", "60").returncode == 0
-    orch.wait_for(lambda: orch.run("status", "--json", check=True).stdout.count('"scheduler_pid": null'),
-                  what="the background scheduler to exit")
+    orch.wait_for(
+        lambda: orch.run("status", "--json", check=True).stdout.count('"scheduler_pid": null'),
+        what="the background scheduler to exit",
+    )
     state = orch.repo / ".orchestra"
     loose = []
     for path in [state, *state.rglob("*")]:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-from orchestra.engine.runner import remaining_budget as _remaining_budget
+
 from orchestra.app import Orchestra
+from orchestra.core.task import Task
 from orchestra.engine import tasks as task_cases
+from orchestra.engine.runner import remaining_budget as _remaining_budget
 
 
 def _submit(core: Orchestra, prompt: str, **fields: object) -> object:
     """A task that belongs to a workflow, as the workflow engine submits its steps."""
     return task_cases.submit(core.ctx, task_cases.Submission(prompt, **fields))  # type: ignore[arg-type]
-from orchestra.core.task import Task
 
 
 def result_lines(orch, task_id: str) -> list[dict]:
@@ -78,7 +79,9 @@ def test_status_shows_live_workflows_with_their_current_step(orch) -> None:
 
 
 def test_task_budget_reaches_claude_and_a_spent_budget_fails_the_task(orch) -> None:
-    tid = orch.submit("spend\n@fake bash echo 1\n@fake bash echo 2\n@fake bash echo 3\n@fake bash echo 4", "--budget", "0.02")
+    tid = orch.submit(
+        "spend\n@fake bash echo 1\n@fake bash echo 2\n@fake bash echo 3\n@fake bash echo 4", "--budget", "0.02"
+    )
     assert orch.show(tid)["budget_usd"] == 0.02
     orch.work()
     [call] = orch.invocations()

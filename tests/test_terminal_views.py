@@ -10,13 +10,12 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from orchestra.ui import manpages
-from orchestra.ui import term
 from orchestra.agent import transcript
+from orchestra.core.task import Task
+from orchestra.engine.status import StatusReport
+from orchestra.ui import manpages, term
 from orchestra.ui.cli import cli
 from orchestra.ui.dashboard import render
-from orchestra.engine.status import StatusReport
-from orchestra.core.task import Task
 from orchestra.ui.views import status_lines, status_text, transcript_tail
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +44,7 @@ def test_colour_only_wraps_the_plain_text(path: Path) -> None:
 
 @needs_transcripts
 def test_every_transcript_kind_has_a_style_and_results_read_by_outcome() -> None:
-    assert transcript.KINDS <= set(term.STYLES)
+    assert set(term.STYLES) >= transcript.KINDS
     items, _ = transcript.render_file(TRANSCRIPTS / "max-turns.jsonl")
     failed = [i for i in items if i.kind == "result"]
     assert failed and term.style_kind("result", failed[-1].text) == "result_failed"
@@ -83,7 +82,9 @@ def test_transcript_tail_reads_the_end_of_the_log(tmp_path: Path) -> None:
     task = Task(id="abc123", prompt="p", role="generalist")
     log = tmp_path / "abc123.jsonl"
     # Two runs in one log, as after a retry; the tail shows the second one's end.
-    log.write_bytes((TRANSCRIPTS / "max-turns.jsonl").read_bytes() + (TRANSCRIPTS / "tool-write-bash.jsonl").read_bytes())
+    log.write_bytes(
+        (TRANSCRIPTS / "max-turns.jsonl").read_bytes() + (TRANSCRIPTS / "tool-write-bash.jsonl").read_bytes()
+    )
     lines = transcript_tail(FakePaths(), task, lines=3)
     assert len(lines) == 3
     assert lines[-1].startswith("✓ success")
@@ -131,23 +132,49 @@ def sample_report() -> StatusReport:
         "no new task starts until you raise it: orchestra config set budget_usd <USD>",
     )
     report.waiting = [
-        _row("wait01", "awaiting_input", "implementer", LONG,
-             request={"tool_name": "Bash", "input": {"command": "rm -rf build && make " + "x" * 80}}),
+        _row(
+            "wait01",
+            "awaiting_input",
+            "implementer",
+            LONG,
+            request={"tool_name": "Bash", "input": {"command": "rm -rf build && make " + "x" * 80}},
+        ),
     ]
     report.running = [
-        _row("run001", "running", "implementer", LONG, elapsed=754.2, num_turns=14, cost_usd=0.4321,
-             last_activity="→ Bash: python -m pytest -q tests/test_config.py " + "y" * 60),
+        _row(
+            "run001",
+            "running",
+            "implementer",
+            LONG,
+            elapsed=754.2,
+            num_turns=14,
+            cost_usd=0.4321,
+            last_activity="→ Bash: python -m pytest -q tests/test_config.py " + "y" * 60,
+        ),
         _row("run002", "running", "documenter", "Docs", elapsed=3.0, num_turns=120, turns_partial=True),
     ]
     report.queued = [
-        _row(f"q{i:05d}", "queued", "tester", LONG, position=i + 1,
-             waiting_for=[{"id": "run001", "state": "running"}] if i % 2 else [])
+        _row(
+            f"q{i:05d}",
+            "queued",
+            "tester",
+            LONG,
+            position=i + 1,
+            waiting_for=[{"id": "run001", "state": "running"}] if i % 2 else [],
+        )
         for i in range(12)
     ]
     report.workflows = [
-        {"id": "wf0001", "tasks": 4, "succeeded": 1, "cost_usd": 0.9,
-         "current": [{"id": "run001", "step": "implement", "state": "running"},
-                     {"id": "q00001", "step": "test", "state": "queued"}]},
+        {
+            "id": "wf0001",
+            "tasks": 4,
+            "succeeded": 1,
+            "cost_usd": 0.9,
+            "current": [
+                {"id": "run001", "step": "implement", "state": "running"},
+                {"id": "q00001", "step": "test", "state": "queued"},
+            ],
+        },
     ]
     report.recent = [
         _row("done01", "succeeded", "reviewer", LONG, cost_usd=0.05),
@@ -163,9 +190,18 @@ def test_dashboard_snapshot_at_80_columns() -> None:
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 80
     assert "\x1b" not in text
-    order = [next(i for i, line in enumerate(lines) if marker in line)
-             for marker in ("orchestra status --watch", "repo budget reached", "WAITING FOR YOU (1)",
-                            "RUNNING (2)", "QUEUED (12, in run order)", "WORKFLOWS (1 active)", "RECENT")]
+    order = [
+        next(i for i, line in enumerate(lines) if marker in line)
+        for marker in (
+            "orchestra status --watch",
+            "repo budget reached",
+            "WAITING FOR YOU (1)",
+            "RUNNING (2)",
+            "QUEUED (12, in run order)",
+            "WORKFLOWS (1 active)",
+            "RECENT",
+        )
+    ]
     assert order == sorted(order), text
     assert "asks: Bash rm -rf build" in text
     assert "└ → Bash: python -m pytest" in text  # the last thing the agent did

@@ -332,14 +332,28 @@ def test_system_subtypes() -> None:
     assert sys("compact_boundary", compact_metadata={"trigger": "auto", "pre_tokens": 1000}) == [
         Rendered("info", "context compacted (auto, 1000 tokens before)")
     ]
-    init = sys("init", session_id="s", model="m", permissionMode="default", cwd="/r",
-               mcp_servers=[{"name": "perm", "status": "failed"}, {"name": "ok", "status": "connected"}])
+    init = sys(
+        "init",
+        session_id="s",
+        model="m",
+        permissionMode="default",
+        cwd="/r",
+        mcp_servers=[{"name": "perm", "status": "failed"}, {"name": "ok", "status": "connected"}],
+    )
     assert init == [Rendered("init", "session s · model m · default · cwd /r · mcp perm (failed)")]
 
 
 def test_result_variants() -> None:
-    (item,) = render_event({"type": "result", "subtype": "error_max_budget_usd", "is_error": True,
-                            "num_turns": 1, "total_cost_usd": 2.5, "duration_ms": 125_000})
+    (item,) = render_event(
+        {
+            "type": "result",
+            "subtype": "error_max_budget_usd",
+            "is_error": True,
+            "num_turns": 1,
+            "total_cost_usd": 2.5,
+            "duration_ms": 125_000,
+        }
+    )
     assert item == Rendered("result", "✗ error_max_budget_usd · 1 turn · $2.5000 · 2m05s")
     (item,) = render_event({"type": "result", "subtype": "success", "is_error": True, "result": "odd"})
     assert item.text == "✗ error: odd"
@@ -355,8 +369,10 @@ def test_unknown_types_and_user_text() -> None:
     assert render_event(user) == [Rendered("info", "user: please review (+1 lines)")]
     note = {"type": "user", "message": {"content": [{"type": "text", "text": "[structured-output-enforce] x"}]}}
     assert render_event(note) == [Rendered("info", "[structured-output-enforce] x")]
-    synthetic = {"type": "assistant", "message": {"model": "<synthetic>", "content": [
-        {"type": "text", "text": "No response requested."}]}}
+    synthetic = {
+        "type": "assistant",
+        "message": {"model": "<synthetic>", "content": [{"type": "text", "text": "No response requested."}]},
+    }
     assert render_event(synthetic) == [Rendered("info", "No response requested.")]
 
 
@@ -454,7 +470,11 @@ def test_mutated_real_events_never_raise() -> None:
                         for k in ("message", "request", "response", "tool_use_result"):
                             if isinstance(mutated.get(k), dict):
                                 clone.append(mutated[k])
-                        c = mutated.get("message", {}).get("content") if isinstance(mutated.get("message"), dict) else None
+                        c = (
+                            mutated.get("message", {}).get("content")
+                            if isinstance(mutated.get("message"), dict)
+                            else None
+                        )
                         if isinstance(c, list):
                             clone.extend(b for b in c if isinstance(b, dict))
                         clone[target_index][key] = replacement
@@ -506,8 +526,9 @@ def test_render_file_follows_a_growing_file(tmp_path: Path) -> None:
 
 def test_render_file_splits_multibyte_characters_safely(tmp_path: Path) -> None:
     log = tmp_path / "t.jsonl"
-    line = json.dumps({"type": "assistant", "message": {"content": [{"type": "text", "text": "✓ done"}]}},
-                      ensure_ascii=False).encode()
+    line = json.dumps(
+        {"type": "assistant", "message": {"content": [{"type": "text", "text": "✓ done"}]}}, ensure_ascii=False
+    ).encode()
     cut = line.index("✓".encode()) + 1  # inside the 3-byte character
     log.write_bytes(line[:cut])
     assert render_file(log) == ([], 0)
@@ -518,7 +539,7 @@ def test_render_file_splits_multibyte_characters_safely(tmp_path: Path) -> None:
 
 def test_render_file_garbage_and_replaced_file(tmp_path: Path) -> None:
     log = tmp_path / "t.jsonl"
-    log.write_bytes(b"\xff\xfe not utf8\n\n{\"type\": \"brand_new\"}\r\n")
+    log.write_bytes(b'\xff\xfe not utf8\n\n{"type": "brand_new"}\r\n')
     items, offset = render_file(log)
     assert [r.kind for r in items] == ["raw", "info"]
     assert offset == log.stat().st_size
@@ -554,8 +575,11 @@ def test_secrets_are_masked_everywhere() -> None:
         assistant({"type": "text", "text": f"Your key is {KEY}"}),
         assistant(tool_use("Bash", command=f"curl -H 'x-api-key: {KEY}' https://api")),
         assistant(tool_use("Other", env={"ANTHROPIC_API_KEY": "abcdefgh12345678"})),
-        {"type": "user", "message": {"content": [{"type": "tool_result", "content": env_dump}]},
-         "tool_use_result": {"stdout": f"ANTHROPIC_API_KEY=abcdefgh12345678 {KEY}", "stderr": ""}},
+        {
+            "type": "user",
+            "message": {"content": [{"type": "tool_result", "content": env_dump}]},
+            "tool_use_result": {"stdout": f"ANTHROPIC_API_KEY=abcdefgh12345678 {KEY}", "stderr": ""},
+        },
         {"type": "user", "message": {"content": [{"type": "tool_result", "content": KEY, "is_error": True}]}},
         {"type": "system", "subtype": "permission_denied", "tool_name": "Bash", "message": KEY},
         {"type": "result", "subtype": "error_during_execution", "is_error": True, "errors": [KEY]},
@@ -627,10 +651,17 @@ def test_summarize_api_error_and_unknown_session() -> None:
 
 def test_summarize_edge_cases() -> None:
     assert summarize([]) == {
-        "session_id": None, "num_turns": 0, "cost_usd": None, "last_activity": None, "result": None,
+        "session_id": None,
+        "num_turns": 0,
+        "cost_usd": None,
+        "last_activity": None,
+        "result": None,
     }
     events: list[Any] = [
-        None, 5, "x", {"type": "assistant", "message": None},
+        None,
+        5,
+        "x",
+        {"type": "assistant", "message": None},
         assistant({"type": "text", "text": "a " * 100}, msg_id="m1"),
         assistant(tool_use("Read", file_path="x"), msg_id="sub", parent="toolu_1"),
     ]

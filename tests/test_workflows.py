@@ -12,8 +12,10 @@ from pathlib import Path
 from conftest import git
 
 APPROVE = '{"verdict": "approve", "comments": [], "summary": "Looks right."}'
-CHANGES = ('{"verdict": "request_changes", "comments": [{"file": "greeting.py", "line": 1, '
-           '"comment": "say hello, not hi"}], "summary": "Wrong greeting."}')
+CHANGES = (
+    '{"verdict": "request_changes", "comments": [{"file": "greeting.py", "line": 1, '
+    '"comment": "say hello, not hi"}], "summary": "Wrong greeting."}'
+)
 
 FEATURE = """Add a greeting module
 @fake if-role architect write docs/design/greeting.md Use one function greet().
@@ -70,8 +72,13 @@ def test_feature_workflow_merges_into_the_checked_out_base(orch):
     assert wf["spend"]["tasks"] == 5 and wf["spend"]["cost_usd"] == agent_cost > 0
     assert f"spent      ${agent_cost:.4f} over 5 task(s)" in orch.run("workflow", "show", wf_id, check=True).stdout
     assert wf["state"] == "succeeded", wf
-    assert steps(wf) == [("design", 1, "succeeded"), ("implement", 1, "succeeded"), ("test", 1, "succeeded"),
-                         ("review", 1, "succeeded"), ("merge", 1, "succeeded")]
+    assert steps(wf) == [
+        ("design", 1, "succeeded"),
+        ("implement", 1, "succeeded"),
+        ("test", 1, "succeeded"),
+        ("review", 1, "succeeded"),
+        ("merge", 1, "succeeded"),
+    ]
     design, impl, test = task_of(wf, "design"), task_of(wf, "implement"), task_of(wf, "test")
     # Hand-off: each step starts at the head of the branch before it.
     assert impl["base_sha"] == git(orch.repo, "rev-parse", design["branch"])
@@ -87,8 +94,9 @@ def test_feature_workflow_merges_into_the_checked_out_base(orch):
     # Nothing else moved; the only new branches are the tasks' own.
     after = refs(orch.repo)
     assert after["refs/heads/unrelated"] == before["refs/heads/unrelated"]
-    assert set(after) - set(before) == {f"refs/heads/{task_of(wf, s)['branch']}"
-                                        for s in ("design", "implement", "test", "review")}
+    assert set(after) - set(before) == {
+        f"refs/heads/{task_of(wf, s)['branch']}" for s in ("design", "implement", "test", "review")
+    }
     assert wf["merge"]["status"] == "merged" and wf["merge"]["new_sha"] == main
     # The reviewer could only read, was asked for a verdict, and saw the commits and the diff stat.
     calls = {c["env"].get("ORCHESTRA_ROLE"): c for c in orch.invocations()}
@@ -107,7 +115,7 @@ def test_feature_workflow_merges_into_the_checked_out_base(orch):
 
 def test_request_changes_starts_a_revision_that_resumes_the_implementer(orch):
     request = FEATURE + (
-        "@fake if-role implementer if-resume write greeting.py def greet():\\n    return \"hello\"\\n\n"
+        '@fake if-role implementer if-resume write greeting.py def greet():\\n    return "hello"\\n\n'
         "@fake if-role implementer if-resume commit Say hello\n"
         f"@fake if-role reviewer if-role-run 1 structured {CHANGES}\n"
         f"@fake if-role reviewer if-role-run 2+ structured {APPROVE}\n"
@@ -117,9 +125,16 @@ def test_request_changes_starts_a_revision_that_resumes_the_implementer(orch):
     wf = workflow(orch, wf_id)
     assert wf["state"] == "succeeded", wf
     assert wf["round"] == 2
-    assert steps(wf) == [("design", 1, "succeeded"), ("implement", 1, "succeeded"), ("test", 1, "succeeded"),
-                         ("review", 1, "succeeded"), ("implement", 2, "succeeded"), ("test", 2, "succeeded"),
-                         ("review", 2, "succeeded"), ("merge", 2, "succeeded")]
+    assert steps(wf) == [
+        ("design", 1, "succeeded"),
+        ("implement", 1, "succeeded"),
+        ("test", 1, "succeeded"),
+        ("review", 1, "succeeded"),
+        ("implement", 2, "succeeded"),
+        ("test", 2, "succeeded"),
+        ("review", 2, "succeeded"),
+        ("merge", 2, "succeeded"),
+    ]
     impl1, impl2 = task_of(wf, "implement", 1), task_of(wf, "implement", 2)
     test1, test2 = task_of(wf, "test", 1), task_of(wf, "test", 2)
     # Same branch, same Claude session, and the review comments in the new prompt.
@@ -146,8 +161,10 @@ def test_changes_requested_after_the_last_round_merges_nothing(orch):
     assert orch.work().returncode == 0
     wf = workflow(orch, wf_id)
     assert wf["state"] == "changes_requested", wf
-    assert [s for s in steps(wf) if s[0] in ("review", "merge")] == [("review", 1, "succeeded"),
-                                                                      ("review", 2, "succeeded")]
+    assert [s for s in steps(wf) if s[0] in ("review", "merge")] == [
+        ("review", 1, "succeeded"),
+        ("review", 2, "succeeded"),
+    ]
     assert wf["comments"][0]["comments"][0]["comment"] == "say hello, not hi"
     assert git(orch.repo, "rev-parse", "main") == main
     text = orch.run("workflow", "show", wf_id, check=True).stdout
@@ -254,8 +271,10 @@ def test_code_review_consolidates_parallel_passes(orch):
     git(orch.repo, "commit", "-qm", "Add app")
     git(orch.repo, "checkout", "-q", "main")
     before = refs(orch.repo)
-    request = (f"Review the app\n@fake if-role reviewer if-role-run 1 structured {CHANGES}\n"
-               f"@fake if-role reviewer if-role-run 2+ structured {APPROVE}\n")
+    request = (
+        f"Review the app\n@fake if-role reviewer if-role-run 1 structured {CHANGES}\n"
+        f"@fake if-role reviewer if-role-run 2+ structured {APPROVE}\n"
+    )
     wf_id = start(orch, "code-review", request, "--base", "feature")
     assert orch.work().returncode == 0
     wf = workflow(orch, wf_id)
@@ -307,10 +326,15 @@ def test_template_validation_errors_name_the_file_and_the_problem(orch):
     wdir.mkdir(parents=True)
     cases = {
         "bad-role": ('[[step]]\nname = "a"\nrole = "wizard"\n', "step 'a': unknown role 'wizard'"),
-        "cycle": ('[[step]]\nname = "a"\nrole = "tester"\non = "b"\n'
-                  '[[step]]\nname = "b"\nrole = "implementer"\nafter = ["a"]\n', "steps form a cycle: a -> b -> a"),
-        "dangling": ('[[step]]\nname = "a"\nrole = "tester"\nafter = ["ghost"]\n',
-                     "step 'a' refers to unknown step 'ghost'"),
+        "cycle": (
+            '[[step]]\nname = "a"\nrole = "tester"\non = "b"\n'
+            '[[step]]\nname = "b"\nrole = "implementer"\nafter = ["a"]\n',
+            "steps form a cycle: a -> b -> a",
+        ),
+        "dangling": (
+            '[[step]]\nname = "a"\nrole = "tester"\nafter = ["ghost"]\n',
+            "step 'a' refers to unknown step 'ghost'",
+        ),
         "typo": ('[[step]]\nname = "a"\nrole = "tester"\nrevize = true\n', "step 'a': unknown field 'revize'"),
         "merge-no-on": ('[[step]]\nname = "m"\nrole = "merge"\n', "step 'm': a merge step needs 'on'"),
     }
@@ -405,10 +429,17 @@ def test_cleanup_removes_merged_work_and_forces_only_with_a_list(orch):
 
 
 def test_workflow_cancel_stops_live_steps_and_keeps_branches(orch):
-    wf_id = start(orch, "feature", "Slow design.\n@fake if-role architect write notes.md draft\n@fake if-role architect sleep 60")
+    wf_id = start(
+        orch, "feature", "Slow design.\n@fake if-role architect write notes.md draft\n@fake if-role architect sleep 60"
+    )
     worker = orch.start_worker()
-    orch.wait_for(lambda: workflow(orch, wf_id)["tasks"] and any(
-        t["state"] == "running" and t["pid"] for t in workflow(orch, wf_id)["tasks"].values()), what="first step running")
+    orch.wait_for(
+        lambda: (
+            workflow(orch, wf_id)["tasks"]
+            and any(t["state"] == "running" and t["pid"] for t in workflow(orch, wf_id)["tasks"].values())
+        ),
+        what="first step running",
+    )
     status = orch.run("status", check=True).stdout
     assert f"{wf_id}  0/5 steps done" in status  # design, implement, test, review, merge
     still = orch.run("workflow", "wait", wf_id, "--timeout", "0.5")

@@ -11,8 +11,8 @@ import subprocess
 import threading
 from pathlib import Path
 
-from orchestra.git import refs, worktrees
 from orchestra.core.errors import GitError
+from orchestra.git import refs, worktrees
 
 
 def test_concurrent_worktree_adds_all_succeed(repo: Path, tmp_path: Path) -> None:

@@ -54,8 +54,9 @@ class Retry:
 
     def apply(self, task: Task) -> None:
         """Turn the just-finished run into a queued one that continues the same session."""
-        task.requeue(session=self.session, next_prompt=CONTINUE_PROMPT.format(error=self.reason),
-                     not_before=self.not_before)
+        task.requeue(
+            session=self.session, next_prompt=CONTINUE_PROMPT.format(error=self.reason), not_before=self.not_before
+        )
         task.api_retries = self.number
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestra.core.errors import OrchestraError
-from orchestra.store.files import private_opener
 from orchestra.core.roles import READ_ONLY_TOOLS, VERDICT_SCHEMA, Role
+from orchestra.store.files import private_opener
 
 RESUME_PROMPT = (
     "Your previous run on this task was interrupted before it finished (the orchestrator "

@@ -70,9 +70,8 @@ def _one_line(text: object, limit: int = 300) -> str:
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
-
 _MESSAGE_ID = re.compile(rb'"message":\s*\{"id":\s*"([^"]+)"|"id":\s*"(msg_[^"]+)"')
-_INTERESTING = (b'"result"', b'"init"', b'"api_retry"', b'<synthetic>', b'is_api_error_message')
+_INTERESTING = (b'"result"', b'"init"', b'"api_retry"', b"<synthetic>", b"is_api_error_message")
 
 
 def read_outcome(log_path: Path, offset: int = 0) -> Outcome:
@@ -80,7 +79,7 @@ def read_outcome(log_path: Path, offset: int = 0) -> Outcome:
     out = Outcome()
     message_ids: set[bytes] = set()
     try:
-        fh = open(log_path, "rb")
+        fh = open(log_path, "rb")  # noqa: SIM115 - a missing log is an empty outcome, not an error
     except FileNotFoundError:
         return out
     with fh:

@@ -107,7 +107,7 @@ def build_server(gate: Gate) -> Any:
 
     # Claude Code rejects structured output from a permission-prompt tool (PROTOCOL.md §6).
     @server.tool(name="approve", description="Ask orchestra whether a tool use may run.", structured_output=False)
-    def approve(tool_name: str, input: dict[str, Any], tool_use_id: str | None = None) -> str:  # noqa: A002
+    def approve(tool_name: str, input: dict[str, Any], tool_use_id: str | None = None) -> str:
         try:
             decision = gate.decide(tool_name, input if isinstance(input, dict) else {}, tool_use_id)
         except Exception as exc:  # the agent must get a readable answer, never a hang

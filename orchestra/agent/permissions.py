@@ -95,7 +95,7 @@ def _check_section(path: object, where: str, section: dict[str, Any], keys: tupl
 
 def _check_rules(path: object, where: str, value: object) -> None:
     if not isinstance(value, list) or not all(isinstance(v, str) and _RULE.match(v.strip()) for v in value):
-        raise ConfigError(f"{path}: {where} must be a list of rules like \"Bash(git status:*)\" or \"Write\"")
+        raise ConfigError(f'{path}: {where} must be a list of rules like "Bash(git status:*)" or "Write"')
 
 
 def policy_for(role: Role, config: Config, table: dict[str, Any] | None = None) -> Policy:
@@ -139,12 +139,15 @@ def agent_env(policy: Policy, env: dict[str, str]) -> None:
 
 def check_environment(policy: Policy, env: dict[str, str]) -> None:
     """Refuse a run Claude Code would refuse, with the fix in the message."""
-    if policy.mode == "bypassPermissions" and hasattr(os, "geteuid") and os.geteuid() == 0:
-        if env.get("IS_SANDBOX", "").strip().lower() in ("", "0", "false", "no", "off"):
-            raise OrchestraError(
-                "bypassPermissions as root needs IS_SANDBOX=1 in orchestra's environment "
-                "(Claude Code refuses it otherwise)"
-            )
+    root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if (
+        policy.mode == "bypassPermissions"
+        and root
+        and env.get("IS_SANDBOX", "").strip().lower() in ("", "0", "false", "no", "off")
+    ):
+        raise OrchestraError(
+            "bypassPermissions as root needs IS_SANDBOX=1 in orchestra's environment (Claude Code refuses it otherwise)"
+        )
 
 
 def prompt_tool_args(requests: Path, task_id: str, attempt: int, wait_seconds: float) -> list[str]:
@@ -161,8 +164,18 @@ def prompt_tool_args(requests: Path, task_id: str, attempt: int, wait_seconds: f
     server = {
         "type": "stdio",
         "command": sys.executable,
-        "args": ["-m", "orchestra.agent.permission_server", "--requests", str(requests), "--task", task_id,
-                 "--attempt", str(attempt), "--timeout", f"{wait_seconds:g}"],
+        "args": [
+            "-m",
+            "orchestra.agent.permission_server",
+            "--requests",
+            str(requests),
+            "--task",
+            task_id,
+            "--attempt",
+            str(attempt),
+            "--timeout",
+            f"{wait_seconds:g}",
+        ],
         "env": {"PYTHONPATH": pythonpath},
         "timeout": int((wait_seconds + 300) * 1000),
     }

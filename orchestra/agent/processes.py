@@ -66,7 +66,7 @@ def signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-def terminate_group(pgid: int, grace: float, reap: "callable[[], bool] | None" = None) -> None:
+def terminate_group(pgid: int, grace: float, reap: callable[[], bool] | None = None) -> None:
     """SIGTERM the whole group, then SIGKILL whatever is left after `grace` seconds.
 
     `reap` lets the caller collect its own child meanwhile, so a zombie leader does
@@ -116,7 +116,7 @@ def find_agents(task_id: str, repo: object) -> list[int]:
 
 
 def run_captured(
-    argv: list[str], cwd: "os.PathLike[str] | str", env: dict[str, str], timeout: float, stdin: bytes = b""
+    argv: list[str], cwd: os.PathLike[str] | str, env: dict[str, str], timeout: float, stdin: bytes = b""
 ) -> tuple[int | None, str]:
     """Run a user-configured command in its own group; (exit code or None on timeout, output).
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -31,12 +30,12 @@ from orchestra.core.redact import mask_secrets
 __all__ = [
     "KINDS",
     "Rendered",
-    "render_event",
     "iter_rendered",
+    "render_event",
     "render_file",
-    "render_tail",
     "render_line",
     "render_lines",
+    "render_tail",
     "summarize",
     "tail_events",
 ]
@@ -155,7 +154,7 @@ def _seconds(ms: Any) -> str:
     seconds = float(ms) / 1000
     if seconds < 60:
         return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
@@ -411,8 +410,7 @@ def _render_system(event: dict[str, Any]) -> list[Rendered]:
         return [Rendered("denied", f"denied: {tool}: {_clip(message, _MESSAGE_LIMIT)}")]
     if subtype == "model_fallback":
         text = (
-            f"model fallback: {_str(event.get('original_model')) or '?'}"
-            f" → {_str(event.get('fallback_model')) or '?'}"
+            f"model fallback: {_str(event.get('original_model')) or '?'} → {_str(event.get('fallback_model')) or '?'}"
         )
         if event.get("trigger"):
             text += f" ({_str(event.get('trigger'))})"
@@ -550,7 +548,7 @@ def _finish(items: list[Rendered], subagent: bool) -> list[Rendered]:
 def _safe_render(event: dict[str, Any]) -> list[Rendered]:
     try:
         return _render_unprefixed(event)
-    except Exception:  # noqa: BLE001 - a viewer must survive any line; show it raw instead
+    except Exception:
         return [Rendered("raw", _clip(_compact(event), _JSON_LIMIT))]
 
 

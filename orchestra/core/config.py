@@ -11,9 +11,10 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from orchestra.core import values as v
 from orchestra.core.errors import ConfigError, InvalidInput
@@ -41,27 +42,84 @@ SETTINGS: dict[str, Setting] = {
         Setting("branch_prefix", "orchestra/", v.branch_prefix, "prefix of task branch names"),
         Setting("max_attempts", 3, v.positive_int, "runs a task may get when its agent dies (crash recovery)"),
         Setting("kill_grace", 10.0, parse_duration, "seconds between SIGTERM and SIGKILL when stopping an agent"),
-        Setting("idle_exit", 300.0, parse_duration, "an autostarted scheduler exits after this long with nothing to do"),
-        Setting("permission_prompts", True, v.boolean, "tool uses that need approval wait for 'orchestra respond' (false: denied at once)"),
-        Setting("permission_timeout", 1800.0, parse_duration, "an unanswered permission request is denied after this long"),
-        Setting("permission_mode", "role", v.permission_mode, "permission mode for every role ('role' keeps each role's own; bypassPermissions as root needs IS_SANDBOX=1)"),
-        Setting("api_retries", 4, v.small_count, "times a task is re-run after a transient API failure (429, 529, 5xx, timeouts)"),
-        Setting("api_backoff", 30.0, parse_duration, "wait before the first re-run after a transient API failure; doubles each time"),
-        Setting("api_backoff_max", 900.0, parse_duration, "the longest wait between re-runs after transient API failures"),
-        Setting("rate_limit_burst", 3, v.positive_int, "rate-limited runs within rate_limit_window that pause all new starts"),
+        Setting(
+            "idle_exit", 300.0, parse_duration, "an autostarted scheduler exits after this long with nothing to do"
+        ),
+        Setting(
+            "permission_prompts",
+            True,
+            v.boolean,
+            "tool uses that need approval wait for 'orchestra respond' (false: denied at once)",
+        ),
+        Setting(
+            "permission_timeout", 1800.0, parse_duration, "an unanswered permission request is denied after this long"
+        ),
+        Setting(
+            "permission_mode",
+            "role",
+            v.permission_mode,
+            "permission mode for every role ('role' keeps each role's own; bypassPermissions as root needs IS_SANDBOX=1)",
+        ),
+        Setting(
+            "api_retries",
+            4,
+            v.small_count,
+            "times a task is re-run after a transient API failure (429, 529, 5xx, timeouts)",
+        ),
+        Setting(
+            "api_backoff",
+            30.0,
+            parse_duration,
+            "wait before the first re-run after a transient API failure; doubles each time",
+        ),
+        Setting(
+            "api_backoff_max", 900.0, parse_duration, "the longest wait between re-runs after transient API failures"
+        ),
+        Setting(
+            "rate_limit_burst",
+            3,
+            v.positive_int,
+            "rate-limited runs within rate_limit_window that pause all new starts",
+        ),
         Setting("rate_limit_window", 60.0, parse_duration, "the window in which rate-limited runs are counted"),
         Setting("rate_limit_pause", 120.0, parse_duration, "how long new starts pause after a burst of rate limits"),
-        Setting("copy", [], v.relative_paths, "untracked files copied from the main worktree into each new task worktree"),
-        Setting("setup", "", v.optional_string, "a shell command run in each new task worktree before the agent starts"),
+        Setting(
+            "copy", [], v.relative_paths, "untracked files copied from the main worktree into each new task worktree"
+        ),
+        Setting(
+            "setup", "", v.optional_string, "a shell command run in each new task worktree before the agent starts"
+        ),
         Setting("setup_timeout", 600.0, parse_duration, "the longest the setup command may run"),
-        Setting("on_event", "", v.optional_string, "a shell command run when a task needs input, succeeds, fails or times out"),
-        Setting("budget_usd", 0.0, v.usd_limit, "no new task starts once the repo's total spend reaches this (USD; 0: no limit)"),
-        Setting("gate", None, v.string, "command run (sh -c) in the merged tree before a merge moves its target, e.g. 'pytest -q'"),
+        Setting(
+            "on_event",
+            "",
+            v.optional_string,
+            "a shell command run when a task needs input, succeeds, fails or times out",
+        ),
+        Setting(
+            "budget_usd",
+            0.0,
+            v.usd_limit,
+            "no new task starts once the repo's total spend reaches this (USD; 0: no limit)",
+        ),
+        Setting(
+            "gate",
+            None,
+            v.string,
+            "command run (sh -c) in the merged tree before a merge moves its target, e.g. 'pytest -q'",
+        ),
         Setting("gate_timeout", 1800.0, parse_duration, "wall-clock limit of the gate command"),
-        Setting("revision_rounds", 2, v.small_count, "revision rounds a workflow gets after a reviewer requests changes"),
+        Setting(
+            "revision_rounds", 2, v.small_count, "revision rounds a workflow gets after a reviewer requests changes"
+        ),
         Setting("merge_strategy", "merge", v.merge_strategy, "how workflows merge: merge, squash or ff-only"),
         Setting("merge_resolve", False, v.boolean, "on a merge conflict, start an implementer to resolve it and retry"),
-        Setting("merge_approval", False, v.boolean, "workflows stop at awaiting_merge until a person approves with 'orchestra merge WF'"),
+        Setting(
+            "merge_approval",
+            False,
+            v.boolean,
+            "workflows stop at awaiting_merge until a person approves with 'orchestra merge WF'",
+        ),
     )
 }
 

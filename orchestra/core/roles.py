@@ -17,7 +17,6 @@ from orchestra.core.errors import ConfigError, InvalidInput
 from orchestra.core.task import AGENTLESS_PRODUCTS, Task
 from orchestra.core.values import PERMISSION_MODES, did_you_mean, parse_duration, parse_usd
 
-
 _COMMON = """You are one agent in a team coordinated by orchestra. You work alone in your own git
 worktree, on a branch that belongs to this task; that branch is what you hand on. Stay on it: do not
 switch branches, push, rewrite history or touch other worktrees. Commit your work with clear messages
@@ -116,7 +115,7 @@ class Role:
             return f"{_COMMON_READ_ONLY}\n\nYour role: {self.name}.\n{self.system_prompt.strip()}\n\n{_VERDICT_INSTRUCTIONS}"
         return f"{_COMMON}\n\nYour role: {self.name}.\n{self.system_prompt.strip()}"
 
-    def review_pass(self) -> "Role":
+    def review_pass(self) -> Role:
         """This role as a read-only reviewer: no tool that writes, a verdict as output."""
         if self.produces == "verdict":
             return self
@@ -141,7 +140,6 @@ _VERDICT_INSTRUCTIONS = """You cannot change files or run commands: you can only
 Return your verdict through the StructuredOutput tool: "approve" when the change is correct and
 complete, otherwise "request_changes"; every comment names the file (and line when you can) and says
 what to change; the summary is two or three sentences."""
-
 
 
 BUILTIN_ROLES: dict[str, Role] = {
@@ -244,8 +242,18 @@ AGENTLESS_ROLES: dict[str, Role] = {
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 _FIELDS = {
-    "name", "description", "system_prompt", "tools", "permission_mode", "allow", "deny",
-    "timeout", "max_turns", "produces", "extends", "budget_usd",
+    "name",
+    "description",
+    "system_prompt",
+    "tools",
+    "permission_mode",
+    "allow",
+    "deny",
+    "timeout",
+    "max_turns",
+    "produces",
+    "extends",
+    "budget_usd",
 }
 
 
@@ -343,9 +351,10 @@ def _role_from_table(where: str, name: str, table: dict[str, Any], known: dict[s
     if unknown:
         raise bad(unknown[0], f"unknown field; known fields: {', '.join(sorted(_FIELDS - {'name'}))}")
     parent_name = table.get("extends", name if name in known else None)
-    if "extends" in table:
-        if not isinstance(parent_name, str) or parent_name not in known or known[parent_name].agentless:
-            raise bad("extends", f"unknown role {parent_name!r}")
+    if "extends" in table and (
+        not isinstance(parent_name, str) or parent_name not in known or known[parent_name].agentless
+    ):
+        raise bad("extends", f"unknown role {parent_name!r}")
     parent = known.get(parent_name) if parent_name else None
     if parent is None:
         for required in ("description", "system_prompt"):
@@ -394,8 +403,10 @@ def _role_from_table(where: str, name: str, table: dict[str, Any], known: dict[s
             values["tools"] = list(_READ_ONLY_TOOLS)
         elif not set(tools) <= set(READ_ONLY_TOOLS):
             extra = sorted(set(tools) - set(READ_ONLY_TOOLS))
-            raise bad("tools", f"a role that produces a verdict may only read ({', '.join(_READ_ONLY_TOOLS)}); "
-                               f"not {', '.join(extra)}")
+            raise bad(
+                "tools",
+                f"a role that produces a verdict may only read ({', '.join(_READ_ONLY_TOOLS)}); not {', '.join(extra)}",
+            )
     if parent_name != name:
         source = where
     elif name in BUILTIN_ROLES:

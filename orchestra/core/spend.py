@@ -7,7 +7,9 @@ with thousands of finished tasks. Spend is what finished runs reported in their
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
+
 
 def totals(summaries: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Cost and tokens of a set of tasks, and how many there are."""

@@ -398,8 +398,20 @@ def _migrate_v1(kwargs: dict[str, Any]) -> None:
     """Schema 1 kept workflow and run bookkeeping in an untyped `extra` bag; lift it into fields."""
     extra = dict(kwargs.get("extra") or {})
     for key in (
-        "next_prompt", "continue_session", "not_before", "workflow", "step", "round", "revision_of",
-        "structured_output", "merge_result", "verdict", "merged", "resolves", "awaiting_since", "input_wait",
+        "next_prompt",
+        "continue_session",
+        "not_before",
+        "workflow",
+        "step",
+        "round",
+        "revision_of",
+        "structured_output",
+        "merge_result",
+        "verdict",
+        "merged",
+        "resolves",
+        "awaiting_since",
+        "input_wait",
     ):
         if key in extra:
             kwargs[key] = extra.pop(key)

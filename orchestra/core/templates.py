@@ -210,9 +210,13 @@ def _topo_order(steps: list[Step]) -> list[Step]:
 
 
 def validate_name(name: str, what: str = "template name") -> str:
-    if not isinstance(name, str) or not name or len(name) > 40 or not all(
-        c.islower() or c.isdigit() or c in "-_" for c in name
-    ) or not name[0].isalnum():
+    if (
+        not isinstance(name, str)
+        or not name
+        or len(name) > 40
+        or not all(c.islower() or c.isdigit() or c in "-_" for c in name)
+        or not name[0].isalnum()
+    ):
         raise InvalidInput(f"invalid {what} {name!r}: lowercase letters, digits, '-' and '_'")
     return name
 
@@ -259,8 +263,8 @@ def get_template(state: Path, name: str, roles: dict[str, Role] | None = None) -
     if builtin.is_file():
         return _read_template_file(builtin, roles, "built-in")
     user_dir = user_template_dir(state)
-    known = sorted({p.stem for p in BUILTIN_DIR.glob("*.toml")}
-                   | ({p.stem for p in user_dir.glob("*.toml")} if user_dir.is_dir() else set()))
+    known = sorted(
+        {p.stem for p in BUILTIN_DIR.glob("*.toml")}
+        | ({p.stem for p in user_dir.glob("*.toml")} if user_dir.is_dir() else set())
+    )
     raise InvalidInput(f"unknown workflow template {name!r}; known: {', '.join(known)}")
-
-

@@ -138,7 +138,9 @@ def relative_paths(value: object, what: str) -> list[str]:
 def permission_mode(value: object, what: str) -> str:
     text = string(value, what).strip()
     if text != "role" and text not in PERMISSION_MODES:
-        raise InvalidInput(f"invalid {what} {text!r}: use 'role' (each role's own) or one of {', '.join(PERMISSION_MODES)}")
+        raise InvalidInput(
+            f"invalid {what} {text!r}: use 'role' (each role's own) or one of {', '.join(PERMISSION_MODES)}"
+        )
     return text
 
 

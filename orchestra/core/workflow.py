@@ -51,8 +51,15 @@ class Workflow:
 
     def template_obj(self) -> Template:
         steps = tuple(
-            Step(s["name"], s["role"], s.get("prompt", ""), s.get("on"), tuple(s.get("after", [])),
-                 bool(s.get("revise")), bool(s.get("review")))
+            Step(
+                s["name"],
+                s["role"],
+                s.get("prompt", ""),
+                s.get("on"),
+                tuple(s.get("after", [])),
+                bool(s.get("revise")),
+                bool(s.get("review")),
+            )
             for s in self.steps
         )
         return Template(self.template, "", steps, self.subject, "snapshot")
@@ -118,13 +125,15 @@ def collect_comments(pairs: list[tuple[Step, Task | None]]) -> list[dict[str, An
     out = []
     for step, task in pairs:
         output = (task.structured_output if task else None) or {}
-        out.append({
-            "step": step.name,
-            "task": task.id if task else None,
-            "verdict": output.get("verdict"),
-            "summary": output.get("summary") or "",
-            "comments": [comment(c) for c in output.get("comments") or []],
-        })
+        out.append(
+            {
+                "step": step.name,
+                "task": task.id if task else None,
+                "verdict": output.get("verdict"),
+                "summary": output.get("summary") or "",
+                "comments": [comment(c) for c in output.get("comments") or []],
+            }
+        )
     return out
 
 
@@ -220,7 +229,8 @@ def decide(
     verdict_steps = [s for s in tpl.steps if is_verdict_step(s, roles)]
     if tpl.revise_step:
         asking = [
-            (s, current(s.name)) for s in verdict_steps
+            (s, current(s.name))
+            for s in verdict_steps
             if s.name in revising and current(s.name) is not None and verdict_of(current(s.name)) == "request_changes"
         ]
         waiting = [s for s in revising if current(s) is None and s in {v.name for v in verdict_steps}]
@@ -228,8 +238,9 @@ def decide(
             comments = collect_comments(asking)
             if wf.round < wf.max_rounds:
                 return Decision("revise", comments=comments)
-            return Decision("stop", "changes_requested", f"changes requested after {wf.round} review round(s)",
-                            comments=comments)
+            return Decision(
+                "stop", "changes_requested", f"changes requested after {wf.round} review round(s)", comments=comments
+            )
     due: list[Step] = []
     for step in tpl.steps:
         if current(step.name) is not None:
@@ -239,12 +250,17 @@ def decide(
             continue
         if roles[step.role].produces == "merge":
             refusing = [
-                (s, current(s.name)) for s in verdict_steps
+                (s, current(s.name))
+                for s in verdict_steps
                 if s.name in tpl.ancestors(step.name) and verdict_of(current(s.name)) != "approve"
             ]
             if refusing:
-                return Decision("stop", "changes_requested", "a reviewer requested changes; nothing was merged",
-                                comments=collect_comments(refusing))
+                return Decision(
+                    "stop",
+                    "changes_requested",
+                    "a reviewer requested changes; nothing was merged",
+                    comments=collect_comments(refusing),
+                )
             if approve_merge:
                 return Decision("approve", "awaiting_merge", None)
         due.append(step)

@@ -9,9 +9,19 @@ from orchestra.core.task import MergeSpec, State, Task
 from orchestra.engine.context import Context
 
 
-def new_agentless_task(ctx: Context, role: str, prompt: str, title: str, deps: list[str], *,
-                       running: bool = False, merge: MergeSpec | None = None, workflow: str | None = None,
-                       step: str | None = None, round: int | None = None) -> Task:
+def new_agentless_task(
+    ctx: Context,
+    role: str,
+    prompt: str,
+    title: str,
+    deps: list[str],
+    *,
+    running: bool = False,
+    merge: MergeSpec | None = None,
+    workflow: str | None = None,
+    step: str | None = None,
+    round: int | None = None,
+) -> Task:
     """A task orchestra runs itself: no branch, no worktree, no agent."""
     with ctx.store.locked():
         task = Task(
@@ -34,8 +44,15 @@ def new_agentless_task(ctx: Context, role: str, prompt: str, title: str, deps: l
     return task
 
 
-def finish_agentless(ctx: Context, task_id: str, error: str | None, result: str, *,
-                     merge_result: dict[str, Any] | None = None, verdict: str | None = None) -> Task:
+def finish_agentless(
+    ctx: Context,
+    task_id: str,
+    error: str | None,
+    result: str,
+    *,
+    merge_result: dict[str, Any] | None = None,
+    verdict: str | None = None,
+) -> Task:
     def mutate(t: Task) -> None:
         if t.state.final:
             return

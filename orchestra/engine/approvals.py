@@ -55,8 +55,13 @@ def observe(ctx: Context, task_id: str, told: set[str]) -> None:
             answer = request.get("answer") or {}
             if answer.get("by") == channel.BY_RULE:
                 told.add(request["id"])
-                ctx.store.append_event(task.id, "input_auto_allowed", tool=request.get("tool_name"),
-                                       rule=answer.get("always"), request=request["id"])
+                ctx.store.append_event(
+                    task.id,
+                    "input_auto_allowed",
+                    tool=request.get("tool_name"),
+                    rule=answer.get("always"),
+                    request=request["id"],
+                )
             elif request["state"] == channel.PENDING:
                 told.add(request["id"])
                 fresh.append(request)

@@ -61,8 +61,9 @@ def cleanup(ctx: Context, *, dry_run: bool = False, force: bool = False) -> Clea
         if wf.state in ("running", "awaiting_merge"):
             busy.update(wf.task_ids())
     registered = worktrees.list_worktrees(root)
-    squashed = [t.merged["source_sha"] for t in tasks
-                if isinstance(t.merged, dict) and t.merged.get("strategy") == "squash"]
+    squashed = [
+        t.merged["source_sha"] for t in tasks if isinstance(t.merged, dict) and t.merged.get("strategy") == "squash"
+    ]
     by_branch: dict[str, list[Task]] = {}
     for t in tasks:
         if t.branch and not t.agentless:
@@ -104,8 +105,15 @@ def _cleanup_worktree(root: Path, t: Task, path: Path, report: CleanupReport, fo
 
 
 def _cleanup_branch(
-    ctx: Context, branch: str, head: str, owners: list[Task], registered: dict[Path, str | None],
-    squashed: list[str], report: CleanupReport, force: bool, dry_run: bool,
+    ctx: Context,
+    branch: str,
+    head: str,
+    owners: list[Task],
+    registered: dict[Path, str | None],
+    squashed: list[str],
+    report: CleanupReport,
+    force: bool,
+    dry_run: bool,
 ) -> None:
     root = ctx.root
     owner = owners[-1]
@@ -143,6 +151,7 @@ def _cleanup_branch(
             report.kept.append({**item, "what": "branch", "reason": why or "git refused"})
             return
         for o in owners:  # the record `doctor` reads, so a deleted branch is not reported as lost
-            ctx.store.append_event(o.id, "branch_deleted", branch=branch, sha=head, into=target,
-                                    forced=bool(item.get("lost")))
+            ctx.store.append_event(
+                o.id, "branch_deleted", branch=branch, sha=head, into=target, forced=bool(item.get("lost"))
+            )
     report.deleted_branches.append(item)

@@ -117,8 +117,14 @@ def _check_index(paths: Paths, store: Store, report: DoctorReport, fix: bool) ->
             actual_tasks[task.id] = task.summary()
         problems: list[Finding] = []
         if stale_marker:
-            problems.append(Finding("stale_index_marker", str(paths.index_stale_marker),
-                                    "a write was interrupted between a task file and the index", True))
+            problems.append(
+                Finding(
+                    "stale_index_marker",
+                    str(paths.index_stale_marker),
+                    "a write was interrupted between a task file and the index",
+                    True,
+                )
+            )
         if recorded is None:
             problems.append(Finding("index_unreadable", str(paths.index), "missing or not an index", True))
         else:
@@ -130,17 +136,23 @@ def _check_index(paths: Paths, store: Store, report: DoctorReport, fix: bool) ->
                     problems.append(Finding("index_extra_task", tid, "in the index but its task file is gone", True))
             for tid in sorted(set(indexed) & set(actual_tasks)):
                 if _comparable(indexed[tid]) != _comparable(actual_tasks[tid]):
-                    problems.append(Finding("index_out_of_date", tid,
-                                            f"index says {indexed[tid].get('state')}, "
-                                            f"task file says {actual_tasks[tid]['state']}", True))
+                    problems.append(
+                        Finding(
+                            "index_out_of_date",
+                            tid,
+                            f"index says {indexed[tid].get('state')}, task file says {actual_tasks[tid]['state']}",
+                            True,
+                        )
+                    )
         if fix and problems:
             store.rebuild_index()
             for f in problems:
                 f.fixed, f.note = True, "index rebuilt from the task files"
         report.findings += problems
     for path, reason in sorted(corrupt.items()):
-        report.findings.append(Finding("corrupt_task_file", path, reason, False,
-                                       note="kept as it is: repair or move it by hand"))
+        report.findings.append(
+            Finding("corrupt_task_file", path, reason, False, note="kept as it is: repair or move it by hand")
+        )
     return tasks
 
 
@@ -157,9 +169,15 @@ def _check_running(ctx: Context, tasks: dict[str, Task], report: DoctorReport, f
             continue
         alive = not task.agentless and ctx.executor().adopt(task) is not None
         if alive:
-            report.findings.append(Finding("unwatched_agent", task.id,
-                                           f"{task.state}: its agent runs but no scheduler watches it", False,
-                                           note="start a scheduler ('orchestra worker') to adopt it"))
+            report.findings.append(
+                Finding(
+                    "unwatched_agent",
+                    task.id,
+                    f"{task.state}: its agent runs but no scheduler watches it",
+                    False,
+                    note="start a scheduler ('orchestra worker') to adopt it",
+                )
+            )
             continue
         finding = Finding("orphan_running", task.id, f"{task.state} but no agent and no scheduler", True)
         report.findings.append(finding)
@@ -195,12 +213,25 @@ def _check_worktrees(paths: Paths, tasks: dict[str, Task], report: DoctorReport,
     for entry in _scan(root):
         path = Path(entry.path)
         if entry.is_symlink():
-            report.findings.append(Finding("symlinked_worktree", str(path),
-                                           f"a symlink to {os.readlink(path)}; orchestra never follows it", False,
-                                           note="remove the link by hand"))
+            report.findings.append(
+                Finding(
+                    "symlinked_worktree",
+                    str(path),
+                    f"a symlink to {os.readlink(path)}; orchestra never follows it",
+                    False,
+                    note="remove the link by hand",
+                )
+            )
         elif entry.is_dir() and entry.name not in tasks:
-            report.findings.append(Finding("worktree_without_task", str(path), "no task owns this directory", False,
-                                           note="kept: it may hold work; remove it by hand when done"))
+            report.findings.append(
+                Finding(
+                    "worktree_without_task",
+                    str(path),
+                    "no task owns this directory",
+                    False,
+                    note="kept: it may hold work; remove it by hand when done",
+                )
+            )
     missing: list[Finding] = [
         Finding("worktree_missing", str(p), "registered with git but gone from disk", True)
         for p in worktrees.list_worktrees(paths.root)
@@ -235,8 +266,15 @@ def _check_branches(paths: Paths, store: Store, tasks: dict[str, Task], report: 
         # An agent was started, so its branch existed: someone other than `cleanup` deleted it since.
         events = {e.get("event") for e in store.events(task.id)}
         if "started" in events and "branch_deleted" not in events:
-            report.findings.append(Finding("branch_missing", task.id, f"branch {task.branch} does not exist", False,
-                                           note="its commits are gone from git unless another branch has them"))
+            report.findings.append(
+                Finding(
+                    "branch_missing",
+                    task.id,
+                    f"branch {task.branch} does not exist",
+                    False,
+                    note="its commits are gone from git unless another branch has them",
+                )
+            )
 
 
 def _check_temp_files(paths: Paths, report: DoctorReport, fix: bool) -> None:

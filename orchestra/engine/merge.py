@@ -59,12 +59,25 @@ def run_gate(ctx: Context, command: str, cwd: Path, label: str, source: str, int
     log_path = ctx.paths.gate_log(label)
     env = dict(os.environ)
     marker = secrets.token_hex(8)
-    env.update({"ORCHESTRA_MERGE_SOURCE": source, "ORCHESTRA_MERGE_TARGET": into, "ORCHESTRA_REPO": str(ctx.root),
-                GATE_MARKER: marker})
+    env.update(
+        {
+            "ORCHESTRA_MERGE_SOURCE": source,
+            "ORCHESTRA_MERGE_TARGET": into,
+            "ORCHESTRA_REPO": str(ctx.root),
+            GATE_MARKER: marker,
+        }
+    )
     timed_out = False
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(["sh", "-c", command], cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            ["sh", "-c", command],
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
         try:
             code = proc.wait(timeout=ctx.config.gate_timeout)
         except subprocess.TimeoutExpired:
@@ -82,8 +95,13 @@ def run_gate(ctx: Context, command: str, cwd: Path, label: str, source: str, int
             except OSError:
                 pass
     tail = [mask_secrets(line) for line in _tail_lines(log_path, GATE_TAIL_LINES)]
-    return {"command": command, "exit_code": -1 if timed_out else code, "timed_out": timed_out,
-            "log": str(log_path), "tail": tail}
+    return {
+        "command": command,
+        "exit_code": -1 if timed_out else code,
+        "timed_out": timed_out,
+        "log": str(log_path),
+        "tail": tail,
+    }
 
 
 def _tail_lines(path: Path, lines: int) -> list[str]:
@@ -125,14 +143,24 @@ def run_merge_task(ctx: Context, task: Task) -> MergeResult:
 
     with merge_lock(ctx):
         result = merging.merge_branch(
-            ctx.root, ctx.paths.merges, source.branch, spec.into, spec.strategy,
+            ctx.root,
+            ctx.paths.merges,
+            source.branch,
+            spec.into,
+            spec.strategy,
             merge_message(ctx, source, spec.into, spec.strategy, task.workflow),
-            label=task.id, gate=gate, require_resolved=source.conflict_files or None,
+            label=task.id,
+            gate=gate,
+            require_resolved=source.conflict_files or None,
         )
     result.task, result.source_task, result.workflow = task.id, source.id, task.workflow
     if result.status == "merged":
-        record = {"into": spec.into, "commit": result.new_sha, "source_sha": result.source_sha,
-                  "strategy": spec.strategy}
+        record = {
+            "into": spec.into,
+            "commit": result.new_sha,
+            "source_sha": result.source_sha,
+            "strategy": spec.strategy,
+        }
 
         def merged(t: Task) -> None:
             t.merged = record
@@ -148,14 +176,24 @@ def release_worktree(ctx: Context, task: Task) -> None:
         return
     dirty = worktrees.uncommitted(path, untracked=True)
     if dirty:
-        raise OrchestraError(f"worktree {path} of task {task.id} has uncommitted changes ({', '.join(dirty[:5])}); "
-                             "commit or remove them first")
+        raise OrchestraError(
+            f"worktree {path} of task {task.id} has uncommitted changes ({', '.join(dirty[:5])}); "
+            "commit or remove them first"
+        )
     git(ctx.root, "worktree", "remove", str(path))
 
 
-def start_resolve(ctx: Context, source: Task, into: str, strategy: str, files: list[str], *,
-                  workflow: str | None = None, round: int | None = None,
-                  request: str | None = None) -> tuple[Task, Task]:
+def start_resolve(
+    ctx: Context,
+    source: Task,
+    into: str,
+    strategy: str,
+    files: list[str],
+    *,
+    workflow: str | None = None,
+    round: int | None = None,
+    request: str | None = None,
+) -> tuple[Task, Task]:
     """An implementer on the conflicting branch, with the merge already begun there, then a merge retry."""
     root = ctx.root
     target_sha = refs.branch_head(root, refs.check_target(root, into))
@@ -171,19 +209,43 @@ def start_resolve(ctx: Context, source: Task, into: str, strategy: str, files: l
         f"## The original request\n\n{(request or source.prompt).strip()}"
     )
     with ctx.store.locked():
-        task = task_cases.submit(ctx, task_cases.Submission(
-            prompt, role="implementer", base=source.base_sha or target_sha, title=f"resolve conflicts: {source.title}",
-            workflow=workflow, step="resolve", round=round, branch=source.branch, resolves=source.id,
-            conflict_files=list(files),
-        ))
+        task = task_cases.submit(
+            ctx,
+            task_cases.Submission(
+                prompt,
+                role="implementer",
+                base=source.base_sha or target_sha,
+                title=f"resolve conflicts: {source.title}",
+                workflow=workflow,
+                step="resolve",
+                round=round,
+                branch=source.branch,
+                resolves=source.id,
+                conflict_files=list(files),
+            ),
+        )
         ctx.store.append_event(task.id, "resolve", branch=source.branch, files=list(files))
         wt = ctx.paths.worktree(task.id)
         worktrees.ensure_worktree(root, wt, source.branch, task.base_sha or str(target_sha))
-        git(wt, "merge", "--no-ff", "--no-commit", "--no-verify", str(target_sha), check=False,
-            env=commit_identity_env(root))
+        git(
+            wt,
+            "merge",
+            "--no-ff",
+            "--no-commit",
+            "--no-verify",
+            str(target_sha),
+            check=False,
+            env=commit_identity_env(root),
+        )
         retry = agentless.new_agentless_task(
-            ctx, "merge", f"Merge {source.branch} into {into} after the conflict is resolved.",
-            f"merge (retry): {source.title}", [task.id], workflow=workflow, step="merge", round=round,
+            ctx,
+            "merge",
+            f"Merge {source.branch} into {into} after the conflict is resolved.",
+            f"merge (retry): {source.title}",
+            [task.id],
+            workflow=workflow,
+            step="merge",
+            round=round,
             merge=MergeSpec(task.id, into, strategy),
         )
     return task, retry

@@ -60,9 +60,16 @@ def manual(ctx: Context, ref: str, *, into: str | None, strategy: str | None, re
             target = refs.check_target(ctx.root, into) if into else default_target(ctx, source)
             step_name = "merge"
         task = agentless.new_agentless_task(
-            ctx, "merge", f"Merge {source.branch} into {target}.", f"merge: {source.title}", [source.id],
-            running=True, merge=MergeSpec(source.id, target, strategy), workflow=wf.id if wf else None,
-            step=step_name, round=wf.round if wf else None,
+            ctx,
+            "merge",
+            f"Merge {source.branch} into {target}.",
+            f"merge: {source.title}",
+            [source.id],
+            running=True,
+            merge=MergeSpec(source.id, target, strategy),
+            workflow=wf.id if wf else None,
+            step=step_name,
+            round=wf.round if wf else None,
         )
         if wf is not None:
             wf.add_instance(step_name, task.id)
@@ -74,8 +81,9 @@ def manual(ctx: Context, ref: str, *, into: str | None, strategy: str | None, re
         if wf is not None:
             workflows.advance(ctx, wf.id)
         raise
-    agentless.finish_agentless(ctx, task.id, None if result.ok else result.message, result.message,
-                               merge_result=result.to_dict())
+    agentless.finish_agentless(
+        ctx, task.id, None if result.ok else result.message, result.message, merge_result=result.to_dict()
+    )
     if result.status == "conflict" and resolve:
         if wf is not None:
             with ctx.store.locked():
@@ -94,8 +102,9 @@ def _approve(ctx: Context, wf: Any) -> MergeResult:
     """`orchestra merge WF` on a workflow waiting for approval: its own merge step runs, in the scheduler."""
     wf = workflows.approve_merge(ctx, wf)
     merge_inst = wf.latest().get(wf.template_obj().merge_step.name) if wf.template_obj().merge_step else None
-    res = MergeResult("approved", f"workflow {wf.id}: merge approved; its merge step runs now", workflow=wf.id,
-                      into=wf.into or "")
+    res = MergeResult(
+        "approved", f"workflow {wf.id}: merge approved; its merge step runs now", workflow=wf.id, into=wf.into or ""
+    )
     if merge_inst:
         res.task = merge_inst["task"]
     return res

@@ -48,6 +48,7 @@ def recover_one(ctx: Context, task: Task, start_runner: StartRunner) -> None:
     handle: Handle | None = None if task.agentless else ctx.executor().adopt(task)
     if handle is not None:
         if handle.pid != task.pid:
+
             def found(t: Task) -> None:
                 t.record_process(handle.pid, handle.proc_start)
                 t.worktree = t.worktree or handle.worktree
@@ -63,8 +64,9 @@ def recover_one(ctx: Context, task: Task, start_runner: StartRunner) -> None:
         start_runner(task.id, None, finish_only=True)
         return
     if task.attempts >= task.max_attempts:
-        start_runner(task.id, None, finish_only=True,
-                     reason=f"agent died and all {task.max_attempts} attempts are used")
+        start_runner(
+            task.id, None, finish_only=True, reason=f"agent died and all {task.max_attempts} attempts are used"
+        )
         return
     session = outcome.session_id or task.session_id
     ctx.store.update(task.id, lambda t: t.requeue(session=session), "requeued", reason="agent died", resume=session)
@@ -73,6 +75,7 @@ def recover_one(ctx: Context, task: Task, start_runner: StartRunner) -> None:
 
 def give_back(ctx: Context, task_id: str, why: str) -> None:
     """Put a live task back in the queue (its session resumes) when its end cannot be recorded."""
+
     def mutate(t: Task) -> None:
         if t.live:
             t.requeue(session=t.session_id)

@@ -53,6 +53,7 @@ def launch(ctx: Context, task_id: str) -> Handle:
     spec = Launch(task=task, role=role, prompt="", system_prompt="", base_sha=base_sha)
     copied = executor.prepare(spec, bootstrap_needed=not task.bootstrapped)
     if copied or ((ctx.config.copy or ctx.config.setup) and not task.bootstrapped):
+
         def bootstrapped(t: Task) -> None:
             t.bootstrapped = True
             t.copied = sorted(set(t.copied) | set(copied))
@@ -74,8 +75,9 @@ def launch(ctx: Context, task_id: str) -> Handle:
 
     ctx.store.update(task.id, started, "started", pid=handle.pid, resume=spec.resume, attempt=task.attempts)
     crash_point("after_started")
-    ctx.log(f"{task.id} started ({task.role}, attempt {task.attempts}"
-            f"{', resuming ' + spec.resume if spec.resume else ''})")
+    ctx.log(
+        f"{task.id} started ({task.role}, attempt {task.attempts}{', resuming ' + spec.resume if spec.resume else ''})"
+    )
     return handle
 
 
@@ -174,8 +176,16 @@ class Verdict:
     retry: backoff.Retry | None = None
 
 
-def judge(ctx: Context, task: Task, outcome: Outcome, exit_code: int | None, *, timed_out: bool,
-          launch_error: str | None, collect_error: str | None) -> Verdict:
+def judge(
+    ctx: Context,
+    task: Task,
+    outcome: Outcome,
+    exit_code: int | None,
+    *,
+    timed_out: bool,
+    launch_error: str | None,
+    collect_error: str | None,
+) -> Verdict:
     def also(error: str) -> str:
         return f"{error}; {collect_error}" if collect_error else error
 
@@ -206,8 +216,15 @@ def output_error(task: Task, outcome: Outcome) -> str | None:
     return f"no verdict: {problem}" if problem else None
 
 
-def finalize(ctx: Context, task_id: str, *, exit_code: int | None, handle: Handle | None = None,
-             timed_out: bool = False, launch_error: str | None = None) -> Task:
+def finalize(
+    ctx: Context,
+    task_id: str,
+    *,
+    exit_code: int | None,
+    handle: Handle | None = None,
+    timed_out: bool = False,
+    launch_error: str | None = None,
+) -> Task:
     """Record the end of a run: commit the agent's leftovers, judge the outcome, move the task on."""
     crash_point("before_finalize")
     task = ctx.store.load(task_id)
@@ -229,8 +246,9 @@ def finalize(ctx: Context, task_id: str, *, exit_code: int | None, handle: Handl
         nonlocal verdict, paused
         if t.state.final:
             return
-        verdict = judge(ctx, t, outcome, exit_code, timed_out=timed_out, launch_error=launch_error,
-                        collect_error=collected.error)
+        verdict = judge(
+            ctx, t, outcome, exit_code, timed_out=timed_out, launch_error=launch_error, collect_error=collected.error
+        )
         _add_outcome(t, outcome)
         error = mask_secrets(verdict.error) if verdict.error else None  # agent text: it may echo a secret
         if verdict.retry:
@@ -275,9 +293,19 @@ def _add_outcome(t: Task, outcome: Outcome) -> None:
 
 
 def _note_retry(ctx: Context, task: Task, retry: backoff.Retry, paused: float | None) -> None:
-    ctx.store.append_event(task.id, "requeued", reason="transient API error", error=task.error, retry=retry.number,
-                           of=ctx.config.api_retries, not_before=retry.not_before, resume=retry.session)
+    ctx.store.append_event(
+        task.id,
+        "requeued",
+        reason="transient API error",
+        error=task.error,
+        retry=retry.number,
+        of=ctx.config.api_retries,
+        not_before=retry.not_before,
+        resume=retry.session,
+    )
     wait = max(retry.not_before - time.time(), 0)
     ctx.log(f"{task.id} {task.error}; retry {retry.number} of {ctx.config.api_retries} in {wait:.0f}s")
     if paused:
-        ctx.log(f"rate limits hit several agents; new starts pause until {time.strftime('%H:%M:%S', time.localtime(paused))}")
+        ctx.log(
+            f"rate limits hit several agents; new starts pause until {time.strftime('%H:%M:%S', time.localtime(paused))}"
+        )

@@ -120,7 +120,9 @@ class Scheduler:
         finally:
             alive = [tid for tid, t in self.runners.items() if t.is_alive()]
             if alive:
-                self.log(f"scheduler stopping; {len(alive)} agent(s) keep running and will be adopted: {', '.join(alive)}")
+                self.log(
+                    f"scheduler stopping; {len(alive)} agent(s) keep running and will be adopted: {', '.join(alive)}"
+                )
             self.release()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -146,8 +148,10 @@ class Scheduler:
             if not self.runners and not pending:
                 unsettled = self._unsettled()
                 if unsettled:
-                    self.log(f"tasks recorded as running with no agent: {', '.join(unsettled)}; "
-                             "run 'orchestra doctor' to see why")
+                    self.log(
+                        f"tasks recorded as running with no agent: {', '.join(unsettled)}; "
+                        "run 'orchestra doctor' to see why"
+                    )
                 if self.until_idle:
                     self.log("nothing left to do; scheduler exits")
                     return 1 if unsettled else 0
@@ -304,8 +308,9 @@ class Scheduler:
             crash_point("after_claim")
             self.start_runner(task_id, None)
 
-    def start_runner(self, task_id: str, adopt: Handle | None, finish_only: bool = False,
-                     reason: str | None = None) -> None:
+    def start_runner(
+        self, task_id: str, adopt: Handle | None, finish_only: bool = False, reason: str | None = None
+    ) -> None:
         thread = threading.Thread(
             target=self._runner, args=(task_id, adopt, finish_only, reason), name=f"task-{task_id}", daemon=True
         )
@@ -334,8 +339,9 @@ class Scheduler:
                     exit_code, ended_by = runner.watch(ctx, task_id, handle, lambda: self.stopping)
                     if ended_by == "abandoned":
                         return
-                    task = runner.finalize(ctx, task_id, exit_code=exit_code, handle=handle,
-                                           timed_out=ended_by == "timeout")
+                    task = runner.finalize(
+                        ctx, task_id, exit_code=exit_code, handle=handle, timed_out=ended_by == "timeout"
+                    )
             self._workflow_hook(task)
         except Exception as exc:  # a bug must not take the scheduler or the task's work down
             self.log(f"internal error on {task_id}: {exc}\n{traceback.format_exc()}")

@@ -145,9 +145,17 @@ def _workflow_rows(ctx: Context, summaries: dict[str, dict[str, Any]], wanted: s
             for m in sorted(live, key=lambda m: (m.get("created_at") or 0, m["id"]))
         ]
         done, planned = _workflow_progress(ctx, wf_id, summaries)
-        rows.append({"id": wf_id, "tasks": len(members), "steps_done": done, "steps": planned, "current": current,
-                     **{k: v for k, v in totals(members).items() if k != "tasks"},
-                     "created_at": min(m.get("created_at") or 0 for m in members)})
+        rows.append(
+            {
+                "id": wf_id,
+                "tasks": len(members),
+                "steps_done": done,
+                "steps": planned,
+                "current": current,
+                **{k: v for k, v in totals(members).items() if k != "tasks"},
+                "created_at": min(m.get("created_at") or 0 for m in members),
+            }
+        )
     rows.sort(key=lambda r: (r["created_at"], r["id"]))
     return rows
 
@@ -159,8 +167,7 @@ def _workflow_progress(ctx: Context, wf_id: str, summaries: dict[str, dict[str, 
     except OrchestraError:
         return 0, None
     done = sum(
-        1 for inst in wf.latest().values()
-        if (summaries.get(inst["task"]) or {}).get("state") == State.SUCCEEDED
+        1 for inst in wf.latest().values() if (summaries.get(inst["task"]) or {}).get("state") == State.SUCCEEDED
     )
     return done, len(wf.steps)
 

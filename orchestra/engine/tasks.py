@@ -17,7 +17,8 @@ from orchestra.core.errors import InvalidInput, TaskNotFound
 from orchestra.core.graph import find_cycle
 from orchestra.core.roles import get_role
 from orchestra.core.task import LIVE_STATES, State, Task, make_title, validate_state
-from orchestra.core.values import parse_duration, parse_usd, priority as check_priority
+from orchestra.core.values import parse_duration, parse_usd
+from orchestra.core.values import priority as check_priority
 from orchestra.engine.context import Context
 from orchestra.git import refs, worktrees
 from orchestra.store.scheduler import scheduler_pid
@@ -30,8 +31,9 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x80-\x9f]")
 def check_text(text: object, what: str, limit: int = MAX_PROMPT_CHARS) -> str:
     """Text a person or a model gave: not empty, not too long, and no control characters but tab and newline."""
     if not isinstance(text, str) or not text.strip():
-        raise InvalidInput(f"empty {what}: say what the agent should do" if what in ("prompt", "reply")
-                           else f"empty {what}")
+        raise InvalidInput(
+            f"empty {what}: say what the agent should do" if what in ("prompt", "reply") else f"empty {what}"
+        )
     if len(text) > limit:
         raise InvalidInput(f"{what} too long ({len(text)} characters; the limit is {limit})")
     bad = _CONTROL.search(text)
@@ -175,8 +177,9 @@ def summaries(ctx: Context, states: Iterable[str] = ()) -> list[dict[str, Any]]:
     return rows
 
 
-def wait(ctx: Context, refs_: Iterable[str], timeout: float | None = None, poll: float = 0.2,
-         stop_on_input: bool = True) -> list[Task]:
+def wait(
+    ctx: Context, refs_: Iterable[str], timeout: float | None = None, poll: float = 0.2, stop_on_input: bool = True
+) -> list[Task]:
     """Block until every task is final, or one waits for a person, or the timeout passes.
 
     A task awaiting input will not move until someone answers, so waiting on would hang.

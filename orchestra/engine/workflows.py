@@ -13,7 +13,7 @@ from typing import Any
 
 from orchestra.core.errors import InvalidInput, OrchestraError, TaskNotFound
 from orchestra.core.roles import Role
-from orchestra.core.task import MergeSpec, State, Task, make_title, now
+from orchestra.core.task import MergeSpec, Task, make_title, now
 from orchestra.core.templates import Step, Template, get_template
 from orchestra.core.workflow import (
     Decision,
@@ -36,8 +36,9 @@ MAX_REQUEST_CHARS = 100_000
 # -- starting -------------------------------------------------------------------------
 
 
-def start(ctx: Context, template_name: str, request: str, *, base: str | None, into: str | None,
-          approve_merge: bool = False) -> Workflow:
+def start(
+    ctx: Context, template_name: str, request: str, *, base: str | None, into: str | None, approve_merge: bool = False
+) -> Workflow:
     roles = ctx.roles()
     tpl = get_template(ctx.paths.state, template_name, roles)
     task_cases.check_text(request, "request", MAX_REQUEST_CHARS)
@@ -230,8 +231,12 @@ def _apply(ctx: Context, wf: Workflow, d: Decision, tasks: dict[str, Task], role
     elif d.kind == "conflict":
         assert d.task is not None
         result = d.task.merge_result or {}
-        wf.conflict = {"files": result.get("files", []), "into": result.get("into"),
-                       "branch": result.get("source_branch"), "task": d.task.id}
+        wf.conflict = {
+            "files": result.get("files", []),
+            "into": result.get("into"),
+            "branch": result.get("source_branch"),
+            "task": d.task.id,
+        }
         wf.stop("conflict", result.get("message") or "merge conflict")
         if ctx.config.merge_resolve:
             start_resolve_in_workflow(ctx, wf, d.task)
@@ -264,8 +269,9 @@ def _apply(ctx: Context, wf: Workflow, d: Decision, tasks: dict[str, Task], role
 # -- the tasks of steps ------------------------------------------------------------------
 
 
-def _create_step_task(ctx: Context, wf: Workflow, tpl: Template, step: Step, roles: dict[str, Role],
-                      tasks: dict[str, Task]) -> Task:
+def _create_step_task(
+    ctx: Context, wf: Workflow, tpl: Template, step: Step, roles: dict[str, Role], tasks: dict[str, Task]
+) -> Task:
     def current(name: str) -> Task | None:
         return current_task(wf, tasks, name)
 
@@ -276,18 +282,46 @@ def _create_step_task(ctx: Context, wf: Workflow, tpl: Template, step: Step, rol
     if role.produces == "merge":
         assert on_task is not None and wf.into is not None
         spec = MergeSpec(on_task.id, wf.into, ctx.config.merge_strategy)
-        task = agentless.new_agentless_task(ctx, "merge", f"Merge {on_task.branch} into {wf.into}.", title, deps,
-                                  workflow=wf.id, step=step.name, round=wf.round, merge=spec)
+        task = agentless.new_agentless_task(
+            ctx,
+            "merge",
+            f"Merge {on_task.branch} into {wf.into}.",
+            title,
+            deps,
+            workflow=wf.id,
+            step=step.name,
+            round=wf.round,
+            merge=spec,
+        )
     elif role.produces == "report":
-        task = agentless.new_agentless_task(ctx, "report", "Consolidate the review passes into one report.", title, deps,
-                                  workflow=wf.id, step=step.name, round=wf.round)
+        task = agentless.new_agentless_task(
+            ctx,
+            "report",
+            "Consolidate the review passes into one report.",
+            title,
+            deps,
+            workflow=wf.id,
+            step=step.name,
+            round=wf.round,
+        )
     else:
         prompt = _step_prompt(ctx, wf, step, role, on_task)
         base = None if on_task else (wf.head_sha if wf.subject == "range" else wf.base_sha)
-        task = task_cases.submit(ctx, task_cases.Submission(
-            prompt, role=step.role, after=deps, on=on_task.id if on_task else None, base=base, title=title,
-            review=step.review, workflow=wf.id, step=step.name, round=wf.round,
-        ))
+        task = task_cases.submit(
+            ctx,
+            task_cases.Submission(
+                prompt,
+                role=step.role,
+                after=deps,
+                on=on_task.id if on_task else None,
+                base=base,
+                title=title,
+                review=step.review,
+                workflow=wf.id,
+                step=step.name,
+                round=wf.round,
+            ),
+        )
     tasks[task.id] = task
     wf.add_instance(step.name, task.id)
     return task
@@ -298,15 +332,22 @@ def _step_prompt(ctx: Context, wf: Workflow, step: Step, role: Role, on_task: Ta
     if step.prompt:
         parts.append(step.prompt)
     parts.append(f"## The request\n\n{wf.request.strip()}")
-    context = [f"Workflow {wf.id} ({wf.template}), step {step.name!r} as {step.role}, "
-               f"round {wf.round} of at most {wf.max_rounds}."]
+    context = [
+        f"Workflow {wf.id} ({wf.template}), step {step.name!r} as {step.role}, "
+        f"round {wf.round} of at most {wf.max_rounds}."
+    ]
     if on_task is not None:
-        context.append(f"Your branch starts from the branch of step {on_task.step or on_task.role!r} "
-                       f"(task {on_task.id}, {on_task.branch}), which holds the work so far.")
+        context.append(
+            f"Your branch starts from the branch of step {on_task.step or on_task.role!r} "
+            f"(task {on_task.id}, {on_task.branch}), which holds the work so far."
+        )
     parts.append("## Context\n\n" + " ".join(context))
     if wf.comments and wf.round > 1:
-        parts.append("## The previous review asked for changes\n\n" + format_comments(wf.comments)
-                     + "\n\nThe implementer has revised the work since; check that every comment was addressed.")
+        parts.append(
+            "## The previous review asked for changes\n\n"
+            + format_comments(wf.comments)
+            + "\n\nThe implementer has revised the work since; check that every comment was addressed."
+        )
     if step.review or role.produces == "verdict":
         if wf.subject == "range":
             head, label = wf.head_sha or "", f"the range {wf.base_ref}"
@@ -352,11 +393,21 @@ def _start_revision(ctx: Context, wf: Workflow, tasks: dict[str, Task], comments
         f"## Context\n\nWorkflow {wf.id} ({wf.template}), step {revise.name!r} as {revise.role}, "
         f"round {new_round} of at most {wf.max_rounds}."
     )
-    task = task_cases.submit(ctx, task_cases.Submission(
-        prompt, role=revise.role, base=prev.base_sha or prev_head,
-        title=f"{revise.name} (round {new_round}): {wf.title}", workflow=wf.id, step=revise.name,
-        round=new_round, revision_of=prev.id, continue_session=prev.session_id, branch=prev.branch,
-    ))
+    task = task_cases.submit(
+        ctx,
+        task_cases.Submission(
+            prompt,
+            role=revise.role,
+            base=prev.base_sha or prev_head,
+            title=f"{revise.name} (round {new_round}): {wf.title}",
+            workflow=wf.id,
+            step=revise.name,
+            round=new_round,
+            revision_of=prev.id,
+            continue_session=prev.session_id,
+            branch=prev.branch,
+        ),
+    )
     ctx.store.append_event(task.id, "revision", round=new_round, branch=prev.branch, resumes=prev.session_id)
     wf.comments = comments
     wf.round = new_round
@@ -368,8 +419,9 @@ def start_resolve_in_workflow(ctx: Context, wf: Workflow, merge_task: Task) -> t
     assert spec is not None
     source = ctx.store.load(spec.source_task)
     files = (merge_task.merge_result or {}).get("files", [])
-    resolver, retry = merge.start_resolve(ctx, source, spec.into, spec.strategy, files, workflow=wf.id,
-                                          round=wf.round, request=wf.request)
+    resolver, retry = merge.start_resolve(
+        ctx, source, spec.into, spec.strategy, files, workflow=wf.id, round=wf.round, request=wf.request
+    )
     wf.add_instance("resolve", resolver.id)
     wf.add_instance(merge_task.step or "merge", retry.id)
     wf.resume()

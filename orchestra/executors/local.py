@@ -15,7 +15,8 @@ from typing import Any
 
 from orchestra.agent import bootstrap, claude, permissions, processes
 from orchestra.core.config import Config
-from orchestra.core.crashpoints import ENV as CRASH_ENV, crash_point
+from orchestra.core.crashpoints import ENV as CRASH_ENV
+from orchestra.core.crashpoints import crash_point
 from orchestra.core.errors import OrchestraError
 from orchestra.core.task import Task
 from orchestra.executors.base import RUNNING, Collected, Handle, Launch
@@ -57,8 +58,14 @@ class LocalExecutor:
                 self.paths.request_dir(task.id), task.id, task.attempts, launch.permission_timeout
             )
         argv = claude.build_argv(
-            binary, launch.role, launch.prompt, system_prompt=launch.system_prompt, extra_args=extra,
-            resume=launch.resume, max_budget_usd=launch.max_budget_usd, sandbox=launch.sandbox,
+            binary,
+            launch.role,
+            launch.prompt,
+            system_prompt=launch.system_prompt,
+            extra_args=extra,
+            resume=launch.resume,
+            max_budget_usd=launch.max_budget_usd,
+            sandbox=launch.sandbox,
         )
         log_path = self.paths.log_file(task.id)
         offset = log_path.stat().st_size if log_path.exists() else 0

@@ -88,14 +88,18 @@ def merge_branch(
         return res
     if strategy == "ff-only" and not refs.is_ancestor(root, target_sha, source_sha):
         res.status = "not_fast_forward"
-        res.message = (f"{into} has commits that {source_branch} lacks, so it cannot be fast-forwarded; "
-                       "use --strategy merge or squash")
+        res.message = (
+            f"{into} has commits that {source_branch} lacks, so it cannot be fast-forwarded; "
+            "use --strategy merge or squash"
+        )
         return res
     files = precheck(root, target_sha, source_sha)
     if files:
         res.status, res.files = "conflict", files
-        res.message = (f"merging {source_branch} into {into} conflicts in {len(files)} file(s): "
-                       f"{', '.join(files)}; nothing was changed")
+        res.message = (
+            f"merging {source_branch} into {into} conflicts in {len(files)} file(s): "
+            f"{', '.join(files)}; nothing was changed"
+        )
         return res
     tmp = scratch / f"{label}-{secrets.token_hex(3)}"
     tmp.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -106,8 +110,10 @@ def merge_branch(
             res.gate = gate(tmp)
             if res.gate and res.gate["exit_code"] != 0:
                 res.status = "gate_failed"
-                res.message = (f"the gate command failed (exit {res.gate['exit_code']}) on the merge of "
-                               f"{source_branch} into {into}; {into} was not moved. Output: {res.gate['log']}")
+                res.message = (
+                    f"the gate command failed (exit {res.gate['exit_code']}) on the merge of "
+                    f"{source_branch} into {into}; {into} was not moved. Output: {res.gate['log']}"
+                )
                 return res
         crash_point("merge_before_move")
         move_target(root, into, target_sha, res.new_sha, res)
@@ -135,8 +141,7 @@ def remove_scratch(root: Path, scratch: Path) -> list[Path]:
 
 def precheck(root: Path, target_sha: str, source_sha: str) -> list[str]:
     """The files a merge would conflict in (none: it merges cleanly), without touching any checkout."""
-    proc = git(root, "merge-tree", "--write-tree", "--name-only", "--no-messages", target_sha, source_sha,
-               check=False)
+    proc = git(root, "merge-tree", "--write-tree", "--name-only", "--no-messages", target_sha, source_sha, check=False)
     if proc.returncode == 0:
         return []
     if proc.returncode != 1:
@@ -173,15 +178,19 @@ def move_target(root: Path, into: str, old: str, new: str, res: MergeResult) -> 
         if dirty:
             shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
             res.status = "target_dirty"
-            res.message = (f"{into} is checked out in {holder} with uncommitted changes ({shown}); it was left "
-                           f"exactly as it was and {into} was not moved. Commit or stash them, then merge again.")
+            res.message = (
+                f"{into} is checked out in {holder} with uncommitted changes ({shown}); it was left "
+                f"exactly as it was and {into} was not moved. Commit or stash them, then merge again."
+            )
             return
         proc = git(holder, "merge", "--quiet", "--ff-only", new, check=False)
         if proc.returncode != 0:
             res.status = "target_moved"
-            res.message = (f"could not fast-forward {into} in {holder}: "
-                           f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:] or ['unknown error']}; "
-                           "it was left as it was")
+            res.message = (
+                f"could not fast-forward {into} in {holder}: "
+                f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:] or ['unknown error']}; "
+                "it was left as it was"
+            )
             return
     res.status = "merged"
     where = f" (and its checkout in {holder})" if holder else ""

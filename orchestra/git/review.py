@@ -83,11 +83,13 @@ def diff_stat(repo: Path, base: str, head: str, limit: int = MAX_STAT_FILES) -> 
                     out.more_files += 1
                     continue
                 added, removed, path = parts
-                out.files.append((
-                    path.decode("utf-8", "replace"),
-                    int(added) if added.isdigit() else None,
-                    int(removed) if removed.isdigit() else None,
-                ))
+                out.files.append(
+                    (
+                        path.decode("utf-8", "replace"),
+                        int(added) if added.isdigit() else None,
+                        int(removed) if removed.isdigit() else None,
+                    )
+                )
         code = proc.wait()
     if code != 0:
         raise OrchestraError(f"cannot read the changes {base[:12]}..{head[:12]}: git diff exited {code}")
@@ -97,8 +99,16 @@ def diff_stat(repo: Path, base: str, head: str, limit: int = MAX_STAT_FILES) -> 
 def commits(repo: Path, base: str, head: str, limit: int = MAX_COMMITS) -> tuple[list[dict[str, str]], bool]:
     """The commits in base..head, oldest first, and whether there were more than `limit`."""
     _check_range(repo, base, head)
-    proc = git(repo, "log", "--reverse", f"--max-count={limit + 1}", "--format=%H%x00%an%x00%s", f"{base}..{head}",
-               "--", check=False)
+    proc = git(
+        repo,
+        "log",
+        "--reverse",
+        f"--max-count={limit + 1}",
+        "--format=%H%x00%an%x00%s",
+        f"{base}..{head}",
+        "--",
+        check=False,
+    )
     if proc.returncode != 0:
         raise OrchestraError(f"cannot read the commits {base[:12]}..{head[:12]}: {proc.stderr.strip()}")
     rows = []

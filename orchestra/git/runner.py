@@ -42,11 +42,22 @@ def hardened_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str]
     for key in [k for k in env if k.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"))]:
         del env[key]
     env.pop("GIT_CONFIG_PARAMETERS", None)
-    for key in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
-                "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_EXTERNAL_DIFF", "GIT_SSH", "GIT_SSH_COMMAND", "GIT_PROXY_COMMAND"):
+    for key in (
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "GIT_OBJECT_DIRECTORY",
+        "GIT_COMMON_DIR",
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+        "GIT_EXTERNAL_DIFF",
+        "GIT_SSH",
+        "GIT_SSH_COMMAND",
+        "GIT_PROXY_COMMAND",
+    ):
         env.pop(key, None)
-    env.update({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_PAGER": "cat", "PAGER": "cat",
-                "GIT_OPTIONAL_LOCKS": "0"})
+    env.update(
+        {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_PAGER": "cat", "PAGER": "cat", "GIT_OPTIONAL_LOCKS": "0"}
+    )
     env["GIT_CONFIG_COUNT"] = str(len(HARDENED_CONFIG))
     for i, (key, value) in enumerate(HARDENED_CONFIG):
         env[f"GIT_CONFIG_KEY_{i}"] = key
@@ -115,8 +126,9 @@ def git(
 def git_bytes(cwd: Path, *args: str, check: bool = True, timeout: float | None = 600) -> bytes:
     """Like git(), for output that is not text (bundles, raw file content)."""
     try:
-        proc = subprocess.run(argv(*args), cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
-                              env=_env(None), timeout=timeout)
+        proc = subprocess.run(
+            argv(*args), cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, env=_env(None), timeout=timeout
+        )
     except FileNotFoundError as exc:
         raise GitError("git is not installed or not on PATH") from exc
     except subprocess.TimeoutExpired as exc:
@@ -129,8 +141,14 @@ def git_bytes(cwd: Path, *args: str, check: bool = True, timeout: float | None =
 @contextmanager
 def stream(cwd: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
     """git with its stdout as a pipe, for output read in chunks with fixed memory; killed on exit."""
-    proc = subprocess.Popen(argv(*args), cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, env=_env(None))
+    proc = subprocess.Popen(
+        argv(*args),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=_env(None),
+    )
     try:
         yield proc
     finally:

@@ -144,7 +144,9 @@ def commit_leftovers(
     if path.is_symlink() or not (path / ".git").exists():
         return None
     git(path, "add", "--all", "--", ".", *(f":(exclude,literal){p}" for p in exclude or []))
-    proc = git(path, "-c", "core.abbrev=40", "commit", "--no-verify", "--no-status", "-m", message, check=False, env=identity)
+    proc = git(
+        path, "-c", "core.abbrev=40", "commit", "--no-verify", "--no-status", "-m", message, check=False, env=identity
+    )
     if proc.returncode != 0:
         if git(path, "diff", "--cached", "--quiet", check=False).returncode == 0:
             return None  # nothing to commit
@@ -163,10 +165,10 @@ def list_worktrees(repo: Path) -> dict[Path, str | None]:
     path: Path | None = None
     for line in git(repo, "worktree", "list", "--porcelain", check=False).stdout.splitlines():
         if line.startswith("worktree "):
-            path = Path(line[len("worktree "):])
+            path = Path(line[len("worktree ") :])
             out[path] = None
         elif line.startswith("branch ") and path is not None:
-            out[path] = line[len("branch "):].removeprefix("refs/heads/")
+            out[path] = line[len("branch ") :].removeprefix("refs/heads/")
     return out
 
 

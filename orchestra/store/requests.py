@@ -121,8 +121,7 @@ def requests(directory: Path) -> list[dict[str, Any]]:
 def pending(directory: Path, attempt: int | None = None) -> list[dict[str, Any]]:
     """Unanswered requests (of one attempt of the task, when given), oldest first."""
     return [
-        r for r in requests(directory)
-        if r["state"] == PENDING and (attempt is None or r.get("attempt") == attempt)
+        r for r in requests(directory) if r["state"] == PENDING and (attempt is None or r.get("attempt") == attempt)
     ]
 
 

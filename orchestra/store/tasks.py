@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from orchestra.core.crashpoints import crash_point
 from orchestra.core.errors import CorruptTaskFile, InvalidInput, OrchestraError, StorageError, TaskNotFound
+from orchestra.core.task import Task, new_task_id, now, validate_id
 from orchestra.store.files import append_line, unlink_quietly, write_atomic
 from orchestra.store.locks import ReentrantFileLock
 from orchestra.store.paths import Paths
-from orchestra.core.task import Task, new_task_id, now, validate_id
 
 INDEX_VERSION = 1
 

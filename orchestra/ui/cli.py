@@ -99,8 +99,16 @@ def submit(
         raise click.UsageError("no prompt: give it as an argument, with --file, or on stdin")
     orch = _orchestra(ctx)
     task = orch.submit(
-        text, role=role, priority=priority, after=after, on=on, base=base, title=title, timeout=timeout,
-        budget=budget, start=start,
+        text,
+        role=role,
+        priority=priority,
+        after=after,
+        on=on,
+        base=base,
+        title=title,
+        timeout=timeout,
+        budget=budget,
+        start=start,
     )
     if as_json:
         _echo_json(task.to_dict())
@@ -112,8 +120,14 @@ def submit(
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("-w", "--watch", is_flag=True, help="Redraw in place until Ctrl-C.")
-@click.option("-n", "--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
-              help="Seconds between redraws with --watch.")
+@click.option(
+    "-n",
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    help="Seconds between redraws with --watch.",
+)
 @click.pass_context
 def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> int:
     """Who waits for you, who runs, the queue, workflows, recent results and spend."""
@@ -162,7 +176,7 @@ def list_cmd(ctx: click.Context, states: tuple[str, ...], roles: tuple[str, ...]
         return EXIT_OK
     rows = [s for s in orch.summaries(states) if not roles or s["role"] in roles]
     click.echo(task_table(rows))
-    for path, reason in orch.corrupt_files().items():
+    for _path, reason in orch.corrupt_files().items():
         click.echo(f"orchestra: warning: {reason}", err=True)
     return EXIT_OK
 
@@ -194,8 +208,8 @@ def show(ctx: click.Context, task_id: str, as_json: bool) -> int:
 @click.pass_context
 def logs(ctx: click.Context, task_id: str, follow: bool, raw: bool) -> int:
     """The agent's transcript, rendered for people (coloured on a terminal)."""
-    from orchestra.ui import term
     from orchestra.agent import transcript
+    from orchestra.ui import term
 
     orch = _orchestra(ctx)
     task = orch.get(task_id)
@@ -526,8 +540,14 @@ def workflow_cmd() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the new workflow as JSON instead of its id.")
 @click.pass_context
 def workflow_start(
-    ctx: click.Context, template: str, request: tuple[str, ...], request_file: Any, base: str | None,
-    into: str | None, start: bool | None, as_json: bool,
+    ctx: click.Context,
+    template: str,
+    request: tuple[str, ...],
+    request_file: Any,
+    base: str | None,
+    into: str | None,
+    start: bool | None,
+    as_json: bool,
 ) -> int:
     """Start workflow TEMPLATE on REQUEST and print its id."""
     if request_file is not None and request:
@@ -569,7 +589,9 @@ def workflow_wait(ctx: click.Context, workflow_id: str, timeout: str | None) -> 
 
     limit = parse_duration(timeout, "timeout") if timeout else None
     wf, waiting = _orchestra(ctx).wait_workflow(workflow_id, timeout=limit)
-    click.echo(f"{wf.id} {wf.state}" + (f": {wf.error}" if wf.error else "") + (" (a step waits for input)" if waiting else ""))
+    click.echo(
+        f"{wf.id} {wf.state}" + (f": {wf.error}" if wf.error else "") + (" (a step waits for input)" if waiting else "")
+    )
     if waiting:
         return EXIT_AWAITING_INPUT
     if wf.state == "running":
@@ -630,7 +652,12 @@ def workflow_templates(ctx: click.Context, as_json: bool) -> int:
 @click.option("--json", "as_json", is_flag=True, help="The result as JSON.")
 @click.pass_context
 def merge_cmd(
-    ctx: click.Context, ref: str, into: str | None, strategy: str | None, resolve: bool, start: bool | None,
+    ctx: click.Context,
+    ref: str,
+    into: str | None,
+    strategy: str | None,
+    resolve: bool,
+    start: bool | None,
     as_json: bool,
 ) -> int:
     """Merge a task's branch or a workflow's result into its target, behind the gate."""
@@ -739,4 +766,3 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except Exception as exc:  # never a traceback for a person; the message still says what broke
         _fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL)
     sys.exit(rv if isinstance(rv, int) else EXIT_OK)
-

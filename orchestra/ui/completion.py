@@ -9,7 +9,8 @@ print or raise; on any error it offers nothing.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 from click.shell_completion import CompletionItem
@@ -43,9 +44,7 @@ def task_ids(ctx: click.Context, param: click.Parameter, incomplete: str) -> lis
     rows = _app(ctx).summaries()
     matches = [r for r in rows if r["id"].startswith(incomplete.lower())]
     matches.sort(key=lambda r: r.get("created_at") or 0, reverse=True)
-    return [
-        CompletionItem(r["id"], help=f"{r['state']}: {r.get('title') or ''}"[:60]) for r in matches[:MAX_TASKS]
-    ]
+    return [CompletionItem(r["id"], help=f"{r['state']}: {r.get('title') or ''}"[:60]) for r in matches[:MAX_TASKS]]
 
 
 @_quiet
@@ -56,8 +55,11 @@ def roles(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[C
         from orchestra.core.roles import load_roles
 
         found = load_roles()
-    return [CompletionItem(n, help=r.description) for n, r in sorted(found.items())
-            if n.startswith(incomplete) and not r.agentless]
+    return [
+        CompletionItem(n, help=r.description)
+        for n, r in sorted(found.items())
+        if n.startswith(incomplete) and not r.agentless
+    ]
 
 
 @_quiet

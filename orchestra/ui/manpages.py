@@ -31,10 +31,13 @@ ENVIRONMENT = [
     ("NO_COLOR", "When set to anything, no colour is used. Colour is only used on a terminal anyway."),
     ("COLUMNS", "The width of the status picture when output is not a terminal (default 80)."),
     ("_ORCHESTRA_COMPLETE", "Set by the shell completion scripts; see SHELL COMPLETION."),
-    ("ORCHESTRA_TEST_CRASH_AT", "For tests only: POINT[:N] makes the scheduler kill itself (SIGKILL) the "
-                                "N-th time it passes that point (after_claim, before_worktree, after_worktree, "
-                                "after_spawn, after_started, before_finalize, after_commit, after_finalize, "
-                                "between_task_and_index, recover, merge_before_move, merge_after_move)."),
+    (
+        "ORCHESTRA_TEST_CRASH_AT",
+        "For tests only: POINT[:N] makes the scheduler kill itself (SIGKILL) the "
+        "N-th time it passes that point (after_claim, before_worktree, after_worktree, "
+        "after_spawn, after_started, before_finalize, after_commit, after_finalize, "
+        "between_task_and_index, recover, merge_before_move, merge_after_move).",
+    ),
 ]
 
 FILES = [
@@ -69,47 +72,83 @@ something takes \\fB\\-\\-json\\fR for output a program can read. Errors are one
 and never when NO_COLOR is set."""
 
 EXTRA: dict[str, list[tuple[str, str]]] = {
-    "": [("SECURITY", "Task text, role files, configuration values and MCP arguments never become part of a "
-                      "shell command: programs run from argument lists; setup, on_event and gate are the "
-                      "user's own strings and get task data only through the environment and stdin. Refs "
-                      "starting with -, ids that are not lowercase letters and digits, and a symlink at a "
-                      "task's worktree path are refused. .orchestra/ is private (directories 0700, files "
-                      "0600). The values of ANTHROPIC_API_KEY and of variables ending in _TOKEN, _SECRET, "
-                      "_KEY or _PASSWORD are masked in what orchestra stores (result, error, denials) and "
-                      "shows (show, status, logs); logs --raw prints the agent's transcript byte for byte.")],
-    "doctor": [("REPAIRS", "With --fix, doctor rebuilds the index from the task files, prunes worktree "
-                           "registrations whose directory is gone, clears worktree creations git left half "
-                           "done, removes temp files whose writer died, and settles running tasks that have "
-                           "neither an agent nor a scheduler the way a restarted scheduler would. It never "
-                           "deletes a branch, a corrupt task file or a directory that may hold work, and "
-                           "while a scheduler runs it leaves worktrees and running tasks to it.")],
-    "wait": [("EXIT STATUS", "0 when every task succeeded; 1 when any failed, was cancelled or timed out; "
-                             "3 as soon as any of them is awaiting input (it will not move until someone "
-                             "answers); 124 when --timeout passed first.")],
-    "status": [("DISPLAY", "Tasks waiting for you come first, then running agents (role, elapsed time, "
-                           "turns, cost so far and the last thing each did), the queue in run order with "
-                           "what each task waits for, active workflows with their current step, recent "
-                           "results, and the spend against the repository budget (budget_usd). With "
-                           "--watch on a terminal the picture is redrawn in place until Ctrl-C, "
-                           "which exits 0; when output is not a terminal it is printed again every "
-                           "interval, without control codes.")],
-    "submit": [("BUDGETS", "--budget USD limits what the task may spend over all its runs; each run "
-                           "gets the remainder as claude --max-budget-usd. A run that reaches it ends "
-                           "with error_max_budget_usd and the task fails with the reason. Without "
-                           "--budget the role's default budget applies, if it has one. The repository "
-                           "setting budget_usd stops new starts once the total spend reaches it.")],
-    "serve": [("TOOLS", "submit_task, list_processes, process_details, respond_to_process, manage_queue, "
-                        "stop_process, configure_orchestrator, assign_role, create_workflow, "
-                        "status_dashboard, wait_for_task (returns when the task ends or within 50 seconds), "
-                        "merge and retry_task. Each validates its arguments with the same core as the "
-                        "command line and answers with readable text and structured content."),
-              ("RESOURCES", "orchestra://status, orchestra://tasks/ID/log (a task's rendered transcript), "
-                            "orchestra://roles, orchestra://roles/NAME, orchestra://workflows, "
-                            "orchestra://workflows/NAME."),
-              ("REGISTERING", "Claude Code: claude mcp add orchestra -- orchestra serve [--repo PATH]. "
-                              "Claude Desktop: an entry in claude_desktop_config.json under mcpServers "
-                              "with \"command\": \"orchestra\" and \"args\": [\"serve\", \"--repo\", PATH]. "
-                              "With autostart = false no scheduler is started: run orchestra worker.")],
+    "": [
+        (
+            "SECURITY",
+            "Task text, role files, configuration values and MCP arguments never become part of a "
+            "shell command: programs run from argument lists; setup, on_event and gate are the "
+            "user's own strings and get task data only through the environment and stdin. Refs "
+            "starting with -, ids that are not lowercase letters and digits, and a symlink at a "
+            "task's worktree path are refused. .orchestra/ is private (directories 0700, files "
+            "0600). The values of ANTHROPIC_API_KEY and of variables ending in _TOKEN, _SECRET, "
+            "_KEY or _PASSWORD are masked in what orchestra stores (result, error, denials) and "
+            "shows (show, status, logs); logs --raw prints the agent's transcript byte for byte.",
+        )
+    ],
+    "doctor": [
+        (
+            "REPAIRS",
+            "With --fix, doctor rebuilds the index from the task files, prunes worktree "
+            "registrations whose directory is gone, clears worktree creations git left half "
+            "done, removes temp files whose writer died, and settles running tasks that have "
+            "neither an agent nor a scheduler the way a restarted scheduler would. It never "
+            "deletes a branch, a corrupt task file or a directory that may hold work, and "
+            "while a scheduler runs it leaves worktrees and running tasks to it.",
+        )
+    ],
+    "wait": [
+        (
+            "EXIT STATUS",
+            "0 when every task succeeded; 1 when any failed, was cancelled or timed out; "
+            "3 as soon as any of them is awaiting input (it will not move until someone "
+            "answers); 124 when --timeout passed first.",
+        )
+    ],
+    "status": [
+        (
+            "DISPLAY",
+            "Tasks waiting for you come first, then running agents (role, elapsed time, "
+            "turns, cost so far and the last thing each did), the queue in run order with "
+            "what each task waits for, active workflows with their current step, recent "
+            "results, and the spend against the repository budget (budget_usd). With "
+            "--watch on a terminal the picture is redrawn in place until Ctrl-C, "
+            "which exits 0; when output is not a terminal it is printed again every "
+            "interval, without control codes.",
+        )
+    ],
+    "submit": [
+        (
+            "BUDGETS",
+            "--budget USD limits what the task may spend over all its runs; each run "
+            "gets the remainder as claude --max-budget-usd. A run that reaches it ends "
+            "with error_max_budget_usd and the task fails with the reason. Without "
+            "--budget the role's default budget applies, if it has one. The repository "
+            "setting budget_usd stops new starts once the total spend reaches it.",
+        )
+    ],
+    "serve": [
+        (
+            "TOOLS",
+            "submit_task, list_processes, process_details, respond_to_process, manage_queue, "
+            "stop_process, configure_orchestrator, assign_role, create_workflow, "
+            "status_dashboard, wait_for_task (returns when the task ends or within 50 seconds), "
+            "merge and retry_task. Each validates its arguments with the same core as the "
+            "command line and answers with readable text and structured content.",
+        ),
+        (
+            "RESOURCES",
+            "orchestra://status, orchestra://tasks/ID/log (a task's rendered transcript), "
+            "orchestra://roles, orchestra://roles/NAME, orchestra://workflows, "
+            "orchestra://workflows/NAME.",
+        ),
+        (
+            "REGISTERING",
+            "Claude Code: claude mcp add orchestra -- orchestra serve [--repo PATH]. "
+            "Claude Desktop: an entry in claude_desktop_config.json under mcpServers "
+            'with "command": "orchestra" and "args": ["serve", "--repo", PATH]. '
+            "With autostart = false no scheduler is started: run orchestra worker.",
+        ),
+    ],
 }
 
 
@@ -161,8 +200,11 @@ def _page(path: list[str], cmd: click.Command, ctx: click.Context, root: bool) -
     if isinstance(cmd, click.Group):
         lines.append(".SH COMMANDS")
         for sub_name, sub in _commands(cmd, ctx):
-            lines += [".TP", f".B {esc(sub_name)}", esc(sub.get_short_help_str(limit=200))
-                      + f"\nSee \\fB{esc('-'.join(path + [sub_name]))}\\fR(1)."]
+            lines += [
+                ".TP",
+                f".B {esc(sub_name)}",
+                esc(sub.get_short_help_str(limit=200)) + f"\nSee \\fB{esc('-'.join(path + [sub_name]))}\\fR(1).",
+            ]
     for heading, body in EXTRA.get(" ".join(path[1:]), []):
         lines += [f".SH {heading}", _paragraphs(body)]
     if root:

@@ -16,8 +16,9 @@ import contextlib
 import json
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterator, Literal
+from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
@@ -38,6 +39,7 @@ LOG_RESOURCE_BYTES = 2 * 1024 * 1024
 MODEL_WIDTH = 160  # a model reads the status picture, not an 80-column terminal: keep paths whole
 
 Result = Annotated[CallToolResult, dict[str, Any]]
+
 
 def _doc(text: str) -> Any:
     """A parameter's description, which is what the model reads to fill it in."""
@@ -84,8 +86,9 @@ def _with_elapsed(row: dict[str, Any]) -> dict[str, Any]:
 
 def _transcript(orch: Orchestra, task: Task) -> tuple[list[str], bool]:
     """The transcript's tail for the log resource, read with fixed memory; True when earlier lines were left out."""
-    rendered, cut = transcript.render_tail(orch.paths.log_file(task.id), LOG_RESOURCE_BYTES,
-                                           include_partial=task.state.final)
+    rendered, cut = transcript.render_tail(
+        orch.paths.log_file(task.id), LOG_RESOURCE_BYTES, include_partial=task.state.final
+    )
     return [r.text for r in rendered], cut
 
 
@@ -126,7 +129,6 @@ def build_server(repo: Path) -> MCPServer:
     def core() -> Orchestra:
         return Orchestra(root)
 
-
     server: MCPServer = MCPServer(
         "orchestra",
         title="orchestra",
@@ -146,18 +148,26 @@ def build_server(repo: Path) -> MCPServer:
         on: Annotated[str | None, _doc("Start from this task's branch (implies depending on it).")] = None,
         base: Annotated[str | None, _doc("A git ref to start from instead of HEAD.")] = None,
         title: Annotated[str | None, _doc("A short title (default: the prompt's first line).")] = None,
-        timeout: Annotated[
-            float | str | None, _doc("Wall-clock limit per run: seconds, or \"30m\", \"2h\".")
-        ] = None,
+        timeout: Annotated[float | str | None, _doc('Wall-clock limit per run: seconds, or "30m", "2h".')] = None,
         budget_usd: Annotated[
-            float | str | None, _doc("Spending limit in USD over all of the task's runs (e.g. 2 or \"0.50\").")
+            float | str | None, _doc('Spending limit in USD over all of the task\'s runs (e.g. 2 or "0.50").')
         ] = None,
     ) -> Result:
         """Queue a task for a Claude Code agent in its own worktree and branch; returns the new task."""
         with _model_errors():
             orch = core()
-            task = orch.submit(prompt, role=role, priority=priority, after=depends_on, on=on, base=base,
-                               title=title, timeout=timeout, budget=budget_usd, start=False)
+            task = orch.submit(
+                prompt,
+                role=role,
+                priority=priority,
+                after=depends_on,
+                on=on,
+                base=base,
+                title=title,
+                timeout=timeout,
+                budget=budget_usd,
+                start=False,
+            )
             started = orch.autostart()
         text = f"queued {_task_line(task)}\nbranch {task.branch}\nfollow it with wait_for_task or process_details"
         return _result({"task": task.to_dict(), "scheduler_started": started}, text)
@@ -242,7 +252,7 @@ def build_server(repo: Path) -> MCPServer:
     @server.tool(annotations=_acts(destructive=True))
     def stop_process(
         task_id: Annotated[str | None, _doc("The running task to stop.")] = None,
-        all: Annotated[bool, _doc("Stop every running agent instead (needs confirm=true).")] = False,  # noqa: A002
+        all: Annotated[bool, _doc("Stop every running agent instead (needs confirm=true).")] = False,
         confirm: Annotated[bool, _doc("Must be true to stop all agents.")] = False,
     ) -> Result:
         """Stop a running agent (or all, with confirm); its worktree, branch and commits are kept."""
@@ -331,13 +341,20 @@ def build_server(repo: Path) -> MCPServer:
             text = f"ended: {_task_line(task)}" + (f"\nresult: {task.result}" if task.result else "")
         elif pending:
             outcome = "awaiting_input"
-            text = (f"waiting for a person: {_task_line(task)}\nasks: {pending.get('summary')}\n"
-                    "answer with respond_to_process (allow true/false)")
+            text = (
+                f"waiting for a person: {_task_line(task)}\nasks: {pending.get('summary')}\n"
+                "answer with respond_to_process (allow true/false)"
+            )
         else:
             outcome = "still_going"
             text = f"still going after {waited:g}s: {_task_line(task)}; call wait_for_task again to keep waiting"
-        data = {"outcome": outcome, "ended": outcome == "ended", "waited_seconds": waited,
-                "pending_request": pending, "task": _with_elapsed(task.to_dict())}
+        data = {
+            "outcome": outcome,
+            "ended": outcome == "ended",
+            "waited_seconds": waited,
+            "pending_request": pending,
+            "task": _with_elapsed(task.to_dict()),
+        }
         return _result(data, text)
 
     @server.tool(annotations=_acts())
@@ -352,8 +369,10 @@ def build_server(repo: Path) -> MCPServer:
         """Merge a finished task's or workflow's branch (running the configured gate); conflicts are reported."""
         done = _Background(lambda: core().merge(ref, into=into, strategy=strategy, resolve=resolve))
         if not done.wait(MAX_WAIT):
-            text = (f"the merge of {ref} is still running (a gate or another merge holds it); it finishes on its "
-                    "own and is recorded as a merge task: see list_processes or status_dashboard")
+            text = (
+                f"the merge of {ref} is still running (a gate or another merge holds it); it finishes on its "
+                "own and is recorded as a merge task: see list_processes or status_dashboard"
+            )
             return _result({"ended": False, "merge": None}, text)
         with _model_errors():
             outcome = done.result()
@@ -414,15 +433,23 @@ def build_server(repo: Path) -> MCPServer:
     def all_roles(orch: Orchestra) -> dict[str, Any]:
         return orch.roles()
 
-    @server.resource("orchestra://status", name="status", mime_type="text/plain",
-                     description="What runs, waits for input, is queued and recently ended; spend.")
+    @server.resource(
+        "orchestra://status",
+        name="status",
+        mime_type="text/plain",
+        description="What runs, waits for input, is queued and recently ended; spend.",
+    )
     def status_resource() -> str:
         with resource_errors():
             return views.status_text(core().status(), MODEL_WIDTH)
 
-    @server.resource("orchestra://tasks/{id}/log", name="task-log", mime_type="text/plain",
-                     description="A task's transcript, rendered for reading.")
-    def task_log(id: str) -> str:  # noqa: A002 - the URI's variable name
+    @server.resource(
+        "orchestra://tasks/{id}/log",
+        name="task-log",
+        mime_type="text/plain",
+        description="A task's transcript, rendered for reading.",
+    )
+    def task_log(id: str) -> str:
         with resource_errors():
             orch = core()
             task = orch.get(id)
@@ -432,15 +459,20 @@ def build_server(repo: Path) -> MCPServer:
             text = f"(earlier transcript omitted)\n{text[-LOG_RESOURCE_CHARS:]}"
         return text
 
-    @server.resource("orchestra://roles", name="roles", mime_type="application/json",
-                     description="The roles a task can have.")
+    @server.resource(
+        "orchestra://roles", name="roles", mime_type="application/json", description="The roles a task can have."
+    )
     def roles_resource() -> str:
         with resource_errors():
             roles = all_roles(core())
         return json.dumps({name: r.to_dict() for name, r in roles.items()}, indent=2, default=str)
 
-    @server.resource("orchestra://roles/{name}", name="role", mime_type="application/json",
-                     description="One role: its prompt, tools and permissions.")
+    @server.resource(
+        "orchestra://roles/{name}",
+        name="role",
+        mime_type="application/json",
+        description="One role: its prompt, tools and permissions.",
+    )
     def role_resource(name: str) -> str:
         with resource_errors():
             roles = all_roles(core())
@@ -448,15 +480,23 @@ def build_server(repo: Path) -> MCPServer:
             raise ResourceNotFoundError(f"unknown role {name!r}; known roles: {', '.join(sorted(roles))}")
         return json.dumps(roles[name].to_dict(), indent=2, default=str)
 
-    @server.resource("orchestra://workflows", name="workflows", mime_type="application/json",
-                     description="The workflow templates create_workflow accepts.")
+    @server.resource(
+        "orchestra://workflows",
+        name="workflows",
+        mime_type="application/json",
+        description="The workflow templates create_workflow accepts.",
+    )
     def workflows_resource() -> str:
         with resource_errors():
             templates = core().workflow_templates()
         return json.dumps({n: t.to_dict() for n, t in templates.items()}, indent=2, default=str)
 
-    @server.resource("orchestra://workflows/{name}", name="workflow", mime_type="application/json",
-                     description="One workflow template: its steps and roles.")
+    @server.resource(
+        "orchestra://workflows/{name}",
+        name="workflow",
+        mime_type="application/json",
+        description="One workflow template: its steps and roles.",
+    )
     def workflow_resource(name: str) -> str:
         with resource_errors():
             templates = core().workflow_templates()

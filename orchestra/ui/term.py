@@ -44,6 +44,7 @@ STYLES: dict[str, tuple[dict[str, Any], str]] = {
     "raw": ({"dim": True}, "dim"),
 }
 
+
 def color_enabled(stream: IO[str] | None = None) -> bool:
     if os.environ.get("NO_COLOR"):
         return False

@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from orchestra.core.task import Task
 
@@ -73,9 +74,7 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
         sched = "not running (start one with 'orchestra worker', or submit a task)"
     add("plain", f"repo       {report.root}")
     add("plain", f"scheduler  {sched}")
-    counts = "  ".join(
-        f"{state} {report.counts[state]}" for state in _STATE_ORDER if report.counts.get(state)
-    )
+    counts = "  ".join(f"{state} {report.counts[state]}" for state in _STATE_ORDER if report.counts.get(state))
     add("plain", f"tasks      {counts or 'none yet'}")
     spend_ = getattr(report, "spend", None) or {}
     from orchestra.core.spend import tokens
@@ -87,7 +86,9 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
         spent += f"  budget {money(report.budget_usd)}"
     add("plain", spent)
     if getattr(report, "paused_until", None):
-        add("warning", f"paused     new starts wait until {clock(report.paused_until)} (rate limits hit several agents)")
+        add(
+            "warning", f"paused     new starts wait until {clock(report.paused_until)} (rate limits hit several agents)"
+        )
     if getattr(report, "budget_message", None):
         for line in wrap(f"!! {report.budget_message}", width, indent="   "):
             out.append(("warning", line))
@@ -246,12 +247,16 @@ def task_text(task: Task, events: list[dict[str, Any]] | None = None) -> str:
         lines.append(f"denied       {len(task.permission_denials)} tool call(s): {names}")
     verdict = task.structured_output
     if isinstance(verdict, dict) and verdict.get("verdict"):
-        lines.append(f"verdict      {verdict['verdict']}" + (f": {clip(str(verdict.get('summary') or ''), 60)}"
-                                                           if verdict.get("summary") else ""))
+        lines.append(
+            f"verdict      {verdict['verdict']}"
+            + (f": {clip(str(verdict.get('summary') or ''), 60)}" if verdict.get("summary") else "")
+        )
         for c in verdict.get("comments") or []:
             if isinstance(c, dict):
                 where = ":".join(str(c[k]) for k in ("file", "line") if c.get(k) is not None)
-                lines.append(f"  - {where + ' ' if where else ''}{clip(str(c.get('comment') or c.get('text') or c), 70)}")
+                lines.append(
+                    f"  - {where + ' ' if where else ''}{clip(str(c.get('comment') or c.get('text') or c), 70)}"
+                )
     lines.append("")
     lines.append("prompt")
     lines.extend(f"  {line}" for line in task.prompt.splitlines() or [""])
@@ -328,7 +333,8 @@ def role_text(role: Any) -> str:
         f"role             {role.name}",
         f"source           {role.source}",
         f"description      {role.description}",
-        f"produces         {role.produces}" + ("  (no agent: orchestra runs this step itself)" if role.agentless else ""),
+        f"produces         {role.produces}"
+        + ("  (no agent: orchestra runs this step itself)" if role.agentless else ""),
     ]
     if not role.agentless:
         lines += [
@@ -391,12 +397,16 @@ def spend_text(report: dict[str, Any]) -> str:
     from orchestra.core.spend import tokens
 
     def row(name: str, t: dict[str, Any]) -> str:
-        return (f"  {clip(name, 24):<24} {t['tasks']:>5}  {money(t['cost_usd']):>9}  "
-                f"{tokens(t['input_tokens'], t['output_tokens'])}")
+        return (
+            f"  {clip(name, 24):<24} {t['tasks']:>5}  {money(t['cost_usd']):>9}  "
+            f"{tokens(t['input_tokens'], t['output_tokens'])}"
+        )
 
     total = report["total"]
-    lines = [f"total      {money(total['cost_usd'])} over {total['tasks']} task(s), "
-             f"{tokens(total['input_tokens'], total['output_tokens'])} tokens"]
+    lines = [
+        f"total      {money(total['cost_usd'])} over {total['tasks']} task(s), "
+        f"{tokens(total['input_tokens'], total['output_tokens'])} tokens"
+    ]
     lines.append(f"budget     {money(report['budget_usd']) if report.get('budget_usd') else 'none (budget_usd = 0)'}")
     if report.get("budget_message"):
         lines.append(f"!! {report['budget_message']}")
@@ -418,8 +428,10 @@ def workflow_text(wf: Any, tasks: dict[str, Any], spend: dict[str, Any] | None =
     if spend is not None:
         from orchestra.core.spend import tokens
 
-        lines.append(f"spent      {money(spend['cost_usd'])} over {spend['tasks']} task(s), "
-                     f"{tokens(spend['input_tokens'], spend['output_tokens'])} tokens")
+        lines.append(
+            f"spent      {money(spend['cost_usd'])} over {spend['tasks']} task(s), "
+            f"{tokens(spend['input_tokens'], spend['output_tokens'])} tokens"
+        )
     if wf.subject == "range":
         lines.append(f"reviews    {wf.base_ref}  ({wf.base_sha[:12]}..{(wf.head_sha or '')[:12]})")
     else:
@@ -437,8 +449,10 @@ def workflow_text(wf: Any, tasks: dict[str, Any], spend: dict[str, Any] | None =
     for step in wf.steps:
         if step["name"] not in seen:
             after = ", ".join(([step["on"]] if step.get("on") else []) + list(step.get("after", [])))
-            lines.append(f"{step['name']:<12} {step['role']:<12} {'':>5}  {'-':<8} {'pending':<14} "
-                         + (f"after {after}" if after else ""))
+            lines.append(
+                f"{step['name']:<12} {step['role']:<12} {'':>5}  {'-':<8} {'pending':<14} "
+                + (f"after {after}" if after else "")
+            )
     if wf.conflict:
         lines += ["", f"conflict merging {wf.conflict.get('branch')} into {wf.conflict.get('into')}:"]
         lines += [f"  {f}" for f in wf.conflict.get("files") or []]
@@ -476,8 +490,10 @@ def merge_text(result: Any) -> str:
     if result.gate and result.gate.get("exit_code") not in (0, None):
         lines += [f"gate output (last lines of {result.gate['log']}):", *[f"  {l}" for l in result.gate["tail"]]]
     if result.resolve_task:
-        lines.append(f"started task {result.resolve_task} to resolve the conflict; task {result.retry_task} "
-                     "retries the merge after it")
+        lines.append(
+            f"started task {result.resolve_task} to resolve the conflict; task {result.retry_task} "
+            "retries the merge after it"
+        )
     elif result.status == "conflict":
         lines.append("to let an implementer resolve it: orchestra merge ... --resolve")
     return "\n".join(lines)
@@ -497,8 +513,9 @@ def cleanup_text(report: Any) -> str:
     lost = report.would_lose
     if lost:
         lines.append("")
-        lines.append("would be lost with --force:" if not report.force else
-                     ("would lose:" if report.dry_run else "lost:"))
+        lines.append(
+            "would be lost with --force:" if not report.force else ("would lose:" if report.dry_run else "lost:")
+        )
         for item in lost:
             lines.append(f"  {item.get('branch') or item.get('path')}")
             lines += [f"    {entry}" for entry in item["lost"]]
