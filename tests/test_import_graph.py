@@ -17,7 +17,7 @@ import pytest
 
 import orchestra
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 
 
 def strongly_connected(graph: grimp.ImportGraph) -> list[list[str]]:
