@@ -133,7 +133,7 @@ def pycache() -> Path:
         atexit.register(shutil.rmtree, _PYCACHE, True)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env.update({"PYTHONPYCACHEPREFIX": str(_PYCACHE), "PYTHONPATH": str(ROOT)})
-        modules = "orchestra.ui.cli, orchestra.app, orchestra.engine.scheduler, orchestra.ui.views, orchestra.agent.transcript"
+        modules = "orchestra.ui.main, orchestra.app, orchestra.engine.scheduler, orchestra.ui.views, orchestra.agent.transcript"
         subprocess.run([PYTHON, "-c", f"import {modules}, filelock, json, uuid"], env=env, check=True)
     return _PYCACHE
 

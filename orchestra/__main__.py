@@ -1,4 +1,4 @@
-from orchestra.ui.cli import main
+from orchestra.ui.main import main
 
 if __name__ == "__main__":
     main()

@@ -9,14 +9,18 @@ background scheduler is started so that queued work runs.
 
 from __future__ import annotations
 
+import builtins
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from orchestra.core.config import Config
 from orchestra.core.errors import InvalidInput
 from orchestra.core.roles import Role
 from orchestra.core.task import Task
 from orchestra.core.templates import Template, load_templates
+from orchestra.core.values import did_you_mean
 from orchestra.core.workflow import Workflow
 from orchestra.engine import approvals, merge_command, settings, workflows
 from orchestra.engine import cleanup as cleanup_cases
@@ -30,6 +34,8 @@ from orchestra.engine.scheduler import Scheduler, start_background
 from orchestra.engine.status import StatusReport
 from orchestra.git.merging import MergeResult
 from orchestra.store.fingerprints import install_for_reading
+from orchestra.store.paths import Paths
+from orchestra.store.tasks import Store
 
 
 class Orchestra:
@@ -38,15 +44,15 @@ class Orchestra:
         install_for_reading(self.ctx.paths)
 
     @property
-    def paths(self) -> Any:
+    def paths(self) -> Paths:
         return self.ctx.paths
 
     @property
-    def config(self) -> Any:
+    def config(self) -> Config:
         return self.ctx.config
 
     @property
-    def store(self) -> Any:
+    def store(self) -> Store:
         return self.ctx.store
 
     # -- the autostart policy -------------------------------------------------------------
@@ -96,19 +102,19 @@ class Orchestra:
     def get(self, ref: str) -> Task:
         return task_cases.get(self.ctx, ref)
 
-    def list(self, states: Iterable[str] = (), roles: Iterable[str] = ()) -> list[Task]:
+    def list(self, states: Iterable[str] = (), roles: Iterable[str] = ()) -> builtins.list[Task]:
         return task_cases.listing(self.ctx, states, roles)
 
-    def summaries(self, states: Iterable[str] = ()) -> list[dict[str, Any]]:
+    def summaries(self, states: Iterable[str] = ()) -> builtins.list[dict[str, Any]]:
         return task_cases.summaries(self.ctx, states)
 
-    def events(self, task_id: str) -> list[dict[str, Any]]:
+    def events(self, task_id: str) -> builtins.list[dict[str, Any]]:
         return self.ctx.store.events(task_id)
 
     def corrupt_files(self) -> dict[str, str]:
         return dict(self.ctx.store.corrupt_files())
 
-    def wait(self, refs: Iterable[str], timeout: float | None = None, poll: float = 0.2) -> list[Task]:
+    def wait(self, refs: Iterable[str], timeout: float | None = None, poll: float = 0.2) -> builtins.list[Task]:
         return task_cases.wait(self.ctx, refs, timeout=timeout, poll=poll)
 
     def cancel(self, ref: str) -> Task:
@@ -117,7 +123,7 @@ class Orchestra:
     def stop(self, ref: str) -> Task:
         return task_cases.stop(self.ctx, ref)
 
-    def stop_all(self) -> list[Task]:
+    def stop_all(self) -> builtins.list[Task]:
         return task_cases.stop_all(self.ctx)
 
     def retry(self, ref: str, *, budget: object = None, start: bool | None = None) -> Task:
@@ -139,7 +145,7 @@ class Orchestra:
     def remove_from_queue(self, ref: str) -> Task:
         return task_cases.remove_from_queue(self.ctx, ref)
 
-    def queue(self) -> list[dict[str, Any]]:
+    def queue(self) -> builtins.list[dict[str, Any]]:
         return status_cases.queue(self.ctx)
 
     # -- answering agents -----------------------------------------------------------------
@@ -212,8 +218,6 @@ class Orchestra:
     def role(self, name: str) -> Role:
         roles = self.roles()
         if name not in roles:
-            from orchestra.core.values import did_you_mean
-
             raise InvalidInput(
                 f"unknown role {name!r}{did_you_mean(name, roles)}; known roles: {', '.join(sorted(roles))}"
             )
@@ -236,7 +240,7 @@ class Orchestra:
         self.autostart(start)
         return wf
 
-    def workflows(self) -> list[Workflow]:
+    def workflows(self) -> builtins.list[Workflow]:
         return workflows.listing(self.ctx)
 
     def workflow(self, ref: str) -> Workflow:
@@ -250,8 +254,6 @@ class Orchestra:
 
         Returns the workflow and whether a task of it is awaiting input.
         """
-        import time
-
         deadline = time.monotonic() + timeout if timeout else None
         wf_id = workflows.resolve(self.ctx, ref)
         while True:

@@ -22,6 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mcp.server.mcpserver import MCPServer
+
+from orchestra.agent import permissions
+from orchestra.core.task import now, validate_id
+from orchestra.store import requests as channel
+
 POLL_SECONDS = 0.2
 
 
@@ -29,8 +35,6 @@ class Gate:
     """Decides one request at a time for one run; the MCP tool is a thin wrapper."""
 
     def __init__(self, requests: Path, task_id: str, attempt: int, timeout: float) -> None:
-        from orchestra.core.task import validate_id
-
         self.requests = requests
         self.task_id = validate_id(task_id)
         self.attempt = attempt
@@ -38,12 +42,8 @@ class Gate:
         self.parent = os.getppid()
 
     def decide(self, tool_name: str, tool_input: dict[str, Any], tool_use_id: str | None) -> dict[str, Any]:
-        from orchestra.agent import permissions
-        from orchestra.core.task import now
-        from orchestra.store import requests as channel
-
         created = now()
-        request = {
+        request: dict[str, Any] = {
             "id": channel.new_request_id(),
             "task_id": self.task_id,
             "attempt": self.attempt,
@@ -76,8 +76,6 @@ class Gate:
         return {"behavior": "deny", "message": str(reason)}
 
     def _wait(self, request: dict[str, Any]) -> dict[str, Any]:
-        from orchestra.store import requests as channel
-
         while True:
             decided = channel.read_answer(self.requests, request["id"])
             if decided is not None:
@@ -100,9 +98,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def build_server(gate: Gate) -> Any:
-    from mcp.server.mcpserver import MCPServer
-
+def build_server(gate: Gate) -> MCPServer:
     server = MCPServer("orchestra-permissions", log_level="WARNING")
 
     # Claude Code rejects structured output from a permission-prompt tool (PROTOCOL.md §6).

@@ -101,7 +101,8 @@ def _check_rules(path: object, where: str, value: object) -> None:
 def policy_for(role: Role, config: Config, table: dict[str, Any] | None = None) -> Policy:
     """The role's own rules, plus the repository's, plus the role's section of the config."""
     table = load_table(config) if table is None else table
-    section = table.get(role.name) if isinstance(table.get(role.name), dict) else {}
+    own = table.get(role.name)
+    section: dict[str, Any] = own if isinstance(own, dict) else {}
     mode = role.permission_mode
     if config.permission_mode != "role":
         mode = config.permission_mode

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
+from collections.abc import Callable
 
 TASK_ENV = "ORCHESTRA_TASK_ID"
 REPO_ENV = "ORCHESTRA_REPO"
@@ -66,7 +68,7 @@ def signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-def terminate_group(pgid: int, grace: float, reap: callable[[], bool] | None = None) -> None:
+def terminate_group(pgid: int, grace: float, reap: Callable[[], object] | None = None) -> None:
     """SIGTERM the whole group, then SIGKILL whatever is left after `grace` seconds.
 
     `reap` lets the caller collect its own child meanwhile, so a zombie leader does
@@ -122,8 +124,6 @@ def run_captured(
 
     The whole group is killed on timeout, so a grandchild holding the pipe cannot hang us.
     """
-    import subprocess
-
     proc = subprocess.Popen(
         argv,
         cwd=cwd,

@@ -92,7 +92,7 @@ class Redactor:
 
     def _known(self, text: str) -> bool:
         hashes = self.hashes.get(len(text))
-        return bool(hashes) and _digest(self.salt, text) in hashes  # type: ignore[operator]
+        return hashes is not None and _digest(self.salt, text) in hashes
 
 
 def _candidates(token: str) -> Iterable[tuple[str, int]]:

@@ -7,6 +7,7 @@ with its file and step, so a bad template never starts a workflow half way.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,7 @@ class Template:
         }
 
 
-def is_verdict_step(step: Step, roles: dict[str, Role]) -> bool:
+def is_verdict_step(step: Step, roles: Mapping[str, Role]) -> bool:
     role = roles.get(step.role)
     return step.review or (role is not None and role.produces == "verdict")
 

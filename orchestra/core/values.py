@@ -44,9 +44,9 @@ def parse_usd(value: object, what: str = "budget") -> float:
     """A positive amount of US dollars, as `2`, `0.5` or `$1.25`."""
     if isinstance(value, bool):
         raise InvalidInput(f"invalid {what}: {value!r}")
-    text: object = value if isinstance(value, (int, float)) else str(value).strip().removeprefix("$")
+    text: float | str = value if isinstance(value, (int, float)) else str(value).strip().removeprefix("$")
     try:
-        amount = float(text)  # type: ignore[arg-type]
+        amount = float(text)
     except ValueError:
         raise InvalidInput(f"invalid {what} {value!r}: expected an amount in USD, like 2 or 0.50") from None
     if not amount > 0 or amount != amount or amount == float("inf"):

@@ -84,6 +84,10 @@ class Workflow:
     def resume(self) -> None:
         self.state, self.error, self.finished_at = "running", None, None
 
+    def await_merge(self) -> None:
+        """Hold before the merge step until a person approves it (`approve_merge`)."""
+        self.state, self.error = "awaiting_merge", None
+
     @property
     def final(self) -> bool:
         return self.state in FINAL_WORKFLOW_STATES

@@ -11,10 +11,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from orchestra.core.config import Config, load_config
 from orchestra.core.roles import Role, load_roles
+from orchestra.executors import make
+from orchestra.executors.base import Executor
 from orchestra.git.repo import find_root
 from orchestra.store.paths import Paths
 from orchestra.store.tasks import Store
@@ -30,7 +31,7 @@ class Context:
     config: Config
     store: Store
     log: Callable[[str], None] = field(default=_stderr_log)
-    _executor: Any = None
+    _executor: Executor | None = None
 
     @classmethod
     def open(cls, repo: Path | str | None = None) -> Context:
@@ -52,10 +53,8 @@ class Context:
         elif self._executor is not None:
             self._executor.config = self.config
 
-    def executor(self) -> Any:
+    def executor(self) -> Executor:
         """Where agents of this repository run (config `executor`); made once per context."""
         if self._executor is None:
-            from orchestra.executors import make
-
             self._executor = make(self.config.executor_name, self.paths, self.config)
         return self._executor

@@ -20,7 +20,9 @@ from typing import Any
 from orchestra.agent import processes
 from orchestra.core.errors import OrchestraError, SchedulerBusy
 from orchestra.core.task import State, Task
+from orchestra.engine import recovery
 from orchestra.engine.context import Context
+from orchestra.engine.scheduler import Scheduler  # doctor --fix borrows the scheduler's lock and runners
 from orchestra.git import refs, worktrees
 from orchestra.store.files import TMP_PREFIX, TMP_SUFFIX
 from orchestra.store.paths import Paths
@@ -184,9 +186,6 @@ def _check_running(ctx: Context, tasks: dict[str, Task], report: DoctorReport, f
         orphans.append((task, finding))
     if not (fix and orphans):
         return
-    from orchestra.engine import recovery
-    from orchestra.engine.scheduler import Scheduler  # doctor --fix borrows the scheduler's lock and runners
-
     notes: list[str] = []
     sched = Scheduler(ctx, log=notes.append)
     try:

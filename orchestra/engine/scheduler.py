@@ -109,7 +109,7 @@ class Scheduler:
     def run(self) -> int:
         """Returns 0, or 1 when it stops over a task it could not settle (still recorded as live)."""
         self.acquire()
-        previous: dict[int, Any] = {}
+        previous: dict[signal.Signals, Any] = {}
         try:
             if threading.current_thread() is threading.main_thread():
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -321,27 +321,16 @@ class Scheduler:
 
     def _runner(self, task_id: str, adopt: Handle | None, finish_only: bool, reason: str | None) -> None:
         ctx = self.ctx
+        task: Task | None
         try:
             if finish_only:
                 task = runner.finalize(ctx, task_id, exit_code=None, launch_error=reason)
             elif adopt is None and ctx.store.load(task_id).agentless:
                 task = workflows.run_agentless(ctx, task_id)
             else:
-                handle = adopt
-                task = None
-                if handle is None:
-                    try:
-                        handle = runner.launch(ctx, task_id)
-                    except OrchestraError as exc:
-                        task = runner.finalize(ctx, task_id, exit_code=None, launch_error=str(exc))
+                task = self._run_agent(task_id, adopt)
                 if task is None:
-                    assert handle is not None
-                    exit_code, ended_by = runner.watch(ctx, task_id, handle, lambda: self.stopping)
-                    if ended_by == "abandoned":
-                        return
-                    task = runner.finalize(
-                        ctx, task_id, exit_code=exit_code, handle=handle, timed_out=ended_by == "timeout"
-                    )
+                    return  # left running: the next scheduler adopts it
             self._workflow_hook(task)
         except Exception as exc:  # a bug must not take the scheduler or the task's work down
             self.log(f"internal error on {task_id}: {exc}\n{traceback.format_exc()}")
@@ -362,6 +351,22 @@ class Scheduler:
         except Exception as again:
             self.log(f"could not re-queue {task_id} either ({again}); it stays as it is until the next start")
             self.bad.add(task_id)
+
+    def _run_agent(self, task_id: str, handle: Handle | None) -> Task | None:
+        """Launch the task's agent (or adopt a running one), watch it and record its end.
+
+        None when the agent was left running (the scheduler is stopping; the next one adopts it).
+        """
+        ctx = self.ctx
+        if handle is None:
+            try:
+                handle = runner.launch(ctx, task_id)
+            except OrchestraError as exc:
+                return runner.finalize(ctx, task_id, exit_code=None, launch_error=str(exc))
+        exit_code, ended_by = runner.watch(ctx, task_id, handle, lambda: self.stopping)
+        if ended_by == "abandoned":
+            return None
+        return runner.finalize(ctx, task_id, exit_code=exit_code, handle=handle, timed_out=ended_by == "timeout")
 
     def _workflow_hook(self, task: Task) -> None:
         """A finished task may move its workflow on (next step, revision round, merge, end)."""

@@ -249,7 +249,7 @@ def _apply(ctx: Context, wf: Workflow, d: Decision, tasks: dict[str, Task], role
         if not (wf.state == "awaiting_merge" and wf.approve_merge and not wf.merge_approved):
             wf.resume()
     elif d.kind == "approve":
-        wf.state, wf.error = "awaiting_merge", None
+        wf.await_merge()
     elif d.kind == "revise":
         wf.resume()
         _start_revision(ctx, wf, tasks, d.comments)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from orchestra.core.config import Config
 from orchestra.core.errors import ConfigError
+from orchestra.executors.base import Executor
+from orchestra.executors.local import LocalExecutor
 from orchestra.store.paths import Paths
 
 EXECUTORS = ("local",)
 
 
-def make(name: str, paths: Paths, config: Config) -> Any:
+def make(name: str, paths: Paths, config: Config) -> Executor:
     if name == "local":
-        from orchestra.executors.local import LocalExecutor
-
         return LocalExecutor(paths, config)
     raise ConfigError(f"unknown executor {name!r}; known: {', '.join(EXECUTORS)}")

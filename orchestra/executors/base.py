@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from orchestra.core.config import Config
 from orchestra.core.roles import Role
 from orchestra.core.task import Task
 
@@ -65,6 +66,7 @@ RUNNING = object()
 
 class Executor(Protocol):
     name: str
+    config: Config  # replaced when the repository's config is reloaded
 
     def prepare(self, launch: Launch, bootstrap_needed: bool) -> list[str]:
         """Make the task's checkout of its branch (copy files, run setup when new); returns the copied paths."""

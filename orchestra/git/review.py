@@ -176,8 +176,9 @@ def stat_text(repo: Path, base: str, head: str, limit: int = MAX_STAT_FILES) -> 
     skipped = 0
     last = ""
     with stream(repo, "diff", "--no-color", "--stat=100", base, head, "--") as proc:
-        assert proc.stdout is not None
-        for raw in iter(lambda: proc.stdout.readline(_READ), b""):  # type: ignore[union-attr]
+        out = proc.stdout
+        assert out is not None
+        for raw in iter(lambda: out.readline(_READ), b""):
             line = raw.decode("utf-8", "replace").rstrip("\n")
             if last:
                 if len(lines) < limit:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -88,9 +89,8 @@ def private_opener(path: str, flags: int) -> int:
 
 def read_json(path: Path) -> object | None:
     """A small JSON file's content, or None when it is missing or unreadable (callers rebuild or default)."""
-    import json
-
     try:
-        return json.loads(path.read_bytes())
+        data: object = json.loads(path.read_bytes())
     except (OSError, ValueError):
         return None
+    return data

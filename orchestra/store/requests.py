@@ -17,7 +17,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from orchestra.core.redact import mask_data
+from orchestra.core.redact import mask_data, mask_secrets
 from orchestra.core.task import now, validate_id
 from orchestra.store.files import unlink_quietly, write_atomic
 
@@ -138,8 +138,6 @@ def set_always_rules(directory: Path, rules: list[str]) -> None:
 
 def describe(request: dict[str, Any], width: int = 200) -> str:
     """One line naming the tool and what it would do (the stored input is already masked)."""
-    from orchestra.core.redact import mask_secrets
-
     tool = str(request.get("tool_name"))
     data = request.get("input") if isinstance(request.get("input"), dict) else {}
     assert isinstance(data, dict)

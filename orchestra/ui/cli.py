@@ -7,7 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -20,16 +20,27 @@ from orchestra.core.errors import (
     EXIT_TIMEOUT,
     EXIT_USAGE,
     OrchestraError,
+    SchedulerBusy,
 )
+from orchestra.core.values import parse_duration
+from orchestra.ui.completion import install as install_completion
 
-
-def _orchestra(ctx: click.Context) -> Any:
+if TYPE_CHECKING:
     from orchestra.app import Orchestra
+
+# The façade, the views and most of core are imported inside the commands that use
+# them, so `--help`, `--version` and shell completion (which loads this module on
+# every TAB) cost little more than click itself.
+
+
+def _orchestra(ctx: click.Context) -> Orchestra:
+    from orchestra import app  # the engine: ~70 ms off --help and completion
 
     obj = ctx.find_root().obj
     if obj.get("orchestra") is None:
-        obj["orchestra"] = Orchestra(obj.get("repo"))
-    return obj["orchestra"]
+        obj["orchestra"] = app.Orchestra(obj.get("repo"))
+    orch: Orchestra = obj["orchestra"]
+    return orch
 
 
 def _echo_json(data: Any) -> None:
@@ -131,8 +142,8 @@ def submit(
 @click.pass_context
 def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> int:
     """Who waits for you, who runs, the queue, workflows, recent results and spend."""
-    from orchestra.ui import term
-    from orchestra.ui.views import status_lines
+    from orchestra.ui import term  # shutil and co.: ~4 ms off --help and completion
+    from orchestra.ui.views import status_lines  # ~35 ms off --help and completion
 
     orch = _orchestra(ctx)
     if as_json:
@@ -141,7 +152,7 @@ def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> i
         _echo_json(orch.status().to_dict())
         return EXIT_OK
     if watch and sys.stdout.isatty():
-        from orchestra.ui.dashboard import watch as live
+        from orchestra.ui.dashboard import watch as live  # rich: ~30 ms that only --watch pays
 
         return live(orch.status, interval)
     color = term.color_enabled()
@@ -168,7 +179,7 @@ def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> i
 @click.pass_context
 def list_cmd(ctx: click.Context, states: tuple[str, ...], roles: tuple[str, ...], as_json: bool) -> int:
     """List tasks, oldest first."""
-    from orchestra.ui.views import task_table
+    from orchestra.ui.views import task_table  # ~35 ms off --help and completion
 
     orch = _orchestra(ctx)
     if as_json:
@@ -187,7 +198,7 @@ def list_cmd(ctx: click.Context, states: tuple[str, ...], roles: tuple[str, ...]
 @click.pass_context
 def show(ctx: click.Context, task_id: str, as_json: bool) -> int:
     """Everything about one task."""
-    from orchestra.ui.views import request_text, task_text
+    from orchestra.ui.views import request_text, task_text  # ~35 ms off --help and completion
 
     orch = _orchestra(ctx)
     task = orch.get(task_id)
@@ -208,8 +219,8 @@ def show(ctx: click.Context, task_id: str, as_json: bool) -> int:
 @click.pass_context
 def logs(ctx: click.Context, task_id: str, follow: bool, raw: bool) -> int:
     """The agent's transcript, rendered for people (coloured on a terminal)."""
-    from orchestra.agent import transcript
-    from orchestra.ui import term
+    from orchestra.agent import transcript  # ~15 ms off --help and completion
+    from orchestra.ui import term  # shutil and co.: ~4 ms off --help and completion
 
     orch = _orchestra(ctx)
     task = orch.get(task_id)
@@ -272,8 +283,7 @@ def wait(ctx: click.Context, task_ids: tuple[str, ...], timeout: str | None, qui
     Exit 0 if all succeeded, 1 if any failed, 3 as soon as one is awaiting input,
     124 if the timeout passed first.
     """
-    from orchestra.core.task import State
-    from orchestra.core.values import parse_duration
+    from orchestra.core.task import State  # ~14 ms off --help and completion
 
     limit = parse_duration(timeout, "timeout") if timeout else None
     tasks = _orchestra(ctx).wait(task_ids, timeout=limit)
@@ -322,8 +332,6 @@ def retry(ctx: click.Context, task_ids: tuple[str, ...], start: bool | None, bud
 @click.pass_context
 def worker(ctx: click.Context, until_idle: bool, max_concurrent: int | None, background: bool) -> int:
     """Run the scheduler in the foreground."""
-    from orchestra.core.errors import SchedulerBusy
-
     orch = _orchestra(ctx)
     scheduler = orch.scheduler(
         max_concurrent=max_concurrent,
@@ -412,7 +420,7 @@ def queue(ctx: click.Context, as_json: bool) -> int:
     """Queued tasks in the order they will run, with what each waits for."""
     if ctx.invoked_subcommand is not None:
         return EXIT_OK
-    from orchestra.ui.views import queue_text
+    from orchestra.ui.views import queue_text  # ~35 ms off --help and completion
 
     rows = _orchestra(ctx).queue()
     if as_json:
@@ -447,7 +455,7 @@ def config_list(ctx: click.Context, as_json: bool) -> int:
     if as_json:
         _echo_json(settings)
         return EXIT_OK
-    from orchestra.ui.views import config_text
+    from orchestra.ui.views import config_text  # ~35 ms off --help and completion
 
     click.echo(config_text(settings))
     return EXIT_OK
@@ -485,7 +493,7 @@ def config_set(ctx: click.Context, key: str, value: str) -> int:
 @click.pass_context
 def spend(ctx: click.Context, as_json: bool) -> int:
     """Cost and tokens for the repository, per workflow and per role, and the budget."""
-    from orchestra.ui.views import spend_text
+    from orchestra.ui.views import spend_text  # ~35 ms off --help and completion
 
     report = _orchestra(ctx).spend()
     if as_json:
@@ -502,7 +510,7 @@ def roles_cmd(ctx: click.Context, as_json: bool) -> int:
     """List the roles (built-in and your own), with where each comes from."""
     if ctx.invoked_subcommand is not None:
         return EXIT_OK
-    from orchestra.ui.views import roles_table
+    from orchestra.ui.views import roles_table  # ~35 ms off --help and completion
 
     roles = _orchestra(ctx).roles()
     if as_json:
@@ -518,7 +526,7 @@ def roles_cmd(ctx: click.Context, as_json: bool) -> int:
 @click.pass_context
 def roles_show(ctx: click.Context, name: str, as_json: bool) -> int:
     """Everything about one role, including its full system prompt."""
-    from orchestra.ui.views import role_text
+    from orchestra.ui.views import role_text  # ~35 ms off --help and completion
 
     role = _orchestra(ctx).role(name)
     click.echo(json.dumps(role.to_dict(), indent=2, sort_keys=True) if as_json else role_text(role))
@@ -569,7 +577,7 @@ def workflow_start(
 @click.pass_context
 def workflow_list(ctx: click.Context, as_json: bool) -> int:
     """List workflows, oldest first."""
-    from orchestra.ui.views import workflow_table
+    from orchestra.ui.views import workflow_table  # ~35 ms off --help and completion
 
     workflows = _orchestra(ctx).workflows()
     if as_json:
@@ -585,8 +593,6 @@ def workflow_list(ctx: click.Context, as_json: bool) -> int:
 @click.pass_context
 def workflow_wait(ctx: click.Context, workflow_id: str, timeout: str | None) -> int:
     """Block until the workflow ends; exit 0 only if it succeeded (3: a step waits for you)."""
-    from orchestra.core.values import parse_duration
-
     limit = parse_duration(timeout, "timeout") if timeout else None
     wf, waiting = _orchestra(ctx).wait_workflow(workflow_id, timeout=limit)
     click.echo(
@@ -615,7 +621,7 @@ def workflow_cancel(ctx: click.Context, workflow_id: str) -> int:
 @click.pass_context
 def workflow_show(ctx: click.Context, workflow_id: str, as_json: bool) -> int:
     """The task graph of one workflow, with each step's state."""
-    from orchestra.ui.views import workflow_text
+    from orchestra.ui.views import workflow_text  # ~35 ms off --help and completion
 
     orch = _orchestra(ctx)
     wf = orch.workflow(workflow_id)
@@ -633,7 +639,7 @@ def workflow_show(ctx: click.Context, workflow_id: str, as_json: bool) -> int:
 @click.pass_context
 def workflow_templates(ctx: click.Context, as_json: bool) -> int:
     """List workflow templates (built-in and .orchestra/workflows/*.toml)."""
-    from orchestra.ui.views import templates_text
+    from orchestra.ui.views import templates_text  # ~35 ms off --help and completion
 
     templates = _orchestra(ctx).workflow_templates()
     if as_json:
@@ -661,7 +667,7 @@ def merge_cmd(
     as_json: bool,
 ) -> int:
     """Merge a task's branch or a workflow's result into its target, behind the gate."""
-    from orchestra.ui.views import merge_text
+    from orchestra.ui.views import merge_text  # ~35 ms off --help and completion
 
     orch = _orchestra(ctx)
     result = orch.merge(ref, into=into, strategy=strategy, resolve=resolve, start=start)
@@ -679,7 +685,7 @@ def merge_cmd(
 @click.pass_context
 def cleanup_cmd(ctx: click.Context, dry_run: bool, force: bool, as_json: bool) -> int:
     """Remove worktrees of finished tasks, and their branches once merged."""
-    from orchestra.ui.views import cleanup_text
+    from orchestra.ui.views import cleanup_text  # ~35 ms off --help and completion
 
     orch = _orchestra(ctx)
     if force and not dry_run and not as_json:
@@ -696,32 +702,12 @@ def cleanup_cmd(ctx: click.Context, dry_run: bool, force: bool, as_json: bool) -
 
 
 @cli.command()
-@click.option(
-    "--repo",
-    "serve_repo",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The repository to serve (default: the global --repo, or the one containing the current directory).",
-)
-@click.pass_context
-def serve(ctx: click.Context, serve_repo: Path | None) -> int:
-    """Run the MCP server on stdio (for Claude Desktop, Claude Code and other MCP clients).
-
-    Starts or joins the repository's scheduler so submitted tasks run; only the
-    protocol goes to stdout, logs go to stderr.
-    """
-    from orchestra.ui.mcp_server import serve as run_server  # the SDK is slow to import; only serve pays
-
-    run_server(serve_repo or ctx.find_root().obj.get("repo"))
-    return EXIT_OK
-
-
-@cli.command()
 @click.option("--fix", is_flag=True, help="Repair what can be repaired without losing anything.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def doctor(ctx: click.Context, fix: bool, as_json: bool) -> int:
     """Check the queue, worktrees and branches against each other; exit 1 if problems remain."""
-    from orchestra.ui.views import doctor_text
+    from orchestra.ui.views import doctor_text  # ~35 ms off --help and completion
 
     report = _orchestra(ctx).doctor(fix=fix)
     if as_json:
@@ -738,9 +724,7 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     if "_ORCHESTRA_COMPLETE" in os.environ:  # shell completion: wire the candidates only when asked
-        from orchestra.ui.completion import install
-
-        install(cli)
+        install_completion(cli)
     try:
         rv = cli.main(args=argv, prog_name="orchestra", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as exc:  # pragma: no cover - click >= 8.2

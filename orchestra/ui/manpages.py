@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from orchestra import __version__
+from orchestra.ui.main import program
 
 EXIT_STATUS = [
     ("0", "Success."),
@@ -193,8 +194,8 @@ def _page(path: list[str], cmd: click.Command, ctx: click.Context, root: bool) -
     opts = [p for p in cmd.params if isinstance(p, click.Option) and not p.hidden]
     opts.append(click.Option(["-h", "--help"], is_flag=True, help="Show the help and exit."))
     lines.append(".SH OPTIONS")
-    for p in opts:
-        record = p.get_help_record(ctx)
+    for opt in opts:
+        record = opt.get_help_record(ctx)
         if record:
             lines += [".TP", f".B {esc(record[0])}", esc(record[1]) or "\\&"]
     if isinstance(cmd, click.Group):
@@ -264,8 +265,7 @@ def pages(group: click.Group) -> dict[str, str]:
 
 def write(directory: Path, group: click.Group | None = None) -> list[Path]:
     """Regenerate every page; stale pages of removed commands are deleted."""
-    if group is None:
-        from orchestra.ui.cli import cli as group
+    group = program if group is None else group
     directory.mkdir(parents=True, exist_ok=True)
     generated = pages(group)
     for old in directory.glob("orchestra*.1"):

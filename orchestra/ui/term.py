@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from typing import IO, Any
 
 import click
@@ -50,9 +51,9 @@ def color_enabled(stream: IO[str] | None = None) -> bool:
         return False
     if os.environ.get("TERM") == "dumb":
         return False
-    stream = stream if stream is not None else click.get_text_stream("stdout")
+    out = stream if stream is not None else sys.stdout
     try:
-        return stream.isatty()
+        return out.isatty()
     except (AttributeError, ValueError):
         return False
 
@@ -60,7 +61,7 @@ def color_enabled(stream: IO[str] | None = None) -> bool:
 def width(default: int = 80) -> int:
     """The terminal's width, or `default` when output goes to a pipe or file."""
     columns = os.environ.get("COLUMNS", "")
-    if not click.get_text_stream("stdout").isatty():
+    if not sys.stdout.isatty():
         return int(columns) if columns.isdigit() and int(columns) >= 40 else default
     return max(shutil.get_terminal_size((default, 24)).columns, 40)
 

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import textwrap
 import time
 from collections.abc import Iterable
 from typing import Any
 
+from orchestra.agent import transcript
+from orchestra.core.redact import mask_secrets
+from orchestra.core.spend import tokens
 from orchestra.core.task import Task
+from orchestra.core.workflow import format_comments
+from orchestra.ui.term import paint
 
 _STATE_ORDER = ("awaiting_input", "running", "queued", "succeeded", "failed", "timed_out", "cancelled")
 
@@ -77,8 +83,6 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
     counts = "  ".join(f"{state} {report.counts[state]}" for state in _STATE_ORDER if report.counts.get(state))
     add("plain", f"tasks      {counts or 'none yet'}")
     spend_ = getattr(report, "spend", None) or {}
-    from orchestra.core.spend import tokens
-
     spent = f"spent      {money(report.total_cost_usd)}"
     if spend_.get("input_tokens") or spend_.get("output_tokens"):
         spent += f"  ({tokens(spend_.get('input_tokens'), spend_.get('output_tokens'))} tokens)"
@@ -193,15 +197,11 @@ def fit(text: str, width: int) -> str:
 
 
 def wrap(text: str, width: int, indent: str = "") -> list[str]:
-    import textwrap
-
     return textwrap.wrap(text, width, subsequent_indent=indent, break_long_words=True) or [""]
 
 
 def _masked(text: str) -> str:
     """Titles and errors quote agents and prompts; a secret in them is not shown."""
-    from orchestra.agent.transcript import mask_secrets
-
     return mask_secrets(text)
 
 
@@ -291,8 +291,6 @@ def request_text(request: dict[str, Any]) -> str:
 
 
 def _token_detail(task: Task) -> str:
-    from orchestra.core.spend import tokens
-
     text = tokens(task.input_tokens, task.output_tokens)
     cache = [
         f"{label} {n}"
@@ -382,9 +380,6 @@ def transcript_tail(paths: Any, task: Task, lines: int = 40, *, color: bool = Fa
 
     Shared by `orchestra logs`-style displays and the MCP `process_details` tool.
     """
-    from orchestra.agent import transcript
-    from orchestra.ui.term import paint
-
     events, _ = transcript.tail_events(paths.log_file(task.id), 0)
     out: list[str] = []
     for event in events:
@@ -394,8 +389,6 @@ def transcript_tail(paths: Any, task: Task, lines: int = 40, *, color: bool = Fa
 
 
 def spend_text(report: dict[str, Any]) -> str:
-    from orchestra.core.spend import tokens
-
     def row(name: str, t: dict[str, Any]) -> str:
         return (
             f"  {clip(name, 24):<24} {t['tasks']:>5}  {money(t['cost_usd']):>9}  "
@@ -426,8 +419,6 @@ def workflow_text(wf: Any, tasks: dict[str, Any], spend: dict[str, Any] | None =
         f"request    {clip(wf.request, 66)}",
     ]
     if spend is not None:
-        from orchestra.core.spend import tokens
-
         lines.append(
             f"spent      {money(spend['cost_usd'])} over {spend['tasks']} task(s), "
             f"{tokens(spend['input_tokens'], spend['output_tokens'])} tokens"
@@ -459,8 +450,6 @@ def workflow_text(wf: Any, tasks: dict[str, Any], spend: dict[str, Any] | None =
         lines.append(f"  resolve with: orchestra merge {wf.id} --resolve")
     if wf.comments and wf.state in ("changes_requested", "running"):
         lines += ["", "review comments" + (" (last round)" if wf.state == "changes_requested" else "")]
-        from orchestra.engine.workflows import format_comments
-
         lines += [f"  {line}" for line in format_comments(wf.comments).splitlines()]
     if wf.merge:
         lines += ["", f"merge      {wf.merge.get('message')}"]
@@ -524,8 +513,6 @@ def cleanup_text(report: Any) -> str:
 
 def config_text(settings: dict[str, dict[str, Any]]) -> str:
     """'*' marks values set in config.toml; the rest are defaults."""
-    import json
-
     width = max((len(name) for name in settings), default=0)
     lines = []
     for name, info in settings.items():
