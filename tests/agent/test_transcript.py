@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -453,7 +452,8 @@ def test_mutated_real_events_never_raise() -> None:
     """Swap every field (down to content blocks) for values of the wrong type."""
     seen = 0
     for path in TRANSCRIPT_FILES:
-        for event in (json.loads(line) for line in path.read_text().splitlines() if line.strip()):
+        for line in (line for line in path.read_text().splitlines() if line.strip()):
+            event = json.loads(line)
             targets: list[dict[str, Any]] = [event]
             for key in ("message", "request", "response", "tool_use_result"):
                 if isinstance(event.get(key), dict):
@@ -464,7 +464,7 @@ def test_mutated_real_events_never_raise() -> None:
             for target_index, target in enumerate(targets):
                 for key in list(target):
                     for replacement in _mutations(target[key]):
-                        mutated = copy.deepcopy(event)
+                        mutated = json.loads(line)  # a fresh deep copy, 5x cheaper than copy.deepcopy
                         clone = [mutated]
                         for k in ("message", "request", "response", "tool_use_result"):
                             if isinstance(mutated.get(k), dict):

@@ -17,6 +17,15 @@ from conftest import run_in_process
 from orchestra.core.task import State
 
 
+def _ctrl_c_interrupts() -> None:
+    """SIGINT as a shell leaves it for the programs it starts.
+
+    A test run started in the background by a non-interactive shell inherits SIGINT
+    ignored; Python then never raises KeyboardInterrupt, and no Ctrl-C test could pass.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_in_pty(
     orch,
     args: list[str],
@@ -35,6 +44,7 @@ def run_in_pty(
         stdout=slave,
         stderr=slave,
         start_new_session=True,
+        preexec_fn=_ctrl_c_interrupts,
     )
     os.close(slave)
     out = b""
@@ -79,6 +89,7 @@ def test_status_watch_in_a_pipe_prints_plain_frames_and_exits_0(orch) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_ctrl_c_interrupts,
     )
     assert proc.stdout is not None
     frames = 0
