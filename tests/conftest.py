@@ -36,6 +36,15 @@ _PROCESS_ONLY_ENV = "ORCHESTRA_TEST_CRASH_AT"
 _PROCESS_ONLY_COMMANDS = frozenset({"serve"})
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto` (the default, see pyproject.toml): two workers per core, at most eight.
+
+    Most tests wait on git, agents and timers rather than compute, so one worker per
+    core leaves the cores idle half the time.
+    """
+    return min(2 * (os.cpu_count() or 1), 8)
+
+
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
