@@ -1,13 +1,26 @@
-"""Shared fixtures: real temporary git repositories and orchestra run as a real subprocess."""
+"""Shared fixtures: real temporary git repositories, and orchestra run as a user runs it.
+
+`Orch.run` calls the CLI's entry point (`orchestra.ui.cli.main`) in this process, with
+this Orch's environment, working directory and an empty stdin, and returns what a
+`subprocess.run` of `python -m orchestra` would: exit status, stdout and stderr. That
+is the same code a real process runs, without paying a Python start per command.
+`Orch.run_process` runs the real `python -m orchestra`; tests whose subject is a
+process use it (or `start_worker`): crash points that SIGKILL the process, signals,
+the exit status and stderr of the real binary, `serve`. ORCHESTRA_TESTS_SUBPROCESS=1
+makes `run` use a real process too, to check that both ways agree.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,13 +30,29 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_CLAUDE = ROOT / "fixtures" / "fake_claude"
 TRANSCRIPTS = ROOT / "fixtures" / "transcripts"
+ALWAYS_SUBPROCESS = os.environ.get("ORCHESTRA_TESTS_SUBPROCESS", "") not in ("", "0")
+# Only a process can be killed at a crash point or serve MCP on its stdio.
+_PROCESS_ONLY_ENV = "ORCHESTRA_TEST_CRASH_AT"
+_PROCESS_ONLY_COMMANDS = frozenset({"serve"})
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto` (the default, see pyproject.toml): two workers per core, at most eight.
+
+    Most tests wait on git, agents and timers rather than compute, so one worker per
+    core leaves the cores idle half the time.
+    """
+    return min(2 * (os.cpu_count() or 1), 8)
 
 
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def make_repo(path: Path) -> Path:
+_repo_template: Path | None = None
+
+
+def _init_repo(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     git(path, "init", "-q", "-b", "main")
     git(path, "config", "user.email", "dev@example.com")
@@ -34,9 +63,113 @@ def make_repo(path: Path) -> Path:
     return path
 
 
+def make_repo(path: Path) -> Path:
+    """A repository with one commit (README.md) on `main`: a copy of one made once per test process."""
+    if _repo_template is None:
+        return _init_repo(path)
+    shutil.copytree(_repo_template, path, symlinks=True, dirs_exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _make_repo_template(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Five git commands once per test process instead of once per repository."""
+    global _repo_template
+    _repo_template = _init_repo(tmp_path_factory.mktemp("repo-template") / "repo")
+    yield
+    _repo_template = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _python3_without_a_shim(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """`python3` on PATH is this interpreter itself, for everything the tests start.
+
+    fixtures/fake_claude runs through `#!/usr/bin/env python3`; where that finds a
+    version manager's shim (pyenv's is a bash script that runs `pyenv exec`), every
+    agent run costs 0.2 s more wall time and three times the CPU. Hundreds of agent
+    runs make that a minute of the suite.
+    """
+    bin_dir = tmp_path_factory.mktemp("python3-bin")
+    (bin_dir / "python3").symlink_to(os.path.realpath(sys.executable))
+    saved = os.environ.get("PATH", "")
+    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{saved}"
+    yield
+    os.environ["PATH"] = saved
+
+
+def _exit_status(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)  # what the interpreter does with sys.exit("text")
+    return 1
+
+
+def _join_new_threads(before: set[threading.Thread], timeout: float = 10) -> None:
+    """A command is over when the threads it started are: none may run on into the next test."""
+    deadline = time.monotonic() + timeout
+    for thread in set(threading.enumerate()) - before:
+        thread.join(max(deadline - time.monotonic(), 0))
+    left = [t.name for t in set(threading.enumerate()) - before if t.is_alive()]
+    if left:
+        raise AssertionError(f"threads still running after the command returned: {', '.join(left)}")
+
+
+def run_in_process(
+    args: tuple[str, ...], *, env: dict[str, str], cwd: Path, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`orchestra ARGS` through the entry point of the CLI, as a process would run it.
+
+    What a process would keep to itself is set up and put back afterwards: the
+    environment, the working directory, stdin/stdout/stderr (click's CliRunner
+    isolation), the signal handlers and the secret redactor. An exception that escapes
+    the entry point becomes what the interpreter would make of it: a traceback on
+    stderr and exit status 1.
+    """
+    from click.testing import CliRunner
+
+    from orchestra.core import redact
+    from orchestra.ui.cli import main
+
+    saved_env = dict(os.environ)
+    saved_cwd = os.getcwd()
+    saved_redactor = redact.current()
+    saved_handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    threads_before = set(threading.enumerate())
+    code = 0
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        os.chdir(cwd)
+        with CliRunner().isolation(input=input) as (out, err, _both):
+            try:
+                main(list(args))
+            except SystemExit as exc:
+                code = _exit_status(exc.code)
+            except Exception:
+                traceback.print_exc()
+                code = 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            _join_new_threads(threads_before)  # a scheduler's runners, say: they log to this stderr
+            stdout = out.getvalue().decode("utf-8", "replace")
+            stderr = err.getvalue().decode("utf-8", "replace")
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        redact.install(saved_redactor)
+        for sig, handler in saved_handlers.items():
+            if signal.getsignal(sig) is not handler:
+                signal.signal(sig, handler)
+    return subprocess.CompletedProcess(["orchestra", *args], code, stdout, stderr)
+
+
 @dataclass
 class Orch:
-    """Runs `python -m orchestra` in a repository with the fake claude, as a user would."""
+    """Runs orchestra in a repository with the fake claude, as a user would."""
 
     repo: Path
     env: dict[str, str]
@@ -45,16 +178,40 @@ class Orch:
     def run(
         self, *args: str, input: str | None = None, timeout: float = 120, cwd: Path | None = None, check: bool = False
     ) -> subprocess.CompletedProcess[str]:
+        """`orchestra ARGS`, in this process (see the module docstring); `timeout` binds only a real process."""
+        if ALWAYS_SUBPROCESS:
+            return self.run_process(*args, input=input, timeout=timeout, cwd=cwd, check=check)
+        if _PROCESS_ONLY_ENV in self.env or (args and args[0] in _PROCESS_ONLY_COMMANDS):
+            raise AssertionError(f"orchestra {' '.join(args)} must run as a process: use Orch.run_process")
+        proc = run_in_process(args, env=self.env, cwd=cwd or self.repo, input=input)
+        return self._checked(proc, args, check)
+
+    def run_process(
+        self,
+        *args: str,
+        input: str | None = None,
+        timeout: float = 120,
+        cwd: Path | None = None,
+        check: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """`python -m orchestra ARGS` as a real process (stdin /dev/null unless `input` is given)."""
         proc = subprocess.run(
             [sys.executable, "-m", "orchestra", *args],
             cwd=cwd or self.repo,
-            env=self.env,
+            env=self.env if env is None else env,
             input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
             capture_output=True,
             text=True,
             timeout=timeout,
         )
+        return self._checked(proc, args, check)
+
+    @staticmethod
+    def _checked(
+        proc: subprocess.CompletedProcess[str], args: tuple[str, ...], check: bool
+    ) -> subprocess.CompletedProcess[str]:
         if check and proc.returncode != 0:
             raise AssertionError(f"orchestra {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         return proc
@@ -101,6 +258,8 @@ class Orch:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
         _kill_leftover_agents(self.repo)
 
     def invocations(self) -> list[dict[str, Any]]:

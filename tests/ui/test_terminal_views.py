@@ -18,7 +18,7 @@ from orchestra.ui.cli import cli
 from orchestra.ui.dashboard import render
 from orchestra.ui.views import status_lines, status_text, transcript_tail
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TRANSCRIPTS = ROOT / "fixtures" / "transcripts"  # vendored copies of shared/claude-code/transcripts
 TRANSCRIPT_FILES = sorted(TRANSCRIPTS.glob("*.jsonl")) if TRANSCRIPTS.is_dir() else []
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAKE = ROOT / "fixtures" / "fake_claude"
-TRANSCRIPTS = Path(__file__).resolve().parents[1] / "fixtures" / "transcripts"
+TRANSCRIPTS = Path(__file__).resolve().parents[2] / "fixtures" / "transcripts"
 BASE_ARGS = ["-p", "--output-format", "stream-json", "--verbose"]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 

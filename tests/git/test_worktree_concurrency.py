@@ -11,6 +11,8 @@ import subprocess
 import threading
 from pathlib import Path
 
+import pytest
+
 from orchestra.core.errors import GitError
 from orchestra.git import refs, worktrees
 
@@ -51,3 +53,13 @@ def test_worktree_made_again_from_an_existing_branch_keeps_its_commits(repo: Pat
     worktrees.ensure_worktree(repo, wt, "orchestra/again", base)
     assert (wt / "work.txt").read_text() == "kept\n"
     assert refs.branch_head(repo, "orchestra/again") == sha
+
+
+@pytest.mark.crash
+def test_many_tasks_starting_at_the_same_moment_all_get_their_worktree(orch):
+    """Concurrent `git worktree add`s race in git itself (one reads another's empty `commondir`)."""
+    ids = [orch.submit(f"parallel {i}\n@fake write p{i}.txt {i}") for i in range(16)]
+    proc = orch.work("--max-concurrent", "16")
+    assert proc.returncode == 0
+    failed = {tid: orch.show(tid)["error"] for tid in ids if orch.state(tid) != "succeeded"}
+    assert not failed

@@ -377,7 +377,7 @@ def test_stdout_carries_only_json_rpc(served: Any) -> None:
 def test_serve_refuses_a_path_that_is_not_a_repository(served: Any, tmp_path: Path) -> None:
     outside = tmp_path / "not-a-repo"
     outside.mkdir()
-    proc = served.run("serve", "--repo", str(outside), input="")
+    proc = served.run_process("serve", "--repo", str(outside), input="")
     assert proc.returncode != 0
     assert proc.stdout == ""
     assert proc.stderr.startswith("orchestra: error: ") and len(proc.stderr.strip().splitlines()) == 1

@@ -12,7 +12,18 @@ import sys
 import time
 from pathlib import Path
 
+from conftest import run_in_process
+
 from orchestra.core.task import State
+
+
+def _ctrl_c_interrupts() -> None:
+    """SIGINT as a shell leaves it for the programs it starts.
+
+    A test run started in the background by a non-interactive shell inherits SIGINT
+    ignored; Python then never raises KeyboardInterrupt, and no Ctrl-C test could pass.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_in_pty(
@@ -33,6 +44,7 @@ def run_in_pty(
         stdout=slave,
         stderr=slave,
         start_new_session=True,
+        preexec_fn=_ctrl_c_interrupts,
     )
     os.close(slave)
     out = b""
@@ -77,6 +89,7 @@ def test_status_watch_in_a_pipe_prints_plain_frames_and_exits_0(orch) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_ctrl_c_interrupts,
     )
     assert proc.stdout is not None
     frames = 0
@@ -172,7 +185,7 @@ def test_wait_exits_3_when_a_task_awaits_input_and_status_puts_it_first(orch) ->
     asking = orch.submit("ask")
     other = orch.submit("other")
     _make_awaiting(orch.repo, asking)
-    proc = orch.run("wait", asking, other, "--timeout", "30")
+    proc = orch.run_process("wait", asking, other, "--timeout", "30")  # the real binary's exit status
     assert proc.returncode == 3
     assert f"{asking} awaiting_input" in proc.stdout
     assert orch.run("wait", "--json", asking).returncode == 3
@@ -191,7 +204,8 @@ def test_wait_json_and_exit_codes_for_final_tasks(orch) -> None:
     assert orch.run("wait", "-q", ok, bad).returncode == 1
 
 
-def complete(orch, words: str, cwd: Path | None = None, shell: str = "bash") -> list[str]:
+def complete(orch, words: str, cwd: Path | None = None, shell: str = "bash", process: bool = False) -> list[str]:
+    """The candidates the shell gets for `words`: from the entry point in this process, or a real one."""
     parts = words.split(" ")
     env = {
         **orch.env,
@@ -199,9 +213,17 @@ def complete(orch, words: str, cwd: Path | None = None, shell: str = "bash") -> 
         "COMP_WORDS": words,
         "COMP_CWORD": str(len(parts) - 1),
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "orchestra"], cwd=cwd or orch.repo, env=env, capture_output=True, text=True, timeout=60
-    )
+    if process:
+        proc = subprocess.run(
+            [sys.executable, "-m", "orchestra"],
+            cwd=cwd or orch.repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    else:
+        proc = run_in_process((), env=env, cwd=cwd or orch.repo)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     return [line.split(",", 1)[1] for line in proc.stdout.splitlines() if "," in line]
 
@@ -209,7 +231,7 @@ def complete(orch, words: str, cwd: Path | None = None, shell: str = "bash") -> 
 def test_completion_candidates(orch, tmp_path: Path) -> None:
     first = orch.submit("first")
     second = orch.submit("second")
-    assert set(complete(orch, "orchestra show ")) == {first, second}
+    assert set(complete(orch, "orchestra show ", process=True)) == {first, second}
     assert complete(orch, f"orchestra logs {first[:3]}") == [first] or first[:3] == second[:3]
     assert set(complete(orch, "orchestra wait x ")) == {first, second}
     assert set(complete(orch, "orchestra submit --after ")) == {first, second}
@@ -222,6 +244,7 @@ def test_completion_candidates(orch, tmp_path: Path) -> None:
     outside = tmp_path / "nowhere"
     outside.mkdir()
     assert complete(orch, "orchestra show ", cwd=outside) == []
+    assert complete(orch, "orchestra show ", cwd=outside, process=True) == []
 
 
 def test_completion_scripts_for_each_shell(orch) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 from conftest import git
@@ -121,10 +120,10 @@ def test_restart_resumes_an_agent_that_died_meanwhile(orch):
         "@fake if-new sleep 2\n@fake if-new exit 1\n@fake if-resume write second.txt two"
     )
     worker = orch.start_worker()
-    orch.wait_for(lambda: orch.show(tid)["pid"], what="agent start")
+    pid = orch.wait_for(lambda: orch.show(tid)["pid"], what="agent start")
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
-    time.sleep(2.5)  # the agent dies while no scheduler watches
+    orch.wait_for(lambda: not _alive(pid), what="the agent to die while no scheduler watches")
     proc = orch.work()
     assert proc.returncode == 0, proc.stderr
     task = orch.show(tid)
@@ -141,10 +140,10 @@ def test_restart_resumes_an_agent_that_died_meanwhile(orch):
 def test_restart_finishes_a_run_that_ended_unobserved(orch):
     tid = orch.submit("quick\n@fake sleep 1\n@fake write q.txt q")
     worker = orch.start_worker()
-    orch.wait_for(lambda: orch.show(tid)["pid"], what="agent start")
+    pid = orch.wait_for(lambda: orch.show(tid)["pid"], what="agent start")
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
-    time.sleep(1.5)
+    orch.wait_for(lambda: not _alive(pid), what="the agent to end while no scheduler watches")
     assert orch.work().returncode == 0
     task = orch.show(tid)
     assert task["state"] == "succeeded" and task["attempts"] == 1
@@ -156,10 +155,10 @@ def test_restart_attempts_are_bounded(orch):
     _configure(orch, max_attempts=1)
     tid = orch.submit("dies\n@fake sleep 1\n@fake exit 3")
     worker = orch.start_worker()
-    orch.wait_for(lambda: orch.show(tid)["pid"], what="agent start")
+    pid = orch.wait_for(lambda: orch.show(tid)["pid"], what="agent start")
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
-    time.sleep(1.5)
+    orch.wait_for(lambda: not _alive(pid), what="the agent to end while no scheduler watches")
     assert orch.work().returncode == 0
     task = orch.show(tid)
     assert task["state"] == "failed"
