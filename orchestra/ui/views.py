@@ -522,15 +522,17 @@ def cleanup_text(report: Any) -> str:
     return "\n".join(lines) if lines else "nothing to clean up"
 
 
-def config_text(settings: dict[str, dict[str, Any]]) -> str:
-    """'*' marks values set in config.toml; the rest are defaults."""
+def config_text(settings: dict[str, dict[str, Any]], *, person_only: bool = False) -> str:
+    """'*' marks values set in config.toml; the rest are defaults. `person_only` notes the settings a
+    model may read but not change (MCP)."""
     import json
 
     width = max((len(name) for name in settings), default=0)
     lines = []
     for name, info in settings.items():
         mark = "*" if info["set"] else " "
-        lines.append(f"{mark} {name:<{width}}  {json.dumps(info['value'])}  # {info['help']}")
+        note = " (read-only here: a person changes it)" if person_only and info.get("privileged") else ""
+        lines.append(f"{mark} {name:<{width}}  {json.dumps(info['value'])}  # {info['help']}{note}")
     return "\n".join(lines)
 
 

@@ -56,3 +56,49 @@ def plant_task(repo: Path, task_id: str, **fields: Any) -> Path:
 
 def git_ok(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=dict(os.environ))
+
+
+# -- MCP: `orchestra serve` as a subprocess, driven by the SDK's stdio client ------------------------
+
+
+def mcp_run(orch: Orch, scenario: Any, env: dict[str, str] | None = None) -> None:
+    """Run `async scenario(session)` against `orchestra serve` in the repo (autostart is the caller's to set)."""
+    import anyio
+    from mcp.client.session import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "orchestra", "serve"], env=env or orch.env, cwd=str(orch.repo)
+    )
+
+    async def main() -> None:
+        with open(orch.repo.parent / "serve-stderr.log", "a") as errlog:
+            async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+                await session.initialize()
+                await scenario(session)
+
+    try:
+        anyio.run(main)
+    except BaseExceptionGroup as group:
+        while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+            group = group.exceptions[0]
+        raise group from None
+
+
+async def mcp_call(session: Any, tool: str, **arguments: Any) -> tuple[Any, str]:
+    result = await session.call_tool(tool, arguments)
+    text = "\n".join(c.text for c in result.content if c.type == "text")
+    assert not result.is_error, f"{tool} failed: {text}"
+    return result.structured_content, text
+
+
+async def mcp_error(session: Any, tool: str, **arguments: Any) -> str:
+    result = await session.call_tool(tool, arguments)
+    text = "\n".join(c.text for c in result.content if c.type == "text")
+    assert result.is_error, f"{tool}({arguments}) should have failed, got: {text}"
+    return text
+
+
+async def mcp_read(session: Any, uri: str) -> str:
+    result = await session.read_resource(uri)
+    return "".join(getattr(c, "text", "") for c in result.contents)
