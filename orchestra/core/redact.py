@@ -36,7 +36,9 @@ _SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
 
 SECRET_NAME = re.compile(r"(?:^ANTHROPIC_API_KEY|^ANTHROPIC_AUTH_TOKEN|_KEY|_TOKEN|_SECRET|_PASSWORD|_PASSWD)$")
 MIN_SECRET_LENGTH = 8
-_TOKEN = re.compile(r"[A-Za-z0-9_\-./+=~:]{8,}")
+# Where a secret may start or end inside a run of non-space text: punctuation that joins it to other
+# text (`https://user:TOKEN@host`, `"KEY=TOKEN."`). A secret may itself contain these characters.
+_JOINERS = re.compile(r"[=:/@.,;!?#&%+*~$^|_-]")
 MASK = "***"
 
 
@@ -60,15 +62,19 @@ class Redactor:
                 self.hashes = {
                     int(length): frozenset(str(h) for h in hs)
                     for length, hs in raw.items()
-                    if str(length).isdigit() and isinstance(hs, list)
+                    if str(length).isdigit() and isinstance(hs, list) and int(length) >= MIN_SECRET_LENGTH
                 }
+        self._lengths = sorted(self.hashes)
+        # Runs of text a fingerprinted value could hide in: no whitespace, quotes or brackets.
+        shortest = self._lengths[0] if self._lengths else MIN_SECRET_LENGTH
+        self._runs = re.compile(r"[^\s\"'`<>()\[\]{}\\]" + "{" + str(shortest) + ",}")
 
     def mask(self, text: str) -> str:
         for value in self.values:
             if value in text:
                 text = text.replace(value, MASK)
         if self.hashes:
-            text = _TOKEN.sub(self._mask_token, text)
+            text = self._runs.sub(self._mask_run, text)
         for pattern, replacement in _SHAPES:
             text = pattern.sub(replacement, text)
         return text
@@ -83,24 +89,35 @@ class Redactor:
             return {self.mask(k) if isinstance(k, str) else k: self.mask_data(v) for k, v in value.items()}
         return value
 
-    def _mask_token(self, m: re.Match[str]) -> str:
-        token = m.group(0)
-        for candidate, start in _candidates(token):
-            if self._known(candidate):
-                return token[:start] + MASK + token[start + len(candidate) :]
-        return token
+    def _mask_run(self, m: re.Match[str]) -> str:
+        """Every stretch of the run between two joins (or its ends) whose length and hash are a known secret's."""
+        run = m.group(0)
+        cuts = {0, len(run)}
+        for j in _JOINERS.finditer(run):
+            cuts.add(j.start())
+            cuts.add(j.end())
+        found: list[tuple[int, int]] = []
+        for start in sorted(cuts):
+            if found and start < found[-1][1]:
+                continue
+            for length in reversed(self._lengths):  # the longest match first
+                end = start + length
+                if end in cuts and self._known(run[start:end]):
+                    found.append((start, end))
+                    break
+        if not found:
+            return run
+        out, pos = [], 0
+        for start, end in found:
+            out.append(run[pos:start])
+            out.append(MASK)
+            pos = end
+        out.append(run[pos:])
+        return "".join(out)
 
     def _known(self, text: str) -> bool:
         hashes = self.hashes.get(len(text))
         return bool(hashes) and _digest(self.salt, text) in hashes  # type: ignore[operator]
-
-
-def _candidates(token: str) -> Iterable[tuple[str, int]]:
-    yield token, 0
-    for sep in ("=", ":"):
-        i = token.find(sep)
-        if 0 <= i < len(token) - 1:
-            yield token[i + 1 :], i + 1
 
 
 def _digest(salt: str, value: str) -> str:

@@ -98,8 +98,8 @@ class Scheduler:
         self._lock = lock
         # The secrets agents run with are this process's: readers elsewhere mask them by fingerprint.
         values = redact.secret_values(os.environ)
-        fingerprints.record(self.ctx.paths, values)
-        redact.install(redact.Redactor(values))
+        known = fingerprints.record(self.ctx.paths, values)
+        redact.install(redact.Redactor(values, known))  # and the secrets of earlier runs, in their old logs
 
     def release(self) -> None:
         if self._lock is not None:

@@ -217,26 +217,30 @@ def logs(ctx: click.Context, task_id: str, follow: bool, raw: bool) -> int:
     color = term.color_enabled()
     offset = 0
 
-    def show(items: list[Any]) -> None:
-        for item in items:
-            click.echo(term.paint(item.kind, item.text, color))
-
-    try:
+    def drain(final: bool) -> None:
+        """Everything written so far, a chunk at a time (fixed memory for a transcript of any size)."""
+        nonlocal offset
         while True:
             if raw:
-                offset = _copy_raw(path, offset)
+                data, new = transcript.raw_chunk(path, offset, include_partial=final)
+                if data:
+                    sys.stdout.buffer.write(data)
+                    sys.stdout.flush()
             else:
-                items, offset = transcript.render_file(path, offset)
-                show(items)
-            if not follow:
-                break
-            state = orch.get(task.id).state
-            if state.final:
-                if raw:
-                    _copy_raw(path, offset)
-                else:
-                    items, offset = transcript.render_file(path, offset, include_partial=True)
-                    show(items)
+                items, new = transcript.render_file(path, offset, include_partial=final)
+                for item in items:
+                    click.echo(term.paint(item.kind, item.text, color))
+            if new == offset:
+                return
+            offset = new
+
+    try:
+        if not follow:
+            drain(final=task.state.final)
+        while follow:
+            drain(final=False)
+            if orch.get(task.id).state.final:
+                drain(final=True)
                 break
             time.sleep(0.3)
     except KeyboardInterrupt:
@@ -244,20 +248,6 @@ def logs(ctx: click.Context, task_id: str, follow: bool, raw: bool) -> int:
     if not path.exists() and not follow:
         click.echo(f"orchestra: no transcript yet for {task.id} ({task.state})", err=True)
     return EXIT_OK
-
-
-def _copy_raw(path: Path, offset: int) -> int:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(offset)
-            data = fh.read()
-    except FileNotFoundError:
-        return offset
-    end = data.rfind(b"\n") + 1
-    if end:
-        sys.stdout.buffer.write(data[:end])
-        sys.stdout.flush()
-    return offset + end
 
 
 @cli.command()
