@@ -73,7 +73,12 @@ def launch(ctx: Context, task_id: str) -> Handle:
     def started(t: Task) -> None:
         t.launched(handle.pid, handle.proc_start, handle.log_offset, base_sha, handle.worktree)
 
-    ctx.store.update(task.id, started, "started", pid=handle.pid, resume=spec.resume, attempt=task.attempts)
+    try:
+        ctx.store.update(task.id, started, "started", pid=handle.pid, resume=spec.resume, attempt=task.attempts)
+    except Exception:
+        # An agent nobody could find again must not run on: stop it before the failure is handled.
+        executor.stop(handle, ctx.config.kill_grace)
+        raise
     crash_point("after_started")
     ctx.log(
         f"{task.id} started ({task.role}, attempt {task.attempts}{', resuming ' + spec.resume if spec.resume else ''})"

@@ -22,7 +22,7 @@ from typing import Any
 
 from orchestra.core import redact
 from orchestra.core.crashpoints import crash_point
-from orchestra.core.errors import CorruptTaskFile, OrchestraError, SchedulerBusy, TaskNotFound
+from orchestra.core.errors import CorruptTaskFile, OrchestraError, SchedulerBusy, StorageError, TaskNotFound
 from orchestra.core.graph import find_cycle
 from orchestra.core.spend import budget_message, totals
 from orchestra.core.task import BLOCKING_STATES, State, Task
@@ -82,6 +82,11 @@ class Scheduler:
         self._lock: Any = None
         self._config_key: object = _stat_key(ctx.paths.config)
         self._budget_said: str | None = None
+        # Live tasks whose end could not be recorded (a full disk): settled again at these times.
+        self._retry_at: dict[str, float] = {}
+        self._retry_delay: dict[str, float] = {}
+        self._retry_lock = threading.Lock()  # runner threads add, the loop takes
+        self._pass_failed: str | None = None
 
     def log(self, msg: str) -> None:
         self.ctx.log(msg)
@@ -139,13 +144,16 @@ class Scheduler:
         while not self.stopping:
             freed = self._reap_runners()
             self._reload_config()
+            self._settle_due()
             key = _stat_key(self.ctx.paths.index)
             if freed or self.wake.is_set() or key != last_index_key or time.monotonic() - last_pass > 2.0:
                 self.wake.clear()
                 last_index_key = key
                 last_pass = time.monotonic()
-                pending = self._pass()
-            if not self.runners and not pending:
+                pending = self._safe_pass()
+            if self._retry_at:
+                idle_since = None  # a live record waits to be settled: never idle, never exit over it
+            elif not self.runners and not pending:
                 unsettled = self._unsettled()
                 if unsettled:
                     self.log(
@@ -169,15 +177,66 @@ class Scheduler:
         left = []
         for s in list(self.ctx.store.summaries().values()):
             if s["state"] in (State.RUNNING, State.AWAITING_INPUT) and s["id"] not in self.runners:
+                if s["id"] in self._retry_at:
+                    continue
                 if s["id"] not in self.bad:
                     try:
                         recovery.recover_one(self.ctx, self.ctx.store.load(s["id"]), self.start_runner)
+                        continue
+                    except StorageError as exc:
+                        self._settle_later(s["id"], exc)
                         continue
                     except OrchestraError as exc:
                         self.log(f"cannot settle {s['id']}: {exc}")
                         self.bad.add(s["id"])
                 left.append(s["id"])
         return left if not self.runners else []
+
+    def _safe_pass(self) -> bool:
+        """A pass that the file system refused (a full disk) is tried again; it never ends the scheduler."""
+        try:
+            pending = self._pass()
+        except StorageError as exc:
+            if str(exc) != self._pass_failed:
+                self.log(f"cannot update the queue: {exc}; trying again")
+            self._pass_failed = str(exc)
+            time.sleep(1.0)
+            return True
+        if self._pass_failed:
+            self.log("the queue can be updated again")
+            self._pass_failed = None
+        return pending
+
+    def _settle_later(self, task_id: str, why: Exception) -> None:
+        """The end of a run could not be written: keep the task live and try again, backing off to 30 s."""
+        with self._retry_lock:
+            delay = min(self._retry_delay.get(task_id, 0.5) * 2, 30.0)
+            self._retry_delay[task_id] = delay
+            self._retry_at[task_id] = time.monotonic() + delay
+        self.log(f"cannot record how {task_id} ended ({why}); trying again in {delay:.0f}s")
+        self.wake.set()
+
+    def _settle_due(self) -> None:
+        """Try again to record the end of runs whose record the file system refused."""
+        now_ = time.monotonic()
+        with self._retry_lock:
+            due = [t for t, when in self._retry_at.items() if when <= now_ and t not in self.runners]
+            for task_id in due:
+                del self._retry_at[task_id]
+        for task_id in due:
+            try:
+                task = self.ctx.store.load(task_id)
+                if task.live:
+                    recovery.recover_one(self.ctx, task, self.start_runner)
+                    continue  # its runner records the end, or asks for another try (backing off further)
+            except StorageError as exc:
+                self._settle_later(task_id, exc)
+                continue
+            except OrchestraError as exc:
+                self.log(f"cannot settle {task_id}: {exc}")
+                self.bad.add(task_id)
+            with self._retry_lock:
+                self._retry_delay.pop(task_id, None)
 
     def _reap_runners(self) -> int:
         """Free the slots of finished runners; a runner says it is done before its thread ends."""
@@ -343,25 +402,38 @@ class Scheduler:
                         ctx, task_id, exit_code=exit_code, handle=handle, timed_out=ended_by == "timeout"
                     )
             self._workflow_hook(task)
+            with self._retry_lock:
+                self._retry_delay.pop(task_id, None)
         except Exception as exc:  # a bug must not take the scheduler or the task's work down
-            self.log(f"internal error on {task_id}: {exc}\n{traceback.format_exc()}")
+            if not isinstance(exc, StorageError):
+                self.log(f"internal error on {task_id}: {exc}\n{traceback.format_exc()}")
             self._end_after_internal_error(task_id, exc)
         finally:
             self._finished.add(task_id)
             self.wake.set()
 
     def _end_after_internal_error(self, task_id: str, exc: Exception) -> None:
-        """No task is left running without an agent: end it as failed, or re-queue it when even that fails."""
+        """No task is left running without an agent: end it as failed, or re-queue it when even that fails.
+
+        When the file system refuses the write (a full disk), nothing can be recorded now: the task
+        stays live and its end is recorded, as it really was, once a write goes through again.
+        """
+        if isinstance(exc, StorageError):
+            self._settle_later(task_id, exc)
+            return
         try:
             runner.finalize(self.ctx, task_id, exit_code=None, launch_error=f"internal error: {exc}")
             return
         except Exception as again:
             self.log(f"could not record the end of {task_id}: {again}")
+            if isinstance(again, StorageError):
+                self._settle_later(task_id, again)
+                return
         try:
             recovery.give_back(self.ctx, task_id, f"internal error: {exc}")
         except Exception as again:
-            self.log(f"could not re-queue {task_id} either ({again}); it stays as it is until the next start")
-            self.bad.add(task_id)
+            self.log(f"could not re-queue {task_id} either ({again}); trying again later")
+            self._settle_later(task_id, again)
 
     def _workflow_hook(self, task: Task) -> None:
         """A finished task may move its workflow on (next step, revision round, merge, end)."""
