@@ -35,6 +35,7 @@ from orchestra.store.files import private_opener
 from orchestra.store.scheduler import scheduler_pid
 
 POLL_SECONDS = 0.2
+FAIL_BATCH = 1000  # queued tasks failed under one hold of the store lock
 
 __all__ = ["Scheduler", "scheduler_pid", "start_background"]
 
@@ -272,20 +273,28 @@ class Scheduler:
                 blocked.append((s["id"], reason))
             elif ready and s["id"] not in self.runners and (s.get("not_before") or 0) <= time.time():
                 runnable.append(s)
+        if queued and not runnable and not blocked and not self.runners and self._fail_cycles(queued, summaries):
+            return True
+        # What can run starts first: failing thousands of dependents must not hold up an unrelated task.
+        over_budget = self._start(runnable, summaries, len(queued))
         if blocked:
             self._fail_queued(blocked)
             return True  # summaries changed; look again on the next pass
-        if queued and not runnable and not self.runners and self._fail_cycles(queued, summaries):
-            return True
+        if over_budget:
+            return waiting  # nothing can start; let --until-idle and idle_exit end the scheduler
+        return bool(queued) or waiting
+
+    def _start(self, runnable: list[dict[str, Any]], summaries: dict[str, dict[str, Any]], queued: int) -> bool:
+        """Claim the best runnable tasks for the free slots; True when the budget stops every start."""
         if ratelimit.paused_until(self.ctx.paths):
             runnable = []  # rate limits hit several agents: no new starts until the pause ends
         runnable.sort(key=lambda s: (-int(s.get("priority") or 0), s.get("created_at") or 0, s["id"]))
-        if runnable and self._over_budget(summaries, len(queued)):
-            return waiting  # nothing can start; let --until-idle and idle_exit end the scheduler
+        if runnable and self._over_budget(summaries, queued):
+            return True
         slots = self.max_concurrent - len(self.runners)
         for s in runnable[: max(slots, 0)]:
             self._claim_and_start(s["id"])
-        return bool(queued) or waiting
+        return False
 
     def _fail_cycles(self, queued: list[dict[str, Any]], summaries: dict[str, dict[str, Any]]) -> bool:
         """Tasks that wait on each other would hold the queue forever; end them instead."""
@@ -322,26 +331,29 @@ class Scheduler:
             self.max_concurrent = self.ctx.config.max_concurrent
 
     def _fail_queued(self, failing: list[tuple[str, str]]) -> None:
-        """End queued tasks that can never run, all in one locked batch."""
+        """End queued tasks that can never run, all in one locked batch: one index write, one sync."""
         store = self.ctx.store
-        ended: list[tuple[str, str]] = []
-        with store.locked():
-            for task_id, reason in failing:
-                try:
-                    task = store.load(task_id)
-                except (CorruptTaskFile, TaskNotFound) as exc:
-                    self.bad.add(task_id)
-                    self.log(f"skipping {task_id}: {exc}")
-                    continue
-                if task.fail_queued(reason):
-                    store.save(task, "finished", state="failed", error=reason)
-                    ended.append((task_id, reason))
-        for task_id, reason in ended[:20]:
-            self.log(f"{task_id} failed: {reason}")
+        ended: list[Task] = []
+        # Batches of FAIL_BATCH under one lock each: other writers (a submit, a starting agent) get in between.
+        for i in range(0, len(failing), FAIL_BATCH):
+            batch: list[Task] = []
+            with store.locked():
+                for task_id, reason in failing[i : i + FAIL_BATCH]:
+                    try:
+                        task = store.load(task_id)
+                    except (CorruptTaskFile, TaskNotFound) as exc:
+                        self.bad.add(task_id)
+                        self.log(f"skipping {task_id}: {exc}")
+                        continue
+                    if task.fail_queued(reason):
+                        batch.append(task)
+                store.save_many(batch, "finished", state="failed", error=lambda t: t.error)
+            ended += batch
+        for task in ended[:20]:
+            self.log(f"{task.id} failed: {task.error}")
         if len(ended) > 20:
             self.log(f"... and {len(ended) - 20} more queued tasks failed the same way")
-        for task_id, _ in ended:
-            task = store.load(task_id)
+        for task in ended:
             if task.workflow:
                 workflows.task_finished(self.ctx, task)
         self.wake.set()

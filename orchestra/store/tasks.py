@@ -17,7 +17,7 @@ from typing import Any
 from orchestra.core.crashpoints import crash_point
 from orchestra.core.errors import CorruptTaskFile, InvalidInput, OrchestraError, StorageError, TaskNotFound
 from orchestra.core.task import Task, new_task_id, now, validate_id
-from orchestra.store.files import append_line, unlink_quietly, write_atomic
+from orchestra.store.files import append_line, unlink_quietly, write_atomic, write_many_atomic
 from orchestra.store.locks import ReentrantFileLock
 from orchestra.store.paths import Paths
 
@@ -94,6 +94,37 @@ class Store:
         marker.unlink(missing_ok=True)
         if event:
             self.append_event(task.id, event, **event_data)
+
+    def save_many(self, tasks: list[Task], event: str | None = None, **event_data: Any) -> None:
+        """Write many tasks as one batch: their files with one sync, and one index write; the caller holds the lock.
+
+        A value in `event_data` may be a function of the task (each task's own error, say).
+        """
+        self.require_lock()
+        if not tasks:
+            return
+        marker = self.paths.index_stale_marker
+        try:
+            marker.touch()
+        except OSError as exc:
+            raise StorageError(f"cannot write {marker}: {exc.strerror}; nothing was changed") from exc
+        items = []
+        for task in tasks:
+            task.updated_at = now()
+            # Compact: json's C encoder, ten times faster than the indented form for a batch of thousands.
+            data = json.dumps(task.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+            items.append((self.paths.task_file(task.id), data))
+        write_many_atomic(items)
+        index = self._load_index_for_write()
+        for task in tasks:
+            index["tasks"][task.id] = task.summary()
+            index["corrupt"].pop(str(self.paths.task_file(task.id)), None)
+        self._write_index(index)
+        marker.unlink(missing_ok=True)
+        if event:
+            for task in tasks:
+                data = {k: (v(task) if callable(v) else v) for k, v in event_data.items()}
+                self.append_event(task.id, event, **data)
 
     def update(self, task_id: str, mutate: Callable[[Task], None], event: str | None = None, **event_data: Any) -> Task:
         """Load, change and save one task as a single locked step."""

@@ -102,3 +102,27 @@ async def mcp_error(session: Any, tool: str, **arguments: Any) -> str:
 async def mcp_read(session: Any, uri: str) -> str:
     result = await session.read_resource(uri)
     return "".join(getattr(c, "text", "") for c in result.contents)
+
+
+def plant_tasks(repo: Path, tasks: list[dict[str, Any]]) -> None:
+    """Many task files at once (fields as in plant_task); the next reader rebuilds the index."""
+    head = git(repo, "rev-parse", "HEAD")
+    state = repo / ".orchestra"
+    (state / "tasks").mkdir(parents=True, exist_ok=True)
+    for fields in tasks:
+        task_id = fields["id"]
+        data: dict[str, Any] = {
+            "prompt": "planted",
+            "role": "generalist",
+            "title": "planted",
+            "base_ref": "HEAD",
+            "base_sha": head,
+            "branch": f"orchestra/{task_id}-planted",
+            "worktree": str(state / "worktrees" / task_id),
+            "state": "queued",
+            "schema_version": 2,
+            "created_at": 1.0,
+        }
+        data.update(fields)
+        (state / "tasks" / f"{task_id}.json").write_text(json.dumps(data))
+    (state / "index.stale").touch()
