@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,12 @@ from orchestra.core.task import State, Task
 from orchestra.engine.context import Context
 from orchestra.git import refs, worktrees
 from orchestra.store.files import TMP_PREFIX, TMP_SUFFIX
+from orchestra.store.locks import exclusive
 from orchestra.store.paths import Paths
 from orchestra.store.scheduler import scheduler_pid
 from orchestra.store.tasks import Store
 
+CLEANUP_LOCK_TIMEOUT = 600.0
 # `.<target>.<pid>.<8 hex>.tmp`, as fileio.write_atomic names them.
 _TMP_RE = re.compile(re.escape(TMP_PREFIX) + r".+\.(\d+)\.[0-9a-f]{8}" + re.escape(TMP_SUFFIX) + "$")
 
@@ -81,8 +84,10 @@ def run(ctx: Context, fix: bool = False) -> DoctorReport:
         return report
     tasks = _check_index(paths, store, report, fix)
     _check_running(ctx, tasks, report, fix and sched is None)
-    _check_worktrees(paths, tasks, report, fix and sched is None)
-    _check_branches(paths, store, tasks, report)
+    # Not while a cleanup removes worktrees and branches: one half removed is no problem to report.
+    with exclusive(paths.cleanup_lock, CLEANUP_LOCK_TIMEOUT, "a cleanup is still running; run doctor when it ends"):
+        _check_worktrees(paths, tasks, report, fix and sched is None)
+        _check_branches(paths, store, tasks, report)
     _check_temp_files(paths, report, fix)
     _check_scheduler_info(paths, sched, report, fix)
     if fix and sched is not None:
@@ -264,8 +269,9 @@ def _check_branches(paths: Paths, store: Store, tasks: dict[str, Task], report: 
         if not task.branch or task.branch in branches or not task.attempts or task.agentless:
             continue
         # An agent was started, so its branch existed: someone other than `cleanup` deleted it since.
-        events = {e.get("event") for e in store.events(task.id)}
-        if "started" in events and "branch_deleted" not in events:
+        events = [e.get("event") for e in store.events(task.id)]
+        decided = [e for e in events if e in ("branch_deleted", "branch_kept")]
+        if "started" in events and (not decided or decided[-1] != "branch_deleted"):
             report.findings.append(
                 Finding(
                     "branch_missing",
@@ -278,21 +284,53 @@ def _check_branches(paths: Paths, store: Store, tasks: dict[str, Task], report: 
 
 
 def _check_temp_files(paths: Paths, report: DoctorReport, fix: bool) -> None:
-    for directory in (paths.state, paths.tasks, paths.events, paths.logs):
+    """Temp files of a writer that died are removed, with or without --fix: they never held anything
+    (the write they belonged to was never renamed into place), so they are no problem left behind."""
+    for path in stale_temp_files(paths):
+        f = Finding("stale_temp_file", str(path), "left by a writer that died", True)
+        try:
+            os.unlink(path)
+            f.fixed, f.note = True, "removed (it held nothing)"
+        except FileNotFoundError:
+            f.fixed, f.note = True, "gone meanwhile"
+        except OSError as exc:
+            f.note = f"cannot remove: {exc.strerror}"
+        report.findings.append(f)
+
+
+TEMP_FILE_MAX_AGE = 600.0  # no atomic write of orchestra's takes this long: older temp files are stale
+
+
+def stale_temp_files(paths: Paths) -> list[Path]:
+    """Temp files (`.<target>.<pid>.<hex>.tmp`) whose writer is dead, or that are too old to be a write in progress."""
+    directories = [paths.state, paths.tasks, paths.events, paths.logs, paths.workflows]
+    directories += [Path(e.path) for e in _scan(paths.requests) if e.is_dir(follow_symlinks=False)]
+    found = []
+    now = time.time()
+    for directory in directories:
         for entry in _scan(directory):
             m = _TMP_RE.match(entry.name)
             if not m or not entry.is_file(follow_symlinks=False):
                 continue
-            if processes.proc_start_time(int(m.group(1))) is not None:
+            try:
+                age = now - entry.stat(follow_symlinks=False).st_mtime
+            except OSError:
+                continue
+            if processes.proc_start_time(int(m.group(1))) is not None and age < TEMP_FILE_MAX_AGE:
                 continue  # its writer is alive: a write in progress
-            f = Finding("stale_temp_file", entry.path, "left by a writer that died", True)
-            if fix:
-                try:
-                    os.unlink(entry.path)
-                    f.fixed, f.note = True, "removed"
-                except OSError as exc:
-                    f.note = f"cannot remove: {exc.strerror}"
-            report.findings.append(f)
+            found.append(Path(entry.path))
+    return found
+
+
+def remove_stale_temp_files(paths: Paths) -> list[Path]:
+    removed = []
+    for path in stale_temp_files(paths):
+        try:
+            os.unlink(path)
+            removed.append(path)
+        except OSError:
+            continue
+    return removed
 
 
 def _check_scheduler_info(paths: Paths, sched: int | None, report: DoctorReport, fix: bool) -> None:

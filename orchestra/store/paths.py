@@ -113,6 +113,11 @@ class Paths:
         return self.state / "merge.lock"
 
     @property
+    def cleanup_lock(self) -> Path:
+        """Held by cleanup while it removes things, and by doctor while it checks them."""
+        return self.state / "cleanup.lock"
+
+    @property
     def fingerprints(self) -> Path:
         """Salted hashes of the secret values agents ran with, so any reader can mask them."""
         return self.state / "secrets.fp"

@@ -132,7 +132,7 @@ def submit(
 def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> int:
     """Who waits for you, who runs, the queue, workflows, recent results and spend."""
     from orchestra.ui import term
-    from orchestra.ui.views import status_lines
+    from orchestra.ui.views import printable, status_lines
 
     orch = _orchestra(ctx)
     if as_json:
@@ -151,7 +151,7 @@ def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> i
             lines = status_lines(report, term.width())
             click.echo("\n".join(term.paint(kind, text, color) for kind, text in lines))
             for reason in report.corrupt.values():
-                click.echo(f"orchestra: warning: {reason}", err=True)
+                click.echo(f"orchestra: warning: {printable(reason)}", err=True)
             if not watch:
                 return EXIT_OK
             sys.stdout.flush()
@@ -168,16 +168,16 @@ def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> i
 @click.pass_context
 def list_cmd(ctx: click.Context, states: tuple[str, ...], roles: tuple[str, ...], as_json: bool) -> int:
     """List tasks, oldest first."""
-    from orchestra.ui.views import task_table
+    from orchestra.ui.views import printable, task_table
 
     orch = _orchestra(ctx)
     if as_json:
         _echo_json([t.to_dict() for t in orch.list(states, roles)])
-        return EXIT_OK
-    rows = [s for s in orch.summaries(states) if not roles or s["role"] in roles]
-    click.echo(task_table(rows))
+    else:
+        rows = [s for s in orch.summaries(states) if not roles or s["role"] in roles]
+        click.echo(task_table(rows))
     for _path, reason in orch.corrupt_files().items():
-        click.echo(f"orchestra: warning: {reason}", err=True)
+        click.echo(f"orchestra: warning: {printable(reason)}", err=True)
     return EXIT_OK
 
 
@@ -264,6 +264,7 @@ def wait(ctx: click.Context, task_ids: tuple[str, ...], timeout: str | None, qui
     """
     from orchestra.core.task import State
     from orchestra.core.values import parse_duration
+    from orchestra.ui.views import printable
 
     limit = parse_duration(timeout, "timeout") if timeout else None
     tasks = _orchestra(ctx).wait(task_ids, timeout=limit)
@@ -271,7 +272,7 @@ def wait(ctx: click.Context, task_ids: tuple[str, ...], timeout: str | None, qui
         _echo_json([t.to_dict() for t in tasks])
     elif not quiet:
         for t in tasks:
-            click.echo(f"{t.id} {t.state}" + (f": {t.error}" if t.error else ""))
+            click.echo(printable(f"{t.id} {t.state}" + (f": {t.error}" if t.error else "")))
     if any(t.state == State.AWAITING_INPUT for t in tasks):
         return EXIT_AWAITING_INPUT
     if not all(t.state.final for t in tasks):
@@ -576,11 +577,16 @@ def workflow_list(ctx: click.Context, as_json: bool) -> int:
 def workflow_wait(ctx: click.Context, workflow_id: str, timeout: str | None) -> int:
     """Block until the workflow ends; exit 0 only if it succeeded (3: a step waits for you)."""
     from orchestra.core.values import parse_duration
+    from orchestra.ui.views import printable
 
     limit = parse_duration(timeout, "timeout") if timeout else None
     wf, waiting = _orchestra(ctx).wait_workflow(workflow_id, timeout=limit)
     click.echo(
-        f"{wf.id} {wf.state}" + (f": {wf.error}" if wf.error else "") + (" (a step waits for input)" if waiting else "")
+        printable(
+            f"{wf.id} {wf.state}"
+            + (f": {wf.error}" if wf.error else "")
+            + (" (a step waits for input)" if waiting else "")
+        )
     )
     if waiting:
         return EXIT_AWAITING_INPUT
@@ -722,7 +728,9 @@ def doctor(ctx: click.Context, fix: bool, as_json: bool) -> int:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"orchestra: error: {message}", err=True)
+    from orchestra.ui.views import printable
+
+    click.echo(f"orchestra: error: {printable(message)}", err=True)
     sys.exit(code)
 
 

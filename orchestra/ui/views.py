@@ -7,12 +7,33 @@ in a model's context, and `status` must not pay for importing rich.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
+import re
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from orchestra.core.task import Task
+
+# Control characters (but newline and tab) from titles, errors or file names would drive the terminal:
+# clear it, retitle it, move the cursor. They are shown escaped instead.
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_F = TypeVar("_F", bound=Callable[..., str])
+
+
+def printable(text: str) -> str:
+    """`text` with every control character but newline and tab shown as an escape (`\\x1b`)."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _printable(view: _F) -> _F:
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> str:
+        return printable(view(*args, **kwargs))
+
+    return wrapper  # type: ignore[return-value]
+
 
 _STATE_ORDER = ("awaiting_input", "running", "queued", "succeeded", "failed", "timed_out", "cancelled")
 
@@ -62,7 +83,7 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
     idw = max([6] + [len(r["id"]) for r in (*report.waiting, *report.running, *report.queued, *report.recent)])
 
     def add(kind: str, text: str) -> None:
-        out.append((kind, fit(_masked(text), width)))
+        out.append((kind, fit(printable(_masked(text)), width)))
 
     def blank() -> None:
         if out and out[-1][1]:
@@ -91,7 +112,7 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
         )
     if getattr(report, "budget_message", None):
         for line in wrap(f"!! {report.budget_message}", width, indent="   "):
-            out.append(("warning", line))
+            out.append(("warning", printable(line)))
 
     if report.waiting:
         blank()
@@ -205,6 +226,7 @@ def _masked(text: str) -> str:
     return mask_secrets(text)
 
 
+@_printable
 def task_table(rows: Iterable[dict[str, Any]]) -> str:
     out = [f"{'ID':<8} {'STATE':<14} {'ROLE':<11} {'PRI':>4} {'AGE':>7}  TITLE"]
     t = time.time()
@@ -216,6 +238,7 @@ def task_table(rows: Iterable[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+@_printable
 def task_text(task: Task, events: list[dict[str, Any]] | None = None) -> str:
     lines = [
         f"id           {task.id}",
@@ -274,6 +297,7 @@ def task_text(task: Task, events: list[dict[str, Any]] | None = None) -> str:
     return _masked("\n".join(lines))
 
 
+@_printable
 def request_text(request: dict[str, Any]) -> str:
     """A pending permission request, for `orchestra show`."""
     lines = [
@@ -302,6 +326,7 @@ def _token_detail(task: Task) -> str:
     return text + (f" ({', '.join(cache)})" if cache else "")
 
 
+@_printable
 def queue_text(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "the queue is empty"
@@ -318,6 +343,7 @@ def queue_text(rows: list[dict[str, Any]]) -> str:
 # -- roles, workflows, merges ----------------------------------------------------
 
 
+@_printable
 def roles_table(roles: dict[str, Any]) -> str:
     out = [f"{'ROLE':<12} {'PRODUCES':<9} {'TOOLS':<16} SOURCE / DESCRIPTION"]
     for name in sorted(roles, key=lambda n: (roles[n].agentless, n)):
@@ -328,6 +354,7 @@ def roles_table(roles: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+@_printable
 def role_text(role: Any) -> str:
     lines = [
         f"role             {role.name}",
@@ -351,6 +378,7 @@ def role_text(role: Any) -> str:
     return "\n".join(lines)
 
 
+@_printable
 def templates_text(templates: dict[str, Any]) -> str:
     out = []
     for name, t in sorted(templates.items()):
@@ -367,6 +395,7 @@ def templates_text(templates: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+@_printable
 def workflow_table(workflows: Iterable[Any]) -> str:
     out = [f"{'ID':<8} {'TEMPLATE':<12} {'STATE':<18} {'ROUND':>5} {'AGE':>7}  REQUEST"]
     t = time.time()
@@ -393,6 +422,7 @@ def transcript_tail(paths: Any, task: Task, lines: int = 40, *, color: bool = Fa
     return out[-lines:] if lines > 0 else []
 
 
+@_printable
 def spend_text(report: dict[str, Any]) -> str:
     from orchestra.core.spend import tokens
 
@@ -417,6 +447,7 @@ def spend_text(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@_printable
 def workflow_text(wf: Any, tasks: dict[str, Any], spend: dict[str, Any] | None = None) -> str:
     """The task graph: every planned step, each instance's task and state, in order."""
     lines = [
@@ -483,6 +514,7 @@ def _instance_detail(task: Any) -> str:
     return clip(task.branch, 50)
 
 
+@_printable
 def merge_text(result: Any) -> str:
     lines = [result.message]
     if result.status == "conflict" and result.files:
@@ -499,6 +531,7 @@ def merge_text(result: Any) -> str:
     return "\n".join(lines)
 
 
+@_printable
 def cleanup_text(report: Any) -> str:
     verb = "would remove" if report.dry_run else "removed"
     lines = []
@@ -522,6 +555,7 @@ def cleanup_text(report: Any) -> str:
     return "\n".join(lines) if lines else "nothing to clean up"
 
 
+@_printable
 def config_text(settings: dict[str, dict[str, Any]], *, person_only: bool = False) -> str:
     """'*' marks values set in config.toml; the rest are defaults. `person_only` notes the settings a
     model may read but not change (MCP)."""
@@ -536,6 +570,7 @@ def config_text(settings: dict[str, dict[str, Any]], *, person_only: bool = Fals
     return "\n".join(lines)
 
 
+@_printable
 def doctor_text(report: Any) -> str:
     """One line per finding: what, where, and what was done about it."""
     if not report.findings:
