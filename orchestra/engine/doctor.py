@@ -42,6 +42,7 @@ class Finding:
     fixable: bool
     fixed: bool = False
     note: str | None = None  # what the fix did, or why it was not made
+    harmless: bool = False  # reported, but no problem: it does not make the report not ok
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +52,7 @@ class Finding:
             "fixable": self.fixable,
             "fixed": self.fixed,
             "note": self.note,
+            "harmless": self.harmless,
         }
 
 
@@ -63,8 +65,8 @@ class DoctorReport:
 
     @property
     def ok(self) -> bool:
-        """Healthy, or every problem found was repaired."""
-        return all(f.fixed for f in self.findings)
+        """Healthy, or every problem found was repaired (harmless findings are no problem)."""
+        return all(f.fixed or f.harmless for f in self.findings)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -284,17 +286,18 @@ def _check_branches(paths: Paths, store: Store, tasks: dict[str, Task], report: 
 
 
 def _check_temp_files(paths: Paths, report: DoctorReport, fix: bool) -> None:
-    """Temp files of a writer that died are removed, with or without --fix: they never held anything
-    (the write they belonged to was never renamed into place), so they are no problem left behind."""
+    """Temp files of a writer that died held nothing (the write they belonged to was never renamed
+    into place): reported, removed with --fix and by every scheduler start, and no problem."""
     for path in stale_temp_files(paths):
-        f = Finding("stale_temp_file", str(path), "left by a writer that died", True)
-        try:
-            os.unlink(path)
-            f.fixed, f.note = True, "removed (it held nothing)"
-        except FileNotFoundError:
-            f.fixed, f.note = True, "gone meanwhile"
-        except OSError as exc:
-            f.note = f"cannot remove: {exc.strerror}"
+        f = Finding("stale_temp_file", str(path), "left by a writer that died; it holds nothing", True, harmless=True)
+        if fix:
+            try:
+                os.unlink(path)
+                f.fixed, f.note = True, "removed"
+            except FileNotFoundError:
+                f.fixed, f.note = True, "gone meanwhile"
+            except OSError as exc:
+                f.note = f"cannot remove: {exc.strerror}"
         report.findings.append(f)
 
 

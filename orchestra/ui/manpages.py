@@ -101,9 +101,9 @@ EXTRA: dict[str, list[tuple[str, str]]] = {
             "neither an agent nor a scheduler the way a restarted scheduler would. It never "
             "deletes a branch, a corrupt task file or a directory that may hold work, and "
             "while a scheduler runs it leaves worktrees and running tasks to it. Temp files "
-            "whose writer died are removed with or without --fix (they hold nothing; every "
-            "scheduler start removes them too), and doctor waits for a running cleanup "
-            "before it looks at worktrees and branches.",
+            "whose writer died hold nothing: doctor notes them without failing, --fix and "
+            "every scheduler start remove them. Doctor waits for a running cleanup before it "
+            "looks at worktrees and branches.",
         )
     ],
     "wait": [

@@ -577,10 +577,10 @@ def doctor_text(report: Any) -> str:
         return f"{report.root}: no problems found"
     lines = []
     for f in report.findings:
-        mark = "fixed" if f.fixed else "problem"
+        mark = "fixed" if f.fixed else ("note" if getattr(f, "harmless", False) else "problem")
         note = f"  ({f.note})" if f.note else ""
         lines.append(f"{mark:<8} {f.kind:<24} {f.subject}: {f.detail}{note}")
-    left = sum(1 for f in report.findings if not f.fixed)
+    left = sum(1 for f in report.findings if not f.fixed and not getattr(f, "harmless", False))
     fixable = sum(1 for f in report.findings if f.fixable and not f.fixed)
     summary = f"{len(report.findings)} finding(s), {left} left"
     if fixable and not report.fix:

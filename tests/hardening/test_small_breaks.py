@@ -87,8 +87,13 @@ def test_temp_files_of_killed_writers_never_make_doctor_fail(orch):
     ]
     for path in leftovers:
         path.write_text("half a write")
-    report = json.loads(orch.run("doctor", "--json").stdout)
-    assert report["ok"], report
+    proc = orch.run("doctor", "--json")
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0 and report["ok"], report
+    assert {f["kind"] for f in report["findings"]} == {"stale_temp_file"}
+    assert all(p.exists() for p in leftovers)  # a check changes nothing
+    assert orch.run("doctor").returncode == 0
+    assert json.loads(orch.run("doctor", "--json", "--fix").stdout)["ok"]
     assert not any(p.exists() for p in leftovers)
     # A scheduler start clears them too.
     leftover = state / "tasks" / f".{tid}.json.{_dead_pid()}.deadbeef.tmp"
