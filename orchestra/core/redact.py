@@ -39,6 +39,7 @@ MIN_SECRET_LENGTH = 8
 # Where a secret may start or end inside a run of non-space text: punctuation that joins it to other
 # text (`https://user:TOKEN@host`, `"KEY=TOKEN."`). A secret may itself contain these characters.
 _JOINERS = re.compile(r"[=:/@.,;!?#&%+*~$^|_-]")
+_ESCAPES = re.compile(r"\\(?:u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|.)")
 MASK = "***"
 
 
@@ -67,7 +68,7 @@ class Redactor:
         self._lengths = sorted(self.hashes)
         # Runs of text a fingerprinted value could hide in: no whitespace, quotes or brackets.
         shortest = self._lengths[0] if self._lengths else MIN_SECRET_LENGTH
-        self._runs = re.compile(r"[^\s\"'`<>()\[\]{}\\]" + "{" + str(shortest) + ",}")
+        self._runs = re.compile(r"[^\s\"'`<>()\[\]{}]" + "{" + str(shortest) + ",}")
 
     def mask(self, text: str) -> str:
         for value in self.values:
@@ -96,6 +97,9 @@ class Redactor:
         for j in _JOINERS.finditer(run):
             cuts.add(j.start())
             cuts.add(j.end())
+        if "\\" in run:  # JSON or C escapes (raw transcripts): `\nTOKEN` holds TOKEN after the escape
+            for j in _ESCAPES.finditer(run):
+                cuts.update((j.start(), j.start() + 1, j.end()))  # `\\s` may be an escape or a path separator
         found: list[tuple[int, int]] = []
         for start in sorted(cuts):
             if found and start < found[-1][1]:

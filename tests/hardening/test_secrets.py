@@ -27,6 +27,7 @@ LEAKY = (
     "@fake env GITHUB_TOKEN\n"
     '@fake bash echo "url https://x-access-token:$GITHUB_TOKEN@github.com/o/r.git"\n'
     '@fake bash echo "pw [$DB_PASSWORD] and $SERVICE_KEY."\n'
+    "@fake bash printf 'first line\\n%s\\n' \"$GITHUB_TOKEN\"\n"
     "@fake text all done"
 )
 
