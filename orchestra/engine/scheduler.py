@@ -331,7 +331,7 @@ class Scheduler:
             self.max_concurrent = self.ctx.config.max_concurrent
 
     def _fail_queued(self, failing: list[tuple[str, str]]) -> None:
-        """End queued tasks that can never run, all in one locked batch: one index write, one sync."""
+        """End queued tasks that can never run, in batches: each one hold of the lock, one sync, one index write."""
         store = self.ctx.store
         ended: list[Task] = []
         # Batches of FAIL_BATCH under one lock each: other writers (a submit, a starting agent) get in between.
@@ -444,8 +444,12 @@ class Scheduler:
         try:
             recovery.give_back(self.ctx, task_id, f"internal error: {exc}")
         except Exception as again:
-            self.log(f"could not re-queue {task_id} either ({again}); trying again later")
-            self._settle_later(task_id, again)
+            if isinstance(again, StorageError):
+                self._settle_later(task_id, again)
+                return
+            # Not the disk: a bug that would fail again. Named when the scheduler stops (exit 1).
+            self.log(f"could not re-queue {task_id} either ({again}); it stays as it is until the next start")
+            self.bad.add(task_id)
 
     def _workflow_hook(self, task: Task) -> None:
         """A finished task may move its workflow on (next step, revision round, merge, end)."""
