@@ -18,9 +18,11 @@ import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-_SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
+# Each shape with the literal text it cannot match without: a plain substring test skips the regex
+# for the megabytes of tool output that hold none (a raw transcript is masked a MiB at a time).
+_SHAPES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
     # Anthropic keys (api03, admin01, oat01 OAuth tokens, ...).
-    (re.compile(r"sk-ant-[A-Za-z0-9_\-]{6,}"), "sk-ant-***"),
+    (re.compile(r"sk-ant-[A-Za-z0-9_\-]{6,}"), "sk-ant-***", ("sk-ant-",)),
     # Environment-style assignments of credentials: FOO_API_KEY=..., "X_TOKEN": "...".
     # A value starting with "$" is a reference, not a secret, so it stays visible.
     (
@@ -30,8 +32,9 @@ _SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
             r"(?!\$)([^\s\"',;]{8,})"
         ),
         r"\1\2***",
+        ("_KEY", "_TOKEN", "_SECRET", "_PASSWORD"),
     ),
-    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/\-]{16,}=*"), r"\1***"),
+    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/\-]{16,}=*"), r"\1***", ("(i)bearer",)),
 )
 
 SECRET_NAME = re.compile(r"(?:^ANTHROPIC_API_KEY|^ANTHROPIC_AUTH_TOKEN|_KEY|_TOKEN|_SECRET|_PASSWORD|_PASSWD)$")
@@ -76,8 +79,18 @@ class Redactor:
                 text = text.replace(value, MASK)
         if self.hashes:
             text = self._runs.sub(self._mask_run, text)
-        for pattern, replacement in _SHAPES:
-            text = pattern.sub(replacement, text)
+        lowered: str | None = None
+        for pattern, replacement, needs in _SHAPES:
+            for need in needs:
+                if need.startswith("(i)"):
+                    lowered = text.lower() if lowered is None else lowered
+                    found = need[3:] in lowered
+                else:
+                    found = need in text
+                if found:
+                    text = pattern.sub(replacement, text)
+                    lowered = None
+                    break
         return text
 
     def mask_data(self, value: Any) -> Any:
