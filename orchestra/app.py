@@ -207,8 +207,9 @@ class Orchestra:
     def config_get(self, key: str) -> Any:
         return settings.get(self.ctx, key)
 
-    def config_set(self, key: str, value: object) -> Any:
-        return settings.set_value(self.ctx, key, value)
+    def config_set(self, key: str, value: object, *, by_person: bool = True) -> Any:
+        """`by_person=False` for a model's request (MCP): privileged settings are refused."""
+        return settings.set_value(self.ctx, key, value, by_person=by_person)
 
     # -- roles and workflows ----------------------------------------------------------------
 

@@ -86,11 +86,19 @@ _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-def _sanitize(text: str) -> str:
+def _clean(text: str) -> str:
     text = _ANSI.sub("", text)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _CONTROL.sub("", text)
-    return mask_secrets(text)
+    return _CONTROL.sub("", text)
+
+
+def _sanitize(text: str) -> str:
+    return mask_secrets(_clean(text))
+
+
+# Text is masked before it is cut, over this much beyond the cut: enough for any secret that starts
+# before the cut to be seen whole, without masking megabytes of tool output that is never shown.
+_MASK_MARGIN = 4096
 
 
 # --------------------------------------------------------------------------- helpers
@@ -115,15 +123,15 @@ def _compact(value: Any) -> str:
 def _clip(text: str, limit: int) -> str:
     """Cut to ``limit`` chars and say how much was dropped, so nothing vanishes silently."""
     # Mask first: a cut could otherwise leave a key's prefix too short to recognise.
-    text = mask_secrets(text)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}… (+{len(text) - limit} chars)"
+    masked = mask_secrets(text[: limit + _MASK_MARGIN])
+    if len(text) <= limit + _MASK_MARGIN and len(masked) <= limit:
+        return masked
+    return f"{masked[:limit]}… (+{len(text) - limit} chars)"
 
 
 def _first_line(text: str, limit: int = _LINE_LIMIT) -> str:
     """First non-blank line, clipped, noting how many lines followed."""
-    lines = _sanitize(text).strip().split("\n")
+    lines = _clean(text).strip().split("\n")
     if not lines or not lines[0].strip():
         return ""
     out = _clip(lines[0].strip(), limit)
@@ -134,8 +142,10 @@ def _first_line(text: str, limit: int = _LINE_LIMIT) -> str:
 
 def _one_line(text: str, limit: int) -> str:
     """Whitespace-collapsed and hard-capped at ``limit`` chars, for fixed-width displays."""
-    flat = " ".join(_sanitize(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    flat = " ".join(_clean(text).split())
+    cut = len(flat) > limit
+    flat = mask_secrets(flat[: limit + _MASK_MARGIN])
+    return flat if not cut and len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -330,7 +340,7 @@ def _render_assistant(event: dict[str, Any]) -> list[Rendered]:
             continue
         btype = block.get("type")
         if btype == "text":
-            text = _sanitize(_str(block.get("text"))).strip()
+            text = _clean(_str(block.get("text"))).strip()
             if text:
                 out.append(Rendered("info" if synthetic else "text", _clip(text, _TEXT_LIMIT)))
         elif btype == "tool_use" or btype == "server_tool_use":
@@ -618,6 +628,39 @@ def render_file(
     for raw in data[:end].split(b"\n"):
         rendered.extend(render_line(raw.decode("utf-8", errors="replace")))
     return rendered, offset + end
+
+
+_SAFE_CUT = re.compile(rb"[\s\"'`<>()\[\]{},\\]")
+
+
+def raw_chunk(
+    path: Path, offset: int = 0, *, include_partial: bool = False, max_bytes: int = CHUNK_BYTES
+) -> tuple[bytes, int]:
+    """The raw stream-json after ``offset``, masked, at most ``max_bytes`` at a time; returns (bytes, new offset).
+
+    Whole lines only (plus a last partial one with ``include_partial``). A line longer than
+    ``max_bytes`` comes out in pieces cut where no secret can straddle (quotes, spaces, commas),
+    so a transcript of any size is copied with fixed memory. Bytes that are not UTF-8 pass through.
+    """
+    try:
+        with Path(path).open("rb") as fh:
+            size = fh.seek(0, 2)
+            if offset < 0 or offset > size:
+                offset = 0
+            fh.seek(offset)
+            data = fh.read(max_bytes)
+    except FileNotFoundError:
+        return b"", offset
+    end = data.rfind(b"\n") + 1
+    if include_partial and len(data) < max_bytes:
+        end = len(data)
+    elif not end and len(data) >= max_bytes:
+        cuts = [m.end() for m in _SAFE_CUT.finditer(data, max(0, len(data) - 64 * 1024))]
+        end = cuts[-1] if cuts else len(data)
+    if not end:
+        return b"", offset
+    text = data[:end].decode("utf-8", "surrogateescape")
+    return mask_secrets(text).encode("utf-8", "surrogateescape"), offset + end
 
 
 def _find_newline(path: Path, start: int) -> int | None:

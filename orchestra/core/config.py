@@ -29,6 +29,8 @@ class Setting:
     default: Any
     check: Callable[[object, str], Any]
     help: str
+    # Runs commands or widens what agents may do: changed by a person (config.toml, the CLI), never over MCP.
+    privileged: bool = False
 
 
 SETTINGS: dict[str, Setting] = {
@@ -36,8 +38,8 @@ SETTINGS: dict[str, Setting] = {
     for s in (
         Setting("max_concurrent", 4, v.positive_int, "agents that may run at the same time"),
         Setting("timeout", 3600.0, parse_duration, "default wall-clock limit per task run (seconds, or 30m, 2h)"),
-        Setting("claude_binary", "claude", v.string, "the Claude Code executable (ORCHESTRA_CLAUDE overrides)"),
-        Setting("claude_args", [], v.string_list, "extra arguments passed to every claude run"),
+        Setting("claude_binary", "claude", v.string, "the Claude Code executable (ORCHESTRA_CLAUDE overrides)", True),
+        Setting("claude_args", [], v.string_list, "extra arguments passed to every claude run", True),
         Setting("autostart", True, v.boolean, "submit starts a background scheduler when none is running"),
         Setting("branch_prefix", "orchestra/", v.branch_prefix, "prefix of task branch names"),
         Setting("max_attempts", 3, v.positive_int, "runs a task may get when its agent dies (crash recovery)"),
@@ -50,6 +52,7 @@ SETTINGS: dict[str, Setting] = {
             True,
             v.boolean,
             "tool uses that need approval wait for 'orchestra respond' (false: denied at once)",
+            True,
         ),
         Setting(
             "permission_timeout", 1800.0, parse_duration, "an unanswered permission request is denied after this long"
@@ -59,6 +62,7 @@ SETTINGS: dict[str, Setting] = {
             "role",
             v.permission_mode,
             "permission mode for every role ('role' keeps each role's own; bypassPermissions as root needs IS_SANDBOX=1)",
+            True,
         ),
         Setting(
             "api_retries",
@@ -84,10 +88,18 @@ SETTINGS: dict[str, Setting] = {
         Setting("rate_limit_window", 60.0, parse_duration, "the window in which rate-limited runs are counted"),
         Setting("rate_limit_pause", 120.0, parse_duration, "how long new starts pause after a burst of rate limits"),
         Setting(
-            "copy", [], v.relative_paths, "untracked files copied from the main worktree into each new task worktree"
+            "copy",
+            [],
+            v.relative_paths,
+            "untracked files copied from the main worktree into each new task worktree",
+            True,
         ),
         Setting(
-            "setup", "", v.optional_string, "a shell command run in each new task worktree before the agent starts"
+            "setup",
+            "",
+            v.optional_string,
+            "a shell command run in each new task worktree before the agent starts",
+            True,
         ),
         Setting("setup_timeout", 600.0, parse_duration, "the longest the setup command may run"),
         Setting(
@@ -95,6 +107,7 @@ SETTINGS: dict[str, Setting] = {
             "",
             v.optional_string,
             "a shell command run when a task needs input, succeeds, fails or times out",
+            True,
         ),
         Setting(
             "budget_usd",
@@ -107,6 +120,7 @@ SETTINGS: dict[str, Setting] = {
             None,
             v.string,
             "command run (sh -c) in the merged tree before a merge moves its target, e.g. 'pytest -q'",
+            True,
         ),
         Setting("gate_timeout", 1800.0, parse_duration, "wall-clock limit of the gate command"),
         Setting(
@@ -119,6 +133,7 @@ SETTINGS: dict[str, Setting] = {
             False,
             v.boolean,
             "workflows stop at awaiting_merge until a person approves with 'orchestra merge WF'",
+            True,
         ),
     )
 }

@@ -1,6 +1,6 @@
 """Test-only fault injection: the process SIGKILLs itself at a named point.
 
-Inert unless ORCHESTRA_TEST_CRASH_AT is set. Crash tests use it to die exactly
+Inert unless ORCHESTRA_TEST_CRASH_AT (or ORCHESTRA_TEST_PAUSE_AT) is set. Crash tests use it to die exactly
 where a random timer would rarely land (between two writes, between a commit and
 the state change that records it). `point` kills on the first pass, `point:N` on
 the N-th pass through that point in this process.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 ENV = "ORCHESTRA_TEST_CRASH_AT"
 
@@ -18,7 +19,15 @@ _passes: dict[str, int] = {}
 _guard = threading.Lock()
 
 
+PAUSE_ENV = "ORCHESTRA_TEST_PAUSE_AT"  # `point:seconds`: sleep there instead, to hold a window open
+
+
 def crash_point(name: str) -> None:
+    pause = os.environ.get(PAUSE_ENV)
+    if pause:
+        point, _, seconds = pause.partition(":")
+        if point == name:
+            time.sleep(float(seconds or 1))
     spec = os.environ.get(ENV)
     if not spec:
         return

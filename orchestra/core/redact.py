@@ -18,9 +18,11 @@ import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-_SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
+# Each shape with the literal text it cannot match without: a plain substring test skips the regex
+# for the megabytes of tool output that hold none (a raw transcript is masked a MiB at a time).
+_SHAPES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
     # Anthropic keys (api03, admin01, oat01 OAuth tokens, ...).
-    (re.compile(r"sk-ant-[A-Za-z0-9_\-]{6,}"), "sk-ant-***"),
+    (re.compile(r"sk-ant-[A-Za-z0-9_\-]{6,}"), "sk-ant-***", ("sk-ant-",)),
     # Environment-style assignments of credentials: FOO_API_KEY=..., "X_TOKEN": "...".
     # A value starting with "$" is a reference, not a secret, so it stays visible.
     (
@@ -30,13 +32,17 @@ _SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
             r"(?!\$)([^\s\"',;]{8,})"
         ),
         r"\1\2***",
+        ("_KEY", "_TOKEN", "_SECRET", "_PASSWORD"),
     ),
-    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/\-]{16,}=*"), r"\1***"),
+    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/\-]{16,}=*"), r"\1***", ("(i)bearer",)),
 )
 
 SECRET_NAME = re.compile(r"(?:^ANTHROPIC_API_KEY|^ANTHROPIC_AUTH_TOKEN|_KEY|_TOKEN|_SECRET|_PASSWORD|_PASSWD)$")
 MIN_SECRET_LENGTH = 8
-_TOKEN = re.compile(r"[A-Za-z0-9_\-./+=~:]{8,}")
+# Where a secret may start or end inside a run of non-space text: punctuation that joins it to other
+# text (`https://user:TOKEN@host`, `"KEY=TOKEN."`). A secret may itself contain these characters.
+_JOINERS = re.compile(r"[=:/@.,;!?#&%+*~$^|_-]")
+_ESCAPES = re.compile(r"\\(?:u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|.)")
 MASK = "***"
 
 
@@ -60,17 +66,31 @@ class Redactor:
                 self.hashes = {
                     int(length): frozenset(str(h) for h in hs)
                     for length, hs in raw.items()
-                    if str(length).isdigit() and isinstance(hs, list)
+                    if str(length).isdigit() and isinstance(hs, list) and int(length) >= MIN_SECRET_LENGTH
                 }
+        self._lengths = sorted(self.hashes)
+        # Runs of text a fingerprinted value could hide in: no whitespace, quotes or brackets.
+        shortest = self._lengths[0] if self._lengths else MIN_SECRET_LENGTH
+        self._runs = re.compile(r"[^\s\"'`<>()\[\]{}]" + "{" + str(shortest) + ",}")
 
     def mask(self, text: str) -> str:
         for value in self.values:
             if value in text:
                 text = text.replace(value, MASK)
         if self.hashes:
-            text = _TOKEN.sub(self._mask_token, text)
-        for pattern, replacement in _SHAPES:
-            text = pattern.sub(replacement, text)
+            text = self._runs.sub(self._mask_run, text)
+        lowered: str | None = None
+        for pattern, replacement, needs in _SHAPES:
+            for need in needs:
+                if need.startswith("(i)"):
+                    lowered = text.lower() if lowered is None else lowered
+                    found = need[3:] in lowered
+                else:
+                    found = need in text
+                if found:
+                    text = pattern.sub(replacement, text)
+                    lowered = None
+                    break
         return text
 
     def mask_data(self, value: Any) -> Any:
@@ -83,24 +103,38 @@ class Redactor:
             return {self.mask(k) if isinstance(k, str) else k: self.mask_data(v) for k, v in value.items()}
         return value
 
-    def _mask_token(self, m: re.Match[str]) -> str:
-        token = m.group(0)
-        for candidate, start in _candidates(token):
-            if self._known(candidate):
-                return token[:start] + MASK + token[start + len(candidate) :]
-        return token
+    def _mask_run(self, m: re.Match[str]) -> str:
+        """Every stretch of the run between two joins (or its ends) whose length and hash are a known secret's."""
+        run = m.group(0)
+        cuts = {0, len(run)}
+        for j in _JOINERS.finditer(run):
+            cuts.add(j.start())
+            cuts.add(j.end())
+        if "\\" in run:  # JSON or C escapes (raw transcripts): `\nTOKEN` holds TOKEN after the escape
+            for j in _ESCAPES.finditer(run):
+                cuts.update((j.start(), j.start() + 1, j.end()))  # `\\s` may be an escape or a path separator
+        found: list[tuple[int, int]] = []
+        for start in sorted(cuts):
+            if found and start < found[-1][1]:
+                continue
+            for length in reversed(self._lengths):  # the longest match first
+                end = start + length
+                if end in cuts and self._known(run[start:end]):
+                    found.append((start, end))
+                    break
+        if not found:
+            return run
+        out, pos = [], 0
+        for start, end in found:
+            out.append(run[pos:start])
+            out.append(MASK)
+            pos = end
+        out.append(run[pos:])
+        return "".join(out)
 
     def _known(self, text: str) -> bool:
         hashes = self.hashes.get(len(text))
         return hashes is not None and _digest(self.salt, text) in hashes
-
-
-def _candidates(token: str) -> Iterable[tuple[str, int]]:
-    yield token, 0
-    for sep in ("=", ":"):
-        i = token.find(sep)
-        if 0 <= i < len(token) - 1:
-            yield token[i + 1 :], i + 1
 
 
 def _digest(salt: str, value: str) -> str:

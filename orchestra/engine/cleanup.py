@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestra.core.crashpoints import crash_point
 from orchestra.core.errors import OrchestraError
 from orchestra.core.task import Task
 from orchestra.engine.context import Context
 from orchestra.engine.merge import default_target
 from orchestra.git import refs, worktrees
 from orchestra.store import workflows as records
+from orchestra.store.locks import exclusive
 
 
 @dataclass
@@ -42,8 +44,22 @@ class CleanupReport:
         }
 
 
+CLEANUP_LOCK_TIMEOUT = 600.0
+
+
 def cleanup(ctx: Context, *, dry_run: bool = False, force: bool = False) -> CleanupReport:
-    """Remove what finished tasks leave behind; anything unmerged only with force, and say what it was."""
+    """Remove what finished tasks leave behind; anything unmerged only with force, and say what it was.
+
+    Under the cleanup lock, so that `doctor` never looks at a worktree or branch half removed.
+    """
+    if dry_run:
+        return _cleanup(ctx, dry_run=dry_run, force=force)
+    ctx.paths.ensure()
+    with exclusive(ctx.paths.cleanup_lock, CLEANUP_LOCK_TIMEOUT, "another cleanup or doctor is still running"):
+        return _cleanup(ctx, dry_run=dry_run, force=force)
+
+
+def _cleanup(ctx: Context, *, dry_run: bool, force: bool) -> CleanupReport:
     root = ctx.root
     report = CleanupReport(dry_run=dry_run, force=force)
     tasks, _ = ctx.store.all_tasks()
@@ -146,12 +162,16 @@ def _cleanup_branch(
             report.kept.append({**item, "what": "branch", "reason": f"{reason} (use --force)"})
             return
     if not dry_run:
-        ok, why = refs.delete_branch(root, branch, head)
-        if not ok:
-            report.kept.append({**item, "what": "branch", "reason": why or "git refused"})
-            return
-        for o in owners:  # the record `doctor` reads, so a deleted branch is not reported as lost
+        # The record `doctor` reads, written first, so a deleted branch is never reported as lost.
+        for o in owners:
             ctx.store.append_event(
                 o.id, "branch_deleted", branch=branch, sha=head, into=target, forced=bool(item.get("lost"))
             )
+        ok, why = refs.delete_branch(root, branch, head)
+        crash_point("cleanup_branch_deleted")
+        if not ok:
+            for o in owners:
+                ctx.store.append_event(o.id, "branch_kept", branch=branch, sha=head, reason=why or "git refused")
+            report.kept.append({**item, "what": "branch", "reason": why or "git refused"})
+            return
     report.deleted_branches.append(item)

@@ -12,25 +12,24 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestra.agent import processes
 from orchestra.core.errors import OrchestraError, SchedulerBusy
 from orchestra.core.task import State, Task
 from orchestra.engine import recovery
 from orchestra.engine.context import Context
 from orchestra.engine.scheduler import Scheduler  # doctor --fix borrows the scheduler's lock and runners
+from orchestra.engine.tempfiles import stale_temp_files
 from orchestra.git import refs, worktrees
-from orchestra.store.files import TMP_PREFIX, TMP_SUFFIX
+from orchestra.store.locks import exclusive
 from orchestra.store.paths import Paths
 from orchestra.store.scheduler import scheduler_pid
 from orchestra.store.tasks import Store
 
+CLEANUP_LOCK_TIMEOUT = 600.0
 # `.<target>.<pid>.<8 hex>.tmp`, as fileio.write_atomic names them.
-_TMP_RE = re.compile(re.escape(TMP_PREFIX) + r".+\.(\d+)\.[0-9a-f]{8}" + re.escape(TMP_SUFFIX) + "$")
 
 
 @dataclass
@@ -41,6 +40,7 @@ class Finding:
     fixable: bool
     fixed: bool = False
     note: str | None = None  # what the fix did, or why it was not made
+    harmless: bool = False  # reported, but no problem: it does not make the report not ok
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +50,7 @@ class Finding:
             "fixable": self.fixable,
             "fixed": self.fixed,
             "note": self.note,
+            "harmless": self.harmless,
         }
 
 
@@ -62,8 +63,8 @@ class DoctorReport:
 
     @property
     def ok(self) -> bool:
-        """Healthy, or every problem found was repaired."""
-        return all(f.fixed for f in self.findings)
+        """Healthy, or every problem found was repaired (harmless findings are no problem)."""
+        return all(f.fixed or f.harmless for f in self.findings)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,8 +84,10 @@ def run(ctx: Context, fix: bool = False) -> DoctorReport:
         return report
     tasks = _check_index(paths, store, report, fix)
     _check_running(ctx, tasks, report, fix and sched is None)
-    _check_worktrees(paths, tasks, report, fix and sched is None)
-    _check_branches(paths, store, tasks, report)
+    # Not while a cleanup removes worktrees and branches: one half removed is no problem to report.
+    with exclusive(paths.cleanup_lock, CLEANUP_LOCK_TIMEOUT, "a cleanup is still running; run doctor when it ends"):
+        _check_worktrees(paths, tasks, report, fix and sched is None)
+        _check_branches(paths, store, tasks, report)
     _check_temp_files(paths, report, fix)
     _check_scheduler_info(paths, sched, report, fix)
     if fix and sched is not None:
@@ -263,8 +266,9 @@ def _check_branches(paths: Paths, store: Store, tasks: dict[str, Task], report: 
         if not task.branch or task.branch in branches or not task.attempts or task.agentless:
             continue
         # An agent was started, so its branch existed: someone other than `cleanup` deleted it since.
-        events = {e.get("event") for e in store.events(task.id)}
-        if "started" in events and "branch_deleted" not in events:
+        events = [e.get("event") for e in store.events(task.id)]
+        decided = [e for e in events if e in ("branch_deleted", "branch_kept")]
+        if "started" in events and (not decided or decided[-1] != "branch_deleted"):
             report.findings.append(
                 Finding(
                     "branch_missing",
@@ -277,21 +281,19 @@ def _check_branches(paths: Paths, store: Store, tasks: dict[str, Task], report: 
 
 
 def _check_temp_files(paths: Paths, report: DoctorReport, fix: bool) -> None:
-    for directory in (paths.state, paths.tasks, paths.events, paths.logs):
-        for entry in _scan(directory):
-            m = _TMP_RE.match(entry.name)
-            if not m or not entry.is_file(follow_symlinks=False):
-                continue
-            if processes.proc_start_time(int(m.group(1))) is not None:
-                continue  # its writer is alive: a write in progress
-            f = Finding("stale_temp_file", entry.path, "left by a writer that died", True)
-            if fix:
-                try:
-                    os.unlink(entry.path)
-                    f.fixed, f.note = True, "removed"
-                except OSError as exc:
-                    f.note = f"cannot remove: {exc.strerror}"
-            report.findings.append(f)
+    """Temp files of a writer that died held nothing (the write they belonged to was never renamed
+    into place): reported, removed with --fix and by every scheduler start, and no problem."""
+    for path in stale_temp_files(paths):
+        f = Finding("stale_temp_file", str(path), "left by a writer that died; it holds nothing", True, harmless=True)
+        if fix:
+            try:
+                os.unlink(path)
+                f.fixed, f.note = True, "removed"
+            except FileNotFoundError:
+                f.fixed, f.note = True, "gone meanwhile"
+            except OSError as exc:
+                f.note = f"cannot remove: {exc.strerror}"
+        report.findings.append(f)
 
 
 def _check_scheduler_info(paths: Paths, sched: int | None, report: DoctorReport, fix: bool) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestra.agent import processes
+from orchestra.core.crashpoints import crash_point
 from orchestra.core.errors import InvalidInput, OrchestraError
 from orchestra.core.redact import mask_secrets
 from orchestra.core.task import MergeSpec, Task
@@ -154,19 +155,59 @@ def run_merge_task(ctx: Context, task: Task) -> MergeResult:
             require_resolved=source.conflict_files or None,
         )
     result.task, result.source_task, result.workflow = task.id, source.id, task.workflow
-    if result.status == "merged":
+    crash_point("merge_before_record")
+    # Up to date by our own earlier merge (re-run after a crash, or a concurrent run): record it all the same.
+    if result.status == "merged" or (result.status == "up_to_date" and not _recorded(source, result)):
         record = {
             "into": spec.into,
-            "commit": result.new_sha,
+            "commit": result.landed_in or result.new_sha,
             "source_sha": result.source_sha,
-            "strategy": spec.strategy,
+            "strategy": "squash" if result.landed_in else spec.strategy,
         }
 
         def merged(t: Task) -> None:
             t.merged = record
 
         ctx.store.update(source.id, merged, "merged", **record)
+    crash_point("merge_after_record")
     return result
+
+
+def _recorded(source: Task, result: MergeResult) -> bool:
+    m = source.merged
+    return isinstance(m, dict) and m.get("into") == result.into and m.get("source_sha") == result.source_sha
+
+
+def unfinished_resolution(ctx: Context, task: Task) -> str | None:
+    """Why a resolver's run must fail before its leftovers are committed: it left its merge half done.
+
+    Committing that (as the end-of-run commit would) concludes the merge with the conflict
+    markers in it, so the merge stays uncommitted in the checkout for a person instead.
+    """
+    try:
+        wt = ctx.executor().workspace(task)
+        if wt is None or not merging.merge_in_progress(wt):
+            return None
+        left = merging.unresolved_in_checkout(wt, task.conflict_files)
+    except OrchestraError:
+        return None
+    if not left:
+        return None
+    return (
+        f"the conflict is not resolved: conflict markers are left in {', '.join(left)}; "
+        f"the unfinished merge was not committed (it is still in {wt})"
+    )
+
+
+def markers_left(ctx: Context, task: Task) -> str | None:
+    """Why a resolver's run fails after all: its branch still has conflict markers in the files it was given."""
+    head = refs.branch_head(ctx.root, task.branch) if task.branch else None
+    if not head or not task.conflict_files:
+        return None
+    left = merging.conflict_markers(ctx.root, head, task.conflict_files)
+    if not left:
+        return None
+    return f"the conflict is not resolved: {task.branch} still has conflict markers in {', '.join(left)}"
 
 
 def release_worktree(ctx: Context, task: Task) -> None:

@@ -41,6 +41,8 @@ def fire(ctx: Context, event: str, task: Task, *, request: dict[str, Any] | None
     )
     if request is not None:
         env["ORCHESTRA_REQUEST_TOOL"] = str(request.get("tool_name"))
+    # Agent text (an error) may hold a NUL byte, which no environment can carry.
+    env = {k: v.replace("\0", "\\0") for k, v in env.items()}
     payload = {"event": event, "task": mask_data(task.to_dict())}
     if request is not None:
         payload["request"] = mask_data(request)
@@ -48,8 +50,8 @@ def fire(ctx: Context, event: str, task: Task, *, request: dict[str, Any] | None
         code, out = processes.run_captured(
             ["sh", "-c", command], ctx.root, env, HOOK_TIMEOUT, json.dumps(payload, default=str).encode()
         )
-    except OSError as exc:
-        code, out = -1, str(exc.strerror or exc)
+    except (OSError, ValueError) as exc:
+        code, out = -1, str(getattr(exc, "strerror", None) or exc)
     error = None
     if code is None:
         error = f"timed out after {HOOK_TIMEOUT:.0f}s"

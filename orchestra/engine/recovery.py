@@ -11,7 +11,7 @@ from orchestra.agent.outcome import read_outcome
 from orchestra.core.crashpoints import crash_point
 from orchestra.core.errors import OrchestraError
 from orchestra.core.task import State, Task
-from orchestra.engine import merge, workflows
+from orchestra.engine import merge, tempfiles, workflows
 from orchestra.engine.context import Context
 from orchestra.executors.base import Handle
 from orchestra.git import worktrees
@@ -30,6 +30,9 @@ def recover(ctx: Context, start_runner: StartRunner, bad: set[str]) -> None:
             worktrees.clear_interrupted_add(half)
     for path in merge.remove_stale_scratch(ctx):
         ctx.log(f"removed the checkout of a merge that was interrupted: {path}")
+    removed = tempfiles.remove_stale_temp_files(ctx.paths)
+    if removed:
+        ctx.log(f"removed {len(removed)} temp file(s) of writers that died")
     for s in list(ctx.store.summaries().values()):
         if s["state"] not in (State.RUNNING, State.AWAITING_INPUT):
             continue

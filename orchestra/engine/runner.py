@@ -21,7 +21,7 @@ from orchestra.core.errors import OrchestraError
 from orchestra.core.redact import mask_data, mask_secrets
 from orchestra.core.roles import Role, role_for_task, verdict_problem
 from orchestra.core.task import State, Task, now
-from orchestra.engine import approvals, notify
+from orchestra.engine import approvals, merge, notify
 from orchestra.engine.context import Context
 from orchestra.executors.base import RUNNING, Collected, Handle, Launch
 from orchestra.git import refs, review
@@ -73,7 +73,12 @@ def launch(ctx: Context, task_id: str) -> Handle:
     def started(t: Task) -> None:
         t.launched(handle.pid, handle.proc_start, handle.log_offset, base_sha, handle.worktree)
 
-    ctx.store.update(task.id, started, "started", pid=handle.pid, resume=spec.resume, attempt=task.attempts)
+    try:
+        ctx.store.update(task.id, started, "started", pid=handle.pid, resume=spec.resume, attempt=task.attempts)
+    except Exception:
+        # An agent nobody could find again must not run on: stop it before the failure is handled.
+        executor.stop(handle, ctx.config.kill_grace)
+        raise
     crash_point("after_started")
     ctx.log(
         f"{task.id} started ({task.role}, attempt {task.attempts}{', resuming ' + spec.resume if spec.resume else ''})"
@@ -232,10 +237,18 @@ def finalize(
     # but before recording it, and the agent may have finished since (log_offset is set at claim).
     outcome = read_outcome(ctx.paths.log_file(task_id), task.log_offset)
     launch_error = launch_error or output_error(task, outcome)
-    try:
-        collected = ctx.executor().collect(task, handle)
-    except OrchestraError as exc:
-        collected = Collected(error=str(exc))
+    unfinished = merge.unfinished_resolution(ctx, task) if task.resolves else None
+    if unfinished:
+        collected = Collected(error=unfinished)  # never commit a half-done merge: its markers would reach a target
+    else:
+        try:
+            collected = ctx.executor().collect(task, handle)
+        except OrchestraError as exc:
+            collected = Collected(error=str(exc))
+        if task.resolves and not collected.error:
+            left = merge.markers_left(ctx, task)
+            if left:
+                collected = Collected(commit=collected.commit, error=left)
     if collected.commit:
         ctx.store.append_event(task.id, "autocommit", commit=collected.commit)
     crash_point("after_commit")

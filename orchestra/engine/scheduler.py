@@ -22,7 +22,7 @@ from typing import Any
 
 from orchestra.core import redact
 from orchestra.core.crashpoints import crash_point
-from orchestra.core.errors import CorruptTaskFile, OrchestraError, SchedulerBusy, TaskNotFound
+from orchestra.core.errors import CorruptTaskFile, OrchestraError, SchedulerBusy, StorageError, TaskNotFound
 from orchestra.core.graph import find_cycle
 from orchestra.core.spend import budget_message, totals
 from orchestra.core.task import BLOCKING_STATES, State, Task
@@ -35,6 +35,7 @@ from orchestra.store.files import private_opener
 from orchestra.store.scheduler import scheduler_pid
 
 POLL_SECONDS = 0.2
+FAIL_BATCH = 1000  # queued tasks failed under one hold of the store lock
 
 __all__ = ["Scheduler", "scheduler_pid", "start_background"]
 
@@ -82,6 +83,11 @@ class Scheduler:
         self._lock: Any = None
         self._config_key: object = _stat_key(ctx.paths.config)
         self._budget_said: str | None = None
+        # Live tasks whose end could not be recorded (a full disk): settled again at these times.
+        self._retry_at: dict[str, float] = {}
+        self._retry_delay: dict[str, float] = {}
+        self._retry_lock = threading.Lock()  # runner threads add, the loop takes
+        self._pass_failed: str | None = None
 
     def log(self, msg: str) -> None:
         self.ctx.log(msg)
@@ -98,8 +104,8 @@ class Scheduler:
         self._lock = lock
         # The secrets agents run with are this process's: readers elsewhere mask them by fingerprint.
         values = redact.secret_values(os.environ)
-        fingerprints.record(self.ctx.paths, values)
-        redact.install(redact.Redactor(values))
+        known = fingerprints.record(self.ctx.paths, values)
+        redact.install(redact.Redactor(values, known))  # and the secrets of earlier runs, in their old logs
 
     def release(self) -> None:
         if self._lock is not None:
@@ -139,13 +145,16 @@ class Scheduler:
         while not self.stopping:
             freed = self._reap_runners()
             self._reload_config()
+            self._settle_due()
             key = _stat_key(self.ctx.paths.index)
             if freed or self.wake.is_set() or key != last_index_key or time.monotonic() - last_pass > 2.0:
                 self.wake.clear()
                 last_index_key = key
                 last_pass = time.monotonic()
-                pending = self._pass()
-            if not self.runners and not pending:
+                pending = self._safe_pass()
+            if self._retry_at:
+                idle_since = None  # a live record waits to be settled: never idle, never exit over it
+            elif not self.runners and not pending:
                 unsettled = self._unsettled()
                 if unsettled:
                     self.log(
@@ -169,15 +178,66 @@ class Scheduler:
         left = []
         for s in list(self.ctx.store.summaries().values()):
             if s["state"] in (State.RUNNING, State.AWAITING_INPUT) and s["id"] not in self.runners:
+                if s["id"] in self._retry_at:
+                    continue
                 if s["id"] not in self.bad:
                     try:
                         recovery.recover_one(self.ctx, self.ctx.store.load(s["id"]), self.start_runner)
+                        continue
+                    except StorageError as exc:
+                        self._settle_later(s["id"], exc)
                         continue
                     except OrchestraError as exc:
                         self.log(f"cannot settle {s['id']}: {exc}")
                         self.bad.add(s["id"])
                 left.append(s["id"])
         return left if not self.runners else []
+
+    def _safe_pass(self) -> bool:
+        """A pass that the file system refused (a full disk) is tried again; it never ends the scheduler."""
+        try:
+            pending = self._pass()
+        except StorageError as exc:
+            if str(exc) != self._pass_failed:
+                self.log(f"cannot update the queue: {exc}; trying again")
+            self._pass_failed = str(exc)
+            time.sleep(1.0)
+            return True
+        if self._pass_failed:
+            self.log("the queue can be updated again")
+            self._pass_failed = None
+        return pending
+
+    def _settle_later(self, task_id: str, why: Exception) -> None:
+        """The end of a run could not be written: keep the task live and try again, backing off to 30 s."""
+        with self._retry_lock:
+            delay = min(self._retry_delay.get(task_id, 0.5) * 2, 30.0)
+            self._retry_delay[task_id] = delay
+            self._retry_at[task_id] = time.monotonic() + delay
+        self.log(f"cannot record how {task_id} ended ({why}); trying again in {delay:.0f}s")
+        self.wake.set()
+
+    def _settle_due(self) -> None:
+        """Try again to record the end of runs whose record the file system refused."""
+        now_ = time.monotonic()
+        with self._retry_lock:
+            due = [t for t, when in self._retry_at.items() if when <= now_ and t not in self.runners]
+            for task_id in due:
+                del self._retry_at[task_id]
+        for task_id in due:
+            try:
+                task = self.ctx.store.load(task_id)
+                if task.live:
+                    recovery.recover_one(self.ctx, task, self.start_runner)
+                    continue  # its runner records the end, or asks for another try (backing off further)
+            except StorageError as exc:
+                self._settle_later(task_id, exc)
+                continue
+            except OrchestraError as exc:
+                self.log(f"cannot settle {task_id}: {exc}")
+                self.bad.add(task_id)
+            with self._retry_lock:
+                self._retry_delay.pop(task_id, None)
 
     def _reap_runners(self) -> int:
         """Free the slots of finished runners; a runner says it is done before its thread ends."""
@@ -213,20 +273,28 @@ class Scheduler:
                 blocked.append((s["id"], reason))
             elif ready and s["id"] not in self.runners and (s.get("not_before") or 0) <= time.time():
                 runnable.append(s)
+        if queued and not runnable and not blocked and not self.runners and self._fail_cycles(queued, summaries):
+            return True
+        # What can run starts first: failing thousands of dependents must not hold up an unrelated task.
+        over_budget = self._start(runnable, summaries, len(queued))
         if blocked:
             self._fail_queued(blocked)
             return True  # summaries changed; look again on the next pass
-        if queued and not runnable and not self.runners and self._fail_cycles(queued, summaries):
-            return True
+        if over_budget:
+            return waiting  # nothing can start; let --until-idle and idle_exit end the scheduler
+        return bool(queued) or waiting
+
+    def _start(self, runnable: list[dict[str, Any]], summaries: dict[str, dict[str, Any]], queued: int) -> bool:
+        """Claim the best runnable tasks for the free slots; True when the budget stops every start."""
         if ratelimit.paused_until(self.ctx.paths):
             runnable = []  # rate limits hit several agents: no new starts until the pause ends
         runnable.sort(key=lambda s: (-int(s.get("priority") or 0), s.get("created_at") or 0, s["id"]))
-        if runnable and self._over_budget(summaries, len(queued)):
-            return waiting  # nothing can start; let --until-idle and idle_exit end the scheduler
+        if runnable and self._over_budget(summaries, queued):
+            return True
         slots = self.max_concurrent - len(self.runners)
         for s in runnable[: max(slots, 0)]:
             self._claim_and_start(s["id"])
-        return bool(queued) or waiting
+        return False
 
     def _fail_cycles(self, queued: list[dict[str, Any]], summaries: dict[str, dict[str, Any]]) -> bool:
         """Tasks that wait on each other would hold the queue forever; end them instead."""
@@ -263,26 +331,29 @@ class Scheduler:
             self.max_concurrent = self.ctx.config.max_concurrent
 
     def _fail_queued(self, failing: list[tuple[str, str]]) -> None:
-        """End queued tasks that can never run, all in one locked batch."""
+        """End queued tasks that can never run, in batches: each one hold of the lock, one sync, one index write."""
         store = self.ctx.store
-        ended: list[tuple[str, str]] = []
-        with store.locked():
-            for task_id, reason in failing:
-                try:
-                    task = store.load(task_id)
-                except (CorruptTaskFile, TaskNotFound) as exc:
-                    self.bad.add(task_id)
-                    self.log(f"skipping {task_id}: {exc}")
-                    continue
-                if task.fail_queued(reason):
-                    store.save(task, "finished", state="failed", error=reason)
-                    ended.append((task_id, reason))
-        for task_id, reason in ended[:20]:
-            self.log(f"{task_id} failed: {reason}")
+        ended: list[Task] = []
+        # Batches of FAIL_BATCH under one lock each: other writers (a submit, a starting agent) get in between.
+        for i in range(0, len(failing), FAIL_BATCH):
+            batch: list[Task] = []
+            with store.locked():
+                for task_id, reason in failing[i : i + FAIL_BATCH]:
+                    try:
+                        task = store.load(task_id)
+                    except (CorruptTaskFile, TaskNotFound) as exc:
+                        self.bad.add(task_id)
+                        self.log(f"skipping {task_id}: {exc}")
+                        continue
+                    if task.fail_queued(reason):
+                        batch.append(task)
+                store.save_many(batch, "finished", state="failed", error=lambda t: t.error)
+            ended += batch
+        for task in ended[:20]:
+            self.log(f"{task.id} failed: {task.error}")
         if len(ended) > 20:
             self.log(f"... and {len(ended) - 20} more queued tasks failed the same way")
-        for task_id, _ in ended:
-            task = store.load(task_id)
+        for task in ended:
             if task.workflow:
                 workflows.task_finished(self.ctx, task)
         self.wake.set()
@@ -332,23 +403,40 @@ class Scheduler:
                 if task is None:
                     return  # left running: the next scheduler adopts it
             self._workflow_hook(task)
+            with self._retry_lock:
+                self._retry_delay.pop(task_id, None)
         except Exception as exc:  # a bug must not take the scheduler or the task's work down
-            self.log(f"internal error on {task_id}: {exc}\n{traceback.format_exc()}")
+            if not isinstance(exc, StorageError):
+                self.log(f"internal error on {task_id}: {exc}\n{traceback.format_exc()}")
             self._end_after_internal_error(task_id, exc)
         finally:
             self._finished.add(task_id)
             self.wake.set()
 
     def _end_after_internal_error(self, task_id: str, exc: Exception) -> None:
-        """No task is left running without an agent: end it as failed, or re-queue it when even that fails."""
+        """No task is left running without an agent: end it as failed, or re-queue it when even that fails.
+
+        When the file system refuses the write (a full disk), nothing can be recorded now: the task
+        stays live and its end is recorded, as it really was, once a write goes through again.
+        """
+        if isinstance(exc, StorageError):
+            self._settle_later(task_id, exc)
+            return
         try:
             runner.finalize(self.ctx, task_id, exit_code=None, launch_error=f"internal error: {exc}")
             return
         except Exception as again:
             self.log(f"could not record the end of {task_id}: {again}")
+            if isinstance(again, StorageError):
+                self._settle_later(task_id, again)
+                return
         try:
             recovery.give_back(self.ctx, task_id, f"internal error: {exc}")
         except Exception as again:
+            if isinstance(again, StorageError):
+                self._settle_later(task_id, again)
+                return
+            # Not the disk: a bug that would fail again. Named when the scheduler stops (exit 1).
             self.log(f"could not re-queue {task_id} either ({again}); it stays as it is until the next start")
             self.bad.add(task_id)
 

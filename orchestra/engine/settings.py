@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestra.core.config import SETTINGS, load_config, require_setting, validate
+from orchestra.core.errors import InvalidInput
 from orchestra.engine.context import Context
 from orchestra.store.settings import write_setting
 
@@ -16,6 +17,7 @@ def listing(ctx: Context) -> dict[str, dict[str, Any]]:
             "default": setting.default,
             "set": name in ctx.config.values,
             "help": setting.help,
+            "privileged": setting.privileged,
         }
         for name, setting in SETTINGS.items()
     }
@@ -25,9 +27,19 @@ def get(ctx: Context, key: str) -> Any:
     return getattr(ctx.config, require_setting(key.strip()).name)
 
 
-def set_value(ctx: Context, key: str, value: object) -> Any:
-    """Validate, then rewrite only that line of config.toml (comments and tables survive)."""
+def set_value(ctx: Context, key: str, value: object, *, by_person: bool = True) -> Any:
+    """Validate, then rewrite only that line of config.toml (comments and tables survive).
+
+    `by_person=False` (a model over MCP) may change only settings that cannot run commands or
+    widen what agents may do; the privileged ones are a person's to change.
+    """
     name = key.strip()
+    setting = require_setting(name)
+    if setting.privileged and not by_person:
+        raise InvalidInput(
+            f"{name} can run commands or widen what agents may do, so it is not changed over MCP; "
+            f"a person changes it with 'orchestra config set {name} VALUE' or in .orchestra/config.toml"
+        )
     checked = validate(name, value)
     write_setting(ctx.store, name, checked)
     ctx.config = load_config(ctx.paths.config)

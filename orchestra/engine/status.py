@@ -61,6 +61,13 @@ class StatusReport:
 def status(ctx: Context, recent: int = 5) -> StatusReport:
     """One pass over the index (it may hold tens of thousands of finished tasks)."""
     summaries = ctx.store.summaries()
+    # The task files shown (live, queued, recent) and the directory: one changed behind the index's
+    # back is shown as it is now, or named as corrupt.
+    shown = [tid for tid, s in summaries.items() if s["state"] not in FINAL_STATES]
+    finished = (s for s in summaries.values() if s["state"] in FINAL_STATES)
+    shown += [s["id"] for s in heapq.nlargest(recent, finished, key=lambda s: s.get("finished_at") or 0)]
+    if ctx.store.verify(shown):
+        summaries = ctx.store.summaries()
     counts = {str(s): 0 for s in State}
     live_workflows: set[str] = set()
     running: list[dict[str, Any]] = []

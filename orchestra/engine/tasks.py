@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestra.core.errors import InvalidInput, TaskNotFound
+from orchestra.core.errors import CorruptTaskFile, InvalidInput, TaskNotFound
 from orchestra.core.graph import find_cycle
 from orchestra.core.roles import get_role
 from orchestra.core.task import LIVE_STATES, State, Task, make_title, validate_state
@@ -156,6 +156,7 @@ def get(ctx: Context, ref: str) -> Task:
 def listing(ctx: Context, states: Iterable[str] = (), roles: Iterable[str] = ()) -> list[Task]:
     wanted_states = {validate_state(s) for s in states}
     wanted_roles = set(roles)
+    ctx.store.verify()
     tasks = []
     for tid, s in ctx.store.summaries().items():
         if wanted_states and s["state"] not in wanted_states:
@@ -164,14 +165,15 @@ def listing(ctx: Context, states: Iterable[str] = (), roles: Iterable[str] = ())
             continue
         try:
             tasks.append(ctx.store.load(tid))
-        except (TaskNotFound, InvalidInput):
-            continue
+        except (TaskNotFound, InvalidInput, CorruptTaskFile):
+            continue  # reported by corrupt_files()
     tasks.sort(key=lambda t: (t.created_at, t.id))
     return tasks
 
 
 def summaries(ctx: Context, states: Iterable[str] = ()) -> list[dict[str, Any]]:
     wanted = {validate_state(s) for s in states}
+    ctx.store.verify()
     rows = [s for s in ctx.store.summaries().values() if not wanted or s["state"] in wanted]
     rows.sort(key=lambda s: (s.get("created_at") or 0, s["id"]))
     return rows

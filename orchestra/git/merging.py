@@ -8,8 +8,11 @@ never left conflicted or half-merged.
 
 from __future__ import annotations
 
+import os
+import re
 import secrets
 import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +24,19 @@ from orchestra.core.values import known_merge_strategy
 from orchestra.git import refs, worktrees
 from orchestra.git.repo import commit_identity_env
 from orchestra.git.runner import git
+from orchestra.store.paths import STATE_DIR_NAME
+
+# A line git writes to open a conflict (`<<<<<<< ours`); a branch that adds one carries an unresolved merge.
+MARKER_RE = r"^<<<<<<<( |$)"
+MARKER_LINE = re.compile(rb"^(<<<<<<<|>>>>>>>)( |\r?$)")
+# The record a squash commit carries of what it squashed, found again on the target's first-parent history.
+SQUASH_TRAILER = "Orchestra-Squash-Of"
 
 
 @dataclass
 class MergeResult:
-    status: str  # merged, up_to_date, conflict, gate_failed, target_dirty, not_fast_forward, target_moved, error
+    # merged, up_to_date, conflict, gate_failed, target_dirty, not_fast_forward, target_moved, refused, error
+    status: str
     message: str
     source_branch: str = ""
     source_sha: str | None = None
@@ -39,6 +50,7 @@ class MergeResult:
     source_task: str | None = None
     workflow: str | None = None
     resolve_task: str | None = None
+    landed_in: str | None = None  # up_to_date: the target's commit that already holds the source (a squash)
     retry_task: str | None = None
 
     @property
@@ -66,7 +78,12 @@ def merge_branch(
     gate: Gate | None = None,
     require_resolved: list[str] | None = None,
 ) -> MergeResult:
-    """Merge `source_branch` into `into`; the caller holds the repository's merge lock."""
+    """Merge `source_branch` into `into`; the caller holds the repository's merge lock.
+
+    Idempotent: a source the target already holds (as an ancestor, or as a squash commit
+    on its first-parent history carrying SQUASH_TRAILER) is `up_to_date`, so a merge
+    re-run after a crash, or run twice at once, lands once.
+    """
     known_merge_strategy(strategy)
     into = refs.check_target(root, into)
     source_sha = refs.branch_head(root, source_branch)
@@ -86,11 +103,24 @@ def merge_branch(
         res.status, res.new_sha = "up_to_date", target_sha
         res.message = f"{into} already contains {source_branch}; nothing to merge"
         return res
+    squashed = squash_of(root, target_sha, source_sha)
+    if squashed:
+        res.status, res.new_sha, res.landed_in = "up_to_date", target_sha, squashed
+        res.message = f"{into} already holds {source_branch} squashed ({squashed[:12]}); nothing to merge"
+        return res
     if strategy == "ff-only" and not refs.is_ancestor(root, target_sha, source_sha):
         res.status = "not_fast_forward"
         res.message = (
             f"{into} has commits that {source_branch} lacks, so it cannot be fast-forwarded; "
             "use --strategy merge or squash"
+        )
+        return res
+    marked = introduced_markers(root, target_sha, source_sha)
+    if marked:
+        res.status, res.files = "conflict", marked
+        res.message = (
+            f"{source_branch} adds conflict markers to {len(marked)} file(s): {', '.join(marked)}; "
+            f"nothing was merged into {into}. Resolve them on the branch (or with --resolve) first"
         )
         return res
     files = precheck(root, target_sha, source_sha)
@@ -105,7 +135,22 @@ def merge_branch(
     tmp.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     worktrees.add_detached(root, tmp, target_sha)
     try:
-        res.new_sha = merge_in(tmp, root, strategy, source_sha, message)
+        new_sha = merge_in(tmp, root, strategy, source_sha, message)
+        if new_sha is None:
+            res.status, res.new_sha = "up_to_date", target_sha
+            res.message = f"{into} already has every change of {source_branch}; nothing to merge"
+            return res
+        res.new_sha = new_sha
+        touched = protected_changes(root, target_sha, new_sha)
+        if touched:
+            shown = ", ".join(touched[:5]) + (f" and {len(touched) - 5} more" if len(touched) > 5 else "")
+            res.status, res.files = "refused", touched
+            res.message = (
+                f"{source_branch} changes {STATE_DIR_NAME}/ ({shown}), where orchestra keeps its state and "
+                f"settings; a merge never touches it, so nothing was merged into {into}. "
+                "Remove those paths from the branch first"
+            )
+            return res
         if gate is not None:
             res.gate = gate(tmp)
             if res.gate and res.gate["exit_code"] != 0:
@@ -116,7 +161,7 @@ def merge_branch(
                 )
                 return res
         crash_point("merge_before_move")
-        move_target(root, into, target_sha, res.new_sha, res)
+        move_target(root, into, target_sha, new_sha, res)
         crash_point("merge_after_move")
         return res
     finally:
@@ -154,7 +199,8 @@ def precheck(root: Path, target_sha: str, source_sha: str) -> list[str]:
     return list(dict.fromkeys(files)) or ["(unknown)"]
 
 
-def merge_in(tmp: Path, root: Path, strategy: str, source_sha: str, message: str) -> str:
+def merge_in(tmp: Path, root: Path, strategy: str, source_sha: str, message: str) -> str | None:
+    """The merged commit, made in the temporary checkout; None when a squash has nothing left to add."""
     identity = commit_identity_env(root)
     if strategy == "ff-only":
         git(tmp, "merge", "--quiet", "--ff-only", source_sha)
@@ -162,8 +208,52 @@ def merge_in(tmp: Path, root: Path, strategy: str, source_sha: str, message: str
         git(tmp, "merge", "--quiet", "--no-ff", "--no-verify", "--no-edit", "-m", message, source_sha, env=identity)
     else:
         git(tmp, "merge", "--quiet", "--squash", source_sha, env=identity)
-        git(tmp, "commit", "--quiet", "--no-verify", "-m", message, env=identity)
+        if git(tmp, "diff", "--cached", "--quiet", check=False).returncode == 0:
+            return None
+        git(
+            tmp,
+            "commit",
+            "--quiet",
+            "--no-verify",
+            "-m",
+            with_trailer(message, SQUASH_TRAILER, source_sha),
+            env=identity,
+        )
     return git(tmp, "rev-parse", "HEAD").stdout.strip()
+
+
+def with_trailer(message: str, key: str, value: str) -> str:
+    """The message with `key: value` added to its trailer block (or as a new one)."""
+    message = message.rstrip("\n")
+    last = message.rsplit("\n\n", 1)[-1]
+    is_trailers = "\n\n" in message and all(re.match(r"^[A-Za-z0-9-]+: ", line) for line in last.splitlines())
+    return f"{message}{chr(10) if is_trailers else chr(10) * 2}{key}: {value}"
+
+
+def squash_of(root: Path, target_sha: str, source_sha: str) -> str | None:
+    """The squash commit of exactly `source_sha` on the target's first-parent history since they parted."""
+    proc = git(
+        root,
+        "log",
+        "--first-parent",
+        "--format=%H",
+        "--max-count=1",
+        "--fixed-strings",
+        f"--grep={SQUASH_TRAILER}: {source_sha}",
+        target_sha,
+        "--not",
+        source_sha,
+        "--",
+        check=False,
+    )
+    return proc.stdout.strip() or None
+
+
+def protected_changes(root: Path, old: str, new: str, names: tuple[str, ...] = (STATE_DIR_NAME,)) -> list[str]:
+    """Paths under orchestra's own directory that going from `old` to `new` would change."""
+    specs = [f":(literal){name}" for name in names]
+    proc = git(root, "diff", "--name-only", "-z", "--no-renames", old, new, "--", *specs)
+    return [p for p in proc.stdout.split("\0") if p]
 
 
 def move_target(root: Path, into: str, old: str, new: str, res: MergeResult) -> None:
@@ -183,8 +273,18 @@ def move_target(root: Path, into: str, old: str, new: str, res: MergeResult) -> 
                 f"exactly as it was and {into} was not moved. Commit or stash them, then merge again."
             )
             return
-        proc = git(holder, "merge", "--quiet", "--ff-only", new, check=False)
+        # Never through a file git ignores: the user's ignored files (and orchestra's own state) stay.
+        proc = git(holder, "merge", "--quiet", "--ff-only", "--no-overwrite-ignore", new, check=False)
         if proc.returncode != 0:
+            blocked = [line.strip() for line in proc.stderr.splitlines() if line.startswith("\t")]
+            if blocked:
+                shown = ", ".join(blocked[:5]) + (f" and {len(blocked) - 5} more" if len(blocked) > 5 else "")
+                res.status = "target_dirty"
+                res.message = (
+                    f"merging into {into} would overwrite files in {holder} that git does not track ({shown}); "
+                    f"it was left exactly as it was and {into} was not moved. Move them away, then merge again."
+                )
+                return
             res.status = "target_moved"
             res.message = (
                 f"could not fast-forward {into} in {holder}: "
@@ -198,8 +298,58 @@ def move_target(root: Path, into: str, old: str, new: str, res: MergeResult) -> 
 
 
 def conflict_markers(root: Path, sha: str, files: list[str]) -> list[str]:
-    proc = git(root, "grep", "-l", "-I", "-E", "-e", "^(<<<<<<<|>>>>>>>) ", sha, "--", *files, check=False)
-    return [line.split(":", 1)[-1] for line in proc.stdout.splitlines() if line.strip()]
+    """Which of `files` hold a conflict marker line at commit `sha`."""
+    found: list[str] = []
+    for i in range(0, len(files), 200):
+        specs = [f":(literal){f}" for f in files[i : i + 200]]
+        proc = git(root, "grep", "-l", "-I", "-E", "-e", "^(<<<<<<<|>>>>>>>)( |$)", sha, "--", *specs, check=False)
+        found += [line.split(":", 1)[-1] for line in proc.stdout.splitlines() if line.strip()]
+    return found
+
+
+def introduced_markers(root: Path, target_sha: str, source_sha: str) -> list[str]:
+    """Files where the source, since it left the target, added a conflict marker that is still there."""
+    base = git(root, "merge-base", target_sha, source_sha, check=False).stdout.strip()
+    if not base:
+        base = git(root, "hash-object", "-t", "tree", "--stdin", input="").stdout.strip()  # unrelated: all of it
+    proc = git(root, "diff", "--name-only", "-z", "--no-renames", "-G", MARKER_RE, base, source_sha, "--", check=False)
+    files = [p for p in proc.stdout.split("\0") if p]
+    return conflict_markers(root, source_sha, files) if files else []
+
+
+def merge_in_progress(checkout: Path) -> bool:
+    return git(checkout, "rev-parse", "--quiet", "--verify", "MERGE_HEAD", check=False).returncode == 0
+
+
+def unresolved_in_checkout(checkout: Path, files: list[str]) -> list[str]:
+    """Files of a checkout that still hold conflict markers: the unmerged paths and `files`, as on disk."""
+    proc = git(checkout, "diff", "--name-only", "-z", "--diff-filter=U", check=False)
+    candidates = list(dict.fromkeys([p for p in proc.stdout.split("\0") if p] + list(files)))
+    return [f for f in candidates if _has_marker(checkout, f)]
+
+
+def _has_marker(checkout: Path, relpath: str, limit: int = 256 * 1024 * 1024) -> bool:
+    """A marker line in a regular file of the checkout, read line by line; never through a symlink or a FIFO."""
+    path = checkout / relpath
+    try:
+        if not os.path.realpath(path.parent).startswith(os.path.realpath(checkout)):
+            return False
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        read = 0
+        at_line_start = True
+        for line in iter(lambda: fh.readline(1024 * 1024), b""):
+            if at_line_start and MARKER_LINE.match(line):
+                return True
+            at_line_start = line.endswith(b"\n")
+            read += len(line)
+            if read > limit:
+                return False
+    return False
 
 
 def squash_body(root: Path, into: str, source_branch: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from orchestra.core.errors import StorageError
@@ -19,23 +20,23 @@ STATE_DIR_NAME = ".orchestra"
 class Paths:
     root: Path  # the main worktree
 
-    @property
+    @cached_property
     def state(self) -> Path:
         return self.root / STATE_DIR_NAME
 
-    @property
+    @cached_property
     def tasks(self) -> Path:
         return self.state / "tasks"
 
-    @property
+    @cached_property
     def events(self) -> Path:
         return self.state / "events"
 
-    @property
+    @cached_property
     def logs(self) -> Path:
         return self.state / "logs"
 
-    @property
+    @cached_property
     def worktrees(self) -> Path:
         return self.state / "worktrees"
 
@@ -110,6 +111,11 @@ class Paths:
     @property
     def merge_lock(self) -> Path:
         return self.state / "merge.lock"
+
+    @property
+    def cleanup_lock(self) -> Path:
+        """Held by cleanup while it removes things, and by doctor while it checks them."""
+        return self.state / "cleanup.lock"
 
     @property
     def fingerprints(self) -> Path:

@@ -143,7 +143,7 @@ def submit(
 def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> int:
     """Who waits for you, who runs, the queue, workflows, recent results and spend."""
     from orchestra.ui import term  # shutil and co.: ~4 ms off --help and completion
-    from orchestra.ui.views import status_lines  # ~35 ms off --help and completion
+    from orchestra.ui.views import printable, status_lines  # ~35 ms off --help and completion
 
     orch = _orchestra(ctx)
     if as_json:
@@ -162,7 +162,7 @@ def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> i
             lines = status_lines(report, term.width())
             click.echo("\n".join(term.paint(kind, text, color) for kind, text in lines))
             for reason in report.corrupt.values():
-                click.echo(f"orchestra: warning: {reason}", err=True)
+                click.echo(f"orchestra: warning: {printable(reason)}", err=True)
             if not watch:
                 return EXIT_OK
             sys.stdout.flush()
@@ -179,16 +179,16 @@ def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> i
 @click.pass_context
 def list_cmd(ctx: click.Context, states: tuple[str, ...], roles: tuple[str, ...], as_json: bool) -> int:
     """List tasks, oldest first."""
-    from orchestra.ui.views import task_table  # ~35 ms off --help and completion
+    from orchestra.ui.views import printable, task_table  # ~35 ms off --help and completion
 
     orch = _orchestra(ctx)
     if as_json:
         _echo_json([t.to_dict() for t in orch.list(states, roles)])
-        return EXIT_OK
-    rows = [s for s in orch.summaries(states) if not roles or s["role"] in roles]
-    click.echo(task_table(rows))
+    else:
+        rows = [s for s in orch.summaries(states) if not roles or s["role"] in roles]
+        click.echo(task_table(rows))
     for _path, reason in orch.corrupt_files().items():
-        click.echo(f"orchestra: warning: {reason}", err=True)
+        click.echo(f"orchestra: warning: {printable(reason)}", err=True)
     return EXIT_OK
 
 
@@ -228,26 +228,30 @@ def logs(ctx: click.Context, task_id: str, follow: bool, raw: bool) -> int:
     color = term.color_enabled()
     offset = 0
 
-    def show(items: list[Any]) -> None:
-        for item in items:
-            click.echo(term.paint(item.kind, item.text, color))
-
-    try:
+    def drain(final: bool) -> None:
+        """Everything written so far, a chunk at a time (fixed memory for a transcript of any size)."""
+        nonlocal offset
         while True:
             if raw:
-                offset = _copy_raw(path, offset)
+                data, new = transcript.raw_chunk(path, offset, include_partial=final)
+                if data:
+                    sys.stdout.buffer.write(data)
+                    sys.stdout.flush()
             else:
-                items, offset = transcript.render_file(path, offset)
-                show(items)
-            if not follow:
-                break
-            state = orch.get(task.id).state
-            if state.final:
-                if raw:
-                    _copy_raw(path, offset)
-                else:
-                    items, offset = transcript.render_file(path, offset, include_partial=True)
-                    show(items)
+                items, new = transcript.render_file(path, offset, include_partial=final)
+                for item in items:
+                    click.echo(term.paint(item.kind, item.text, color))
+            if new == offset:
+                return
+            offset = new
+
+    try:
+        if not follow:
+            drain(final=task.state.final)
+        while follow:
+            drain(final=False)
+            if orch.get(task.id).state.final:
+                drain(final=True)
                 break
             time.sleep(0.3)
     except KeyboardInterrupt:
@@ -255,20 +259,6 @@ def logs(ctx: click.Context, task_id: str, follow: bool, raw: bool) -> int:
     if not path.exists() and not follow:
         click.echo(f"orchestra: no transcript yet for {task.id} ({task.state})", err=True)
     return EXIT_OK
-
-
-def _copy_raw(path: Path, offset: int) -> int:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(offset)
-            data = fh.read()
-    except FileNotFoundError:
-        return offset
-    end = data.rfind(b"\n") + 1
-    if end:
-        sys.stdout.buffer.write(data[:end])
-        sys.stdout.flush()
-    return offset + end
 
 
 @cli.command()
@@ -284,6 +274,7 @@ def wait(ctx: click.Context, task_ids: tuple[str, ...], timeout: str | None, qui
     124 if the timeout passed first.
     """
     from orchestra.core.task import State  # ~14 ms off --help and completion
+    from orchestra.ui.views import printable  # ~35 ms off --help and completion
 
     limit = parse_duration(timeout, "timeout") if timeout else None
     tasks = _orchestra(ctx).wait(task_ids, timeout=limit)
@@ -291,7 +282,7 @@ def wait(ctx: click.Context, task_ids: tuple[str, ...], timeout: str | None, qui
         _echo_json([t.to_dict() for t in tasks])
     elif not quiet:
         for t in tasks:
-            click.echo(f"{t.id} {t.state}" + (f": {t.error}" if t.error else ""))
+            click.echo(printable(f"{t.id} {t.state}" + (f": {t.error}" if t.error else "")))
     if any(t.state == State.AWAITING_INPUT for t in tasks):
         return EXIT_AWAITING_INPUT
     if not all(t.state.final for t in tasks):
@@ -593,10 +584,16 @@ def workflow_list(ctx: click.Context, as_json: bool) -> int:
 @click.pass_context
 def workflow_wait(ctx: click.Context, workflow_id: str, timeout: str | None) -> int:
     """Block until the workflow ends; exit 0 only if it succeeded (3: a step waits for you)."""
+    from orchestra.ui.views import printable  # ~35 ms off --help and completion
+
     limit = parse_duration(timeout, "timeout") if timeout else None
     wf, waiting = _orchestra(ctx).wait_workflow(workflow_id, timeout=limit)
     click.echo(
-        f"{wf.id} {wf.state}" + (f": {wf.error}" if wf.error else "") + (" (a step waits for input)" if waiting else "")
+        printable(
+            f"{wf.id} {wf.state}"
+            + (f": {wf.error}" if wf.error else "")
+            + (" (a step waits for input)" if waiting else "")
+        )
     )
     if waiting:
         return EXIT_AWAITING_INPUT
@@ -718,7 +715,9 @@ def doctor(ctx: click.Context, fix: bool, as_json: bool) -> int:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"orchestra: error: {message}", err=True)
+    from orchestra.ui.views import printable  # ~35 ms off --help and completion
+
+    click.echo(f"orchestra: error: {printable(message)}", err=True)
     sys.exit(code)
 
 

@@ -82,8 +82,15 @@ EXTRA: dict[str, list[tuple[str, str]]] = {
             "starting with -, ids that are not lowercase letters and digits, and a symlink at a "
             "task's worktree path are refused. .orchestra/ is private (directories 0700, files "
             "0600). The values of ANTHROPIC_API_KEY and of variables ending in _TOKEN, _SECRET, "
-            "_KEY or _PASSWORD are masked in what orchestra stores (result, error, denials) and "
-            "shows (show, status, logs); logs --raw prints the agent's transcript byte for byte.",
+            "_KEY or _PASSWORD are masked in what orchestra stores (result, error, denials, "
+            "permission requests, gate and on_event output) and shows (show, status, logs, "
+            "logs --raw, the MCP server), whoever reads: the scheduler records salted "
+            "fingerprints of its secrets when it starts, never the values. A merge never "
+            "changes .orchestra/ and never overwrites a file git ignores in your checkout; "
+            "a branch that adds conflict markers is not merged. Over MCP, configure_orchestrator "
+            "does not change settings that run commands or widen what agents may do "
+            "(claude_binary, claude_args, permission_mode, permission_prompts, copy, setup, "
+            "on_event, gate, merge_approval): a person sets those with orchestra config set.",
         )
     ],
     "doctor": [
@@ -91,10 +98,13 @@ EXTRA: dict[str, list[tuple[str, str]]] = {
             "REPAIRS",
             "With --fix, doctor rebuilds the index from the task files, prunes worktree "
             "registrations whose directory is gone, clears worktree creations git left half "
-            "done, removes temp files whose writer died, and settles running tasks that have "
+            "done, and settles running tasks that have "
             "neither an agent nor a scheduler the way a restarted scheduler would. It never "
             "deletes a branch, a corrupt task file or a directory that may hold work, and "
-            "while a scheduler runs it leaves worktrees and running tasks to it.",
+            "while a scheduler runs it leaves worktrees and running tasks to it. Temp files "
+            "whose writer died hold nothing: doctor notes them without failing, --fix and "
+            "every scheduler start remove them. Doctor waits for a running cleanup before it "
+            "looks at worktrees and branches.",
         )
     ],
     "wait": [

@@ -29,6 +29,7 @@ from orchestra import __version__
 from orchestra.agent import transcript
 from orchestra.app import Orchestra
 from orchestra.core.errors import OrchestraError, TaskNotFound
+from orchestra.core.redact import mask_data
 from orchestra.core.task import State, Task
 from orchestra.ui import views
 
@@ -274,18 +275,18 @@ def build_server(repo: Path) -> MCPServer:
             _doc("A new value for key (validated); omit to read the current one."),
         ] = None,
     ) -> Result:
-        """Read all settings, read one, or change one in .orchestra/config.toml (validated)."""
+        """Read all settings, read one, or change one that cannot run commands or widen permissions (validated)."""
         with _model_errors():
             orch = core()
             if key is None:
                 if value is not None:
                     raise ToolError("give key with value")
-                settings = orch.config_list()
-                return _result({"settings": settings}, views.config_text(settings))
+                settings = mask_data(orch.config_list())
+                return _result({"settings": settings}, views.config_text(settings, person_only=True))
             if value is None:
-                current = orch.config_get(key)
+                current = mask_data(orch.config_get(key))
                 return _result({"key": key, "value": current}, f"{key} = {json.dumps(current)}")
-            stored = orch.config_set(key, value)
+            stored = orch.config_set(key, value, by_person=False)
         return _result({"key": key, "value": stored, "changed": True}, f"{key} = {json.dumps(stored)} (saved)")
 
     @server.tool(annotations=_acts(idempotent=True))

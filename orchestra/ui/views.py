@@ -7,11 +7,13 @@ in a model's context, and `status` must not pay for importing rich.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
+import re
 import textwrap
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from orchestra.agent import transcript
 from orchestra.core.redact import mask_secrets
@@ -19,6 +21,25 @@ from orchestra.core.spend import tokens
 from orchestra.core.task import Task
 from orchestra.core.workflow import format_comments
 from orchestra.ui.term import paint
+
+# Control characters (but newline and tab) from titles, errors or file names would drive the terminal:
+# clear it, retitle it, move the cursor. They are shown escaped instead.
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_F = TypeVar("_F", bound=Callable[..., str])
+
+
+def printable(text: str) -> str:
+    """`text` with every control character but newline and tab shown as an escape (`\\x1b`)."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _printable(view: _F) -> _F:
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> str:
+        return printable(view(*args, **kwargs))
+
+    return wrapper  # type: ignore[return-value]
+
 
 _STATE_ORDER = ("awaiting_input", "running", "queued", "succeeded", "failed", "timed_out", "cancelled")
 
@@ -68,7 +89,7 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
     idw = max([6] + [len(r["id"]) for r in (*report.waiting, *report.running, *report.queued, *report.recent)])
 
     def add(kind: str, text: str) -> None:
-        out.append((kind, fit(_masked(text), width)))
+        out.append((kind, fit(printable(_masked(text)), width)))
 
     def blank() -> None:
         if out and out[-1][1]:
@@ -95,7 +116,7 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
         )
     if getattr(report, "budget_message", None):
         for line in wrap(f"!! {report.budget_message}", width, indent="   "):
-            out.append(("warning", line))
+            out.append(("warning", printable(line)))
 
     if report.waiting:
         blank()
@@ -205,6 +226,7 @@ def _masked(text: str) -> str:
     return mask_secrets(text)
 
 
+@_printable
 def task_table(rows: Iterable[dict[str, Any]]) -> str:
     out = [f"{'ID':<8} {'STATE':<14} {'ROLE':<11} {'PRI':>4} {'AGE':>7}  TITLE"]
     t = time.time()
@@ -216,6 +238,7 @@ def task_table(rows: Iterable[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+@_printable
 def task_text(task: Task, events: list[dict[str, Any]] | None = None) -> str:
     lines = [
         f"id           {task.id}",
@@ -274,6 +297,7 @@ def task_text(task: Task, events: list[dict[str, Any]] | None = None) -> str:
     return _masked("\n".join(lines))
 
 
+@_printable
 def request_text(request: dict[str, Any]) -> str:
     """A pending permission request, for `orchestra show`."""
     lines = [
@@ -300,6 +324,7 @@ def _token_detail(task: Task) -> str:
     return text + (f" ({', '.join(cache)})" if cache else "")
 
 
+@_printable
 def queue_text(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "the queue is empty"
@@ -316,6 +341,7 @@ def queue_text(rows: list[dict[str, Any]]) -> str:
 # -- roles, workflows, merges ----------------------------------------------------
 
 
+@_printable
 def roles_table(roles: dict[str, Any]) -> str:
     out = [f"{'ROLE':<12} {'PRODUCES':<9} {'TOOLS':<16} SOURCE / DESCRIPTION"]
     for name in sorted(roles, key=lambda n: (roles[n].agentless, n)):
@@ -326,6 +352,7 @@ def roles_table(roles: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+@_printable
 def role_text(role: Any) -> str:
     lines = [
         f"role             {role.name}",
@@ -349,6 +376,7 @@ def role_text(role: Any) -> str:
     return "\n".join(lines)
 
 
+@_printable
 def templates_text(templates: dict[str, Any]) -> str:
     out = []
     for name, t in sorted(templates.items()):
@@ -365,6 +393,7 @@ def templates_text(templates: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+@_printable
 def workflow_table(workflows: Iterable[Any]) -> str:
     out = [f"{'ID':<8} {'TEMPLATE':<12} {'STATE':<18} {'ROUND':>5} {'AGE':>7}  REQUEST"]
     t = time.time()
@@ -388,6 +417,7 @@ def transcript_tail(paths: Any, task: Task, lines: int = 40, *, color: bool = Fa
     return out[-lines:] if lines > 0 else []
 
 
+@_printable
 def spend_text(report: dict[str, Any]) -> str:
     def row(name: str, t: dict[str, Any]) -> str:
         return (
@@ -410,6 +440,7 @@ def spend_text(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@_printable
 def workflow_text(wf: Any, tasks: dict[str, Any], spend: dict[str, Any] | None = None) -> str:
     """The task graph: every planned step, each instance's task and state, in order."""
     lines = [
@@ -472,6 +503,7 @@ def _instance_detail(task: Any) -> str:
     return clip(task.branch, 50)
 
 
+@_printable
 def merge_text(result: Any) -> str:
     lines = [result.message]
     if result.status == "conflict" and result.files:
@@ -488,6 +520,7 @@ def merge_text(result: Any) -> str:
     return "\n".join(lines)
 
 
+@_printable
 def cleanup_text(report: Any) -> str:
     verb = "would remove" if report.dry_run else "removed"
     lines = []
@@ -511,26 +544,30 @@ def cleanup_text(report: Any) -> str:
     return "\n".join(lines) if lines else "nothing to clean up"
 
 
-def config_text(settings: dict[str, dict[str, Any]]) -> str:
-    """'*' marks values set in config.toml; the rest are defaults."""
+@_printable
+def config_text(settings: dict[str, dict[str, Any]], *, person_only: bool = False) -> str:
+    """'*' marks values set in config.toml; the rest are defaults. `person_only` notes the settings a
+    model may read but not change (MCP)."""
     width = max((len(name) for name in settings), default=0)
     lines = []
     for name, info in settings.items():
         mark = "*" if info["set"] else " "
-        lines.append(f"{mark} {name:<{width}}  {json.dumps(info['value'])}  # {info['help']}")
+        note = " (read-only here: a person changes it)" if person_only and info.get("privileged") else ""
+        lines.append(f"{mark} {name:<{width}}  {json.dumps(info['value'])}  # {info['help']}{note}")
     return "\n".join(lines)
 
 
+@_printable
 def doctor_text(report: Any) -> str:
     """One line per finding: what, where, and what was done about it."""
     if not report.findings:
         return f"{report.root}: no problems found"
     lines = []
     for f in report.findings:
-        mark = "fixed" if f.fixed else "problem"
+        mark = "fixed" if f.fixed else ("note" if getattr(f, "harmless", False) else "problem")
         note = f"  ({f.note})" if f.note else ""
         lines.append(f"{mark:<8} {f.kind:<24} {f.subject}: {f.detail}{note}")
-    left = sum(1 for f in report.findings if not f.fixed)
+    left = sum(1 for f in report.findings if not f.fixed and not getattr(f, "harmless", False))
     fixable = sum(1 for f in report.findings if f.fixable and not f.fixed)
     summary = f"{len(report.findings)} finding(s), {left} left"
     if fixable and not report.fix:
