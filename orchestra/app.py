@@ -9,7 +9,7 @@ background scheduler is started so that queued work runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,11 +96,21 @@ class Orchestra:
     def get(self, ref: str) -> Task:
         return task_cases.get(self.ctx, ref)
 
-    def list(self, states: Iterable[str] = (), roles: Iterable[str] = ()) -> list[Task]:
-        return task_cases.listing(self.ctx, states, roles)
+    def summaries(
+        self, states: Iterable[str] = (), roles: Iterable[str] = (), limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Task summaries, newest first (live tasks, then the most recently ended)."""
+        return task_cases.summaries(self.ctx, states, roles, limit)
 
-    def summaries(self, states: Iterable[str] = ()) -> list[dict[str, Any]]:
-        return task_cases.summaries(self.ctx, states)
+    def list(
+        self,
+        states: Iterable[str] = (),
+        roles: Iterable[str] = (),
+        limit: int | None = None,
+        corrupt: dict[str, str] | None = None,
+    ) -> Iterator[Task]:
+        """Whole tasks, newest first, read one at a time (stream them); unreadable files go into `corrupt`."""
+        return task_cases.listing(self.ctx, states, roles, limit, corrupt)
 
     def events(self, task_id: str) -> list[dict[str, Any]]:
         return self.ctx.store.events(task_id)
@@ -256,8 +266,8 @@ class Orchestra:
         wf_id = workflows.resolve(self.ctx, ref)
         while True:
             wf = workflows.get(self.ctx, wf_id)
-            summaries = self.ctx.store.summaries()
-            waiting = any((summaries.get(tid) or {}).get("state") == "awaiting_input" for tid in wf.task_ids())
+            live = self.ctx.store.live()  # a task waiting for a person is live
+            waiting = any((live.get(tid) or {}).get("state") == "awaiting_input" for tid in wf.task_ids())
             if wf.state not in ("running",) or waiting or (deadline and time.monotonic() >= deadline):
                 return wf, waiting
             time.sleep(poll)

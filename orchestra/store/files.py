@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from orchestra.core.errors import StorageError
 
@@ -18,30 +22,78 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True, mode: int = 0
 
     `durable=False` skips the fsyncs for caches that can be rebuilt from other files.
     """
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+    tmp = prepare_atomic(path, data, durable=durable, mode=mode)
+    commit_atomic(tmp, path)
+    if durable:
+        fsync_dir(path.parent)
+
+
+def prepare_atomic(path: Path, data: bytes, *, durable: bool = True, mode: int = 0o600) -> Path:
+    """The first half of an atomic write: the new content in a temp file beside `path`."""
+    tmp = temp_name(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except OSError as exc:
         raise _storage_error(path, exc) from exc
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        _write_all(fd, data)
         if durable:
             os.fsync(fd)
+    except BaseException as exc:
         os.close(fd)
-        fd = -1
+        unlink_quietly(tmp)
+        if isinstance(exc, OSError):
+            raise _storage_error(path, exc) from exc
+        raise
+    os.close(fd)
+    return tmp
+
+
+def commit_atomic(tmp: Path, path: Path) -> None:
+    """The second half: the temp file takes the target's name in one rename."""
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        unlink_quietly(tmp)
+        raise _storage_error(path, exc) from exc
+
+
+def temp_name(path: Path) -> Path:
+    return path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+
+
+@contextmanager
+def atomic_writer(path: Path, *, durable: bool = False, mode: int = 0o600) -> Iterator[BinaryIO]:
+    """A file object whose content replaces `path` in one rename when the block ends without error.
+
+    For content too big to hold in memory at once (a rebuilt history, an archive).
+    """
+    tmp = temp_name(path)
+    try:
+        fh = open(tmp, "xb", opener=lambda p, f: os.open(p, f, mode))  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise _storage_error(path, exc) from exc
+    try:
+        with fh:
+            yield fh
+            fh.flush()
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
-        if fd >= 0:
-            os.close(fd)
         unlink_quietly(tmp)
         if isinstance(exc, OSError):
             raise _storage_error(path, exc) from exc
         raise
     if durable:
         fsync_dir(path.parent)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
 
 
 def _storage_error(path: Path, exc: OSError) -> StorageError:
@@ -88,9 +140,8 @@ def private_opener(path: str, flags: int) -> int:
 
 def read_json(path: Path) -> object | None:
     """A small JSON file's content, or None when it is missing or unreadable (callers rebuild or default)."""
-    import json
-
     try:
-        return json.loads(path.read_bytes())
+        data: object = json.loads(path.read_bytes())
+        return data
     except (OSError, ValueError):
         return None

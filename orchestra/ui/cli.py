@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -161,24 +162,57 @@ def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> i
         return EXIT_OK
 
 
+LIST_LIMIT = 50
+
+
 @cli.command("list")
 @click.option("-s", "--state", "states", multiple=True, help="Only tasks in this state (repeatable).")
 @click.option("-r", "--role", "roles", multiple=True, help="Only tasks with this role (repeatable).")
-@click.option("--json", "as_json", is_flag=True, help="Every field of every task, as a JSON array.")
+@click.option(
+    "-n",
+    "--limit",
+    type=click.IntRange(min=0),
+    help=f"At most this many tasks (default {LIST_LIMIT} in the table, all with --json; 0: all).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Every field of every task, as a JSON array (streamed).")
 @click.pass_context
-def list_cmd(ctx: click.Context, states: tuple[str, ...], roles: tuple[str, ...], as_json: bool) -> int:
-    """List tasks, oldest first."""
+def list_cmd(
+    ctx: click.Context, states: tuple[str, ...], roles: tuple[str, ...], limit: int | None, as_json: bool
+) -> int:
+    """List tasks, newest first.
+
+    Unfinished tasks come first (newest submitted first), then finished ones
+    (most recently ended first). Reading stops at the limit, so a long history
+    costs nothing here; asking only for unfinished states (queued, running,
+    awaiting_input) never reads the history.
+    """
     from orchestra.ui.views import task_table
 
     orch = _orchestra(ctx)
+    corrupt = dict(orch.corrupt_files())
     if as_json:
-        _echo_json([t.to_dict() for t in orch.list(states, roles)])
-        return EXIT_OK
-    rows = [s for s in orch.summaries(states) if not roles or s["role"] in roles]
-    click.echo(task_table(rows))
-    for _path, reason in orch.corrupt_files().items():
+        _stream_json(t.to_dict() for t in orch.list(states, roles, limit or None, corrupt))
+    else:
+        wanted = LIST_LIMIT if limit is None else limit
+        rows = orch.summaries(states, roles, wanted + 1 if wanted else None)
+        click.echo(task_table(rows[:wanted] if wanted else rows))
+        if wanted and len(rows) > wanted:
+            click.echo(f"orchestra: showing the newest {wanted}; --limit N shows more, --limit 0 all", err=True)
+    for reason in corrupt.values():
         click.echo(f"orchestra: warning: {reason}", err=True)
     return EXIT_OK
+
+
+def _stream_json(items: Iterator[dict[str, Any]]) -> None:
+    """A JSON array written one element at a time, in the same layout as _echo_json, never held whole."""
+    out = sys.stdout
+    first = True
+    for item in items:
+        text = json.dumps(item, indent=2, sort_keys=True, default=str).replace("\n", "\n  ")
+        out.write(("[\n  " if first else ",\n  ") + text)
+        first = False
+    out.write("[]\n" if first else "\n]\n")
+    out.flush()
 
 
 @cli.command()

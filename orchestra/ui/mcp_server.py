@@ -33,6 +33,7 @@ from orchestra.core.task import State, Task
 from orchestra.ui import views
 
 MAX_WAIT = 50.0
+LIST_LIMIT = 50
 MAX_TRANSCRIPT_LINES = 500
 LOG_RESOURCE_CHARS = 200_000
 LOG_RESOURCE_BYTES = 2 * 1024 * 1024
@@ -176,13 +177,19 @@ def build_server(repo: Path) -> MCPServer:
     def list_processes(
         states: Annotated[list[State], _doc("Only tasks in these states (empty: all).")] = [],  # noqa: B006
         roles: Annotated[list[str], _doc("Only tasks with these roles (empty: all).")] = [],  # noqa: B006
+        limit: Annotated[
+            int, Field(ge=0, le=10_000, description="At most this many tasks, newest first (0: all).")
+        ] = LIST_LIMIT,
     ) -> Result:
-        """List tasks, oldest first, with state, role, elapsed time and cost."""
+        """List tasks, newest first (unfinished ones, then the most recently ended), with state, role, elapsed time and cost."""
         with _model_errors():
-            tasks = core().list([str(s) for s in states], roles)
-        rows = [_with_elapsed(t.summary()) for t in tasks]
+            orch = core()
+            corrupt = dict(orch.corrupt_files())
+            rows = [_with_elapsed(s) for s in orch.summaries([str(s) for s in states], roles, limit or None)]
         text = views.task_table(rows) if rows else "no tasks match"
-        return _result({"tasks": rows}, text)
+        if corrupt:
+            text += "\n" + "\n".join(f"warning: {reason}" for reason in corrupt.values())
+        return _result({"tasks": rows, "corrupt_task_files": corrupt}, text)
 
     @server.tool(annotations=READ)
     def process_details(

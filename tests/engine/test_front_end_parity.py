@@ -128,7 +128,9 @@ def test_workflow_show_only_reads(orch) -> None:
 def test_mcp_merge_uses_the_configured_strategy_and_starts_the_resolver(orch) -> None:
     orch.run("config", "set", "merge_strategy", "squash", check=True)
     orch.run("config", "set", "autostart", "false", check=True)  # `serve` would start one otherwise
-    tid = orch.submit("a file\n@fake write one.txt 1\n@fake commit Add one\n@fake write two.txt 2\n@fake commit Add two")
+    tid = orch.submit(
+        "a file\n@fake write one.txt 1\n@fake commit Add one\n@fake write two.txt 2\n@fake commit Add two"
+    )
     assert orch.work().returncode == 0
     before = git(orch.repo, "rev-parse", "main")
     ((failed, text, data),) = _mcp_calls(orch, [("merge", {"ref": tid, "into": "main"})])
@@ -140,9 +142,7 @@ def test_mcp_merge_uses_the_configured_strategy_and_starts_the_resolver(orch) ->
     (orch.repo / "clash.txt").write_text("main\n")
     git(orch.repo, "add", "clash.txt")
     git(orch.repo, "commit", "-qm", "main side")
-    other = orch.submit(
-        "clash\n@fake write clash.txt task\\n\n@fake commit Task side", "--base", f"{before}"
-    )
+    other = orch.submit("clash\n@fake write clash.txt task\\n\n@fake commit Task side", "--base", f"{before}")
     assert orch.work().returncode == 0
     orch.run("config", "set", "autostart", "true", check=True)
     try:
