@@ -93,6 +93,18 @@ class Orchestra:
         self.autostart(start)
         return task
 
+    def submit_batch(self, batch: str | list[object], *, start: bool | None = None) -> list[Task]:
+        """Many tasks at once, all or nothing (engine.batch): JSON lines as text (numbered by line),
+        or a list of objects (numbered by position)."""
+        from orchestra.engine import batch as batch_cases  # only batches pay for its import
+
+        if isinstance(batch, str):
+            tasks = batch_cases.submit_batch(self.ctx, batch_cases.from_lines(batch), "line")
+        else:
+            tasks = batch_cases.submit_batch(self.ctx, batch_cases.from_list(batch), "task")
+        self.autostart(start)
+        return tasks
+
     def get(self, ref: str) -> Task:
         return task_cases.get(self.ctx, ref)
 

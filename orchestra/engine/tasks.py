@@ -66,27 +66,33 @@ class Submission:
     branch: str | None = None  # work on this existing branch instead of a new one (revision, resolve)
     resolves: str | None = None
     conflict_files: list[str] = field(default_factory=list)
+    # Dependencies on earlier members of the same batch, by their position in it.
+    after_items: list[int] = field(default_factory=list)
+    on_item: int | None = None
 
 
 def submit(ctx: Context, sub: Submission) -> Task:
     return submit_many(ctx, [sub])[0]
 
 
-def submit_many(ctx: Context, subs: list[Submission]) -> list[Task]:
+def submit_many(ctx: Context, subs: list[Submission], commits: dict[str, str] | None = None) -> list[Task]:
     """Check every submission, then write them all under one lock; nothing is written if one is bad.
 
-    Later submissions may name earlier ones of the same batch (by their ids) in `after` and `on`.
-    Each distinct base is resolved once, and the batch is one store write: one task file each, one
-    index update.
+    Later submissions may name earlier ones of the same batch, by their ids in `after` and `on`, or by
+    their positions in `after_items` and `on_item`. Each distinct base is resolved once, and the batch
+    is one store write: one task file each, one index update.
     """
     roles = ctx.roles()
     checked = [_check(sub, roles) for sub in subs]
-    if not refs.has_commits(ctx.root):
+    for i, sub in enumerate(subs):
+        if any(not 0 <= j < i for j in [*sub.after_items, *([sub.on_item] if sub.on_item is not None else [])]):
+            raise InvalidInput("a task of a batch may only depend on tasks before it")
+    if not commits and not refs.has_commits(ctx.root):
         raise InvalidInput("the repository has no commits yet; make a first commit, then submit")
-    commits: dict[str, str] = {}
+    commits = dict(commits or {})  # bases already resolved by the caller
     bases: list[str | None] = []
     for sub in subs:
-        if sub.on:
+        if sub.on or sub.on_item is not None:
             bases.append(None)
             continue
         base = sub.base or "HEAD"
@@ -99,8 +105,11 @@ def submit_many(ctx: Context, subs: list[Submission]) -> list[Task]:
         for (sub, role_def, timeout_s, budget_usd, prio), base_sha in zip(checked, bases, strict=True):
             mine = {t.id: t for t in tasks}
             deps = [d if d in mine else ctx.store.resolve(d) for d in sub.after]
+            deps += [tasks[j].id for j in sub.after_items]
             on_id = None
-            if sub.on:
+            if sub.on_item is not None:
+                on_id = tasks[sub.on_item].id
+            elif sub.on:
                 on_id = sub.on if sub.on in mine else ctx.store.resolve(sub.on)
             if on_id and on_id not in deps:
                 deps.append(on_id)
@@ -155,7 +164,7 @@ def _check(sub: Submission, roles: dict[str, Any]) -> tuple[Submission, Any, flo
     prio = check_priority(sub.priority)
     timeout_s = parse_duration(sub.timeout, "timeout") if sub.timeout is not None else role_def.timeout
     budget_usd = parse_usd(sub.budget) if sub.budget is not None else None
-    if sub.on and sub.base:
+    if (sub.on or sub.on_item is not None) and sub.base:
         raise InvalidInput("use either --on (start from another task's branch) or --base, not both")
     if sub.title is not None:
         check_text(sub.title, "title", MAX_TITLE_CHARS)

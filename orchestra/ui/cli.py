@@ -65,6 +65,13 @@ def cli(ctx: click.Context, repo: Path | None) -> None:
 @click.option("--title", help="A short title (default: the prompt's first line).")
 @click.option("--timeout", metavar="DURATION", help="Wall-clock limit per run: seconds, or 30m, 2h.")
 @click.option("--budget", metavar="USD", help="Spending limit over all runs (claude --max-budget-usd).")
+@click.option(
+    "--batch",
+    "batch_file",
+    type=click.File("r"),
+    metavar="FILE",
+    help="Submit many tasks from JSON lines in FILE ('-' for stdin), all or none; prints one id per line.",
+)
 @click.option("--start/--no-start", "start", default=None, help="Start a background scheduler if none runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new task as JSON instead of its id.")
 @click.pass_context
@@ -80,6 +87,7 @@ def submit(
     title: str | None,
     timeout: str | None,
     budget: str | None,
+    batch_file: Any,
     start: bool | None,
     as_json: bool,
 ) -> int:
@@ -87,7 +95,36 @@ def submit(
 
     The prompt comes from the arguments, from -f FILE, or from stdin when neither
     is given (or the argument is '-').
+
+    With --batch, each line of FILE is one task as a JSON object with the same
+    fields: prompt (required), role, priority, after (a list), on, base, title,
+    timeout, budget, and an optional key. `after` and `on` may name an earlier
+    line of the batch as "#N" (its line number) or by its key. Every task is
+    checked first; if any line is refused, each refused line is named with its
+    number and nothing is submitted.
     """
+    if batch_file is not None:
+        given = {
+            "PROMPT": bool(prompt),
+            "--file": prompt_file is not None,
+            "--role": role != "generalist",
+            "--priority": priority != "0",
+            "--after": bool(after),
+            "--on": on is not None,
+            "--base": base is not None,
+            "--title": title is not None,
+            "--timeout": timeout is not None,
+            "--budget": budget is not None,
+        }
+        clash = [name for name, yes in given.items() if yes]
+        if clash:
+            raise click.UsageError(f"--batch takes each task's fields from its line, not from {', '.join(clash)}")
+        tasks = _orchestra(ctx).submit_batch(batch_file.read(), start=start)
+        if as_json:
+            _echo_json([t.to_dict() for t in tasks])
+        else:
+            click.echo("\n".join(t.id for t in tasks))
+        return EXIT_OK
     if prompt_file is not None and prompt:
         raise click.UsageError("give the prompt as arguments or with --file, not both")
     if prompt_file is not None:

@@ -7,6 +7,7 @@ makes orchestra rebuild them; readers without the lock never crash and never cou
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 from store_helpers import assert_caches_agree, caches, populate
 
+from orchestra.core.task import State
 from orchestra.store import tasks as store_tasks
 from orchestra.store.paths import Paths
 from orchestra.store.tasks import Store
@@ -43,7 +45,7 @@ def _status(orch) -> dict:
     return json.loads(orch.run("status", "--json", check=True).stdout)
 
 
-@pytest.mark.parametrize("operation", ["submit", "cancel", "retry"])
+@pytest.mark.parametrize("operation", ["submit", "cancel", "retry", "batch"])
 def test_a_crash_between_task_file_and_index_is_repaired_by_the_next_command(orch, operation):
     state = orch.repo / ".orchestra"
     populate(orch.repo, 20)
@@ -58,10 +60,15 @@ def test_a_crash_between_task_file_and_index_is_repaired_by_the_next_command(orc
         _crash(orch, "between_task_and_index", "cancel", queued)
     elif operation == "retry":
         _crash(orch, "between_task_and_index", "retry", "--no-start", cancelled)
+    else:
+        lines = "".join(
+            json.dumps({"prompt": f"batch {i}", "after": [f"#{i - 1}"] if i > 1 else []}) + "\n" for i in range(1, 6)
+        )
+        _crash(orch, "between_task_and_index", "submit", "--no-start", "--batch", "-", input=lines)
     assert (state / "index.stale").exists()  # the journal of the write that was cut short
     # The task files changed; the caches did not.
     new_files = set((state / "tasks").iterdir()) - files_before
-    assert len(new_files) == (operation == "submit")
+    assert len(new_files) == {"submit": 1, "batch": 5}.get(operation, 0)
     # A reader without the lock (status) finds the journal and repairs before answering.
     report = _status(orch)
     assert not (state / "index.stale").exists()
@@ -70,6 +77,7 @@ def test_a_crash_between_task_file_and_index_is_repaired_by_the_next_command(orc
         "submit": {"queued": 1, "cancelled": 0},
         "cancel": {"queued": -1, "cancelled": 1},
         "retry": {"queued": 1, "cancelled": -1},
+        "batch": {"queued": 5, "cancelled": 0},
     }[operation]
     for name, n in change.items():
         assert report["counts"][name] == counts_before[name] + n, (report["counts"], counts_before)
@@ -229,3 +237,35 @@ def test_readers_without_the_lock_never_crash_nor_count_wrong(orch, tmp_path: Pa
     assert writer.returncode == 0, err
     assert readings > 10
     assert_caches_agree(orch.repo)
+
+
+def test_sixteen_concurrent_batches_lose_nothing(orch, tmp_path: Path):
+    lines = [json.dumps({"prompt": f"step {i}", "key": f"s{i}", "after": [f"s{i - 1}"] if i else []}) for i in range(5)]
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text("\n".join(lines) + "\n")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "orchestra", "submit", "--no-start", "--batch", str(batch)],
+            cwd=orch.repo,
+            env=orch.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(16)
+    ]
+    printed = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        ids = out.split()
+        assert len(ids) == 5
+        chain = [orch.show(i)["depends_on"] for i in ids]
+        assert chain == [[]] + [[ids[i - 1]] for i in range(1, 5)]  # each batch's own chain
+        printed += ids
+    assert len(set(printed)) == 80
+    assert len(list((orch.repo / ".orchestra" / "tasks").glob("*.json"))) == 80
+    index, described = caches(orch.repo)
+    assert set(index["tasks"]) == set(printed) and all(s["state"] == State.QUEUED for s in described.values())
+    assert_caches_agree(orch.repo)
+    assert os.path.getsize(orch.repo / ".orchestra" / "history.jsonl") == 0
