@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestra.core.errors import InvalidInput
 from orchestra.core.roles import Role
@@ -30,6 +30,9 @@ from orchestra.engine.scheduler import Scheduler, start_background
 from orchestra.engine.status import StatusReport
 from orchestra.git.merging import MergeResult
 from orchestra.store.fingerprints import install_for_reading
+
+if TYPE_CHECKING:
+    from orchestra.engine.prune import PruneReport
 
 
 class Orchestra:
@@ -303,6 +306,11 @@ class Orchestra:
 
     def cleanup(self, *, dry_run: bool = False, force: bool = False) -> CleanupReport:
         return cleanup_cases.cleanup(self.ctx, dry_run=dry_run, force=force)
+
+    def prune(self, *, before: object = None, keep: object = None, dry_run: bool = False) -> PruneReport:
+        from orchestra.engine import prune as prune_cases  # only prune pays for its import
+
+        return prune_cases.prune(self.ctx, before=before, keep=keep, dry_run=dry_run)
 
     # -- the scheduler ------------------------------------------------------------------------
 

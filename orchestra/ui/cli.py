@@ -766,6 +766,30 @@ def cleanup_cmd(ctx: click.Context, dry_run: bool, force: bool, as_json: bool) -
     return EXIT_OK
 
 
+@cli.command("prune")
+@click.option("--before", metavar="DATE", help="Tasks that ended before DATE (YYYY-MM-DD, or an age such as 90d).")
+@click.option("--keep", type=click.IntRange(min=0), metavar="N", help="Keep the N most recently ended tasks.")
+@click.option("-n", "--dry-run", is_flag=True, help="Only say what would be archived.")
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+@click.pass_context
+def prune_cmd(ctx: click.Context, before: str | None, keep: int | None, dry_run: bool, as_json: bool) -> int:
+    """Archive the records of old finished tasks whose work is merged or cleaned up.
+
+    Their task files, event logs and transcripts move into one compressed archive
+    under .orchestra/archive/. A task is kept while anything unfinished needs it,
+    while its worktree exists, or while its branch holds work not merged into its
+    target. Branches and worktrees are never touched.
+    """
+    from orchestra.ui.views import prune_text
+
+    report = _orchestra(ctx).prune(before=before, keep=keep, dry_run=dry_run)
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        click.echo(prune_text(report))
+    return EXIT_OK
+
+
 @cli.command()
 @click.option(
     "--repo",
