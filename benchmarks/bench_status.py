@@ -93,8 +93,9 @@ def populate(repo: Path, n: int) -> None:
             store.append_event(task_id, "submitted", role=task.role, priority=task.priority)
             store.append_event(task_id, "finished", state=str(state), exit_code=task.exit_code)
         index = store.rebuild_index()
-    if len(index["tasks"]) != n or index["corrupt"]:
-        raise BenchError(f"the generated store has {len(index['tasks'])} tasks and {len(index['corrupt'])} corrupt")
+    made = index["finished"]["tasks"] + len(index["tasks"])
+    if made != n or index["corrupt"]:
+        raise BenchError(f"the generated store has {made} tasks and {len(index['corrupt'])} corrupt")
 
 
 def heavy_imports(repo: Path, env: dict[str, str]) -> tuple[list[str], list[tuple[int, str]]]:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_history
 import bench_memory
 import bench_overhead
 import bench_parallel
@@ -37,6 +38,7 @@ BENCHMARKS = {
     "parallel": bench_parallel,
     "memory": bench_memory,
     "submit": bench_submit,
+    "history": bench_history,
 }
 
 

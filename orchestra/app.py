@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestra.core.config import Config
 from orchestra.core.errors import InvalidInput
@@ -36,6 +36,9 @@ from orchestra.git.merging import MergeResult
 from orchestra.store.fingerprints import install_for_reading
 from orchestra.store.paths import Paths
 from orchestra.store.tasks import Store
+
+if TYPE_CHECKING:
+    from orchestra.engine.prune import PruneReport
 
 
 class Orchestra:
@@ -99,14 +102,36 @@ class Orchestra:
         self.autostart(start)
         return task
 
+    def submit_batch(self, batch: str | list[object], *, start: bool | None = None) -> list[Task]:
+        """Many tasks at once, all or nothing (engine.batch): JSON lines as text (numbered by line),
+        or a list of objects (numbered by position)."""
+        from orchestra.engine import batch as batch_cases  # only batches pay for its import
+
+        if isinstance(batch, str):
+            tasks = batch_cases.submit_batch(self.ctx, batch_cases.from_lines(batch), "line")
+        else:
+            tasks = batch_cases.submit_batch(self.ctx, batch_cases.from_list(batch), "task")
+        self.autostart(start)
+        return tasks
+
     def get(self, ref: str) -> Task:
         return task_cases.get(self.ctx, ref)
 
-    def list(self, states: Iterable[str] = (), roles: Iterable[str] = ()) -> builtins.list[Task]:
-        return task_cases.listing(self.ctx, states, roles)
+    def summaries(
+        self, states: Iterable[str] = (), roles: Iterable[str] = (), limit: int | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        """Task summaries, newest first (live tasks, then the most recently ended)."""
+        return task_cases.summaries(self.ctx, states, roles, limit)
 
-    def summaries(self, states: Iterable[str] = ()) -> builtins.list[dict[str, Any]]:
-        return task_cases.summaries(self.ctx, states)
+    def list(
+        self,
+        states: Iterable[str] = (),
+        roles: Iterable[str] = (),
+        limit: int | None = None,
+        corrupt: dict[str, str] | None = None,
+    ) -> Iterator[Task]:
+        """Whole tasks, newest first, read one at a time (stream them); unreadable files go into `corrupt`."""
+        return task_cases.listing(self.ctx, states, roles, limit, corrupt)
 
     def events(self, task_id: str) -> builtins.list[dict[str, Any]]:
         return self.ctx.store.events(task_id)
@@ -259,8 +284,8 @@ class Orchestra:
         wf_id = workflows.resolve(self.ctx, ref)
         while True:
             wf = workflows.get(self.ctx, wf_id)
-            summaries = self.ctx.store.summaries()
-            waiting = any((summaries.get(tid) or {}).get("state") == "awaiting_input" for tid in wf.task_ids())
+            live = self.ctx.store.live()  # a task waiting for a person is live
+            waiting = any((live.get(tid) or {}).get("state") == "awaiting_input" for tid in wf.task_ids())
             if wf.state not in ("running",) or waiting or (deadline and time.monotonic() >= deadline):
                 return wf, waiting
             time.sleep(poll)
@@ -284,6 +309,11 @@ class Orchestra:
 
     def cleanup(self, *, dry_run: bool = False, force: bool = False) -> CleanupReport:
         return cleanup_cases.cleanup(self.ctx, dry_run=dry_run, force=force)
+
+    def prune(self, *, before: object = None, keep: object = None, dry_run: bool = False) -> PruneReport:
+        from orchestra.engine import prune as prune_cases  # only prune pays for its import
+
+        return prune_cases.prune(self.ctx, before=before, keep=keep, dry_run=dry_run)
 
     # -- the scheduler ------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """`orchestra doctor`: check the store, the worktrees and the branches against each other.
 
-Repairs are the ones that cannot lose anything: rebuild the index from the task
-files, forget worktree registrations whose directory is gone, remove temp files
+Repairs are the ones that cannot lose anything: rebuild the index, the history and
+the running totals from the task files, forget worktree registrations whose directory is gone, remove temp files
 whose writer is dead, clear worktree creations git left half done, and settle
 running tasks nobody runs any more the way a restarted scheduler would. Corrupt
 task files, stray worktree directories and missing branches are only reported:
@@ -23,10 +23,11 @@ from orchestra.engine.context import Context
 from orchestra.engine.scheduler import Scheduler  # doctor --fix borrows the scheduler's lock and runners
 from orchestra.engine.tempfiles import stale_temp_files
 from orchestra.git import refs, worktrees
+from orchestra.store import history
 from orchestra.store.locks import exclusive
 from orchestra.store.paths import Paths
 from orchestra.store.scheduler import scheduler_pid
-from orchestra.store.tasks import Store
+from orchestra.store.tasks import FINISHED_STATES, Store, read_index_file, tally
 
 CLEANUP_LOCK_TIMEOUT = 600.0
 # `.<target>.<pid>.<8 hex>.tmp`, as fileio.write_atomic names them.
@@ -98,16 +99,14 @@ def run(ctx: Context, fix: bool = False) -> DoctorReport:
 
 
 def _check_index(paths: Paths, store: Store, report: DoctorReport, fix: bool) -> dict[str, Task]:
-    """Compare the index with the task files (read directly: reading the index would heal it)."""
+    """Compare the caches (live index, history, running totals, corrupt list) with the task files.
+
+    Read directly, not through the store: reading through it would repair what this is to report.
+    """
     tasks: dict[str, Task] = {}
-    with store.locked():  # writers hold the lock while the marker exists, so now it is stale
+    with store.locked():  # writers hold the lock while the journal exists, so now it is stale
         stale_marker = paths.index_stale_marker.exists()
-        try:
-            recorded = json.loads(paths.index.read_bytes())
-            if not isinstance(recorded, dict) or not isinstance(recorded.get("tasks"), dict):
-                raise ValueError("not an index")
-        except (OSError, ValueError):
-            recorded = None
+        recorded = read_index_file(paths.index)
         actual_tasks: dict[str, Any] = {}
         corrupt: dict[str, str] = {}
         for entry in _scan(paths.tasks):
@@ -133,32 +132,54 @@ def _check_index(paths: Paths, store: Store, report: DoctorReport, fix: bool) ->
         if recorded is None:
             problems.append(Finding("index_unreadable", str(paths.index), "missing or not an index", True))
         else:
-            indexed = recorded["tasks"]
-            for tid in sorted(set(actual_tasks) - set(indexed)):
-                problems.append(Finding("index_missing_task", tid, "task file not in the index", True))
-            for tid in sorted(set(indexed) - set(actual_tasks)):
-                if not any(Path(p).name == f"{tid}.json" for p in corrupt):
-                    problems.append(Finding("index_extra_task", tid, "in the index but its task file is gone", True))
-            for tid in sorted(set(indexed) & set(actual_tasks)):
-                if _comparable(indexed[tid]) != _comparable(actual_tasks[tid]):
-                    problems.append(
-                        Finding(
-                            "index_out_of_date",
-                            tid,
-                            f"index says {indexed[tid].get('state')}, task file says {actual_tasks[tid]['state']}",
-                            True,
-                        )
-                    )
+            problems += _compare_caches(paths, store, recorded, actual_tasks, corrupt)
         if fix and problems:
             store.rebuild_index()
             for f in problems:
-                f.fixed, f.note = True, "index rebuilt from the task files"
+                f.fixed, f.note = True, "index and history rebuilt from the task files"
         report.findings += problems
     for path, reason in sorted(corrupt.items()):
         report.findings.append(
             Finding("corrupt_task_file", path, reason, False, note="kept as it is: repair or move it by hand")
         )
     return tasks
+
+
+def _compare_caches(
+    paths: Paths, store: Store, recorded: dict[str, Any], actual_tasks: dict[str, Any], corrupt: dict[str, str]
+) -> list[Finding]:
+    problems: list[Finding] = []
+    live = recorded["tasks"]
+    h = recorded["history"]
+    if not store.history_agrees(recorded):
+        problems.append(
+            Finding("history_unreadable", str(paths.history), "missing, replaced or shorter than the index says", True)
+        )
+    ended = {s["id"]: s for s in history.newest_first(paths.history, h["bytes"], h["ino"], skip=live)}
+    indexed = {**ended, **live}
+    for tid in sorted(set(actual_tasks) - set(indexed)):
+        problems.append(Finding("index_missing_task", tid, "task file not in the index or history", True))
+    for tid in sorted(set(indexed) - set(actual_tasks)):
+        if not any(Path(p).name == f"{tid}.json" for p in corrupt):
+            problems.append(Finding("index_extra_task", tid, "in the index but its task file is gone", True))
+    for tid in sorted(set(indexed) & set(actual_tasks)):
+        if _comparable(indexed[tid]) != _comparable(actual_tasks[tid]):
+            problems.append(
+                Finding(
+                    "index_out_of_date",
+                    tid,
+                    f"index says {indexed[tid].get('state')}, task file says {actual_tasks[tid]['state']}",
+                    True,
+                )
+            )
+    done = [s for s in actual_tasks.values() if s["state"] in FINISHED_STATES]
+    expected, kept = tally(done), recorded["finished"]
+    if _comparable(expected) != _comparable(kept):
+        diffs = [f"{k} {kept.get(k)} (files: {expected[k]})" for k in sorted(expected) if kept.get(k) != expected[k]]
+        problems.append(Finding("index_totals_wrong", str(paths.index), "running totals: " + "; ".join(diffs), True))
+    for path in sorted(set(corrupt) - set(recorded["corrupt"])):
+        problems.append(Finding("index_corrupt_unnamed", path, "a corrupt task file status and list do not name", True))
+    return problems
 
 
 def _comparable(summary: dict[str, Any]) -> str:

@@ -21,8 +21,8 @@ StartRunner = Callable[..., None]
 
 def recover(ctx: Context, start_runner: StartRunner, bad: set[str]) -> None:
     """Settle every task a dead scheduler left live, then catch the workflows up."""
-    with ctx.store.locked():
-        ctx.store.rebuild_index()
+    for note in ctx.store.verify_live():  # the live index against the live tasks' files: cheap
+        ctx.log(f"index corrected: {note}")
     with worktrees.WORKTREE_ADMIN_LOCK:
         for half in worktrees.interrupted_adds(ctx.root, ctx.paths.worktrees):
             # No runner has started yet, so no add of ours is under way: this one was killed.
@@ -33,7 +33,7 @@ def recover(ctx: Context, start_runner: StartRunner, bad: set[str]) -> None:
     removed = tempfiles.remove_stale_temp_files(ctx.paths)
     if removed:
         ctx.log(f"removed {len(removed)} temp file(s) of writers that died")
-    for s in list(ctx.store.summaries().values()):
+    for s in list(ctx.store.live().values()):
         if s["state"] not in (State.RUNNING, State.AWAITING_INPUT):
             continue
         try:

@@ -24,7 +24,7 @@ from orchestra.core import redact
 from orchestra.core.crashpoints import crash_point
 from orchestra.core.errors import CorruptTaskFile, OrchestraError, SchedulerBusy, StorageError, TaskNotFound
 from orchestra.core.graph import find_cycle
-from orchestra.core.spend import budget_message, totals
+from orchestra.core.spend import budget_message
 from orchestra.core.task import BLOCKING_STATES, State, Task
 from orchestra.engine import recovery, runner, workflows
 from orchestra.engine.context import Context
@@ -176,7 +176,7 @@ class Scheduler:
     def _unsettled(self) -> list[str]:
         """Live records nobody runs: re-settled now when possible, else named."""
         left = []
-        for s in list(self.ctx.store.summaries().values()):
+        for s in list(self.ctx.store.live().values()):
             if s["state"] in (State.RUNNING, State.AWAITING_INPUT) and s["id"] not in self.runners:
                 if s["id"] in self._retry_at:
                     continue
@@ -250,17 +250,27 @@ class Scheduler:
     # -- choosing work -----------------------------------------------------------
 
     def _pass(self) -> bool:
-        """Fail what can never run, start what can; True while work remains."""
-        summaries = self.ctx.store.summaries()
-        queued = [s for s in summaries.values() if s["state"] == State.QUEUED and s["id"] not in self.bad]
-        waiting = any(s["state"] == State.AWAITING_INPUT for s in summaries.values())
+        """Fail what can never run, start what can; True while work remains.
+
+        Reads the live index only (and the files of finished dependencies of queued tasks), so a
+        pass with nothing to do costs the same whatever the length of the history.
+        """
+        store = self.ctx.store
+        view = store.view()
+        live = view.live
+        queued = [s for s in live.values() if s["state"] == State.QUEUED and s["id"] not in self.bad]
+        waiting = any(s["state"] == State.AWAITING_INPUT for s in live.values())
         runnable = []
         blocked: list[tuple[str, str]] = []
         for s in queued:
             reason = None
             ready = True
             for dep in s.get("depends_on") or []:
-                d = summaries.get(dep)
+                try:
+                    d = store.summary_of(dep, view)
+                except OrchestraError as exc:
+                    reason = f"dependency {dep} cannot be read: {exc}"
+                    break
                 if d is None:
                     reason = f"dependency {dep} no longer exists"
                     break
@@ -273,10 +283,10 @@ class Scheduler:
                 blocked.append((s["id"], reason))
             elif ready and s["id"] not in self.runners and (s.get("not_before") or 0) <= time.time():
                 runnable.append(s)
-        if queued and not runnable and not blocked and not self.runners and self._fail_cycles(queued, summaries):
+        if queued and not runnable and not blocked and not self.runners and self._fail_cycles(queued, live):
             return True
         # What can run starts first: failing thousands of dependents must not hold up an unrelated task.
-        over_budget = self._start(runnable, summaries, len(queued))
+        over_budget = self._start(runnable, view.spend()["cost_usd"], len(queued))
         if blocked:
             self._fail_queued(blocked)
             return True  # summaries changed; look again on the next pass
@@ -284,21 +294,24 @@ class Scheduler:
             return waiting  # nothing can start; let --until-idle and idle_exit end the scheduler
         return bool(queued) or waiting
 
-    def _start(self, runnable: list[dict[str, Any]], summaries: dict[str, dict[str, Any]], queued: int) -> bool:
+    def _start(self, runnable: list[dict[str, Any]], spent_usd: float, queued: int) -> bool:
         """Claim the best runnable tasks for the free slots; True when the budget stops every start."""
         if ratelimit.paused_until(self.ctx.paths):
             runnable = []  # rate limits hit several agents: no new starts until the pause ends
         runnable.sort(key=lambda s: (-int(s.get("priority") or 0), s.get("created_at") or 0, s["id"]))
-        if runnable and self._over_budget(summaries, queued):
+        if runnable and self._over_budget(spent_usd, queued):
             return True
         slots = self.max_concurrent - len(self.runners)
         for s in runnable[: max(slots, 0)]:
             self._claim_and_start(s["id"])
         return False
 
-    def _fail_cycles(self, queued: list[dict[str, Any]], summaries: dict[str, dict[str, Any]]) -> bool:
-        """Tasks that wait on each other would hold the queue forever; end them instead."""
-        graph = {tid: list(s.get("depends_on") or []) for tid, s in summaries.items()}
+    def _fail_cycles(self, queued: list[dict[str, Any]], live: dict[str, dict[str, Any]]) -> bool:
+        """Tasks that wait on each other would hold the queue forever; end them instead.
+
+        Only unfinished tasks can be part of such a cycle, so the live index is the whole graph.
+        """
+        graph = {tid: list(s.get("depends_on") or []) for tid, s in live.items()}
         failing = []
         for s in queued:
             cycle = find_cycle(graph, s["id"])
@@ -308,9 +321,9 @@ class Scheduler:
             self._fail_queued(failing)
         return bool(failing)
 
-    def _over_budget(self, summaries: dict[str, dict[str, Any]], queued: int) -> bool:
+    def _over_budget(self, spent: float, queued: int) -> bool:
         """True when the repo budget is spent; logs the reason once per change of mind."""
-        message = budget_message(totals(summaries.values())["cost_usd"], self.ctx.config.budget_usd, queued)
+        message = budget_message(spent, self.ctx.config.budget_usd, queued)
         if message != self._budget_said:
             self._budget_said = message
             self.log(message or "repo budget allows starting tasks again")
@@ -342,12 +355,11 @@ class Scheduler:
                     try:
                         task = store.load(task_id)
                     except (CorruptTaskFile, TaskNotFound) as exc:
-                        self.bad.add(task_id)
-                        self.log(f"skipping {task_id}: {exc}")
+                        self._skip(task_id, exc)
                         continue
                     if task.fail_queued(reason):
                         batch.append(task)
-                store.save_many(batch, "finished", state="failed", error=lambda t: t.error)
+                store.save_many([(t, "finished", {"state": "failed", "error": t.error}) for t in batch])
             ended += batch
         for task in ended[:20]:
             self.log(f"{task.id} failed: {task.error}")
@@ -372,12 +384,21 @@ class Scheduler:
         try:
             self.ctx.store.update(task_id, mutate, "claimed")
         except (CorruptTaskFile, TaskNotFound) as exc:
-            self.bad.add(task_id)
-            self.log(f"skipping {task_id}: {exc}")
+            self._skip(task_id, exc)
             return
         if claimed:
             crash_point("after_claim")
             self.start_runner(task_id, None)
+
+    def _skip(self, task_id: str, exc: OrchestraError) -> None:
+        """A queued task whose file cannot be read is never started; status and list name its file."""
+        self.bad.add(task_id)
+        self.log(f"skipping {task_id}: {exc}")
+        if isinstance(exc, CorruptTaskFile):
+            try:
+                self.ctx.store.note_corrupt(exc)
+            except OrchestraError as again:
+                self.log(f"could not record {exc.path} as corrupt: {again}")
 
     def start_runner(
         self, task_id: str, adopt: Handle | None, finish_only: bool = False, reason: str | None = None

@@ -1,25 +1,28 @@
 """What is going on: the status picture, the queue in run order, spend. Reading only, never writing.
 
-Built from the index summaries in one pass, so it stays cheap with tens of
-thousands of finished tasks; only live tasks' transcripts are read, from their tail.
+Built from the live index and the running totals (store.tasks), so its cost follows the live
+work, not the history: the history is read only for its last few lines, and only live tasks'
+transcripts are read, from their tail.
 """
 
 from __future__ import annotations
 
-import heapq
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from orchestra.agent import transcript
-from orchestra.core.errors import OrchestraError
-from orchestra.core.spend import budget_message, by_key, totals
+from orchestra.core.errors import CorruptTaskFile, OrchestraError
+from orchestra.core.spend import budget_message, totals
 from orchestra.core.task import FINAL_STATES, State, now
+from orchestra.core.workflow import Workflow
 from orchestra.engine import approvals
 from orchestra.engine.context import Context
 from orchestra.store import ratelimit
 from orchestra.store import workflows as records
 from orchestra.store.scheduler import scheduler_pid
+from orchestra.store.tasks import View
 
 
 @dataclass
@@ -59,37 +62,28 @@ class StatusReport:
 
 
 def status(ctx: Context, recent: int = 5) -> StatusReport:
-    """One pass over the index (it may hold tens of thousands of finished tasks)."""
-    summaries = ctx.store.summaries()
-    # The task files shown (live, queued, recent) and the directory: one changed behind the index's
-    # back is shown as it is now, or named as corrupt.
-    shown = [tid for tid, s in summaries.items() if s["state"] not in FINAL_STATES]
-    finished = (s for s in summaries.values() if s["state"] in FINAL_STATES)
-    shown += [s["id"] for s in heapq.nlargest(recent, finished, key=lambda s: s.get("finished_at") or 0)]
-    if ctx.store.verify(shown):
-        summaries = ctx.store.summaries()
-    counts = {str(s): 0 for s in State}
+    """From the live index and the running totals; the history is read only for its last few lines."""
+    view = ctx.store.checked_view()
+    live = view.live
+    counts = view.counts()
     live_workflows: set[str] = set()
     running: list[dict[str, Any]] = []
     waiting: list[dict[str, Any]] = []
-    for s in summaries.values():
+    for s in live.values():
         state = s["state"]
-        counts[state] = counts.get(state, 0) + 1
-        if state in FINAL_STATES:
-            continue
         if s.get("workflow"):
             live_workflows.add(s["workflow"])
         if state == State.RUNNING:
             running.append(s)
         elif state == State.AWAITING_INPUT:
             waiting.append(s)
-    spent = totals(summaries.values())
+    spent = view.spend()
     report = StatusReport(
         root=ctx.root,
         scheduler_pid=scheduler_pid(ctx.paths),
         counts=counts,
         total_cost_usd=spent["cost_usd"],
-        corrupt=dict(ctx.store.corrupt_files()),
+        corrupt=dict(view.corrupt),
         spend=spent,
         budget_usd=ctx.config.budget_usd,
         budget_message=budget_message(spent["cost_usd"], ctx.config.budget_usd, counts.get(State.QUEUED, 0)),
@@ -98,27 +92,33 @@ def status(ctx: Context, recent: int = 5) -> StatusReport:
     for s in running:
         row = dict(s)
         row["elapsed"] = round(t - (s.get("started_at") or t), 1)
-        row.update(activity(ctx, s["id"]))
+        row.update(activity(ctx, s["id"], report.corrupt))
         report.running.append(row)
     for s in waiting:
         row = dict(s)
-        row.update(activity(ctx, s["id"]))
+        row.update(activity(ctx, s["id"], report.corrupt))
         report.waiting.append(row)
     report.running.sort(key=lambda r: r.get("started_at") or 0)
     report.waiting.sort(key=lambda r: r.get("started_at") or 0)
-    report.queued = queue(ctx) if counts.get(State.QUEUED) else []
+    report.queued = _queue(ctx, view) if counts.get(State.QUEUED) else []
     if live_workflows:
-        report.workflows = _workflow_rows(ctx, summaries, live_workflows)
-    finished = (s for s in summaries.values() if s["state"] in FINAL_STATES)
-    report.recent = [dict(s) for s in heapq.nlargest(recent, finished, key=lambda s: s.get("finished_at") or 0)]
+        report.workflows = _workflow_rows(ctx, view, live_workflows)
+    report.recent = [dict(s) for s in itertools.islice(view.finished(), recent)] if recent > 0 else []
     report.paused_until = ratelimit.paused_until(ctx.paths)
     return report
 
 
-def activity(ctx: Context, task_id: str) -> dict[str, Any]:
-    """What a live task is doing: turns, spend so far and its last step, from a bounded log tail."""
+def activity(ctx: Context, task_id: str, corrupt: dict[str, str] | None = None) -> dict[str, Any]:
+    """What a live task is doing: turns, spend so far and its last step, from a bounded log tail.
+
+    A task file found unreadable is added to `corrupt`, so the picture names it.
+    """
     try:
         task = ctx.store.load(task_id)
+    except CorruptTaskFile as exc:
+        if corrupt is not None:
+            corrupt[str(exc.path)] = str(exc)
+        return {}
     except OrchestraError:
         return {}
     events, complete = transcript.tail_events(ctx.paths.log_file(task.id), task.log_offset)
@@ -137,27 +137,30 @@ def activity(ctx: Context, task_id: str) -> dict[str, Any]:
     return out
 
 
-def _workflow_rows(ctx: Context, summaries: dict[str, dict[str, Any]], wanted: set[str]) -> list[dict[str, Any]]:
-    """Workflows with unfinished steps."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for s in summaries.values():
-        wf = s.get("workflow")
-        if wf in wanted:
-            groups.setdefault(wf, []).append(s)
+def _workflow_rows(ctx: Context, view: View, wanted: set[str]) -> list[dict[str, Any]]:
+    """Workflows with unfinished steps: their members are read one by one, never the whole history."""
     rows = []
-    for wf_id, members in groups.items():
+    for wf_id in sorted(wanted):
+        wf, members = _workflow_members(ctx, view, wf_id)
+        if not members:
+            continue
         live = [m for m in members if m["state"] not in FINAL_STATES]
         current = [
             {"id": m["id"], "step": str(m.get("step") or m["role"]), "state": m["state"]}
             for m in sorted(live, key=lambda m: (m.get("created_at") or 0, m["id"]))
         ]
-        done, planned = _workflow_progress(ctx, wf_id, summaries)
+        by_id = {m["id"]: m for m in members}
+        done = (
+            sum(1 for inst in wf.latest().values() if (by_id.get(inst["task"]) or {}).get("state") == State.SUCCEEDED)
+            if wf
+            else 0
+        )
         rows.append(
             {
                 "id": wf_id,
                 "tasks": len(members),
                 "steps_done": done,
-                "steps": planned,
+                "steps": len(wf.steps) if wf else None,
                 "current": current,
                 **{k: v for k, v in totals(members).items() if k != "tasks"},
                 "created_at": min(m.get("created_at") or 0 for m in members),
@@ -167,29 +170,44 @@ def _workflow_rows(ctx: Context, summaries: dict[str, dict[str, Any]], wanted: s
     return rows
 
 
-def _workflow_progress(ctx: Context, wf_id: str, summaries: dict[str, dict[str, Any]]) -> tuple[int, int | None]:
-    """Steps whose latest run succeeded, and the steps the template plans (None if unreadable)."""
+def _workflow_members(ctx: Context, view: View, wf_id: str) -> tuple[Workflow | None, list[dict[str, Any]]]:
+    """A workflow's record and its tasks' summaries: the steps it recorded, and any live task naming it."""
     try:
-        wf = records.load(ctx.store, wf_id)
+        wf: Workflow | None = records.load(ctx.store, wf_id)
     except OrchestraError:
-        return 0, None
-    done = sum(
-        1 for inst in wf.latest().values() if (summaries.get(inst["task"]) or {}).get("state") == State.SUCCEEDED
-    )
-    return done, len(wf.steps)
+        wf = None
+    ids = dict.fromkeys(wf.task_ids() if wf else [])
+    ids.update(dict.fromkeys(tid for tid, s in view.live.items() if s.get("workflow") == wf_id))
+    if wf is None:  # tasks that name a workflow with no record: only the history knows its ended ones
+        ids.update(dict.fromkeys(s["id"] for s in view.finished() if s.get("workflow") == wf_id))
+    members = [m for m in (_summary(ctx, view, tid) for tid in ids) if m is not None and m.get("workflow") == wf_id]
+    return wf, members
+
+
+def _summary(ctx: Context, view: View, task_id: str) -> dict[str, Any] | None:
+    try:
+        return ctx.store.summary_of(task_id, view)
+    except OrchestraError:
+        return None
 
 
 def queue(ctx: Context) -> list[dict[str, Any]]:
     """Queued tasks in the order the scheduler will take them, with what each waits for."""
-    summaries = ctx.store.summaries()
+    return _queue(ctx, ctx.store.view())
+
+
+def _queue(ctx: Context, view: View) -> list[dict[str, Any]]:
     rows = []
-    for s in summaries.values():
+    for s in view.live.values():
         if s["state"] != State.QUEUED:
             continue
         waiting = []
         for dep in s.get("depends_on") or []:
-            d = summaries.get(dep)
-            state = d["state"] if d else "missing"
+            try:
+                d = ctx.store.summary_of(dep, view)
+                state = d["state"] if d else "missing"
+            except OrchestraError:
+                state = "unreadable"
             if state != State.SUCCEEDED:
                 waiting.append({"id": dep, "state": state})
         row = dict(s)
@@ -203,19 +221,49 @@ def queue(ctx: Context) -> list[dict[str, Any]]:
 
 
 def spend(ctx: Context) -> dict[str, Any]:
-    """Cost and tokens for the whole repo, per workflow and per role, and the budget."""
-    rows = list(ctx.store.summaries().values())
-    total = totals(rows)
-    queued = sum(1 for r in rows if r["state"] == State.QUEUED)
+    """Cost and tokens for the whole repo, per workflow and per role, and the budget.
+
+    The totals are the running ones; the breakdowns read the whole history, one line at a time.
+    """
+    view = ctx.store.view()
+    total = view.spend()
+    queued = view.counts().get(State.QUEUED, 0)
+    by_workflow: dict[str, list[float | int]] = {}
+    by_role: dict[str, list[float | int]] = {}
+    for s in view.every():
+        for key, groups in (("workflow", by_workflow), ("role", by_role)):
+            name = s.get(key)
+            if isinstance(name, str) and name:
+                _add(groups.setdefault(name, [0, 0.0, 0, 0]), s)
     return {
         "total": total,
         "budget_usd": ctx.config.budget_usd or None,
         "budget_message": budget_message(total["cost_usd"], ctx.config.budget_usd, queued),
-        "by_workflow": by_key(rows, "workflow"),
-        "by_role": by_key(rows, "role"),
+        "by_workflow": _groups(by_workflow),
+        "by_role": _groups(by_role),
+    }
+
+
+def _add(acc: list[float | int], s: dict[str, Any]) -> None:
+    """One task into a [tasks, cost, input tokens, output tokens] accumulator (as core.spend.totals counts)."""
+    acc[0] += 1
+    c, i, o = s.get("cost_usd"), s.get("input_tokens"), s.get("output_tokens")
+    if c.__class__ in (float, int):
+        acc[1] += c
+    if i.__class__ is int:
+        acc[2] += i
+    if o.__class__ is int:
+        acc[3] += o
+
+
+def _groups(groups: dict[str, list[float | int]]) -> dict[str, dict[str, Any]]:
+    return {
+        name: {"tasks": int(n), "cost_usd": round(cost, 6), "input_tokens": int(i), "output_tokens": int(o)}
+        for name, (n, cost, i, o) in sorted(groups.items())
     }
 
 
 def workflow_spend(ctx: Context, workflow_id: str) -> dict[str, Any]:
-    """Cost and tokens summed over the tasks of one workflow (for `workflow show`)."""
-    return totals(s for s in ctx.store.summaries().values() if s.get("workflow") == workflow_id)
+    """Cost and tokens summed over the tasks of one workflow (for `workflow show`), read one by one."""
+    view = ctx.store.view()
+    return totals(_workflow_members(ctx, view, workflow_id)[1])

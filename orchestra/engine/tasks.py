@@ -7,9 +7,10 @@ and workflows that submit steps go through the same checks.
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from orchestra.core.values import priority as check_priority
 from orchestra.engine.context import Context
 from orchestra.git import refs, worktrees
 from orchestra.store.scheduler import scheduler_pid
+from orchestra.store.tasks import UNFINISHED_STATES
 
 MAX_PROMPT_CHARS = 200_000
 MAX_TITLE_CHARS = 200
@@ -64,37 +66,59 @@ class Submission:
     branch: str | None = None  # work on this existing branch instead of a new one (revision, resolve)
     resolves: str | None = None
     conflict_files: list[str] = field(default_factory=list)
+    # Dependencies on earlier members of the same batch, by their position in it.
+    after_items: list[int] = field(default_factory=list)
+    on_item: int | None = None
 
 
 def submit(ctx: Context, sub: Submission) -> Task:
     return submit_many(ctx, [sub])[0]
 
 
-def submit_many(ctx: Context, subs: list[Submission]) -> list[Task]:
+def submit_many(ctx: Context, subs: list[Submission], commits: dict[str, str] | None = None) -> list[Task]:
     """Check every submission, then write them all under one lock; nothing is written if one is bad.
 
-    Later submissions may name earlier ones of the same batch (by their ids) in `after` and `on`.
+    Later submissions may name earlier ones of the same batch, by their ids in `after` and `on`, or by
+    their positions in `after_items` and `on_item`. Each distinct base is resolved once, and the batch
+    is one store write: one task file each, one index update.
     """
     roles = ctx.roles()
     checked = [_check(sub, roles) for sub in subs]
-    if not refs.has_commits(ctx.root):
+    for i, sub in enumerate(subs):
+        if any(not 0 <= j < i for j in [*sub.after_items, *([sub.on_item] if sub.on_item is not None else [])]):
+            raise InvalidInput("a task of a batch may only depend on tasks before it")
+    if not commits and not refs.has_commits(ctx.root):
         raise InvalidInput("the repository has no commits yet; make a first commit, then submit")
-    bases = [None if sub.on else refs.resolve_commit(ctx.root, sub.base or "HEAD") for sub, *_ in checked]
+    commits = dict(commits or {})  # bases already resolved by the caller
+    bases: list[str | None] = []
+    for sub in subs:
+        if sub.on or sub.on_item is not None:
+            bases.append(None)
+            continue
+        base = sub.base or "HEAD"
+        if base not in commits:
+            commits[base] = refs.resolve_commit(ctx.root, base)
+        bases.append(commits[base])
     tasks: list[Task] = []
     with ctx.store.locked():
-        summaries = ctx.store.summaries()
-        graph = {tid: list(s.get("depends_on") or []) for tid, s in summaries.items()}
+        graph = {tid: list(s.get("depends_on") or []) for tid, s in ctx.store.live().items()}
         for (sub, role_def, timeout_s, budget_usd, prio), base_sha in zip(checked, bases, strict=True):
-            deps = [ctx.store.resolve(d) if d not in {t.id for t in tasks} else d for d in sub.after]
+            mine = {t.id: t for t in tasks}
+            deps = [d if d in mine else ctx.store.resolve(d) for d in sub.after]
+            deps += [tasks[j].id for j in sub.after_items]
             on_id = None
-            if sub.on:
-                on_id = sub.on if sub.on in {t.id for t in tasks} else ctx.store.resolve(sub.on)
-                if on_id not in deps:
-                    deps.append(on_id)
+            if sub.on_item is not None:
+                on_id = tasks[sub.on_item].id
+            elif sub.on:
+                on_id = sub.on if sub.on in mine else ctx.store.resolve(sub.on)
+            if on_id and on_id not in deps:
+                deps.append(on_id)
             deps = list(dict.fromkeys(deps))
-            on_task = next((t for t in tasks if t.id == on_id), None) or (ctx.store.load(on_id) if on_id else None)
+            on_task = mine.get(on_id) if on_id else None
+            if on_id and on_task is None:
+                on_task = ctx.store.load(on_id)
             task_id = ctx.store.unused_id()
-            while task_id in {t.id for t in tasks}:
+            while task_id in mine:
                 task_id = ctx.store.unused_id()
             graph[task_id] = deps
             cycle = find_cycle(graph, task_id)
@@ -128,8 +152,9 @@ def submit_many(ctx: Context, subs: list[Submission]) -> list[Task]:
                 conflict_files=list(sub.conflict_files),
             )
             tasks.append(task)
-        for task in tasks:
-            ctx.store.save(task, "submitted", role=task.role, priority=task.priority, depends_on=task.depends_on)
+        ctx.store.save_many(
+            [(t, "submitted", {"role": t.role, "priority": t.priority, "depends_on": t.depends_on}) for t in tasks]
+        )
     return tasks
 
 
@@ -139,7 +164,7 @@ def _check(sub: Submission, roles: dict[str, Any]) -> tuple[Submission, Any, flo
     prio = check_priority(sub.priority)
     timeout_s = parse_duration(sub.timeout, "timeout") if sub.timeout is not None else role_def.timeout
     budget_usd = parse_usd(sub.budget) if sub.budget is not None else None
-    if sub.on and sub.base:
+    if (sub.on or sub.on_item is not None) and sub.base:
         raise InvalidInput("use either --on (start from another task's branch) or --base, not both")
     if sub.title is not None:
         check_text(sub.title, "title", MAX_TITLE_CHARS)
@@ -153,30 +178,55 @@ def get(ctx: Context, ref: str) -> Task:
     return ctx.store.load(ctx.store.resolve(ref))
 
 
-def listing(ctx: Context, states: Iterable[str] = (), roles: Iterable[str] = ()) -> list[Task]:
+def select(
+    ctx: Context, states: Iterable[str] = (), roles: Iterable[str] = (), limit: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """Task summaries, newest first: live tasks (newest submitted first), then ended ones (most recently
+    ended first), read lazily, so a listing that stops at `limit` never reads the rest of the history.
+    Asking only for live states never reads the history at all.
+    """
     wanted_states = {validate_state(s) for s in states}
     wanted_roles = set(roles)
-    ctx.store.verify()
-    tasks = []
-    for tid, s in ctx.store.summaries().items():
-        if wanted_states and s["state"] not in wanted_states:
-            continue
-        if wanted_roles and s["role"] not in wanted_roles:
-            continue
+    view = ctx.store.checked_view()
+    live_only = bool(wanted_states) and wanted_states <= UNFINISHED_STATES
+    ended_only = bool(wanted_states) and not wanted_states & UNFINISHED_STATES
+    rows = itertools.chain(
+        () if ended_only else view.live_newest_first(),
+        () if live_only else view.finished(),
+    )
+    chosen = (
+        s
+        for s in rows
+        if (not wanted_states or s["state"] in wanted_states) and (not wanted_roles or s["role"] in wanted_roles)
+    )
+    return itertools.islice(chosen, limit) if limit else chosen
+
+
+def listing(
+    ctx: Context,
+    states: Iterable[str] = (),
+    roles: Iterable[str] = (),
+    limit: int | None = None,
+    corrupt: dict[str, str] | None = None,
+) -> Iterator[Task]:
+    """Whole tasks in `select`'s order, each read from its file as it is reached (for streaming).
+
+    Files found unreadable on the way are added to `corrupt` (path -> reason).
+    """
+    for s in select(ctx, states, roles, limit):
         try:
-            tasks.append(ctx.store.load(tid))
-        except (TaskNotFound, InvalidInput, CorruptTaskFile):
-            continue  # reported by corrupt_files()
-    tasks.sort(key=lambda t: (t.created_at, t.id))
-    return tasks
+            yield ctx.store.load(s["id"])
+        except CorruptTaskFile as exc:
+            if corrupt is not None:
+                corrupt[str(exc.path)] = str(exc)
+        except (TaskNotFound, InvalidInput):
+            continue
 
 
-def summaries(ctx: Context, states: Iterable[str] = ()) -> list[dict[str, Any]]:
-    wanted = {validate_state(s) for s in states}
-    ctx.store.verify()
-    rows = [s for s in ctx.store.summaries().values() if not wanted or s["state"] in wanted]
-    rows.sort(key=lambda s: (s.get("created_at") or 0, s["id"]))
-    return rows
+def summaries(
+    ctx: Context, states: Iterable[str] = (), roles: Iterable[str] = (), limit: int | None = None
+) -> list[dict[str, Any]]:
+    return list(select(ctx, states, roles, limit))
 
 
 def wait(
@@ -227,7 +277,7 @@ def stop(ctx: Context, ref: str) -> Task:
 
 def stop_all(ctx: Context) -> list[Task]:
     stopped = []
-    for s in list(ctx.store.summaries().values()):
+    for s in list(ctx.store.live().values()):
         if s["state"] in LIVE_STATES:
             try:
                 stopped.append(cancel(ctx, s["id"]))

@@ -89,3 +89,20 @@ def containing(repo: Path, sha: str) -> list[str]:
 def log_lines(repo: Path, rev_range: str, fmt: str = "%h %s", reverse: bool = False) -> list[str]:
     args = ["log", f"--format={fmt}"] + (["--reverse"] if reverse else []) + [rev_range, "--"]
     return git(repo, *args, check=False).stdout.splitlines()
+
+
+def branch_heads(repo: Path) -> dict[str, str]:
+    """Every local branch and the commit it points at, in one git process."""
+    out = git(repo, "for-each-ref", "--format=%(objectname) %(refname:short)", "refs/heads/", check=False).stdout
+    heads = {}
+    for line in out.splitlines():
+        sha, _, name = line.partition(" ")
+        if name:
+            heads[name] = sha
+    return heads
+
+
+def merged_branches(repo: Path, commit: str) -> set[str]:
+    """The local branches whose heads `commit` contains (merged into it), in one git process."""
+    proc = git(repo, "for-each-ref", f"--merged={commit}", "--format=%(refname:short)", "refs/heads/", check=False)
+    return set(proc.stdout.split()) if proc.returncode == 0 else set()

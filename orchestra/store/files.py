@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from orchestra.core.errors import StorageError
 
@@ -19,24 +22,65 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True, mode: int = 0
 
     `durable=False` skips the fsyncs for caches that can be rebuilt from other files.
     """
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+    tmp = prepare_atomic(path, data, durable=durable, mode=mode)
+    commit_atomic(tmp, path)
+    if durable:
+        fsync_dir(path.parent)
+
+
+def prepare_atomic(path: Path, data: bytes, *, durable: bool = True, mode: int = 0o600) -> Path:
+    """The first half of an atomic write: the new content in a temp file beside `path`."""
+    tmp = temp_name(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except OSError as exc:
         raise _storage_error(path, exc) from exc
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        _write_all(fd, data)
         if durable:
             os.fsync(fd)
+    except BaseException as exc:
         os.close(fd)
-        fd = -1
+        unlink_quietly(tmp)
+        if isinstance(exc, OSError):
+            raise _storage_error(path, exc) from exc
+        raise
+    os.close(fd)
+    return tmp
+
+
+def commit_atomic(tmp: Path, path: Path) -> None:
+    """The second half: the temp file takes the target's name in one rename."""
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        unlink_quietly(tmp)
+        raise _storage_error(path, exc) from exc
+
+
+def temp_name(path: Path) -> Path:
+    return path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+
+
+@contextmanager
+def atomic_writer(path: Path, *, durable: bool = False, mode: int = 0o600) -> Iterator[BinaryIO]:
+    """A file object whose content replaces `path` in one rename when the block ends without error.
+
+    For content too big to hold in memory at once (a rebuilt history, an archive).
+    """
+    tmp = temp_name(path)
+    try:
+        fh = open(tmp, "xb", opener=lambda p, f: os.open(p, f, mode))  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise _storage_error(path, exc) from exc
+    try:
+        with fh:
+            yield fh
+            fh.flush()
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
-        if fd >= 0:
-            os.close(fd)
         unlink_quietly(tmp)
         if isinstance(exc, OSError):
             raise _storage_error(path, exc) from exc
@@ -45,61 +89,11 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True, mode: int = 0
         fsync_dir(path.parent)
 
 
-def write_many_atomic(items: list[tuple[Path, bytes]], *, mode: int = 0o600) -> None:
-    """write_atomic for a batch, with one sync instead of one per file.
-
-    Every temp file is written first, then the filesystem is synced once (syncfs), then each is
-    renamed over its target and the directories are synced: each file is still old or new, never
-    a mix, and durable once this returns. Killed half way, some files are new and some old.
-    """
-    pending: list[tuple[Path, Path]] = []
-    try:
-        for path, data in items:
-            tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-            pending.append((tmp, path))
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
-        if len(pending) > 8:
-            _sync_filesystem(pending[0][0].parent)
-        else:
-            for tmp, _ in pending:
-                fd = os.open(tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        while pending:
-            tmp, path = pending[0]
-            os.replace(tmp, path)
-            pending.pop(0)
-    except OSError as exc:
-        for tmp, _ in pending:
-            unlink_quietly(tmp)
-        raise _storage_error(pending[0][1] if pending else Path("."), exc) from exc
-    for directory in {path.parent for path, _ in items}:
-        fsync_dir(directory)
-
-
-def _sync_filesystem(directory: Path) -> None:
-    """syncfs(2) on the filesystem holding `directory`; os.sync() where that is not available."""
-    import ctypes  # ctypes costs ~3 ms: only a write that met a full disk pays
-    import ctypes.util  # with ctypes above
-
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        if libc.syncfs(fd) == 0:
-            return
-    except (OSError, AttributeError):
-        pass
-    finally:
-        os.close(fd)
-    os.sync()
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
 
 
 def _storage_error(path: Path, exc: OSError) -> StorageError:

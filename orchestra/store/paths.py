@@ -46,7 +46,18 @@ class Paths:
 
     @property
     def index_stale_marker(self) -> Path:
+        """The journal of an index write in progress (see store.tasks); its presence means 'in doubt'."""
         return self.state / "index.stale"
+
+    @property
+    def history(self) -> Path:
+        """Summaries of tasks that ended, one line each, appended as they end (a cache, like the index)."""
+        return self.state / "history.jsonl"
+
+    @property
+    def archive(self) -> Path:
+        """Where `orchestra prune` moves the records of old, merged tasks."""
+        return self.state / "archive"
 
     @property
     def store_lock(self) -> Path:

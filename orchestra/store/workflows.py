@@ -60,9 +60,9 @@ def resolve(store: Store, text: str) -> str | None:
 
 
 def new_id(store: Store) -> str:
-    taken = set(ids(store)) | set(store.summaries())
+    taken = set(ids(store))
     for _ in range(100):
         wf_id = "w" + "".join(secrets.choice(_ALPHABET) for _ in range(5))
-        if wf_id not in taken:
+        if wf_id not in taken and not store.paths.task_file(wf_id).exists():  # ids are one namespace
             return wf_id
     raise OrchestraError("could not find an unused workflow id")

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -75,6 +76,13 @@ def cli(ctx: click.Context, repo: Path | None) -> None:
 @click.option("--title", help="A short title (default: the prompt's first line).")
 @click.option("--timeout", metavar="DURATION", help="Wall-clock limit per run: seconds, or 30m, 2h.")
 @click.option("--budget", metavar="USD", help="Spending limit over all runs (claude --max-budget-usd).")
+@click.option(
+    "--batch",
+    "batch_file",
+    type=click.File("r"),
+    metavar="FILE",
+    help="Submit many tasks from JSON lines in FILE ('-' for stdin), all or none; prints one id per line.",
+)
 @click.option("--start/--no-start", "start", default=None, help="Start a background scheduler if none runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new task as JSON instead of its id.")
 @click.pass_context
@@ -90,6 +98,7 @@ def submit(
     title: str | None,
     timeout: str | None,
     budget: str | None,
+    batch_file: Any,
     start: bool | None,
     as_json: bool,
 ) -> int:
@@ -97,7 +106,36 @@ def submit(
 
     The prompt comes from the arguments, from -f FILE, or from stdin when neither
     is given (or the argument is '-').
+
+    With --batch, each line of FILE is one task as a JSON object with the same
+    fields: prompt (required), role, priority, after (a list), on, base, title,
+    timeout, budget, and an optional key. `after` and `on` may name an earlier
+    line of the batch as "#N" (its line number) or by its key. Every task is
+    checked first; if any line is refused, each refused line is named with its
+    number and nothing is submitted.
     """
+    if batch_file is not None:
+        given = {
+            "PROMPT": bool(prompt),
+            "--file": prompt_file is not None,
+            "--role": role != "generalist",
+            "--priority": priority != "0",
+            "--after": bool(after),
+            "--on": on is not None,
+            "--base": base is not None,
+            "--title": title is not None,
+            "--timeout": timeout is not None,
+            "--budget": budget is not None,
+        }
+        clash = [name for name, yes in given.items() if yes]
+        if clash:
+            raise click.UsageError(f"--batch takes each task's fields from its line, not from {', '.join(clash)}")
+        tasks = _orchestra(ctx).submit_batch(batch_file.read(), start=start)
+        if as_json:
+            _echo_json([t.to_dict() for t in tasks])
+        else:
+            click.echo("\n".join(t.id for t in tasks))
+        return EXIT_OK
     if prompt_file is not None and prompt:
         raise click.UsageError("give the prompt as arguments or with --file, not both")
     if prompt_file is not None:
@@ -172,24 +210,57 @@ def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> i
         return EXIT_OK
 
 
+LIST_LIMIT = 50
+
+
 @cli.command("list")
 @click.option("-s", "--state", "states", multiple=True, help="Only tasks in this state (repeatable).")
 @click.option("-r", "--role", "roles", multiple=True, help="Only tasks with this role (repeatable).")
-@click.option("--json", "as_json", is_flag=True, help="Every field of every task, as a JSON array.")
+@click.option(
+    "-n",
+    "--limit",
+    type=click.IntRange(min=0),
+    help=f"At most this many tasks (default {LIST_LIMIT} in the table, all with --json; 0: all).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Every field of every task, as a JSON array (streamed).")
 @click.pass_context
-def list_cmd(ctx: click.Context, states: tuple[str, ...], roles: tuple[str, ...], as_json: bool) -> int:
-    """List tasks, oldest first."""
+def list_cmd(
+    ctx: click.Context, states: tuple[str, ...], roles: tuple[str, ...], limit: int | None, as_json: bool
+) -> int:
+    """List tasks, newest first.
+
+    Unfinished tasks come first (newest submitted first), then finished ones
+    (most recently ended first). Reading stops at the limit, so a long history
+    costs nothing here; asking only for unfinished states (queued, running,
+    awaiting_input) never reads the history.
+    """
     from orchestra.ui.views import printable, task_table  # ~35 ms off --help and completion
 
     orch = _orchestra(ctx)
+    corrupt: dict[str, str] = {}
     if as_json:
-        _echo_json([t.to_dict() for t in orch.list(states, roles)])
+        _stream_json(t.to_dict() for t in orch.list(states, roles, limit or None, corrupt))
     else:
-        rows = [s for s in orch.summaries(states) if not roles or s["role"] in roles]
-        click.echo(task_table(rows))
-    for _path, reason in orch.corrupt_files().items():
+        wanted = LIST_LIMIT if limit is None else limit
+        rows = orch.summaries(states, roles, wanted + 1 if wanted else None)
+        click.echo(task_table(rows[:wanted] if wanted else rows))
+        if wanted and len(rows) > wanted:
+            click.echo(f"orchestra: showing the newest {wanted}; --limit N shows more, --limit 0 all", err=True)
+    for reason in {**orch.corrupt_files(), **corrupt}.values():  # after the listing, which notices new ones
         click.echo(f"orchestra: warning: {printable(reason)}", err=True)
     return EXIT_OK
+
+
+def _stream_json(items: Iterator[dict[str, Any]]) -> None:
+    """A JSON array written one element at a time, in the same layout as _echo_json, never held whole."""
+    out = sys.stdout
+    first = True
+    for item in items:
+        text = json.dumps(item, indent=2, sort_keys=True, default=str).replace("\n", "\n  ")
+        out.write(("[\n  " if first else ",\n  ") + text)
+        first = False
+    out.write("[]\n" if first else "\n]\n")
+    out.flush()
 
 
 @cli.command()
@@ -695,6 +766,30 @@ def cleanup_cmd(ctx: click.Context, dry_run: bool, force: bool, as_json: bool) -
         _echo_json(report.to_dict())
     else:
         click.echo(cleanup_text(report))
+    return EXIT_OK
+
+
+@cli.command("prune")
+@click.option("--before", metavar="DATE", help="Tasks that ended before DATE (YYYY-MM-DD, or an age such as 90d).")
+@click.option("--keep", type=click.IntRange(min=0), metavar="N", help="Keep the N most recently ended tasks.")
+@click.option("-n", "--dry-run", is_flag=True, help="Only say what would be archived.")
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+@click.pass_context
+def prune_cmd(ctx: click.Context, before: str | None, keep: int | None, dry_run: bool, as_json: bool) -> int:
+    """Archive the records of old finished tasks whose work is merged or cleaned up.
+
+    Their task files, event logs and transcripts move into one compressed archive
+    under .orchestra/archive/. A task is kept while anything unfinished needs it,
+    while its worktree exists, or while its branch holds work not merged into its
+    target. Branches and worktrees are never touched.
+    """
+    from orchestra.ui.views import prune_text  # ~35 ms off --help and completion
+
+    report = _orchestra(ctx).prune(before=before, keep=keep, dry_run=dry_run)
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        click.echo(prune_text(report))
     return EXIT_OK
 
 

@@ -18,6 +18,7 @@ from click.shell_completion import CompletionItem
 if TYPE_CHECKING:
     from orchestra.app import Orchestra
 
+COMPLETION_SCAN = 2000
 MAX_TASKS = 200
 
 Completer = Callable[[click.Context, click.Parameter, str], list[CompletionItem]]
@@ -48,7 +49,7 @@ def _app(ctx: click.Context) -> Orchestra:
 @_quiet
 def task_ids(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     """Ids of tasks, newest first, with state and title as the description."""
-    rows = _app(ctx).summaries()
+    rows = _app(ctx).summaries(limit=COMPLETION_SCAN)  # newest first: never the whole history
     matches = [r for r in rows if r["id"].startswith(incomplete.lower())]
     matches.sort(key=lambda r: r.get("created_at") or 0, reverse=True)
     return [CompletionItem(r["id"], help=f"{r['state']}: {r.get('title') or ''}"[:60]) for r in matches[:MAX_TASKS]]

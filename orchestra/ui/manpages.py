@@ -51,6 +51,12 @@ FILES = [
     (".orchestra/events/ID.jsonl", "The task's append-only event log."),
     (".orchestra/requests/ID/", "Permission requests of a task waiting for a person; see orchestra-respond(1)."),
     (".orchestra/workflows/ID.json", "One file per workflow; see orchestra-workflow(1)."),
+    (
+        ".orchestra/index.json, .orchestra/history.jsonl",
+        "Caches: the unfinished tasks and running totals, and one line per task that ended. "
+        "Rebuilt from the task files when missing or in doubt; safe to delete.",
+    ),
+    (".orchestra/archive/", "Task records moved there by orchestra-prune(1), one compressed JSON-lines file per run."),
 ]
 
 COMPLETION = """Completion for bash, zsh and fish comes from click. Task ids, roles, states,

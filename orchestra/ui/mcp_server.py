@@ -34,6 +34,7 @@ from orchestra.core.task import State, Task
 from orchestra.ui import views
 
 MAX_WAIT = 50.0
+LIST_LIMIT = 50
 MAX_TRANSCRIPT_LINES = 500
 LOG_RESOURCE_CHARS = 200_000
 LOG_RESOURCE_BYTES = 2 * 1024 * 1024
@@ -142,7 +143,9 @@ def build_server(repo: Path) -> MCPServer:
 
     @server.tool(annotations=_acts())
     def submit_task(
-        prompt: Annotated[str, _doc("What the agent should do, in full; it works alone, unattended.")],
+        prompt: Annotated[
+            str | None, _doc("What the agent should do, in full; it works alone, unattended. Omit when giving tasks.")
+        ] = None,
         role: Annotated[str, _doc("The agent's role (see the orchestra://roles resource).")] = "generalist",
         priority: Annotated[int, _doc("Higher runs first, -1000..1000.")] = 0,
         depends_on: Annotated[list[str], _doc("Task ids that must succeed before this one starts.")] = [],  # noqa: B006
@@ -153,8 +156,41 @@ def build_server(repo: Path) -> MCPServer:
         budget_usd: Annotated[
             float | str | None, _doc('Spending limit in USD over all of the task\'s runs (e.g. 2 or "0.50").')
         ] = None,
+        tasks: Annotated[
+            list[dict[str, Any]] | None,
+            _doc(
+                "Submit many tasks at once instead, all or none: each an object with the fields above (prompt "
+                "required; depends_on may also be written after, budget_usd budget) and an optional key. "
+                'depends_on and on may name an earlier task of the list as "#N" (its 1-based position) or by '
+                "its key. If any is refused, every refused one is named and nothing is submitted."
+            ),
+        ] = None,
     ) -> Result:
-        """Queue a task for a Claude Code agent in its own worktree and branch; returns the new task."""
+        """Queue a task (or, with tasks, many at once) for Claude Code agents, each in its own worktree and branch."""
+        if tasks is not None:
+            single = {
+                "prompt": prompt is not None,
+                "role": role != "generalist",
+                "priority": priority != 0,
+                "depends_on": bool(depends_on),
+                "on": on is not None,
+                "base": base is not None,
+                "title": title is not None,
+                "timeout": timeout is not None,
+                "budget_usd": budget_usd is not None,
+            }
+            clash = [name for name, yes in single.items() if yes]
+            if clash:
+                raise ToolError(f"with tasks, give each task's fields inside its object, not {', '.join(clash)}")
+            with _model_errors():
+                orch = core()
+                made = orch.submit_batch(list(tasks), start=False)
+                started = orch.autostart()
+            text = f"queued {len(made)} tasks:\n" + "\n".join(_task_line(t) for t in made)
+            text += "\nfollow them with wait_for_task, list_processes or status_dashboard"
+            return _result({"tasks": [t.to_dict() for t in made], "scheduler_started": started}, text)
+        if prompt is None:
+            raise ToolError("give prompt (one task) or tasks (several)")
         with _model_errors():
             orch = core()
             task = orch.submit(
@@ -177,13 +213,19 @@ def build_server(repo: Path) -> MCPServer:
     def list_processes(
         states: Annotated[list[State], _doc("Only tasks in these states (empty: all).")] = [],  # noqa: B006
         roles: Annotated[list[str], _doc("Only tasks with these roles (empty: all).")] = [],  # noqa: B006
+        limit: Annotated[
+            int, Field(ge=0, le=10_000, description="At most this many tasks, newest first (0: all).")
+        ] = LIST_LIMIT,
     ) -> Result:
-        """List tasks, oldest first, with state, role, elapsed time and cost."""
+        """List tasks, newest first (unfinished ones, then the most recently ended), with state, role, elapsed time and cost."""
         with _model_errors():
-            tasks = core().list([str(s) for s in states], roles)
-        rows = [_with_elapsed(t.summary()) for t in tasks]
+            orch = core()
+            corrupt = dict(orch.corrupt_files())
+            rows = [_with_elapsed(s) for s in orch.summaries([str(s) for s in states], roles, limit or None)]
         text = views.task_table(rows) if rows else "no tasks match"
-        return _result({"tasks": rows}, text)
+        if corrupt:
+            text += "\n" + "\n".join(f"warning: {reason}" for reason in corrupt.values())
+        return _result({"tasks": rows, "corrupt_task_files": corrupt}, text)
 
     @server.tool(annotations=READ)
     def process_details(

@@ -545,6 +545,34 @@ def cleanup_text(report: Any) -> str:
 
 
 @_printable
+def prune_text(report: Any, shown: int = 20) -> str:
+    """What was (or would be) archived, what old enough was kept and why; long lists are cut with a count."""
+    verb = "would archive" if report.dry_run else "archived"
+    lines = []
+    for a in report.archived[:shown]:
+        lines.append(
+            f"{verb} {a['task']} {a['state']:<10} ended {clock(a.get('finished_at'))}  {clip(a.get('title'), 40)}"
+        )
+    if len(report.archived) > shown:
+        lines.append(f"... and {len(report.archived) - shown} more")
+    for wf_id in report.workflows:
+        lines.append(f"{verb} workflow {wf_id} (all its tasks are archived)")
+    kept = report.kept
+    for k in kept[:shown]:
+        lines.append(f"kept {k['task']}: {k['reason']}")
+    if len(kept) > shown:
+        lines.append(f"... and {len(kept) - shown} more kept (--json lists them all)")
+    n = len(report.archived)
+    if not n:
+        lines.append("nothing to archive")
+    elif report.dry_run:
+        lines.append(f"{n} task record(s) would move into an archive under .orchestra/archive/")
+    else:
+        lines.append(f"{n} task record(s) moved into {report.archive}")
+    return "\n".join(lines)
+
+
+@_printable
 def config_text(settings: dict[str, dict[str, Any]], *, person_only: bool = False) -> str:
     """'*' marks values set in config.toml; the rest are defaults. `person_only` notes the settings a
     model may read but not change (MCP)."""

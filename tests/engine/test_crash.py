@@ -128,11 +128,15 @@ class Trial:
         assert git(o.repo, "show", f"{commits}:a2.txt") == "left over"
         instant = o.show(self.ids["instant"])["branch"]
         assert git(o.repo, "log", "-1", "--format=%s", instant) == "Add c"
-        # The index agrees with the task files.
+        # The index (live tasks) and the history (ended ones, newest line wins) agree with the task files.
         state = o.repo / ".orchestra"
+        indexed = {}
+        for line in (state / "history.jsonl").read_text().splitlines():
+            indexed[json.loads(line)["id"]] = json.loads(line)["state"]
         index = json.loads((state / "index.json").read_text())
+        indexed.update({tid: s["state"] for tid, s in index["tasks"].items()})
         on_disk = {p.stem: json.loads(p.read_text())["state"] for p in (state / "tasks").glob("*.json")}
-        assert {tid: s["state"] for tid, s in index["tasks"].items()} == on_disk
+        assert indexed == on_disk
         assert not (state / "index.stale").exists()
         assert git(o.repo, "status", "--porcelain") == ""
         # Doctor agrees: at most temp files of a killed writer, which --fix removes.

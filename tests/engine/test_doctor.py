@@ -73,10 +73,9 @@ def test_finds_every_kind_of_problem_and_fixes_only_what_loses_nothing(orch, tmp
     core.store.update(dead, to_running)
     corrupt = orch.submit("will be corrupt")
     (state / "tasks" / f"{corrupt}.json").write_text('{"id": "oops"')
-    # The index forgets a task and the marker says a write was cut short.
-    index = json.loads((state / "index.json").read_text())
-    del index["tasks"][done]
-    (state / "index.json").write_text(json.dumps(index))
+    # The history forgets a finished task and the marker says a write was cut short.
+    history = (state / "history.jsonl").read_text().splitlines(keepends=True)
+    (state / "history.jsonl").write_text("".join(line for line in history if json.loads(line)["id"] != done))
     (state / "index.stale").touch()
     # Worktrees and branches.
     shutil.rmtree(orch.show(gone_wt)["worktree"])
@@ -128,7 +127,7 @@ def test_finds_every_kind_of_problem_and_fixes_only_what_loses_nothing(orch, tmp
     d = orch.show(dead)
     assert d["state"] == "queued" and d["pid"] is None
     assert not (state / "index.stale").exists() and not stale_tmp.exists() and live_tmp.exists()
-    assert done in json.loads((state / "index.json").read_text())["tasks"]
+    assert f'"id":"{done}"' in (state / "history.jsonl").read_text()
     assert str(state / "worktrees" / gone_wt) not in git(orch.repo, "worktree", "list")
     # Nothing that could hold work was touched.
     assert git(orch.repo, "rev-parse", "--verify", orch.show(gone_wt)["branch"])

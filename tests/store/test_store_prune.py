@@ -1,0 +1,142 @@
+"""`orchestra prune`: history is archived only when a person asks, and never work that is not merged."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import git
+from store_helpers import assert_caches_agree, populate
+
+from orchestra.engine.prune import read_archive
+
+NOON_UTC = 1_700_049_600.0  # 2023-11-15 12:00 UTC
+DAY = 86_400.0
+
+
+def _prune(orch, *args: str) -> dict:
+    proc = orch.run("prune", "--json", *args)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _files(orch) -> set[str]:
+    return {p.stem for p in (orch.repo / ".orchestra" / "tasks").glob("*.json")}
+
+
+def test_prune_archives_merged_and_cleaned_tasks_and_keeps_unmerged_work(orch):
+    merged = orch.submit("merged work\n@fake write m.txt m\n@fake commit Add m")
+    unmerged = orch.submit("unmerged work\n@fake write u.txt u\n@fake commit Add u")
+    never = orch.submit("never ran")
+    orch.run("cancel", never, check=True)
+    assert orch.work().returncode == 0
+    assert orch.run("merge", merged).returncode == 0
+    merge_step = next(
+        t["id"] for t in json.loads(orch.run("list", "--json", check=True).stdout) if t["role"] == "merge"
+    )
+    # Before cleanup the worktrees exist: nothing with a worktree is archived.
+    early = _prune(orch, "--keep", "0", "--dry-run")
+    kept = {k["task"]: k["reason"] for k in early["kept"]}
+    assert "worktree still exists" in kept[merged] and "worktree still exists" in kept[unmerged]
+    assert orch.run("cleanup", check=True).returncode == 0  # removes worktrees, deletes the merged branch
+    unmerged_branch = orch.show(unmerged)["branch"]
+    before = _files(orch)
+
+    dry = _prune(orch, "--keep", "0", "--dry-run")
+    assert {a["task"] for a in dry["archived"]} == {merged, never, merge_step}
+    kept = {k["task"]: k["reason"] for k in dry["kept"]}
+    assert f"its branch {unmerged_branch} is not merged into main" == kept[unmerged]
+    assert _files(orch) == before and not (orch.repo / ".orchestra" / "archive").exists()
+    text = orch.run("prune", "--keep", "0", "--dry-run", check=True).stdout
+    assert f"would archive {merged}" in text and f"kept {unmerged}: its branch" in text
+
+    real = _prune(orch, "--keep", "0")
+    assert {a["task"] for a in real["archived"]} == {merged, never, merge_step}
+    archive = Path(real["archive"])
+    assert archive.parent == orch.repo / ".orchestra" / "archive" and archive.name.endswith(".jsonl.gz")
+    assert _files(orch) == {unmerged}
+    for tid in (merged, never, merge_step):
+        assert not (orch.repo / ".orchestra" / "events" / f"{tid}.jsonl").exists()
+        assert not (orch.repo / ".orchestra" / "logs" / f"{tid}.jsonl").exists()
+    records = list(read_archive(archive))
+    assert records[0]["kind"] == "archive" and records[0]["tasks"] == 3
+    by_id = {r["id"]: r for r in records[1:]}
+    assert by_id[merged]["task"]["state"] == "succeeded" and by_id[merged]["task"]["prompt"].startswith("merged work")
+    assert "submitted" in [e["event"] for e in by_id[merged]["events"]]
+    assert '"type":"result"' in by_id[merged]["transcript"].replace(" ", "")
+    # The unmerged work is untouched, and everything still agrees.
+    assert git(orch.repo, "rev-parse", "--verify", unmerged_branch)
+    assert orch.state(unmerged) == "succeeded"
+    listed = [t["id"] for t in json.loads(orch.run("list", "--json", check=True).stdout)]
+    assert listed == [unmerged]
+    assert sum(json.loads(orch.run("status", "--json", check=True).stdout)["counts"].values()) == 1
+    assert_caches_agree(orch.repo)
+    assert json.loads(orch.run("doctor", "--json").stdout)["findings"] == []
+    assert _prune(orch, "--keep", "0")["archived"] == []
+
+
+def test_prune_keeps_what_unfinished_work_needs(orch):
+    done = orch.submit("done\n@fake write d.txt d\n@fake commit Add d")
+    assert orch.work().returncode == 0
+    assert orch.run("merge", done).returncode == 0
+    orch.run("cleanup", check=True)
+    waiting = orch.submit("builds on it", "--after", done)
+    report = _prune(orch, "--keep", "0", "--dry-run")
+    assert {k["task"]: k["reason"] for k in report["kept"]}[done] == "an unfinished task or running workflow needs it"
+    assert done not in {a["task"] for a in report["archived"]}
+    orch.run("cancel", waiting, check=True)
+    assert done in {a["task"] for a in _prune(orch, "--keep", "0", "--dry-run")["archived"]}
+
+
+def test_prune_by_date_and_by_count(orch):
+    ids = populate(orch.repo, 12, t0=NOON_UTC, spacing=DAY)  # ended one a day from 2023-11-15
+    report = _prune(orch, "--before", "2023-11-20", "--dry-run")
+    assert [a["task"] for a in report["archived"]] == ids[:5]
+    report = _prune(orch, "--keep", "4", "--dry-run")
+    assert [a["task"] for a in report["archived"]] == ids[:8]
+    report = _prune(orch, "--keep", "10", "--before", "2023-11-20")
+    assert [a["task"] for a in report["archived"]] == ids[:2]
+    assert _files(orch) == set(ids[2:])
+    assert_caches_agree(orch.repo)
+    for bad, words in (([], "--before DATE, --keep N"), (["--before", "last tuesday"], "invalid date")):
+        proc = orch.run("prune", *bad)
+        assert proc.returncode == 1 and words in proc.stderr
+
+
+def test_a_crash_while_pruning_loses_nothing(orch):
+    ids = populate(orch.repo, 20, t0=NOON_UTC, spacing=DAY)
+    for tid in ids:
+        (orch.repo / ".orchestra" / "events" / f"{tid}.jsonl").write_text('{"event":"submitted"}\n')
+    env = dict(orch.env, ORCHESTRA_TEST_CRASH_AT="between_remove_and_index")
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestra", "prune", "--keep", "5"],
+        cwd=orch.repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    (archive,) = (orch.repo / ".orchestra" / "archive").glob("*.jsonl.gz")
+    assert [r["id"] for r in list(read_archive(archive))[1:]] == ids[:15]  # written before anything was removed
+    assert _files(orch) == set(ids[15:])
+    report = json.loads(orch.run("status", "--json", check=True).stdout)  # the next command repairs
+    assert sum(report["counts"].values()) == 5
+    assert_caches_agree(orch.repo)
+    assert sorted(p.stem for p in (orch.repo / ".orchestra" / "events").glob("*.jsonl")) == sorted(ids[15:])
+
+
+@pytest.mark.parametrize("word", ["prune"])
+def test_prune_is_not_offered_to_models(orch, word):
+    """Pruning is a person's decision: the MCP server has no tool for it."""
+    from orchestra.ui import mcp_server
+
+    server = mcp_server.build_server(orch.repo)
+    import anyio
+
+    names = anyio.run(server.list_tools)
+    assert not [t.name for t in names if word in t.name]
