@@ -18,8 +18,9 @@ from orchestra.core.task import AGENTLESS_PRODUCTS, Task
 from orchestra.core.values import PERMISSION_MODES, did_you_mean, parse_duration, parse_usd
 
 _COMMON = """You are one agent in a team coordinated by orchestra. You work alone in your own git
-worktree, on a branch that belongs to this task; that branch is what you hand on. Stay on it: do not
-switch branches, push, rewrite history or touch other worktrees. Commit your work with clear messages
+checkout (a repository of its own), on a branch that belongs to this task; that branch is what you
+hand on. Stay on it: do not switch branches, push, rewrite history or touch anything outside your
+checkout: you can write only there (and in your temp directory). Commit your work with clear messages
 as you reach sensible points; anything you leave uncommitted is committed for you when you stop.
 Nobody will answer questions while you work: make reasonable decisions, note assumptions in your
 final message, and end with a short summary of what you did and what is left."""

@@ -60,7 +60,7 @@ def cleanup(ctx: Context, *, dry_run: bool = False, force: bool = False) -> Clea
             continue
         if wf.state in ("running", "awaiting_merge"):
             busy.update(wf.task_ids())
-    registered = worktrees.list_worktrees(root)
+    registered = worktrees.all_checkouts(root)
     squashed = [
         t.merged["source_sha"] for t in tasks if isinstance(t.merged, dict) and t.merged.get("strategy") == "squash"
     ]
@@ -122,7 +122,7 @@ def _cleanup_branch(
         removed = {Path(w["path"]) for w in report.removed_worktrees}
         holders = [p for p, b in registered.items() if b == branch and p not in removed]
     else:
-        holders = [p for p, b in worktrees.list_worktrees(root).items() if b == branch]
+        holders = [p for p, b in worktrees.all_checkouts(root).items() if b == branch]
     if holders:
         report.kept.append({**item, "what": "branch", "reason": f"checked out in {holders[0]}"})
         return

@@ -1,11 +1,12 @@
-"""`orchestra doctor`: check the store, the worktrees and the branches against each other.
+"""`orchestra doctor`: check the store, the checkouts and the branches against each other.
 
 Repairs are the ones that cannot lose anything: rebuild the index from the task
 files, forget worktree registrations whose directory is gone, remove temp files
-whose writer is dead, clear worktree creations git left half done, and settle
+whose writer is dead, clear checkouts whose making was cut short, and settle
 running tasks nobody runs any more the way a restarted scheduler would. Corrupt
-task files, stray worktree directories and missing branches are only reported:
-they may hold someone's work, and a person decides.
+task files, stray worktree directories, missing or rewritten branches and work
+that never came home are only reported: they may hold someone's work, and a
+person decides.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from orchestra.agent import processes
 from orchestra.core.errors import OrchestraError, SchedulerBusy
 from orchestra.core.task import State, Task
 from orchestra.engine.context import Context
-from orchestra.git import refs, worktrees
+from orchestra.git import refs, workspace, worktrees
 from orchestra.store.files import TMP_PREFIX, TMP_SUFFIX
 from orchestra.store.paths import Paths
 from orchestra.store.scheduler import scheduler_pid
@@ -83,6 +84,7 @@ def run(ctx: Context, fix: bool = False) -> DoctorReport:
     _check_running(ctx, tasks, report, fix and sched is None)
     _check_worktrees(paths, tasks, report, fix and sched is None)
     _check_branches(paths, store, tasks, report)
+    _check_work_not_home(paths, tasks, report)
     _check_temp_files(paths, report, fix)
     _check_scheduler_info(paths, sched, report, fix)
     if fix and sched is not None:
@@ -212,6 +214,8 @@ def _check_worktrees(paths: Paths, tasks: dict[str, Task], report: DoctorReport,
     root = paths.worktrees
     for entry in _scan(root):
         path = Path(entry.path)
+        if workspace.partial_owner(entry.name) is not None:
+            continue  # a checkout being made, or one whose making was cut short (below)
         if entry.is_symlink():
             report.findings.append(
                 Finding(
@@ -239,8 +243,7 @@ def _check_worktrees(paths: Paths, tasks: dict[str, Task], report: DoctorReport,
     ]
     half_made = worktrees.interrupted_adds(paths.root, root)
     halves = [
-        (h, Finding("interrupted_worktree_add", str(h.path), "git was killed while creating it", True))
-        for h in half_made
+        (h, Finding("interrupted_worktree_add", str(h.path), "killed while it was being made", True)) for h in half_made
     ]
     report.findings += missing + [f for _, f in halves]
     if not fix:
@@ -273,6 +276,53 @@ def _check_branches(paths: Paths, store: Store, tasks: dict[str, Task], report: 
                     f"branch {task.branch} does not exist",
                     False,
                     note="its commits are gone from git unless another branch has them",
+                )
+            )
+
+
+def _check_work_not_home(paths: Paths, tasks: dict[str, Task], report: DoctorReport) -> None:
+    """Commits that stayed in a finished task's checkout, and branches moved back or aside since
+    orchestra last left them (the work it brought home is no longer on them)."""
+    try:
+        heads = refs.heads(paths.root)
+    except OrchestraError:
+        return
+    latest: dict[str, Task] = {}
+    for task in tasks.values():
+        if task.agentless or not task.branch:
+            continue
+        if task.state.final:
+            path = paths.worktree(task.id)
+            unsaved = workspace.unsaved_commits(paths.root, path) if workspace.is_task_repo(path) else []
+            if unsaved:
+                report.findings.append(
+                    Finding(
+                        "work_not_home",
+                        task.id,
+                        f"its checkout {path} has commits that are not in the main repository (on {', '.join(unsaved[:3])})",
+                        False,
+                        note=f"the task's error says why; 'orchestra retry {task.id}' brings them home once that is solved",
+                    )
+                )
+        if task.branch_sha:
+            known = latest.get(task.branch)
+            if known is None or (task.finished_at or task.started_at or 0) >= (
+                known.finished_at or known.started_at or 0
+            ):
+                latest[task.branch] = task
+    for branch, task in sorted(latest.items()):
+        head = heads.get(branch)
+        if head is None or head == task.branch_sha or task.live:
+            continue  # deleted (see branch_missing), unchanged, or being worked on
+        if not refs.is_ancestor(paths.root, str(task.branch_sha), head):
+            report.findings.append(
+                Finding(
+                    "branch_rewritten",
+                    task.id,
+                    f"branch {branch} no longer contains {str(task.branch_sha)[:12]}, where task {task.id} left it "
+                    f"(now {head[:12]}); orchestra's agents cannot write there",
+                    False,
+                    note=f"'git reflog {branch}' shows who moved it",
                 )
             )
 

@@ -72,6 +72,7 @@ def launch(ctx: Context, task_id: str) -> Handle:
 
     def started(t: Task) -> None:
         t.launched(handle.pid, handle.proc_start, handle.log_offset, base_sha, handle.worktree)
+        t.branch_sha = spec.branch_sha or t.branch_sha
 
     ctx.store.update(task.id, started, "started", pid=handle.pid, resume=spec.resume, attempt=task.attempts)
     crash_point("after_started")
@@ -238,6 +239,9 @@ def finalize(
         collected = Collected(error=str(exc))
     if collected.commit:
         ctx.store.append_event(task.id, "autocommit", commit=collected.commit)
+    if collected.gitlinks:
+        ctx.store.append_event(task.id, "gitlinks_left_out", paths=collected.gitlinks)
+        ctx.log(f"{task.id}: nested repositories not committed by orchestra: {', '.join(collected.gitlinks[:5])}")
     crash_point("after_commit")
     verdict: Verdict | None = None
     paused: float | None = None
@@ -249,6 +253,8 @@ def finalize(
         verdict = judge(
             ctx, t, outcome, exit_code, timed_out=timed_out, launch_error=launch_error, collect_error=collected.error
         )
+        if collected.branch_sha:
+            t.branch_sha = collected.branch_sha
         _add_outcome(t, outcome)
         error = mask_secrets(verdict.error) if verdict.error else None  # agent text: it may echo a secret
         if verdict.retry:

@@ -20,7 +20,7 @@ from orchestra.core.crashpoints import crash_point
 from orchestra.core.errors import OrchestraError
 from orchestra.core.task import Task
 from orchestra.executors.base import RUNNING, Collected, Handle, Launch
-from orchestra.git import repo, worktrees
+from orchestra.git import repo, workspace, worktrees
 from orchestra.store.paths import Paths
 
 POLL_SECONDS = 0.2
@@ -42,10 +42,19 @@ class LocalExecutor:
         wt = self.paths.worktree(task.id)
         fresh = not (wt / ".git").exists()
         crash_point("before_worktree")
-        worktrees.ensure_worktree(self.paths.root, wt, task.branch, launch.base_sha)
+        try:
+            launch.branch_sha = worktrees.ensure_worktree(
+                self.paths.root, wt, task.branch, launch.base_sha, copied=task.copied
+            )
+        except OSError as exc:
+            raise OrchestraError(f"cannot make the task's checkout {wt}: {exc.strerror or exc}") from None
         crash_point("after_worktree")
         if (self.config.copy or self.config.setup) and (fresh or bootstrap_needed):
-            return bootstrap.prepare(self.config, task, self.paths.root, wt)
+            copied = bootstrap.prepare(self.config, task, self.paths.root, wt)
+            if copied:
+                # Before the agent runs: whatever it does, `git add -A` leaves copied files out.
+                workspace.write_excludes(wt, sorted({*task.copied, *copied}))
+            return copied
         return []
 
     def spawn(self, launch: Launch) -> Handle:
@@ -137,16 +146,22 @@ class LocalExecutor:
         try:
             if self._identity is None:
                 self._identity = repo.commit_identity_env(self.paths.root)
-            sha = worktrees.commit_leftovers(
+            done = worktrees.collect(
+                self.paths.root,
                 wt,
+                task.branch,
+                task.branch_sha or workspace.UNKNOWN,
                 f"orchestra: uncommitted work of task {task.id} ({task.role})\n\n{task.title}\n\n"
                 f"Committed by orchestra when the agent's run ended.\nOrchestra-Task: {task.id}",
                 self._identity,
-                exclude=task.copied,
+                copied=task.copied,
+                label=task.id,
             )
         except OrchestraError as exc:
             return Collected(error=str(exc))
-        return Collected(commit=sha)
+        except OSError as exc:
+            return Collected(error=f"cannot bring the work home from {wt}: {exc.strerror or exc}")
+        return Collected(commit=done.commit, error=done.error, branch_sha=done.tip, gitlinks=done.gitlinks or [])
 
     def workspace(self, task: Task) -> Path | None:
         wt = self.paths.worktree(task.id)
