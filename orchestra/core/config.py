@@ -61,6 +61,25 @@ SETTINGS: dict[str, Setting] = {
             "permission mode for every role ('role' keeps each role's own; bypassPermissions as root needs IS_SANDBOX=1)",
         ),
         Setting(
+            "sandbox",
+            "required",
+            v.sandbox_mode,
+            "'required': agents run in Claude Code's sandbox (needs bubblewrap and socat) or not at all; "
+            "'off': unconfined, with a shorter allow list",
+        ),
+        Setting(
+            "sandbox_allow_write",
+            [],
+            v.absolute_paths,
+            "absolute paths sandboxed commands may also write (e.g. ~/.cache/pip); the task's checkout always",
+        ),
+        Setting(
+            "sandbox_allow_domains",
+            [],
+            v.domains,
+            "hosts sandboxed commands may reach (e.g. pypi.org); none by default",
+        ),
+        Setting(
             "api_retries",
             4,
             v.small_count,

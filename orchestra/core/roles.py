@@ -71,6 +71,22 @@ _GIT_SAFE_ALLOW = [
     "Bash(cargo test:*)",
     "Bash(go test:*)",
 ]
+# Commands that run project code (a conftest.py, a Makefile the agent wrote) or can write any file
+# (`git log --output=<path>`): allowed unasked only when the agent runs in Claude Code's sandbox,
+# which confines them to the task's own directory. Without it, they ask a person (docs/security.md).
+SANDBOX_ONLY_ALLOW: frozenset[str] = frozenset(
+    {
+        "Bash(git diff:*)",
+        "Bash(git log:*)",
+        "Bash(git show:*)",
+        "Bash(pytest:*)",
+        "Bash(python -m pytest:*)",
+        "Bash(npm test:*)",
+        "Bash(make test:*)",
+        "Bash(cargo test:*)",
+        "Bash(go test:*)",
+    }
+)
 _GIT_DENY = [
     "Bash(git push:*)",
     "Bash(git reset --hard:*)",

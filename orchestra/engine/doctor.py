@@ -6,7 +6,7 @@ whose writer is dead, clear checkouts whose making was cut short, and settle
 running tasks nobody runs any more the way a restarted scheduler would. Corrupt
 task files, stray worktree directories, missing or rewritten branches and work
 that never came home are only reported: they may hold someone's work, and a
-person decides.
+person decides. Whether agents can start in their sandbox is checked too.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestra.agent import processes
+from orchestra.agent import processes, sandbox
 from orchestra.core.errors import OrchestraError, SchedulerBusy
 from orchestra.core.task import State, Task
 from orchestra.engine.context import Context
@@ -58,6 +58,8 @@ class DoctorReport:
     fix: bool
     scheduler_pid: int | None
     findings: list[Finding] = field(default_factory=list)
+    sandbox: dict[str, Any] = field(default_factory=dict)  # the setting, and whether agents can start in it
+    notices: list[str] = field(default_factory=list)  # worth knowing, not problems: `ok` ignores them
 
     @property
     def ok(self) -> bool:
@@ -71,6 +73,8 @@ class DoctorReport:
             "scheduler_pid": self.scheduler_pid,
             "ok": self.ok,
             "findings": [f.to_dict() for f in self.findings],
+            "sandbox": self.sandbox,
+            "notices": self.notices,
         }
 
 
@@ -78,6 +82,7 @@ def run(ctx: Context, fix: bool = False) -> DoctorReport:
     paths, store = ctx.paths, ctx.store
     sched = scheduler_pid(paths)
     report = DoctorReport(root=paths.root, fix=fix, scheduler_pid=sched)
+    _check_sandbox(ctx, report)
     if not paths.state.is_dir():
         return report
     tasks = _check_index(paths, store, report, fix)
@@ -85,6 +90,7 @@ def run(ctx: Context, fix: bool = False) -> DoctorReport:
     _check_worktrees(paths, tasks, report, fix and sched is None)
     _check_branches(paths, store, tasks, report)
     _check_work_not_home(paths, tasks, report)
+    _check_main_refs(ctx, tasks, report)
     _check_temp_files(paths, report, fix)
     _check_scheduler_info(paths, sched, report, fix)
     if fix and sched is not None:
@@ -92,6 +98,18 @@ def run(ctx: Context, fix: bool = False) -> DoctorReport:
             if f.fixable and not f.fixed and f.note is None:
                 f.note = f"not fixed while a scheduler runs (pid {sched}); stop it and run doctor --fix again"
     return report
+
+
+def _check_sandbox(ctx: Context, report: DoctorReport) -> None:
+    """Whether agents can start in their sandbox (bubblewrap and socat on PATH), or run unconfined."""
+    mode = ctx.config.sandbox
+    missing = sandbox.unavailable()
+    report.sandbox = {"setting": mode, "available": missing is None, "missing": missing}
+    why = sandbox.problem(mode)
+    if why:
+        report.findings.append(
+            Finding("sandbox_unavailable", "sandbox", why, False, note="agents that change files do not start")
+        )
 
 
 def _check_index(paths: Paths, store: Store, report: DoctorReport, fix: bool) -> dict[str, Task]:
@@ -325,6 +343,15 @@ def _check_work_not_home(paths: Paths, tasks: dict[str, Task], report: DoctorRep
                     note=f"'git reflog {branch}' shows who moved it",
                 )
             )
+
+
+def _check_main_refs(ctx: Context, tasks: dict[str, Task], report: DoctorReport) -> None:
+    """Refs of the main repository that moved since a running task's run started (engine.refguard)."""
+    from orchestra.engine import refguard
+
+    for task_id, moved in sorted(refguard.live_changes(ctx, list(tasks.values())).items()):
+        shown = ", ".join(f"{name} {(a or '(none)')[:12]}->{(b or '(none)')[:12]}" for name, (a, b) in moved.items())
+        report.notices.append(f"since task {task_id} started, refs moved in the main repository: {shown}")
 
 
 def _check_temp_files(paths: Paths, report: DoctorReport, fix: bool) -> None:

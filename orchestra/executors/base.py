@@ -51,6 +51,8 @@ class Handle:
     worktree: str = ""
     node: str | None = None  # where it runs, when that is not this machine
     native: Any = None  # the executor's own object (a Popen, an actor handle); not persisted
+    sandboxed: bool = False  # launched with Claude Code's sandbox: its init line must say so
+    adopted: bool = False  # found again after a scheduler restart, not started by this process
 
 
 @dataclass

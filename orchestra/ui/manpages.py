@@ -45,7 +45,12 @@ FILES = [
     (".orchestra/config.toml", "Settings; see orchestra-config(1)."),
     (".orchestra/tasks/ID.json", "One file per task, the truth about it."),
     (".orchestra/logs/ID.jsonl", "The agent's stream-json transcript; read it with orchestra-logs(1)."),
-    (".orchestra/worktrees/ID", "The task's git worktree, on its own branch."),
+    (
+        ".orchestra/worktrees/ID",
+        "The task's checkout: a git repository of its own (objects borrowed from the main one), on its "
+        "branch. Inspect a task's work from the main repository (git log -p BRANCH), not with git inside it.",
+    ),
+    (".orchestra/guard/ID.json", "The main repository's refs when the task's current run started."),
     (".orchestra/scheduler.log", "What the background scheduler did, including why tasks do not start."),
     (".orchestra/events/ID.jsonl", "The task's append-only event log."),
     (".orchestra/requests/ID/", "Permission requests of a task waiting for a person; see orchestra-respond(1)."),
@@ -83,18 +88,51 @@ EXTRA: dict[str, list[tuple[str, str]]] = {
             "0600). The values of ANTHROPIC_API_KEY and of variables ending in _TOKEN, _SECRET, "
             "_KEY or _PASSWORD are masked in what orchestra stores (result, error, denials) and "
             "shows (show, status, logs); logs --raw prints the agent's transcript byte for byte.",
+        ),
+        (
+            "SANDBOX",
+            "Each task works in a repository of its own under .orchestra/worktrees/, and its Bash "
+            "commands, with everything they start, run in Claude Code's sandbox (bubblewrap and socat "
+            "must be installed): they can write only in that directory and a private temp directory, "
+            "reach no network host, and leave no process behind. Orchestra passes the sandbox settings on "
+            "every run, resumed ones too, stops a run whose init line does not report the sandbox on, "
+            "loads only the user's own Claude Code settings, and brings a task's work home only by "
+            "fetching its branch. Its own git never runs hooks, fsmonitor, filters, drivers or pagers "
+            "from a checkout. With sandbox = off agents run unconfined and test runners and git "
+            "log/diff/show ask a person. See docs/security.md for the threat model and how to widen "
+            "the box on purpose.",
+        ),
+    ],
+    "config": [
+        (
+            "SANDBOX SETTINGS",
+            "sandbox: 'required' (the default) runs every agent that changes files in Claude Code's "
+            "sandbox, and fails such tasks at once, with the reason, when bubblewrap or socat is not "
+            "on PATH; 'off' runs agents unconfined (status and doctor say so) and leaves git "
+            "log/diff/show and the test runners out of the roles' allow lists. "
+            "sandbox_allow_write: absolute paths (or ~/...) sandboxed commands may also write, e.g. a "
+            "package cache. sandbox_allow_domains: host names sandboxed commands may reach, e.g. "
+            "pypi.org; none by default. 'orchestra config list' shows every setting with its meaning.",
         )
     ],
     "doctor": [
         (
             "REPAIRS",
             "With --fix, doctor rebuilds the index from the task files, prunes worktree "
-            "registrations whose directory is gone, clears worktree creations git left half "
-            "done, removes temp files whose writer died, and settles running tasks that have "
+            "registrations whose directory is gone, clears checkouts whose making was cut "
+            "short, removes temp files whose writer died, and settles running tasks that have "
             "neither an agent nor a scheduler the way a restarted scheduler would. It never "
             "deletes a branch, a corrupt task file or a directory that may hold work, and "
             "while a scheduler runs it leaves worktrees and running tasks to it.",
-        )
+        ),
+        (
+            "CHECKS",
+            "Besides the repairs above, doctor reports: the agent sandbox required but bubblewrap or "
+            "socat missing (sandbox_unavailable), and a note when sandbox = off; commits left in a "
+            "finished task's checkout that never came home (work_not_home); a task branch that no "
+            "longer contains what orchestra left on it (branch_rewritten); and, as notices that do not "
+            "fail it, refs of the main repository that moved since a running task started.",
+        ),
     ],
     "wait": [
         (
