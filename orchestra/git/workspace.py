@@ -12,7 +12,7 @@ Everything inside the task's `.git` is the agent's to write (the sandbox protect
 hooks, and nothing at all without it), so orchestra trusts none of it. Before it runs git there,
 `make_safe` puts back orchestra's own config, alternates and exclude list, and removes hooks and
 anything that would send git elsewhere (`commondir`, `config.worktree`, a `.git` that is a file or
-a link). git.runner's environment then switches off hooks, fsmonitor, pagers and external diff
+a link, any symlink inside `.git`, through which git's own writes would land outside). git.runner's environment then switches off hooks, fsmonitor, pagers and external diff
 for the call, and commands that could walk into a nested repository the agent made (whose config
 orchestra cannot vet) are told to ignore submodules. Orchestra never commits a gitlink it did not
 find on the branch.
@@ -217,12 +217,36 @@ def make_safe(path: Path, repo: Path, copied: list[str] | tuple[str, ...] = ()) 
         raise GitError(f"refusing to use {path}: its .git is not a directory")
     for name in ("commondir", "config.worktree", "hooks", "info/attributes", "info/grafts", "info/sparse-checkout"):
         _remove(dot_git / name)
+    _sweep_links(dot_git)
     write_atomic(dot_git / "config", config_text(repo).encode(), durable=False, mode=0o644)
     for sub in ("objects", "objects/info", "info", "refs", "refs/heads"):
         _real_dir(dot_git / sub)
     alternates = f"{(git_common_dir(repo) / 'objects').resolve()}\n"
     write_atomic(dot_git / "objects" / "info" / "alternates", alternates.encode(), durable=False, mode=0o644)
     write_excludes(path, copied)
+
+
+def _sweep_links(dot_git: Path) -> None:
+    """Remove every symlink and special file inside a task's `.git`.
+
+    Git itself never makes them there, but it follows them: a `.git/logs/HEAD` linked to a file
+    outside the checkout would have orchestra's own (unsandboxed) commit append its reflog line
+    there, a linked `COMMIT_EDITMSG` would be overwritten, a linked directory under `refs/` or
+    `objects/` would take ref and object writes elsewhere, and a FIFO would hang git.
+    """
+    for dirpath, dirnames, filenames in os.walk(dot_git, followlinks=False):
+        keep = []
+        for name in dirnames + filenames:
+            full = os.path.join(dirpath, name)
+            try:
+                mode = os.lstat(full).st_mode
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(mode):
+                keep.append(name)
+            elif not stat.S_ISREG(mode):
+                os.unlink(full)
+        dirnames[:] = [d for d in dirnames if d in keep]
 
 
 def write_excludes(path: Path, copied: list[str] | tuple[str, ...] = ()) -> None:

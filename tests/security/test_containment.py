@@ -203,6 +203,35 @@ def test_leftovers_of_a_hostile_checkout_run_nothing_and_commit_only_the_work(or
     assert list(marks.iterdir()) == []
 
 
+def test_links_planted_in_a_checkouts_git_dir_take_none_of_orchestras_writes_outside(orch, tmp_path: Path):
+    """Git follows symlinks inside `.git`: a `logs/HEAD` linked to a file outside would get the
+    reflog line of orchestra's own closing commit appended, a linked `COMMIT_EDITMSG` its
+    message, a linked `logs/refs` directory new reflog files. A sandboxed agent can make such
+    links (only writing through them is blocked); orchestra's git must never write through them."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the user's file\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    script = "\n".join(
+        [
+            "Plant links.",
+            "@fake write feature.txt the work",
+            f"@fake bash mkdir -p .git/logs && rm -rf .git/logs/HEAD .git/logs/refs && ln -s {victim} .git/logs/HEAD"
+            f" && ln -s {victim} .git/COMMIT_EDITMSG && ln -s {outside} .git/logs/refs",
+            "@fake text Planted.",
+        ]
+    )
+    tid = orch.submit(script, "--role", "implementer")
+    assert orch.work().returncode == 0
+    task = orch.show(tid)
+    assert task["state"] == "succeeded", task["error"]
+    assert victim.read_text() == "the user's file\n"
+    assert list(outside.iterdir()) == []
+    assert git(orch.repo, "show", f"{task['branch']}:feature.txt") == "the work"
+    dot_git = Path(task["worktree"]) / ".git"
+    assert not [p for p in dot_git.rglob("*") if p.is_symlink()]
+
+
 def _gate(tmp_path: Path) -> tuple[Path, str]:
     """A file the test creates when the agent may go on, and the script line that waits for it."""
     go = tmp_path / "go"
