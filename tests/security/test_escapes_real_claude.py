@@ -177,7 +177,8 @@ def edit(path: str, old: str, new: str) -> dict:
     return {"tool_use": {"name": "Edit", "input": {"file_path": path, "old_string": old, "new_string": new}}}
 
 
-def _no_process_left(tid: str) -> list[int]:
+def _processes_left(tid: str) -> list[int]:
+    """Live processes carrying the task's marker: what an agent started and left behind."""
     marker = f"ORCHESTRA_TASK_ID={tid}".encode()
     alive = []
     for name in os.listdir("/proc"):
@@ -326,7 +327,7 @@ def test_a_default_implementer_cannot_escape_through_what_it_may_run_unasked(tmp
     assert "legit feature" in _git(m, "log", "--format=%s", task["branch"])
     if "sub" in branch_files:  # the agent's own commit of its nested repository: a bare gitlink, inert at home
         assert _git(m, "ls-tree", task["branch"], "sub").startswith("160000 commit ")
-    assert not _no_process_left(tid), "a process the agent started is still alive"
+    assert not _processes_left(tid), "a process the agent started is still alive"
     time.sleep(0.5)
     world.assert_untouched(env)
     assert not (m / ".orchestra" / "requests" / tid / "always.json").exists()
@@ -367,7 +368,7 @@ def test_with_every_command_allowed_the_sandbox_still_holds(tmp_path, claude_bin
             " && git add sub && git -c user.name=a -c user.email=a@b commit -q -m nested"
         ),
         bash(
-            f"(setsid sh -c 'sleep 6; touch {marks}/daemon' &) ; nohup sh -c 'sleep 6; touch late-daemon' >/dev/null 2>&1 &"
+            f"(setsid sh -c 'sleep 2; touch {marks}/daemon' &) ; nohup sh -c 'sleep 2; touch late-daemon' >/dev/null 2>&1 &"
         ),
         {"text": "Done."},
     ]
@@ -379,8 +380,8 @@ def test_with_every_command_allowed_the_sandbox_still_holds(tmp_path, claude_bin
         stub.stop()
     assert task["state"] == "succeeded", task["error"]
     assert _git(m, "show", f"{task['branch']}:feature.txt") == "the legitimate work"
-    time.sleep(7)  # past the daemons' bedtime
-    assert not _no_process_left(tid)
+    time.sleep(3)  # past the daemons' bedtime
+    assert not _processes_left(tid)
     assert not (Path(task["worktree"]) / "late-daemon").exists()
     world.assert_untouched(env)
     config = (Path(task["worktree"]) / ".git" / "config").read_text()
@@ -444,7 +445,7 @@ def test_an_agent_cannot_answer_its_own_permission_request(tmp_path, claude_bin)
     assert "asked.txt" not in _branch_files(world, task["branch"])
     assert not (Path(task["worktree"]) / "asked.txt").exists()
     assert _git(m, "show", f"{task['branch']}:feature.txt") == "the legitimate work"
-    assert not _no_process_left(tid)
+    assert not _processes_left(tid)
     world.assert_untouched(env)
 
 
