@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from orchestra.agent import sandbox as sandboxing
 from orchestra.core.errors import OrchestraError
 from orchestra.core.roles import READ_ONLY_TOOLS, VERDICT_SCHEMA, Role
 from orchestra.store.files import private_opener
@@ -48,10 +49,13 @@ def build_argv(
     if tools is not None:
         argv += ["--tools", ",".join(tools)]
     settings = role.settings()
+    if settings and role.produces != "verdict":
+        settings["permissions"].update(sandboxing.PERMISSION_SETTINGS)
     if sandbox:
         settings = {**(settings or {}), "sandbox": sandbox}
     if settings:
         argv += ["--settings", json.dumps(settings)]
+    argv += list(sandboxing.CLI_FLAGS)
     if role.max_turns:
         argv += ["--max-turns", str(role.max_turns)]
     if resume:

@@ -45,6 +45,8 @@ class Outcome:
     output_tokens: int | None = None
     cache_read_tokens: int | None = None
     cache_creation_tokens: int | None = None
+    init_seen: bool = False
+    sandbox_enabled: bool | None = None  # the first init line's `sandbox_enabled`
 
     def failure_reason(self, exit_code: int | None) -> str:
         if not self.has_result:
@@ -106,6 +108,9 @@ def read_outcome(log_path: Path, offset: int = 0) -> Outcome:
                 out.session_id = event["session_id"]
             if kind == "system" and event.get("subtype") == "init":
                 out.session_id = event.get("session_id") or out.session_id
+                if not out.init_seen:
+                    out.init_seen = True
+                    out.sandbox_enabled = event.get("sandbox_enabled") is True
             elif kind == "assistant":
                 msg = event.get("message") or {}
                 if isinstance(msg, dict):
@@ -126,6 +131,31 @@ def read_outcome(log_path: Path, offset: int = 0) -> Outcome:
 
 
 _SESSION_ID = re.compile(rb'"session_id":\s*"([^"]+)"')
+INIT_SCAN_BYTES = 1 << 20
+
+
+def read_init(log_path: Path, offset: int = 0) -> dict[str, Any] | None:
+    """The run's `system/init` line (after `offset`), or None while it has not been written.
+
+    Claude Code writes it before its first model call; only the first MB is looked at.
+    """
+    try:
+        fh = open(log_path, "rb")  # noqa: SIM115
+    except OSError:
+        return None
+    with fh:
+        fh.seek(offset)
+        data = fh.read(INIT_SCAN_BYTES)
+    for raw in data.splitlines(keepends=True):
+        if not raw.endswith(b"\n") or b'"init"' not in raw:
+            continue  # a line still being written
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("type") == "system" and event.get("subtype") == "init":
+            return event
+    return None
 
 
 def _apply_result(out: Outcome, event: dict[str, Any]) -> None:

@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestra.agent import sandbox
 from orchestra.core.config import Config
 from orchestra.core.errors import ConfigError, OrchestraError
-from orchestra.core.roles import Role
+from orchestra.core.roles import SANDBOX_ONLY_ALLOW, Role
 from orchestra.core.values import PERMISSION_MODES
 
 SERVER_NAME = "orchestra_perm"
@@ -51,6 +52,7 @@ class Policy:
     deny: tuple[str, ...]
     ask: tuple[str, ...]
     prompts: bool  # whether what needs approval asks a person (else Claude Code refuses it)
+    sandboxed: bool = True  # Bash runs in Claude Code's sandbox (the `sandbox` setting)
 
     @property
     def uses_prompt_tool(self) -> bool:
@@ -98,9 +100,17 @@ def _check_rules(path: object, where: str, value: object) -> None:
         raise ConfigError(f'{path}: {where} must be a list of rules like "Bash(git status:*)" or "Write"')
 
 
-def policy_for(role: Role, config: Config, table: dict[str, Any] | None = None) -> Policy:
-    """The role's own rules, plus the repository's, plus the role's section of the config."""
+def policy_for(
+    role: Role, config: Config, table: dict[str, Any] | None = None, *, sandboxed: bool | None = None
+) -> Policy:
+    """The role's own rules, plus the repository's, plus the role's section of the config.
+
+    Unsandboxed, the role's own rules lose what only the sandbox makes safe (roles.SANDBOX_ONLY_ALLOW);
+    rules the config adds are the user's on purpose and stay. The `.git` deny rules are always added.
+    """
     table = load_table(config) if table is None else table
+    if sandboxed is None:
+        sandboxed = config.sandbox == sandbox.REQUIRED
     own = table.get(role.name)
     section: dict[str, Any] = own if isinstance(own, dict) else {}
     mode = role.permission_mode
@@ -109,7 +119,12 @@ def policy_for(role: Role, config: Config, table: dict[str, Any] | None = None) 
     mode = section.get("mode", mode)
 
     def rules(key: str) -> tuple[str, ...]:
-        merged = [*getattr(role, key, []), *table.get(key, []), *section.get(key, [])]
+        own = [r.strip() for r in getattr(role, key, [])]
+        if key == "allow" and not sandboxed:
+            own = [r for r in own if r not in SANDBOX_ONLY_ALLOW]
+        if key == "deny" and role.produces != "verdict":
+            own += sandbox.PROTECTED_DENY
+        merged = [*own, *table.get(key, []), *section.get(key, [])]
         return tuple(dict.fromkeys(r.strip() for r in merged))
 
     return Policy(
@@ -118,6 +133,7 @@ def policy_for(role: Role, config: Config, table: dict[str, Any] | None = None) 
         deny=rules("deny"),
         ask=rules("ask"),
         prompts=bool(section.get("prompts", config.permission_prompts)),
+        sandboxed=sandboxed,
     )
 
 

@@ -1,6 +1,11 @@
 """Agent processes outlive the scheduler that started them, so they are found again
 by pid plus the kernel's start time (pids are reused) and, as a last resort, by the
-ORCHESTRA_TASK_ID marker in their environment."""
+ORCHESTRA_TASK_ID marker in their environment.
+
+The marker alone proves nothing: every process an agent starts inherits it, and Claude
+Code runs each Bash command in a session of its own, so a tool's shell left behind by a
+killed agent looks like an agent by its environment. A process counts as an agent only
+when its executable is the configured claude (`runs_binary`)."""
 
 from __future__ import annotations
 
@@ -91,11 +96,46 @@ def terminate_group(pgid: int, grace: float, reap: Callable[[], object] | None =
         time.sleep(0.02)
 
 
-def find_agents(task_id: str, repo: object) -> list[int]:
+def runs_binary(pid: int, binary: str | None) -> bool:
+    """Whether process `pid` runs `binary` (a resolved path): its /proc/<pid>/exe is that file, or,
+    for a `#!` script, the script is the first argument its interpreter was started with."""
+    if not binary:
+        return True
+    try:
+        target = os.path.realpath(binary)
+        target_stat = os.stat(target)
+    except OSError:
+        return False
+    try:
+        exe_stat = os.stat(f"/proc/{pid}/exe")
+    except OSError:
+        return False
+    if (exe_stat.st_dev, exe_stat.st_ino) == (target_stat.st_dev, target_stat.st_ino):
+        return True
+    if not _is_script(target):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            args = fh.read().split(b"\0")
+    except OSError:
+        return False
+    # `#!/usr/bin/env python3` runs `python3 <script> ...`; `#!/bin/sh -e` runs `/bin/sh -e <script> ...`.
+    return any(arg and os.path.realpath(os.fsdecode(arg)) == target for arg in args[1:3])
+
+
+def _is_script(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(2) == b"#!"
+    except OSError:
+        return False
+
+
+def find_agents(task_id: str, repo: object, binary: str | None = None) -> list[int]:
     """This repository's agent processes for a task, by the markers in their environment.
 
     Session leaders only; both markers must match, since another repository's task may
-    carry the same id.
+    carry the same id; and with `binary`, only processes running it (see runs_binary).
     """
     markers = (f"{TASK_ENV}={task_id}".encode(), f"{REPO_ENV}={repo}".encode())
     found: list[int] = []
@@ -110,7 +150,7 @@ def find_agents(task_id: str, repo: object) -> list[int]:
             continue
         if all(m in env for m in markers):
             try:
-                if os.getpgid(pid) == pid and proc_start_time(pid) is not None:
+                if os.getpgid(pid) == pid and proc_start_time(pid) is not None and runs_binary(pid, binary):
                     found.append(pid)
             except OSError:
                 continue

@@ -65,6 +65,28 @@ SETTINGS: dict[str, Setting] = {
             True,
         ),
         Setting(
+            "sandbox",
+            "required",
+            v.sandbox_mode,
+            "'required': agents run in Claude Code's sandbox (needs bubblewrap and socat) or not at all; "
+            "'off': unconfined, with a shorter allow list",
+            True,
+        ),
+        Setting(
+            "sandbox_allow_write",
+            [],
+            v.absolute_paths,
+            "absolute paths sandboxed commands may also write (e.g. ~/.cache/pip); the task's checkout always",
+            True,
+        ),
+        Setting(
+            "sandbox_allow_domains",
+            [],
+            v.domains,
+            "hosts sandboxed commands may reach (e.g. pypi.org); none by default",
+            True,
+        ),
+        Setting(
             "api_retries",
             4,
             v.small_count,

@@ -18,8 +18,9 @@ from orchestra.core.task import AGENTLESS_PRODUCTS, Task
 from orchestra.core.values import PERMISSION_MODES, did_you_mean, parse_duration, parse_usd
 
 _COMMON = """You are one agent in a team coordinated by orchestra. You work alone in your own git
-worktree, on a branch that belongs to this task; that branch is what you hand on. Stay on it: do not
-switch branches, push, rewrite history or touch other worktrees. Commit your work with clear messages
+checkout (a repository of its own), on a branch that belongs to this task; that branch is what you
+hand on. Stay on it: do not switch branches, push, rewrite history or touch anything outside your
+checkout: you can write only there (and in your temp directory). Commit your work with clear messages
 as you reach sensible points; anything you leave uncommitted is committed for you when you stop.
 Nobody will answer questions while you work: make reasonable decisions, note assumptions in your
 final message, and end with a short summary of what you did and what is left."""
@@ -70,6 +71,22 @@ _GIT_SAFE_ALLOW = [
     "Bash(cargo test:*)",
     "Bash(go test:*)",
 ]
+# Commands that run project code (a conftest.py, a Makefile the agent wrote) or can write any file
+# (`git log --output=<path>`): allowed unasked only when the agent runs in Claude Code's sandbox,
+# which confines them to the task's own directory. Without it, they ask a person (docs/security.md).
+SANDBOX_ONLY_ALLOW: frozenset[str] = frozenset(
+    {
+        "Bash(git diff:*)",
+        "Bash(git log:*)",
+        "Bash(git show:*)",
+        "Bash(pytest:*)",
+        "Bash(python -m pytest:*)",
+        "Bash(npm test:*)",
+        "Bash(make test:*)",
+        "Bash(cargo test:*)",
+        "Bash(go test:*)",
+    }
+)
 _GIT_DENY = [
     "Bash(git push:*)",
     "Bash(git reset --hard:*)",

@@ -139,6 +139,7 @@ class Task:
     base_sha: str | None = None
     branch: str = ""
     worktree: str = ""
+    branch_sha: str | None = None  # where orchestra last left the branch in the main repository
     state: State = State.QUEUED
     attempts: int = 0
     max_attempts: int = 3

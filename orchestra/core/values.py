@@ -17,6 +17,7 @@ from orchestra.core.errors import InvalidInput
 
 PERMISSION_MODES = ("default", "acceptEdits", "bypassPermissions", "dontAsk", "plan")
 MERGE_STRATEGIES = ("merge", "squash", "ff-only")
+SANDBOX_MODES = ("required", "off")
 PRIORITY_RANGE = (-1000, 1000)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -135,6 +136,34 @@ def relative_paths(value: object, what: str) -> list[str]:
     return paths
 
 
+def absolute_paths(value: object, what: str) -> list[str]:
+    """Absolute directories (or ~/...), as Claude Code's sandbox takes them: it ignores relative paths and globs."""
+    paths = string_list(value, what)
+    for p in paths:
+        if (
+            not (p.startswith("/") or p.startswith("~/"))
+            or any(c in p for c in "*?[")
+            or ".." in PurePosixPath(p).parts
+        ):
+            raise InvalidInput(
+                f"invalid {what} entry {p!r}: use an absolute path or one under ~/, without globs or '..' "
+                "(Claude Code's sandbox ignores anything else)"
+            )
+    return paths
+
+
+_DOMAIN = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
+
+
+def domains(value: object, what: str) -> list[str]:
+    """Host names like registry.npmjs.org or *.pythonhosted.org."""
+    names = string_list(value, what)
+    for name in names:
+        if not _DOMAIN.match(name):
+            raise InvalidInput(f"invalid {what} entry {name!r}: expected a host name, e.g. pypi.org or *.example.com")
+    return names
+
+
 def permission_mode(value: object, what: str) -> str:
     text = string(value, what).strip()
     if text != "role" and text not in PERMISSION_MODES:
@@ -155,6 +184,16 @@ def merge_strategy(value: object, what: str) -> str:
     """The merge_strategy setting."""
     if value not in MERGE_STRATEGIES:
         raise InvalidInput(f"invalid {what} {value!r}: use one of {', '.join(MERGE_STRATEGIES)}")
+    return str(value)
+
+
+def sandbox_mode(value: object, what: str) -> str:
+    """The sandbox setting: 'required' (agents run in Claude Code's sandbox or not at all) or 'off'."""
+    if value not in SANDBOX_MODES:
+        raise InvalidInput(
+            f"invalid {what} {value!r}: use 'required' (agents run sandboxed, and do not start without "
+            "bubblewrap and socat) or 'off' (agents run unconfined)"
+        )
     return str(value)
 
 

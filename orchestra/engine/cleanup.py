@@ -76,7 +76,7 @@ def _cleanup(ctx: Context, *, dry_run: bool, force: bool) -> CleanupReport:
             continue
         if wf.state in ("running", "awaiting_merge"):
             busy.update(wf.task_ids())
-    registered = worktrees.list_worktrees(root)
+    registered = worktrees.all_checkouts(root)
     squashed = [
         t.merged["source_sha"] for t in tasks if isinstance(t.merged, dict) and t.merged.get("strategy") == "squash"
     ]
@@ -138,7 +138,7 @@ def _cleanup_branch(
         removed = {Path(w["path"]) for w in report.removed_worktrees}
         holders = [p for p, b in registered.items() if b == branch and p not in removed]
     else:
-        holders = [p for p, b in worktrees.list_worktrees(root).items() if b == branch]
+        holders = [p for p, b in worktrees.all_checkouts(root).items() if b == branch]
     if holders:
         report.kept.append({**item, "what": "branch", "reason": f"checked out in {holders[0]}"})
         return

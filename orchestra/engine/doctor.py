@@ -1,11 +1,12 @@
-"""`orchestra doctor`: check the store, the worktrees and the branches against each other.
+"""`orchestra doctor`: check the store, the checkouts and the branches against each other.
 
 Repairs are the ones that cannot lose anything: rebuild the index, the history and
 the running totals from the task files, forget worktree registrations whose directory is gone, remove temp files
-whose writer is dead, clear worktree creations git left half done, and settle
+whose writer is dead, clear checkouts whose making was cut short, and settle
 running tasks nobody runs any more the way a restarted scheduler would. Corrupt
-task files, stray worktree directories and missing branches are only reported:
-they may hold someone's work, and a person decides.
+task files, stray worktree directories, missing or rewritten branches and work
+that never came home are only reported: they may hold someone's work, and a
+person decides. Whether agents can start in their sandbox is checked too.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestra.agent import sandbox
 from orchestra.core.errors import OrchestraError, SchedulerBusy
 from orchestra.core.task import State, Task
-from orchestra.engine import recovery
+from orchestra.engine import recovery, refguard
 from orchestra.engine.context import Context
 from orchestra.engine.scheduler import Scheduler  # doctor --fix borrows the scheduler's lock and runners
 from orchestra.engine.tempfiles import stale_temp_files
-from orchestra.git import refs, worktrees
+from orchestra.git import refs, workspace, worktrees
 from orchestra.store import history
 from orchestra.store.locks import exclusive
 from orchestra.store.paths import Paths
@@ -61,6 +63,8 @@ class DoctorReport:
     fix: bool
     scheduler_pid: int | None
     findings: list[Finding] = field(default_factory=list)
+    sandbox: dict[str, Any] = field(default_factory=dict)  # the setting, and whether agents can start in it
+    notices: list[str] = field(default_factory=list)  # worth knowing, not problems: `ok` ignores them
 
     @property
     def ok(self) -> bool:
@@ -74,6 +78,8 @@ class DoctorReport:
             "scheduler_pid": self.scheduler_pid,
             "ok": self.ok,
             "findings": [f.to_dict() for f in self.findings],
+            "sandbox": self.sandbox,
+            "notices": self.notices,
         }
 
 
@@ -81,6 +87,7 @@ def run(ctx: Context, fix: bool = False) -> DoctorReport:
     paths, store = ctx.paths, ctx.store
     sched = scheduler_pid(paths)
     report = DoctorReport(root=paths.root, fix=fix, scheduler_pid=sched)
+    _check_sandbox(ctx, report)
     if not paths.state.is_dir():
         return report
     tasks = _check_index(paths, store, report, fix)
@@ -89,6 +96,8 @@ def run(ctx: Context, fix: bool = False) -> DoctorReport:
     with exclusive(paths.cleanup_lock, CLEANUP_LOCK_TIMEOUT, "a cleanup is still running; run doctor when it ends"):
         _check_worktrees(paths, tasks, report, fix and sched is None)
         _check_branches(paths, store, tasks, report)
+        _check_work_not_home(paths, tasks, report)
+        _check_main_refs(ctx, tasks, report)
     _check_temp_files(paths, report, fix)
     _check_scheduler_info(paths, sched, report, fix)
     if fix and sched is not None:
@@ -96,6 +105,18 @@ def run(ctx: Context, fix: bool = False) -> DoctorReport:
             if f.fixable and not f.fixed and f.note is None:
                 f.note = f"not fixed while a scheduler runs (pid {sched}); stop it and run doctor --fix again"
     return report
+
+
+def _check_sandbox(ctx: Context, report: DoctorReport) -> None:
+    """Whether agents can start in their sandbox (bubblewrap and socat on PATH), or run unconfined."""
+    mode = ctx.config.sandbox
+    missing = sandbox.unavailable()
+    report.sandbox = {"setting": mode, "available": missing is None, "missing": missing}
+    why = sandbox.problem(mode)
+    if why:
+        report.findings.append(
+            Finding("sandbox_unavailable", "sandbox", why, False, note="agents that change files do not start")
+        )
 
 
 def _check_index(paths: Paths, store: Store, report: DoctorReport, fix: bool) -> dict[str, Task]:
@@ -235,6 +256,8 @@ def _check_worktrees(paths: Paths, tasks: dict[str, Task], report: DoctorReport,
     root = paths.worktrees
     for entry in _scan(root):
         path = Path(entry.path)
+        if workspace.partial_owner(entry.name) is not None:
+            continue  # a checkout being made, or one whose making was cut short (below)
         if entry.is_symlink():
             report.findings.append(
                 Finding(
@@ -262,8 +285,7 @@ def _check_worktrees(paths: Paths, tasks: dict[str, Task], report: DoctorReport,
     ]
     half_made = worktrees.interrupted_adds(paths.root, root)
     halves = [
-        (h, Finding("interrupted_worktree_add", str(h.path), "git was killed while creating it", True))
-        for h in half_made
+        (h, Finding("interrupted_worktree_add", str(h.path), "killed while it was being made", True)) for h in half_made
     ]
     report.findings += missing + [f for _, f in halves]
     if not fix:
@@ -299,6 +321,60 @@ def _check_branches(paths: Paths, store: Store, tasks: dict[str, Task], report: 
                     note="its commits are gone from git unless another branch has them",
                 )
             )
+
+
+def _check_work_not_home(paths: Paths, tasks: dict[str, Task], report: DoctorReport) -> None:
+    """Commits that stayed in a finished task's checkout, and branches moved back or aside since
+    orchestra last left them (the work it brought home is no longer on them)."""
+    try:
+        heads = refs.heads(paths.root)
+    except OrchestraError:
+        return
+    latest: dict[str, Task] = {}
+    for task in tasks.values():
+        if task.agentless or not task.branch:
+            continue
+        if task.state.final:
+            path = paths.worktree(task.id)
+            unsaved = workspace.unsaved_commits(paths.root, path) if workspace.is_task_repo(path) else []
+            if unsaved:
+                report.findings.append(
+                    Finding(
+                        "work_not_home",
+                        task.id,
+                        f"its checkout {path} has commits that are not in the main repository (on {', '.join(unsaved[:3])})",
+                        False,
+                        note=f"the task's error says why; 'orchestra retry {task.id}' brings them home once that is solved",
+                    )
+                )
+        if task.branch_sha:
+            known = latest.get(task.branch)
+            if known is None or (task.finished_at or task.started_at or 0) >= (
+                known.finished_at or known.started_at or 0
+            ):
+                latest[task.branch] = task
+    for branch, task in sorted(latest.items()):
+        head = heads.get(branch)
+        if head is None or head == task.branch_sha or task.live:
+            continue  # deleted (see branch_missing), unchanged, or being worked on
+        if not refs.is_ancestor(paths.root, str(task.branch_sha), head):
+            report.findings.append(
+                Finding(
+                    "branch_rewritten",
+                    task.id,
+                    f"branch {branch} no longer contains {str(task.branch_sha)[:12]}, where task {task.id} left it "
+                    f"(now {head[:12]}); orchestra's agents cannot write there",
+                    False,
+                    note=f"'git reflog {branch}' shows who moved it",
+                )
+            )
+
+
+def _check_main_refs(ctx: Context, tasks: dict[str, Task], report: DoctorReport) -> None:
+    """Refs of the main repository that moved since a running task's run started (engine.refguard)."""
+    for task_id, moved in sorted(refguard.live_changes(ctx, list(tasks.values())).items()):
+        shown = ", ".join(f"{name} {(a or '(none)')[:12]}->{(b or '(none)')[:12]}" for name, (a, b) in moved.items())
+        report.notices.append(f"since task {task_id} started, refs moved in the main repository: {shown}")
 
 
 def _check_temp_files(paths: Paths, report: DoctorReport, fix: bool) -> None:

@@ -14,14 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from orchestra.agent import backoff, claude, permissions
-from orchestra.agent.outcome import TOKEN_KEYS, Outcome, read_outcome
+from orchestra.agent import backoff, claude, permissions, sandbox
+from orchestra.agent.outcome import TOKEN_KEYS, Outcome, read_init, read_outcome
 from orchestra.core.crashpoints import crash_point
 from orchestra.core.errors import OrchestraError
 from orchestra.core.redact import mask_data, mask_secrets
 from orchestra.core.roles import Role, role_for_task, verdict_problem
 from orchestra.core.task import State, Task, now
-from orchestra.engine import approvals, merge, notify
+from orchestra.engine import approvals, merge, notify, refguard
 from orchestra.engine.context import Context
 from orchestra.executors.base import RUNNING, Collected, Handle, Launch
 from orchestra.git import refs, review
@@ -50,7 +50,18 @@ def launch(ctx: Context, task_id: str) -> Handle:
     policy = permissions.policy_for(role, ctx.config)
     role = permissions.apply(role, policy)
     permissions.check_environment(policy, dict(os.environ))
+    # A reviewer only reads (Read, Grep, Glob): there is nothing for the sandbox to contain.
+    sandboxed = policy.sandboxed and role.produces != "verdict"
+    if sandboxed:
+        problems = executor.problems()
+        if problems:
+            raise OrchestraError(problems[0])
     spec = Launch(task=task, role=role, prompt="", system_prompt="", base_sha=base_sha)
+    spec.sandbox = (
+        sandbox.settings(list(ctx.config.sandbox_allow_write), list(ctx.config.sandbox_allow_domains))
+        if sandboxed
+        else None
+    )
     copied = executor.prepare(spec, bootstrap_needed=not task.bootstrapped)
     if copied or ((ctx.config.copy or ctx.config.setup) and not task.bootstrapped):
 
@@ -60,6 +71,7 @@ def launch(ctx: Context, task_id: str) -> Handle:
 
         task = ctx.store.update(task.id, bootstrapped, "bootstrapped", copied=copied, setup=bool(ctx.config.setup))
     spec.task = task
+    refguard.record(ctx, task)
     spec.prompt, spec.resume = _prompt(ctx, task, role)
     spec.system_prompt = _system_prompt(task, role, base_sha)
     spec.max_budget_usd = remaining_budget(task, role.budget_usd)
@@ -72,6 +84,7 @@ def launch(ctx: Context, task_id: str) -> Handle:
 
     def started(t: Task) -> None:
         t.launched(handle.pid, handle.proc_start, handle.log_offset, base_sha, handle.worktree)
+        t.branch_sha = spec.branch_sha or t.branch_sha
 
     try:
         ctx.store.update(task.id, started, "started", pid=handle.pid, resume=spec.resume, attempt=task.attempts)
@@ -144,6 +157,7 @@ def watch(ctx: Context, task_id: str, handle: Handle, stopping: Callable[[], boo
     deadline = (task.started_at or now()) + limit + task.time_waited()
     next_check = 0.0
     told: set[str] = set()
+    init_checked = not handle.sandboxed
     while True:
         code = executor.poll(handle)
         if code is not RUNNING:
@@ -154,6 +168,15 @@ def watch(ctx: Context, task_id: str, handle: Handle, stopping: Callable[[], boo
         if time.time() >= deadline:
             ctx.log(f"{task_id} timed out after {limit:.0f}s; stopping it")
             return executor.stop(handle, ctx.config.kill_grace), "timeout"
+        if not init_checked:
+            init = read_init(ctx.paths.log_file(task_id), handle.log_offset)
+            if init is not None:
+                init_checked = True
+                if init.get("sandbox_enabled") is not True:
+                    # Settings that did not take (a typo, an old CLI, an override in claude_args):
+                    # every command the agent runs would be unconfined. finalize says why it failed.
+                    ctx.log(f"{task_id}: Claude Code started without its sandbox; stopping it")
+                    return executor.stop(handle, ctx.config.kill_grace), "exit"
         if time.monotonic() >= next_check:
             next_check = time.monotonic() + CANCEL_CHECK_SECONDS
             executor.sync(handle)
@@ -179,6 +202,7 @@ class Verdict:
     state: State
     error: str | None
     retry: backoff.Retry | None = None
+    resume: str | None = None  # set when an adopted agent died: the next run resumes this session
 
 
 def judge(
@@ -190,6 +214,7 @@ def judge(
     timed_out: bool,
     launch_error: str | None,
     collect_error: str | None,
+    adopted: bool = False,
 ) -> Verdict:
     def also(error: str) -> str:
         return f"{error}; {collect_error}" if collect_error else error
@@ -198,6 +223,13 @@ def judge(
         return Verdict(State.CANCELLED, also("cancelled"))
     if timed_out:
         return Verdict(State.TIMED_OUT, also(f"timed out after {task.timeout or ctx.config.timeout:.0f}s"))
+    if adopted and not launch_error and not outcome.has_result:
+        # An agent found again after a scheduler restart died without finishing: like an agent that
+        # died while no scheduler watched, it is resumed (recovery.recover_one), attempts allowing.
+        if task.attempts < task.max_attempts:
+            session = outcome.session_id or task.session_id
+            return Verdict(State.QUEUED, also(outcome.failure_reason(exit_code)), resume=session or "")
+        return Verdict(State.FAILED, also(f"agent died and all {task.max_attempts} attempts are used"))
     if launch_error:
         state, error = State.FAILED, launch_error
     elif outcome.succeeded:
@@ -237,6 +269,15 @@ def finalize(
     # but before recording it, and the agent may have finished since (log_offset is set at claim).
     outcome = read_outcome(ctx.paths.log_file(task_id), task.log_offset)
     launch_error = launch_error or output_error(task, outcome)
+    if handle is not None:
+        sandboxed = handle.sandboxed
+    else:  # a run that ended while no scheduler watched it
+        sandboxed = task.produces != "verdict" and ctx.config.sandbox == sandbox.REQUIRED and outcome.init_seen
+    if sandboxed and not launch_error and outcome.sandbox_enabled is not True:
+        if outcome.init_seen:
+            launch_error = "Claude Code ran without its sandbox (init line: sandbox_enabled false); the run was stopped"
+        elif outcome.succeeded:
+            launch_error = "Claude Code did not say whether its sandbox was on (no init line); not trusted"
     unfinished = merge.unfinished_resolution(ctx, task) if task.resolves else None
     if unfinished:
         collected = Collected(error=unfinished)  # never commit a half-done merge: its markers would reach a target
@@ -251,6 +292,10 @@ def finalize(
                 collected = Collected(commit=collected.commit, error=left)
     if collected.commit:
         ctx.store.append_event(task.id, "autocommit", commit=collected.commit)
+    refguard.settle(ctx, task)
+    if collected.gitlinks:
+        ctx.store.append_event(task.id, "gitlinks_left_out", paths=collected.gitlinks)
+        ctx.log(f"{task.id}: nested repositories not committed by orchestra: {', '.join(collected.gitlinks[:5])}")
     crash_point("after_commit")
     verdict: Verdict | None = None
     paused: float | None = None
@@ -260,11 +305,23 @@ def finalize(
         if t.state.final:
             return
         verdict = judge(
-            ctx, t, outcome, exit_code, timed_out=timed_out, launch_error=launch_error, collect_error=collected.error
+            ctx,
+            t,
+            outcome,
+            exit_code,
+            timed_out=timed_out,
+            launch_error=launch_error,
+            collect_error=collected.error,
+            adopted=handle is not None and handle.adopted,
         )
+        if collected.branch_sha:
+            t.branch_sha = collected.branch_sha
         _add_outcome(t, outcome)
         error = mask_secrets(verdict.error) if verdict.error else None  # agent text: it may echo a secret
-        if verdict.retry:
+        if verdict.resume is not None:
+            t.requeue(session=verdict.resume or None)
+            t.error, t.exit_code = error, exit_code
+        elif verdict.retry:
             verdict.retry.apply(t)
             t.error, t.exit_code = error, exit_code
             if verdict.retry.kind == backoff.RATE_LIMIT:
@@ -277,6 +334,13 @@ def finalize(
     approvals.abandon_all(ctx, task, "the run ended")
     if verdict is None:
         return task  # it had already ended
+    if verdict.resume is not None:
+        ctx.store.append_event(
+            task_id, "requeued", reason="adopted agent ended without a result", resume=verdict.resume or None
+        )
+        again = f"will resume session {verdict.resume}" if verdict.resume else "will run again"
+        ctx.log(f"{task_id} agent ended without a result after a restart; {again}")
+        return task
     if verdict.retry:
         _note_retry(ctx, task, verdict.retry, paused)
         return task

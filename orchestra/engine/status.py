@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestra.agent import transcript
+from orchestra.agent import sandbox, transcript
 from orchestra.core.errors import CorruptTaskFile, OrchestraError
 from orchestra.core.spend import budget_message, totals
 from orchestra.core.task import FINAL_STATES, State, now
@@ -41,6 +41,7 @@ class StatusReport:
     budget_usd: float = 0.0
     budget_message: str | None = None
     workflows: list[dict[str, Any]] = field(default_factory=list)
+    sandbox: dict[str, Any] = field(default_factory=dict)  # the setting; why agents cannot start, if so
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +59,7 @@ class StatusReport:
             "budget_usd": self.budget_usd or None,
             "budget_message": self.budget_message,
             "workflows": self.workflows,
+            "sandbox": self.sandbox,
         }
 
 
@@ -105,6 +107,7 @@ def status(ctx: Context, recent: int = 5) -> StatusReport:
         report.workflows = _workflow_rows(ctx, view, live_workflows)
     report.recent = [dict(s) for s in itertools.islice(view.finished(), recent)] if recent > 0 else []
     report.paused_until = ratelimit.paused_until(ctx.paths)
+    report.sandbox = {"setting": ctx.config.sandbox, "problem": sandbox.problem(ctx.config.sandbox)}
     return report
 
 

@@ -38,6 +38,7 @@ class Launch:
     prompt_tool: bool = False  # route undecided tool uses to orchestra's permission server
     permission_timeout: float = 1800.0
     sandbox: dict[str, Any] | None = None  # Claude Code sandbox settings, when the agent runs sandboxed
+    branch_sha: str | None = None  # set by prepare: where the main repository's branch was when the run began
 
 
 @dataclass
@@ -51,6 +52,8 @@ class Handle:
     worktree: str = ""
     node: str | None = None  # where it runs, when that is not this machine
     native: Any = None  # the executor's own object (a Popen, an actor handle); not persisted
+    sandboxed: bool = False  # launched with Claude Code's sandbox: its init line must say so
+    adopted: bool = False  # found again after a scheduler restart, not started by this process
 
 
 @dataclass
@@ -59,6 +62,8 @@ class Collected:
 
     commit: str | None = None  # the commit orchestra made of the agent's uncommitted work
     error: str | None = None  # why the work could not be brought home, if it could not
+    branch_sha: str | None = None  # where the main repository's branch is after the work came home
+    gitlinks: list[str] = field(default_factory=list)  # nested repositories left out of orchestra's commit
 
 
 RUNNING = object()
@@ -69,7 +74,10 @@ class Executor(Protocol):
     config: Config  # replaced when the repository's config is reloaded
 
     def prepare(self, launch: Launch, bootstrap_needed: bool) -> list[str]:
-        """Make the task's checkout of its branch (copy files, run setup when new); returns the copied paths."""
+        """Make the task's checkout of its branch (copy files, run setup when new); returns the copied paths.
+
+        Sets `launch.branch_sha` to where the main repository's branch was when the checkout was made
+        ready: the work comes home only onto that (see collect)."""
 
     def spawn(self, launch: Launch) -> Handle:
         """Start the agent in the prepared checkout; raises OrchestraError with the reason when it cannot."""
@@ -90,7 +98,10 @@ class Executor(Protocol):
         """The live run of a task whose scheduler died, or None when none is alive."""
 
     def collect(self, task: Task, handle: Handle | None) -> Collected:
-        """After the run: commit what the agent left, and make the task's branch the run's result."""
+        """After the run: commit what the agent left, and make the task's branch the run's result.
+
+        The branch moves in the main repository only from `task.branch_sha`; otherwise the work
+        stays in the checkout and `error` says why."""
 
     def workspace(self, task: Task) -> Path | None:
         """The task's checkout on this machine, if it has one here."""

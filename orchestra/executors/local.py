@@ -2,7 +2,9 @@
 
 Agents run in their own sessions and write straight to their log files, so the
 scheduler can die at any moment without taking them along; a restarted scheduler
-finds them again by pid and kernel start time, or by the markers in their environment.
+finds them again by pid and kernel start time, or by the markers in their environment
+and the claude executable. Each task's checkout is a repository of its own
+(git.workspace), in Claude Code's sandbox unless the `sandbox` setting is off.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestra.agent import bootstrap, claude, permissions, processes
+from orchestra.agent import bootstrap, claude, permissions, processes, sandbox
 from orchestra.core.config import Config
 from orchestra.core.crashpoints import ENV as CRASH_ENV
 from orchestra.core.crashpoints import crash_point
 from orchestra.core.errors import OrchestraError
 from orchestra.core.task import Task
 from orchestra.executors.base import RUNNING, Collected, Handle, Launch
-from orchestra.git import repo, worktrees
+from orchestra.git import repo, workspace, worktrees
 from orchestra.store.paths import Paths
 
 POLL_SECONDS = 0.2
@@ -42,10 +44,19 @@ class LocalExecutor:
         wt = self.paths.worktree(task.id)
         fresh = not (wt / ".git").exists()
         crash_point("before_worktree")
-        worktrees.ensure_worktree(self.paths.root, wt, task.branch, launch.base_sha)
+        try:
+            launch.branch_sha = worktrees.ensure_worktree(
+                self.paths.root, wt, task.branch, launch.base_sha, copied=task.copied
+            )
+        except OSError as exc:
+            raise OrchestraError(f"cannot make the task's checkout {wt}: {exc.strerror or exc}") from None
         crash_point("after_worktree")
         if (self.config.copy or self.config.setup) and (fresh or bootstrap_needed):
-            return bootstrap.prepare(self.config, task, self.paths.root, wt)
+            copied = bootstrap.prepare(self.config, task, self.paths.root, wt)
+            if copied:
+                # Before the agent runs: whatever it does, `git add -A` leaves copied files out.
+                workspace.write_excludes(wt, sorted({*task.copied, *copied}))
+            return copied
         return []
 
     def spawn(self, launch: Launch) -> Handle:
@@ -73,9 +84,23 @@ class LocalExecutor:
         env.pop(CRASH_ENV, None)  # a test's fault injection is for the scheduler, not its agents
         env.update(launch.env)
         env.update({processes.TASK_ENV: task.id, processes.REPO_ENV: str(self.paths.root)})
+        try:
+            # Claude Code's own temp directory is shared by every session of the user, and so
+            # writable from every task's sandbox; each task gets its own.
+            env[sandbox.TMPDIR_ENV] = str(sandbox.make_tmpdir(self.paths.root, task.id))
+        except OSError as exc:
+            raise OrchestraError(f"cannot make the agent's temp directory: {exc}") from None
         popen = claude.spawn(argv, wt, log_path, self.paths.stderr_file(task.id), env)
         crash_point("after_spawn")
-        return Handle(task.id, popen.pid, processes.proc_start_time(popen.pid), offset, str(wt), native=popen)
+        return Handle(
+            task.id,
+            popen.pid,
+            processes.proc_start_time(popen.pid),
+            offset,
+            str(wt),
+            native=popen,
+            sandboxed=launch.sandbox is not None,
+        )
 
     # -- watching ---------------------------------------------------------------------
 
@@ -115,45 +140,72 @@ class LocalExecutor:
         return None
 
     def adopt(self, task: Task) -> Handle | None:
+        """The task's live claude, found by its recorded pid or by the markers in its environment.
+
+        Only a process running the configured claude counts: a Bash tool's shell that outlived
+        its agent carries the same markers (and its own session), and is no agent.
+        """
+        try:
+            binary: str | None = claude.resolve_binary(self.config.claude_binary_resolved)
+        except OrchestraError:
+            binary = None
         pid = task.pid if processes.is_alive(task.pid, task.proc_start) else None
+        if pid is not None and not processes.runs_binary(pid, binary):
+            pid = None
         start = task.proc_start
         if pid is None:
             # The scheduler may have died between starting the agent and recording its pid.
-            found = processes.find_agents(task.id, self.paths.root)
+            found = processes.find_agents(task.id, self.paths.root, binary) if binary else []
             if not found:
                 return None
             pid = found[0]
             start = processes.proc_start_time(pid)
-        return Handle(task.id, pid, start, task.log_offset, str(self.paths.worktree(task.id)))
+        return Handle(
+            task.id,
+            pid,
+            start,
+            task.log_offset,
+            str(self.paths.worktree(task.id)),
+            sandboxed=task.produces != "verdict" and self.config.sandbox == sandbox.REQUIRED,
+            adopted=True,
+        )
 
     # -- finishing --------------------------------------------------------------------
 
     def collect(self, task: Task, handle: Handle | None) -> Collected:
         # Always the task's own directory, never followed through a symlink: whatever the task
         # file says, leftovers are committed nowhere else.
+        sandbox.remove_tmpdir(self.paths.root, task.id)
         wt = self.paths.worktree(task.id)
         if not wt.is_dir() or wt.is_symlink():
             return Collected()
         try:
             if self._identity is None:
                 self._identity = repo.commit_identity_env(self.paths.root)
-            sha = worktrees.commit_leftovers(
+            done = worktrees.collect(
+                self.paths.root,
                 wt,
+                task.branch,
+                task.branch_sha or workspace.UNKNOWN,
                 f"orchestra: uncommitted work of task {task.id} ({task.role})\n\n{task.title}\n\n"
                 f"Committed by orchestra when the agent's run ended.\nOrchestra-Task: {task.id}",
                 self._identity,
-                exclude=task.copied,
+                copied=task.copied,
+                label=task.id,
             )
         except OrchestraError as exc:
             return Collected(error=str(exc))
-        return Collected(commit=sha)
+        except OSError as exc:
+            return Collected(error=f"cannot bring the work home from {wt}: {exc.strerror or exc}")
+        return Collected(commit=done.commit, error=done.error, branch_sha=done.tip, gitlinks=done.gitlinks or [])
 
     def workspace(self, task: Task) -> Path | None:
         wt = self.paths.worktree(task.id)
         return wt if wt.is_dir() and not wt.is_symlink() else None
 
     def problems(self) -> list[str]:
-        return []
+        why = sandbox.problem(self.config.sandbox)
+        return [why] if why else []
 
 
 def _pidfd(pid: int) -> int | None:

@@ -77,6 +77,13 @@ def delete_branch(repo: Path, branch: str, expected: str) -> tuple[bool, str]:
     return proc.returncode == 0, proc.stderr.strip()
 
 
+def heads(repo: Path) -> dict[str, str]:
+    """Every local branch and the commit it points at."""
+    out = git(repo, "for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/", check=False).stdout
+    pairs = (line.split(" ", 1) for line in out.splitlines() if " " in line)
+    return {name.removeprefix("refs/heads/"): sha for sha, name in pairs}
+
+
 def branches(repo: Path) -> set[str]:
     out = git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/", check=False).stdout
     return set(out.split())

@@ -144,6 +144,14 @@ class Paths:
         return self.requests / task_id
 
     @property
+    def guard(self) -> Path:
+        return self.state / "guard"
+
+    def guard_file(self, task_id: str) -> Path:
+        """The main repository's refs as they were when the task's current run started."""
+        return self.guard / f"{task_id}.json"
+
+    @property
     def rate_limits(self) -> Path:
         return self.state / "ratelimit.json"
 

@@ -59,7 +59,7 @@ def _echo_json(data: Any) -> None:
 def cli(ctx: click.Context, repo: Path | None) -> None:
     """Run a team of Claude Code agents on one git repository.
 
-    Each task runs `claude` headless in its own git worktree and branch; the queue
+    Each task runs `claude` headless in its own checkout and branch; the queue
     lives in .orchestra/ and survives restarts.
     """
     ctx.obj = {"repo": repo, "orchestra": None}

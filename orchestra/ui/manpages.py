@@ -46,7 +46,12 @@ FILES = [
     (".orchestra/config.toml", "Settings; see orchestra-config(1)."),
     (".orchestra/tasks/ID.json", "One file per task, the truth about it."),
     (".orchestra/logs/ID.jsonl", "The agent's stream-json transcript; read it with orchestra-logs(1)."),
-    (".orchestra/worktrees/ID", "The task's git worktree, on its own branch."),
+    (
+        ".orchestra/worktrees/ID",
+        "The task's checkout: a git repository of its own (objects borrowed from the main one), on its "
+        "branch. Inspect a task's work from the main repository (git log -p BRANCH), not with git inside it.",
+    ),
+    (".orchestra/guard/ID.json", "The main repository's refs when the task's current run started."),
     (".orchestra/scheduler.log", "What the background scheduler did, including why tasks do not start."),
     (".orchestra/events/ID.jsonl", "The task's append-only event log."),
     (".orchestra/requests/ID/", "Permission requests of a task waiting for a person; see orchestra-respond(1)."),
@@ -95,8 +100,33 @@ EXTRA: dict[str, list[tuple[str, str]]] = {
             "changes .orchestra/ and never overwrites a file git ignores in your checkout; "
             "a branch that adds conflict markers is not merged. Over MCP, configure_orchestrator "
             "does not change settings that run commands or widen what agents may do "
-            "(claude_binary, claude_args, permission_mode, permission_prompts, copy, setup, "
+            "(claude_binary, claude_args, permission_mode, permission_prompts, sandbox, sandbox_allow_write, sandbox_allow_domains, copy, setup, "
             "on_event, gate, merge_approval): a person sets those with orchestra config set.",
+        ),
+        (
+            "SANDBOX",
+            "Each task works in a repository of its own under .orchestra/worktrees/, and its Bash "
+            "commands, with everything they start, run in Claude Code's sandbox (bubblewrap and socat "
+            "must be installed): they can write only in that directory and a private temp directory, "
+            "reach no network host, and leave no process behind. Orchestra passes the sandbox settings on "
+            "every run, resumed ones too, stops a run whose init line does not report the sandbox on, "
+            "loads only the user's own Claude Code settings, and brings a task's work home only by "
+            "fetching its branch. Its own git never runs hooks, fsmonitor, filters, drivers or pagers "
+            "from a checkout. With sandbox = off agents run unconfined and test runners and git "
+            "log/diff/show ask a person. See docs/security.md for the threat model and how to widen "
+            "the box on purpose.",
+        ),
+    ],
+    "config": [
+        (
+            "SANDBOX SETTINGS",
+            "sandbox: 'required' (the default) runs every agent that changes files in Claude Code's "
+            "sandbox, and fails such tasks at once, with the reason, when bubblewrap or socat is not "
+            "on PATH; 'off' runs agents unconfined (status and doctor say so) and leaves git "
+            "log/diff/show and the test runners out of the roles' allow lists. "
+            "sandbox_allow_write: absolute paths (or ~/...) sandboxed commands may also write, e.g. a "
+            "package cache. sandbox_allow_domains: host names sandboxed commands may reach, e.g. "
+            "pypi.org; none by default. 'orchestra config list' shows every setting with its meaning.",
         )
     ],
     "doctor": [
@@ -111,7 +141,15 @@ EXTRA: dict[str, list[tuple[str, str]]] = {
             "whose writer died hold nothing: doctor notes them without failing, --fix and "
             "every scheduler start remove them. Doctor waits for a running cleanup before it "
             "looks at worktrees and branches.",
-        )
+        ),
+        (
+            "CHECKS",
+            "Besides the repairs above, doctor reports: the agent sandbox required but bubblewrap or "
+            "socat missing (sandbox_unavailable), and a note when sandbox = off; commits left in a "
+            "finished task's checkout that never came home (work_not_home); a task branch that no "
+            "longer contains what orchestra left on it (branch_rewritten); and, as notices that do not "
+            "fail it, refs of the main repository that moved since a running task started.",
+        ),
     ],
     "wait": [
         (

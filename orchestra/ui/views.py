@@ -117,6 +117,12 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
     if getattr(report, "budget_message", None):
         for line in wrap(f"!! {report.budget_message}", width, indent="   "):
             out.append(("warning", printable(line)))
+    box = getattr(report, "sandbox", None) or {}
+    if box.get("problem"):
+        for line in wrap(f"!! agents cannot start: {box['problem']}", width, indent="   "):
+            out.append(("warning", printable(line)))
+    elif box.get("setting") == "off":
+        add("warning", 'sandbox    off: agents run unconfined (sandbox = "off")')
 
     if report.waiting:
         blank()
@@ -588,9 +594,15 @@ def config_text(settings: dict[str, dict[str, Any]], *, person_only: bool = Fals
 @_printable
 def doctor_text(report: Any) -> str:
     """One line per finding: what, where, and what was done about it."""
+    sandbox = getattr(report, "sandbox", None) or {}
+    unconfined = sandbox.get("setting") == "off"
+    note = 'note     agents run unconfined: sandbox = "off"' + (
+        "" if sandbox.get("available") else f" ({sandbox.get('missing')})"
+    )
+    notes = ([note] if unconfined else []) + [f"notice   {n}" for n in getattr(report, "notices", None) or []]
     if not report.findings:
-        return f"{report.root}: no problems found"
-    lines = []
+        return "\n".join([f"{report.root}: no problems found", *notes])
+    lines = list(notes)
     for f in report.findings:
         mark = "fixed" if f.fixed else ("note" if getattr(f, "harmless", False) else "problem")
         note = f"  ({f.note})" if f.note else ""

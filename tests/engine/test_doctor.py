@@ -77,10 +77,14 @@ def test_finds_every_kind_of_problem_and_fixes_only_what_loses_nothing(orch, tmp
     history = (state / "history.jsonl").read_text().splitlines(keepends=True)
     (state / "history.jsonl").write_text("".join(line for line in history if json.loads(line)["id"] != done))
     (state / "index.stale").touch()
-    # Worktrees and branches.
-    shutil.rmtree(orch.show(gone_wt)["worktree"])
+    # Worktrees and branches. A task's checkout is a repository of its own; a linked worktree
+    # (what older versions made) registered with git but gone from disk is still repaired.
+    legacy = orch.show(gone_wt)["worktree"]
+    shutil.rmtree(legacy)
+    git(orch.repo, "worktree", "add", "-q", "-b", f"legacy-{gone_wt}", legacy, "main")
+    shutil.rmtree(legacy)
     gb = orch.show(gone_branch)
-    git(orch.repo, "worktree", "remove", "--force", gb["worktree"])
+    shutil.rmtree(gb["worktree"])
     git(orch.repo, "branch", "-D", gb["branch"])
     stray = state / "worktrees" / "strayzz"
     stray.mkdir()
@@ -143,14 +147,15 @@ def test_finds_every_kind_of_problem_and_fixes_only_what_loses_nothing(orch, tmp
 def test_fix_leaves_scheduler_owned_state_alone_while_one_runs(orch):
     tid = orch.submit("runs\n@fake write a.txt a")
     assert orch.work().returncode == 0
-    shutil.rmtree(orch.show(tid)["worktree"])
     orch.submit("keeps the scheduler busy\n@fake sleep 20")
     worker = orch.start_worker()
     orch.wait_for(
         lambda: orch.run("status", "--json", check=True).stdout.count('"state": "running"'), what="a running task"
     )
+    # A checkout whose making was cut short (its maker is dead): the scheduler's to clear.
+    (orch.repo / ".orchestra" / "worktrees" / f".{tid}.partial-{_dead_pid()}").mkdir()
     code, report = _doctor(orch, "--fix")
-    missing = [f for f in report["findings"] if f["kind"] == "worktree_missing"]
+    missing = [f for f in report["findings"] if f["kind"] == "interrupted_worktree_add"]
     assert code == 1 and len(missing) == 1 and not missing[0]["fixed"]
     assert "while a scheduler runs" in missing[0]["note"]
     assert not [f for f in report["findings"] if f["kind"] == "orphan_running"]

@@ -7,7 +7,7 @@ concurrently, so ensure_worktree must not let them collide.
 
 from __future__ import annotations
 
-import subprocess
+import shutil
 import threading
 from pathlib import Path
 
@@ -45,11 +45,11 @@ def test_concurrent_worktree_adds_all_succeed(repo: Path, tmp_path: Path) -> Non
 def test_worktree_made_again_from_an_existing_branch_keeps_its_commits(repo: Path, tmp_path: Path) -> None:
     base = refs.resolve_commit(repo, "HEAD")
     wt = tmp_path / "wt"
-    worktrees.ensure_worktree(repo, wt, "orchestra/again", base)
+    expected = worktrees.ensure_worktree(repo, wt, "orchestra/again", base)
     (wt / "work.txt").write_text("kept\n")
-    sha = worktrees.commit_leftovers(wt, "agent work", {})
+    sha = worktrees.collect(repo, wt, "orchestra/again", expected, "agent work", {}).commit
     assert sha and sha != base
-    subprocess.run(["git", "worktree", "remove", str(wt)], cwd=repo, check=True, capture_output=True)
+    shutil.rmtree(wt)
     worktrees.ensure_worktree(repo, wt, "orchestra/again", base)
     assert (wt / "work.txt").read_text() == "kept\n"
     assert refs.branch_head(repo, "orchestra/again") == sha
