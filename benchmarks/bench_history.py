@@ -326,7 +326,7 @@ def measure_size(
 
 def run(args: argparse.Namespace) -> list[Result]:
     sizes = args.sizes or pick(args, [1_000, 10_000, 100_000], [1_000, 10_000], [50, 200])
-    runs = args.runs or pick(args, 7, 5, 2)
+    runs = args.runs or pick(args, 7, 5, 1)
     results: dict[int, dict[str, dict[str, float]]] = {}
     with workdir(args.keep) as tmp:
         repo = make_repo(tmp / "repo")
