@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,12 @@ from orchestra.core.task import Task
 from orchestra.core.templates import Template, load_templates
 from orchestra.core.values import did_you_mean
 from orchestra.core.workflow import Workflow
-from orchestra.engine import approvals, merge_command, settings, workflows
+from orchestra.engine import approvals, changes, merge_command, settings, workflows
 from orchestra.engine import cleanup as cleanup_cases
 from orchestra.engine import doctor as doctor_cases
 from orchestra.engine import status as status_cases
 from orchestra.engine import tasks as task_cases
+from orchestra.engine.changes import Change
 from orchestra.engine.cleanup import CleanupReport
 from orchestra.engine.context import Context
 from orchestra.engine.doctor import DoctorReport
@@ -102,11 +103,27 @@ class Orchestra:
     def get(self, ref: str) -> Task:
         return task_cases.get(self.ctx, ref)
 
-    def list(self, states: Iterable[str] = (), roles: Iterable[str] = ()) -> builtins.list[Task]:
-        return task_cases.listing(self.ctx, states, roles)
+    def list(
+        self,
+        states: Iterable[str] = (),
+        roles: Iterable[str] = (),
+        *,
+        newest_first: bool = False,
+        limit: int | None = None,
+        manual: bool | None = None,
+    ) -> builtins.list[Task]:
+        return task_cases.listing(self.ctx, states, roles, newest_first=newest_first, limit=limit, manual=manual)
 
-    def summaries(self, states: Iterable[str] = ()) -> builtins.list[dict[str, Any]]:
-        return task_cases.summaries(self.ctx, states)
+    def summaries(
+        self,
+        states: Iterable[str] = (),
+        roles: Iterable[str] = (),
+        *,
+        newest_first: bool = False,
+        limit: int | None = None,
+        manual: bool | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        return task_cases.summaries(self.ctx, states, roles, newest_first=newest_first, limit=limit, manual=manual)
 
     def events(self, task_id: str) -> builtins.list[dict[str, Any]]:
         return self.ctx.store.events(task_id)
@@ -147,6 +164,25 @@ class Orchestra:
 
     def queue(self) -> builtins.list[dict[str, Any]]:
         return status_cases.queue(self.ctx)
+
+    # -- review -----------------------------------------------------------------------------
+
+    def change(self, ref: str, *, commits: bool = True) -> Change:
+        """What a task's branch changed against its base, or a workflow's result against its start."""
+        return changes.of_ref(self.ctx, ref, with_commits=commits)
+
+    def task_change(self, task: Task) -> Change | None:
+        """The change of a task for `show`; None when it has none to show (not started, no branch)."""
+        try:
+            return changes.of_task(self.ctx, task)
+        except InvalidInput:
+            return None
+
+    def diff_lines(self, change: Change) -> Iterator[str]:
+        return changes.diff_lines(self.ctx, change)
+
+    def stat_text(self, change: Change) -> str:
+        return changes.stat_text(self.ctx, change)
 
     # -- answering agents -----------------------------------------------------------------
 

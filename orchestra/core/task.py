@@ -191,6 +191,10 @@ class Task:
     merged: dict[str, Any] | None = None  # set on the source task once its branch merged
     resolves: str | None = None  # a conflict resolver: the task whose branch it resolves
     conflict_files: list[str] = field(default_factory=list)
+    manual: bool = False  # a merge a person asked for (`orchestra merge`), counted apart from agents' tasks
+    # What the branch changed against its base when the last run ended: {"added", "removed", "files"},
+    # kept so listings show it without a git call per task.
+    diffstat: dict[str, int] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # fields a newer orchestra wrote, kept as they were
     schema_version: int = SCHEMA_VERSION
 
@@ -386,6 +390,8 @@ class Task:
             "step": self.step,
             "produces": self.produces,
             "not_before": self.not_before,
+            "manual": self.manual,
+            "diffstat": self.diffstat,
         }
 
 

@@ -21,7 +21,7 @@ from orchestra.core.errors import OrchestraError
 from orchestra.core.redact import mask_data, mask_secrets
 from orchestra.core.roles import Role, role_for_task, verdict_problem
 from orchestra.core.task import State, Task, now
-from orchestra.engine import approvals, notify
+from orchestra.engine import approvals, changes, notify
 from orchestra.engine.context import Context
 from orchestra.executors.base import RUNNING, Collected, Handle, Launch
 from orchestra.git import refs, review
@@ -239,6 +239,10 @@ def finalize(
     if collected.commit:
         ctx.store.append_event(task.id, "autocommit", commit=collected.commit)
     crash_point("after_commit")
+    try:
+        diffstat = changes.branch_stat(ctx, task)
+    except OrchestraError:
+        diffstat = None  # a listing then says nothing rather than something wrong
     verdict: Verdict | None = None
     paused: float | None = None
 
@@ -250,6 +254,8 @@ def finalize(
             ctx, t, outcome, exit_code, timed_out=timed_out, launch_error=launch_error, collect_error=collected.error
         )
         _add_outcome(t, outcome)
+        if diffstat is not None:
+            t.diffstat = diffstat
         error = mask_secrets(verdict.error) if verdict.error else None  # agent text: it may echo a secret
         if verdict.retry:
             verdict.retry.apply(t)

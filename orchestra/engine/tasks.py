@@ -153,28 +153,48 @@ def get(ctx: Context, ref: str) -> Task:
     return ctx.store.load(ctx.store.resolve(ref))
 
 
-def listing(ctx: Context, states: Iterable[str] = (), roles: Iterable[str] = ()) -> list[Task]:
-    wanted_states = {validate_state(s) for s in states}
-    wanted_roles = set(roles)
+def listing(
+    ctx: Context,
+    states: Iterable[str] = (),
+    roles: Iterable[str] = (),
+    *,
+    newest_first: bool = False,
+    limit: int | None = None,
+    manual: bool | None = None,
+) -> list[Task]:
+    """Whole task records; `manual` picks agents' tasks (False), manual merge attempts (True) or both (None)."""
     tasks = []
-    for tid, s in ctx.store.summaries().items():
-        if wanted_states and s["state"] not in wanted_states:
-            continue
-        if wanted_roles and s["role"] not in wanted_roles:
-            continue
+    for s in summaries(ctx, states, roles, newest_first=newest_first, limit=limit, manual=manual):
         try:
-            tasks.append(ctx.store.load(tid))
+            tasks.append(ctx.store.load(s["id"]))
         except (TaskNotFound, InvalidInput):
             continue
-    tasks.sort(key=lambda t: (t.created_at, t.id))
     return tasks
 
 
-def summaries(ctx: Context, states: Iterable[str] = ()) -> list[dict[str, Any]]:
+def summaries(
+    ctx: Context,
+    states: Iterable[str] = (),
+    roles: Iterable[str] = (),
+    *,
+    newest_first: bool = False,
+    limit: int | None = None,
+    manual: bool | None = None,
+) -> list[dict[str, Any]]:
+    """Index rows, filtered and ordered; `limit` keeps the first rows of that order."""
     wanted = {validate_state(s) for s in states}
-    rows = [s for s in ctx.store.summaries().values() if not wanted or s["state"] in wanted]
-    rows.sort(key=lambda s: (s.get("created_at") or 0, s["id"]))
-    return rows
+    wanted_roles = set(roles)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InvalidInput(f"invalid limit {limit!r}: a whole number of at least 1")
+    rows = [
+        s
+        for s in ctx.store.summaries().values()
+        if (not wanted or s["state"] in wanted)
+        and (not wanted_roles or s["role"] in wanted_roles)
+        and (manual is None or bool(s.get("manual")) == manual)
+    ]
+    rows.sort(key=lambda s: (s.get("created_at") or 0, s["id"]), reverse=newest_first)
+    return rows[:limit] if limit is not None else rows
 
 
 def wait(

@@ -175,18 +175,27 @@ def status(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> i
 @cli.command("list")
 @click.option("-s", "--state", "states", multiple=True, help="Only tasks in this state (repeatable).")
 @click.option("-r", "--role", "roles", multiple=True, help="Only tasks with this role (repeatable).")
+@click.option("-n", "--limit", type=click.IntRange(min=1), help="Only the newest N tasks.")
+@click.option("--merges", is_flag=True, help="List the manual merge attempts ('orchestra merge') instead.")
 @click.option("--json", "as_json", is_flag=True, help="Every field of every task, as a JSON array.")
 @click.pass_context
-def list_cmd(ctx: click.Context, states: tuple[str, ...], roles: tuple[str, ...], as_json: bool) -> int:
-    """List tasks, oldest first."""
+def list_cmd(
+    ctx: click.Context, states: tuple[str, ...], roles: tuple[str, ...], limit: int | None, merges: bool, as_json: bool
+) -> int:
+    """List tasks, newest first, with what each finished one changed."""
+    from orchestra.ui import term  # shutil and co.: ~4 ms off --help and completion
     from orchestra.ui.views import task_table  # ~35 ms off --help and completion
 
     orch = _orchestra(ctx)
     if as_json:
-        _echo_json([t.to_dict() for t in orch.list(states, roles)])
+        _echo_json([t.to_dict() for t in orch.list(states, roles, newest_first=True, limit=limit, manual=merges)])
         return EXIT_OK
-    rows = [s for s in orch.summaries(states) if not roles or s["role"] in roles]
-    click.echo(task_table(rows))
+    rows = orch.summaries(states, roles, newest_first=True, limit=limit, manual=merges)
+    click.echo(task_table(rows, term.width()))
+    if not merges:
+        attempts = len(orch.summaries(states, roles, manual=True))
+        if attempts:
+            click.echo(f"({attempts} manual merge attempt(s) not listed: orchestra list --merges)")
     for _path, reason in orch.corrupt_files().items():
         click.echo(f"orchestra: warning: {reason}", err=True)
     return EXIT_OK
@@ -197,18 +206,56 @@ def list_cmd(ctx: click.Context, states: tuple[str, ...], roles: tuple[str, ...]
 @click.option("--json", "as_json", is_flag=True, help="Every field, as JSON.")
 @click.pass_context
 def show(ctx: click.Context, task_id: str, as_json: bool) -> int:
-    """Everything about one task."""
-    from orchestra.ui.views import request_text, task_text  # ~35 ms off --help and completion
+    """Everything about one task, with its commits and what they changed."""
+    from orchestra.ui.views import change_text, request_text, task_text  # ~35 ms off --help and completion
 
     orch = _orchestra(ctx)
     task = orch.get(task_id)
     request = orch.pending_request(task.id)
+    change = orch.task_change(task)
     if as_json:
-        _echo_json({**task.to_dict(), "pending_request": request})
+        _echo_json({**task.to_dict(), "pending_request": request, "changes": change.to_dict() if change else None})
     else:
-        click.echo(task_text(task, orch.events(task.id)))
+        click.echo(task_text(task, orch.events(task.id), orch.paths.root))
+        if change is not None:
+            click.echo("")
+            click.echo(change_text(change, orch.stat_text(change)))
         if request:
             click.echo(request_text(request))
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("ref", metavar="ID|WORKFLOW")
+@click.option("--stat", "stat_only", is_flag=True, help="Only the commits and the diff stat.")
+@click.option("--json", "as_json", is_flag=True, help="The commits, the stat and the diff, as JSON.")
+@click.pass_context
+def diff(ctx: click.Context, ref: str, stat_only: bool, as_json: bool) -> int:
+    """What a task's branch changed against its base, or a workflow's result against where it started."""
+    from orchestra.ui import term  # shutil and co.: ~4 ms off --help and completion
+    from orchestra.ui.views import change_text, diff_kind  # ~35 ms off --help and completion
+
+    orch = _orchestra(ctx)
+    change = orch.change(ref)
+    if as_json:
+        data = change.to_dict()
+        if not stat_only:
+            data["diff"] = "".join(orch.diff_lines(change))
+        _echo_json(data)
+        return EXIT_OK
+    if stat_only or not change.stat.count:
+        what = f"{change.kind} {change.id}" + (
+            f" (task {change.task})" if change.task and change.kind != "task" else ""
+        )
+        click.echo(
+            f"{what}: {change.branch} against {change.base[:12]}" + (f", into {change.into}" if change.into else "")
+        )
+        click.echo(change_text(change, orch.stat_text(change)))
+        return EXIT_OK
+    color = term.color_enabled()
+    for line in orch.diff_lines(change):
+        text = line.rstrip("\n")
+        click.echo(term.paint(diff_kind(text), text, color))
     return EXIT_OK
 
 

@@ -34,6 +34,7 @@ from orchestra.ui import views
 
 MAX_WAIT = 50.0
 MAX_TRANSCRIPT_LINES = 500
+MAX_DIFF_CHARS = 100_000  # a model's context, not a terminal: longer diffs are cut and say so
 LOG_RESOURCE_CHARS = 200_000
 LOG_RESOURCE_BYTES = 2 * 1024 * 1024
 MODEL_WIDTH = 160  # a model reads the status picture, not an 80-column terminal: keep paths whole
@@ -409,6 +410,35 @@ def build_server(repo: Path) -> MCPServer:
             spend = orch.workflow_spend(wf.id)
         data = {**wf.to_dict(), "tasks": {tid: t.to_dict() for tid, t in tasks.items()}, "spend": spend}
         return _result({"workflow": data}, views.workflow_text(wf, tasks, spend))
+
+    @server.tool(annotations=READ)
+    def show_diff(
+        ref: Annotated[str, _doc("A task id or a workflow id (or a unique prefix of one).")],
+        stat_only: Annotated[bool, _doc("Only the commits and the diff stat, not the diff itself.")] = False,
+    ) -> Result:
+        """What a task's branch changed against its base, or a workflow's result against where it started."""
+        with _model_errors():
+            orch = core()
+            change = orch.change(ref)
+            picture = orch.stat_text(change)
+            diff_text, cut = "", False
+            if not stat_only:
+                parts: list[str] = []
+                size = 0
+                for line in orch.diff_lines(change):
+                    if size + len(line) > MAX_DIFF_CHARS:
+                        cut = True
+                        break
+                    parts.append(line)
+                    size += len(line)
+                diff_text = "".join(parts)
+        data = {**change.to_dict(), "diff": diff_text if not stat_only else None, "diff_truncated": cut}
+        text = views.change_text(change, picture)
+        if diff_text:
+            text += "\n\n" + diff_text
+        if cut:
+            text += f"\n… the diff is longer than {MAX_DIFF_CHARS} characters; read the rest in the branch"
+        return _result(data, text)
 
     @server.tool(annotations=_acts(destructive=True))
     def cancel_workflow(
