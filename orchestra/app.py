@@ -100,6 +100,10 @@ class Orchestra:
         self.autostart(start)
         return task
 
+    def unseen_changes(self, task: Task) -> builtins.list[str]:
+        """Uncommitted paths of the main worktree the new task's agent will not see."""
+        return task_cases.unseen_changes(self.ctx, task)
+
     def get(self, ref: str) -> Task:
         return task_cases.get(self.ctx, ref)
 

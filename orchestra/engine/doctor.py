@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestra.agent import processes
+from orchestra.agent import claude, processes
 from orchestra.core.errors import OrchestraError, SchedulerBusy
 from orchestra.core.task import State, Task
 from orchestra.engine import recovery
@@ -59,6 +59,7 @@ class DoctorReport:
     fix: bool
     scheduler_pid: int | None
     findings: list[Finding] = field(default_factory=list)
+    claude_version: str | None = None  # what `claude --version` said; None when it did not run
 
     @property
     def ok(self) -> bool:
@@ -71,6 +72,7 @@ class DoctorReport:
             "fix": self.fix,
             "scheduler_pid": self.scheduler_pid,
             "ok": self.ok,
+            "claude_version": self.claude_version,
             "findings": [f.to_dict() for f in self.findings],
         }
 
@@ -79,6 +81,7 @@ def run(ctx: Context, fix: bool = False) -> DoctorReport:
     paths, store = ctx.paths, ctx.store
     sched = scheduler_pid(paths)
     report = DoctorReport(root=paths.root, fix=fix, scheduler_pid=sched)
+    _check_claude(ctx, report)
     if not paths.state.is_dir():
         return report
     tasks = _check_index(paths, store, report, fix)
@@ -92,6 +95,17 @@ def run(ctx: Context, fix: bool = False) -> DoctorReport:
             if f.fixable and not f.fixed and f.note is None:
                 f.note = f"not fixed while a scheduler runs (pid {sched}); stop it and run doctor --fix again"
     return report
+
+
+def _check_claude(ctx: Context, report: DoctorReport) -> None:
+    """Every agent is a `claude` process: one that does not start fails the whole queue."""
+    binary = ctx.config.claude_binary_resolved
+    try:
+        report.claude_version = claude.version(binary)
+    except OrchestraError as exc:
+        report.findings.append(
+            Finding("claude_does_not_run", binary, str(exc), False, note="install Claude Code or set claude_binary")
+        )
 
 
 def _check_index(paths: Paths, store: Store, report: DoctorReport, fix: bool) -> dict[str, Task]:

@@ -70,6 +70,7 @@ def manual(ctx: Context, ref: str, *, into: str | None, strategy: str | None, re
             workflow=wf.id if wf else None,
             step=step_name,
             round=wf.round if wf else None,
+            manual=True,
         )
         if wf is not None:
             wf.add_instance(step_name, task.id)

@@ -38,6 +38,8 @@ class StatusReport:
     budget_usd: float = 0.0
     budget_message: str | None = None
     workflows: list[dict[str, Any]] = field(default_factory=list)
+    merges: dict[str, int] = field(default_factory=dict)  # manual merge attempts by state
+    more_failures: int = 0  # failed tasks left out of `recent`
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +57,8 @@ class StatusReport:
             "budget_usd": self.budget_usd or None,
             "budget_message": self.budget_message,
             "workflows": self.workflows,
+            "manual_merges": self.merges,
+            "more_failures": self.more_failures,
         }
 
 
@@ -65,8 +69,12 @@ def status(ctx: Context, recent: int = 5) -> StatusReport:
     live_workflows: set[str] = set()
     running: list[dict[str, Any]] = []
     waiting: list[dict[str, Any]] = []
+    merges: dict[str, int] = {}
     for s in summaries.values():
         state = s["state"]
+        if s.get("manual"):  # a person's `orchestra merge`, not an agent's task
+            merges[state] = merges.get(state, 0) + 1
+            continue
         counts[state] = counts.get(state, 0) + 1
         if state in FINAL_STATES:
             continue
@@ -102,10 +110,31 @@ def status(ctx: Context, recent: int = 5) -> StatusReport:
     report.queued = queue(ctx) if counts.get(State.QUEUED) else []
     if live_workflows:
         report.workflows = _workflow_rows(ctx, summaries, live_workflows)
-    finished = (s for s in summaries.values() if s["state"] in FINAL_STATES)
-    report.recent = [dict(s) for s in heapq.nlargest(recent, finished, key=lambda s: s.get("finished_at") or 0)]
+    report.merges = merges
+    report.recent, report.more_failures = _recent(summaries, recent)
     report.paused_until = ratelimit.paused_until(ctx.paths)
     return report
+
+
+def _recent(summaries: dict[str, dict[str, Any]], count: int) -> tuple[list[dict[str, Any]], int]:
+    """The last `count` agent tasks to end, then failures that fell out of them (as many again).
+
+    A burst of successes must not push a failure out of sight; the failures that do
+    not fit are counted. Manual merge attempts are counted apart, not listed here.
+    """
+
+    def key(s: dict[str, Any]) -> float:
+        return float(s.get("finished_at") or 0)
+
+    finished = [s for s in summaries.values() if s["state"] in FINAL_STATES and not s.get("manual")]
+    latest = heapq.nlargest(count, finished, key=key)
+    shown = {s["id"] for s in latest}
+    failures = sorted((s for s in finished if s["state"] in _FAILURES and s["id"] not in shown), key=key, reverse=True)
+    rows = sorted(latest + failures[:count], key=key, reverse=True)
+    return [dict(s) for s in rows], max(len(failures) - count, 0)
+
+
+_FAILURES = frozenset({State.FAILED, State.TIMED_OUT})
 
 
 def activity(ctx: Context, task_id: str) -> dict[str, Any]:
@@ -119,13 +148,15 @@ def activity(ctx: Context, task_id: str) -> dict[str, Any]:
     out: dict[str, Any] = {
         "num_turns": info["num_turns"] or None,
         "turns_partial": not complete,
-        "last_activity": info["last_activity"],
+        "last_activity": transcript.relative_paths(info["last_activity"], task.worktree),
     }
     if info["cost_usd"] is not None:
         out["cost_usd"] = round((task.cost_usd or 0.0) + info["cost_usd"], 6)
     if task.state == State.AWAITING_INPUT:
         request = approvals.pending_request(ctx, task)
         if request:
+            if isinstance(request.get("summary"), str):
+                request["summary"] = transcript.relative_paths(request["summary"], task.worktree)
             out["request"] = request
     return out
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestra.core.errors import InvalidInput, TaskNotFound
+from orchestra.core.errors import InvalidInput, OrchestraError, TaskNotFound
 from orchestra.core.graph import find_cycle
 from orchestra.core.roles import get_role
 from orchestra.core.task import LIVE_STATES, State, Task, make_title, validate_state
@@ -147,6 +147,27 @@ def _check(sub: Submission, roles: dict[str, Any]) -> tuple[Submission, Any, flo
 
 
 # -- reading ------------------------------------------------------------------------
+
+
+def unseen_changes(ctx: Context, task: Task) -> list[str]:
+    """Uncommitted paths of the main worktree that a task starting from its HEAD will not have.
+
+    The agent's checkout is made from a commit, so edits a person has not committed yet
+    are missing there; saying so at submit saves a run on stale code. Untracked files
+    that the `copy` setting brings along, and orchestra's own state, do not count.
+    """
+    if task.on or task.agentless or not task.base_sha:
+        return []
+    try:
+        if refs.resolve_commit(ctx.root, "HEAD") != task.base_sha:
+            return []
+        paths = worktrees.uncommitted(ctx.root, untracked=True)
+    except OrchestraError:
+        return []
+    copied = tuple(str(p).rstrip("/") for p in ctx.config.copy)
+    return [
+        p for p in paths if not p.startswith(".orchestra/") and not any(p == c or p.startswith(c + "/") for c in copied)
+    ]
 
 
 def get(ctx: Context, ref: str) -> Task:

@@ -121,6 +121,11 @@ def submit(
         budget=budget,
         start=start,
     )
+    unseen = orch.unseen_changes(task)
+    if unseen:
+        from orchestra.ui.views import unseen_warning  # ~35 ms off --help and completion
+
+        click.echo(f"orchestra: warning: {unseen_warning(unseen)}", err=True)
     if as_json:
         _echo_json(task.to_dict())
     else:
@@ -277,7 +282,7 @@ def logs(ctx: click.Context, task_id: str, follow: bool, raw: bool) -> int:
 
     def show(items: list[Any]) -> None:
         for item in items:
-            click.echo(term.paint(item.kind, item.text, color))
+            click.echo(term.paint(item.kind, transcript.relative_paths(item.text, task.worktree), color))
 
     try:
         while True:

@@ -170,8 +170,12 @@ def build_server(repo: Path) -> MCPServer:
                 start=False,
             )
             started = orch.autostart()
+            unseen = orch.unseen_changes(task)
         text = f"queued {_task_line(task)}\nbranch {task.branch}\nfollow it with wait_for_task or process_details"
-        return _result({"task": task.to_dict(), "scheduler_started": started}, text)
+        if unseen:
+            text += f"\nwarning: {views.unseen_warning(unseen)}"
+        data = {"task": task.to_dict(), "scheduler_started": started, "uncommitted_not_seen": unseen}
+        return _result(data, text)
 
     @server.tool(annotations=READ)
     def list_processes(

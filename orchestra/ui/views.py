@@ -83,6 +83,10 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
     add("plain", f"scheduler  {sched}")
     counts = "  ".join(f"{state} {report.counts[state]}" for state in _STATE_ORDER if report.counts.get(state))
     add("plain", f"tasks      {counts or 'none yet'}")
+    merges = getattr(report, "merges", None) or {}
+    if merges:
+        by_state = "  ".join(f"{state} {merges[state]}" for state in _STATE_ORDER if merges.get(state))
+        add("plain", f"merges     {sum(merges.values())} by hand: {by_state}")
     spend_ = getattr(report, "spend", None) or {}
     spent = f"spent      {money(report.total_cost_usd)}"
     if spend_.get("input_tokens") or spend_.get("output_tokens"):
@@ -173,6 +177,8 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
             )
             if r.get("error"):
                 add("activity", f"  {'':<{idw}}  └ {r['error']}")
+        if getattr(report, "more_failures", 0):
+            add("dim", f"  … and {report.more_failures} more failed (orchestra list --state failed)")
     for path in report.corrupt:
         add("warning", f"warning: corrupt task file {path.rsplit('/', 1)[-1]} (details on stderr)")
     return out
@@ -208,6 +214,15 @@ def wrap(text: str, width: int, indent: str = "") -> list[str]:
 def _masked(text: str) -> str:
     """Titles and errors quote agents and prompts; a secret in them is not shown."""
     return mask_secrets(text)
+
+
+def unseen_warning(paths: list[str]) -> str:
+    """One line: the main worktree's uncommitted changes stay out of the agent's checkout."""
+    named = ", ".join(paths[:3]) + (f", … ({len(paths)} in all)" if len(paths) > 3 else "")
+    return (
+        f"uncommitted changes in the main worktree will not be in the agent's checkout: {named}; "
+        "commit them first (untracked files can be listed in the 'copy' setting)"
+    )
 
 
 def change_summary(diffstat: Any) -> str:
