@@ -54,6 +54,17 @@ _ALLOWED: dict[State, frozenset[State]] = {
 }
 
 
+def busy_slots(live_states: list[str], max_waiting: int) -> int:
+    """Slots of max_concurrent that live agents hold.
+
+    An agent waiting for a person uses no model time, so it holds no slot, up to
+    `max_waiting` such agents (each is still a process and a worktree); the ones
+    beyond that count again.
+    """
+    waiting = sum(1 for s in live_states if s == State.AWAITING_INPUT)
+    return len(live_states) - waiting + max(waiting - max_waiting, 0)
+
+
 def check_transition(old: State, new: State) -> None:
     if new not in _ALLOWED[old]:
         raise InvalidTransition(f"a {old} task cannot become {new}")

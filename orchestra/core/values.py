@@ -80,6 +80,11 @@ def positive_int(value: object, what: str) -> int:
     return whole(value, what, 1)
 
 
+def count(value: object, what: str) -> int:
+    """A number of things that may be zero."""
+    return whole(value, what, 0)
+
+
 def small_count(value: object, what: str) -> int:
     """A count of retries or rounds: zero is allowed, and more than 20 is surely a typo."""
     return whole(value, what, 0, 20)

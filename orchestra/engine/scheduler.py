@@ -25,7 +25,7 @@ from orchestra.core.crashpoints import crash_point
 from orchestra.core.errors import CorruptTaskFile, OrchestraError, SchedulerBusy, TaskNotFound
 from orchestra.core.graph import find_cycle
 from orchestra.core.spend import budget_message, totals
-from orchestra.core.task import BLOCKING_STATES, State, Task
+from orchestra.core.task import BLOCKING_STATES, State, Task, busy_slots
 from orchestra.engine import recovery, runner, workflows
 from orchestra.engine.context import Context
 from orchestra.executors.base import Handle
@@ -89,7 +89,7 @@ class Scheduler:
     # -- lifecycle ---------------------------------------------------------------
 
     def acquire(self) -> None:
-        lock = record.claim(self.ctx.paths, self.max_concurrent)
+        lock = record.claim(self.ctx.paths, self.max_concurrent, from_flag=bool(self._max_override))
         if lock is None:
             pid = scheduler_pid(self.ctx.paths)
             raise SchedulerBusy(
@@ -223,7 +223,8 @@ class Scheduler:
         runnable.sort(key=lambda s: (-int(s.get("priority") or 0), s.get("created_at") or 0, s["id"]))
         if runnable and self._over_budget(summaries, len(queued)):
             return waiting  # nothing can start; let --until-idle and idle_exit end the scheduler
-        slots = self.max_concurrent - len(self.runners)
+        live = [str((summaries.get(tid) or {}).get("state") or State.RUNNING) for tid in self.runners]
+        slots = self.max_concurrent - busy_slots(live, self.ctx.config.max_waiting)
         for s in runnable[: max(slots, 0)]:
             self._claim_and_start(s["id"])
         return bool(queued) or waiting

@@ -7,6 +7,7 @@ thousands of finished tasks; only live tasks' transcripts are read, from their t
 from __future__ import annotations
 
 import heapq
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,12 @@ from typing import Any
 from orchestra.agent import transcript
 from orchestra.core.errors import OrchestraError
 from orchestra.core.spend import budget_message, by_key, totals
-from orchestra.core.task import FINAL_STATES, State, now
+from orchestra.core.task import FINAL_STATES, LIVE_STATES, State, busy_slots, now
 from orchestra.engine import approvals
 from orchestra.engine.context import Context
 from orchestra.store import ratelimit
 from orchestra.store import workflows as records
-from orchestra.store.scheduler import scheduler_pid
+from orchestra.store.scheduler import max_concurrent_flag, scheduler_pid
 
 
 @dataclass
@@ -204,9 +205,15 @@ def _workflow_progress(ctx: Context, wf_id: str, summaries: dict[str, dict[str, 
 
 
 def queue(ctx: Context) -> list[dict[str, Any]]:
-    """Queued tasks in the order the scheduler will take them, with what each waits for."""
+    """Queued tasks in the order the scheduler will take them, with what each waits for and why.
+
+    `why` is None for a task that starts at the next pass, else one line a person reads
+    under WAITS FOR: a dependency, a retry time, a rate-limit pause, the budget, the
+    slots (waiting agents hold none, up to max_waiting) or no scheduler at all.
+    """
     summaries = ctx.store.summaries()
     rows = []
+    t = now()
     for s in summaries.values():
         if s["state"] != State.QUEUED:
             continue
@@ -221,9 +228,38 @@ def queue(ctx: Context) -> list[dict[str, Any]]:
         row["ready"] = not waiting
         rows.append(row)
     rows.sort(key=lambda r: (not r["ready"], -int(r.get("priority") or 0), r.get("created_at") or 0, r["id"]))
+    limit = max_concurrent_flag(ctx.paths) or ctx.config.max_concurrent
+    live = [str(s["state"]) for s in summaries.values() if s["state"] in LIVE_STATES and not s.get("manual")]
+    free = limit - busy_slots(live, ctx.config.max_waiting)
+    paused = ratelimit.paused_until(ctx.paths)
+    over = budget_message(totals(summaries.values())["cost_usd"], ctx.config.budget_usd, len(rows))
+    running_scheduler = scheduler_pid(ctx.paths) is not None
     for position, row in enumerate(rows, 1):
         row["position"] = position
+        row["why"] = _why(row, t, limit, paused, over, running_scheduler)
+        if row["why"] is None and row["ready"] and (row.get("not_before") or 0) <= t:
+            if free > 0:
+                free -= 1
+            else:
+                row["why"] = f"all {limit} slots busy"
     return rows
+
+
+def _why(row: dict[str, Any], t: float, limit: int, paused: float | None, over: str | None, sched: bool) -> str | None:
+    waiting = row["waiting_for"]
+    if waiting:
+        first = waiting[0]
+        more = f" (+{len(waiting) - 1})" if len(waiting) > 1 else ""
+        return f"waiting on dependency {first['id']} ({first['state']}){more}"
+    if row.get("not_before") and row["not_before"] > t:
+        return f"after {time.strftime('%H:%M', time.localtime(row['not_before']))}"
+    if paused:
+        return f"paused until {time.strftime('%H:%M', time.localtime(paused))}"
+    if over:
+        return "budget spent"
+    if not sched:
+        return "no scheduler running"
+    return None
 
 
 def spend(ctx: Context) -> dict[str, Any]:

@@ -140,6 +140,8 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
                 waits_s = f"retry at {clock(r['not_before'])[11:]}"
             if waits_s == "ready" and getattr(report, "budget_message", None):
                 waits_s = "budget"
+            if waits_s == "ready" and r.get("why"):
+                waits_s = r["why"]  # why a ready task does not start: the slots, a pause, no scheduler
             position = r.get("position", "")
             add(
                 "queued",
@@ -401,7 +403,7 @@ def queue_text(rows: list[dict[str, Any]]) -> str:
         return "the queue is empty"
     out = [f"{'#':>3} {'ID':<8} {'ROLE':<11} {'PRI':>4}  {'WAITS FOR':<22} TITLE"]
     for r in rows:
-        waits = ", ".join(f"{w['id']} ({w['state']})" for w in r["waiting_for"]) or "ready"
+        waits = ", ".join(f"{w['id']} ({w['state']})" for w in r["waiting_for"]) or r.get("why") or "ready"
         out.append(
             f"{r['position']:>3} {r['id']:<8} {r['role']:<11} {r.get('priority', 0):>4}  "
             f"{clip(waits, 22):<22} {clip(r.get('title'), 30)}"
