@@ -16,7 +16,7 @@ from orchestra.agent import transcript
 from orchestra.core.errors import OrchestraError
 from orchestra.core.spend import budget_message, by_key, totals
 from orchestra.core.task import FINAL_STATES, LIVE_STATES, State, busy_slots, now
-from orchestra.engine import approvals
+from orchestra.engine import approvals, changes
 from orchestra.engine.context import Context
 from orchestra.store import ratelimit
 from orchestra.store import workflows as records
@@ -40,6 +40,7 @@ class StatusReport:
     budget_message: str | None = None
     workflows: list[dict[str, Any]] = field(default_factory=list)
     merges: dict[str, int] = field(default_factory=dict)  # manual merge attempts by state
+    merges_waiting: list[dict[str, Any]] = field(default_factory=list)  # workflows at awaiting_merge
     more_failures: int = 0  # failed tasks left out of `recent`
 
     def to_dict(self) -> dict[str, Any]:
@@ -59,6 +60,7 @@ class StatusReport:
             "budget_message": self.budget_message,
             "workflows": self.workflows,
             "manual_merges": self.merges,
+            "awaiting_merge": self.merges_waiting,
             "more_failures": self.more_failures,
         }
 
@@ -112,9 +114,32 @@ def status(ctx: Context, recent: int = 5) -> StatusReport:
     if live_workflows:
         report.workflows = _workflow_rows(ctx, summaries, live_workflows)
     report.merges = merges
+    report.merges_waiting = _merges_waiting(ctx)
     report.recent, report.more_failures = _recent(summaries, recent)
     report.paused_until = ratelimit.paused_until(ctx.paths)
     return report
+
+
+def _merges_waiting(ctx: Context) -> list[dict[str, Any]]:
+    """Workflows stopped before their merge for a person's approval, each with what it would merge."""
+    rows = []
+    for wf_id in records.ids(ctx.store):
+        try:
+            wf = records.load(ctx.store, wf_id)
+        except OrchestraError:
+            continue
+        if wf.state != "awaiting_merge":
+            continue
+        row: dict[str, Any] = {"id": wf.id, "title": wf.title, "into": wf.into, "created_at": wf.created_at}
+        try:
+            change = changes.of_workflow(ctx, wf, with_commits=False)
+            row.update(branch=change.branch, task=change.task, diffstat=change.stat.to_dict())
+            row["summary"] = change.stat.summary()
+        except OrchestraError as exc:
+            row["summary"] = f"cannot read its change: {exc}"
+        rows.append(row)
+    rows.sort(key=lambda r: (r["created_at"], r["id"]))
+    return rows
 
 
 def _recent(summaries: dict[str, dict[str, Any]], count: int) -> tuple[list[dict[str, Any]], int]:

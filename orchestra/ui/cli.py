@@ -596,6 +596,11 @@ def workflow_cmd() -> None:
 @click.option("-f", "--file", "request_file", type=click.File("r"), help="Read the request from FILE ('-' for stdin).")
 @click.option("--base", metavar="REF", help="Start from REF (default HEAD); for code-review: BRANCH or FROM..TO.")
 @click.option("--into", metavar="BRANCH", help="Merge the result into BRANCH (default: the base branch).")
+@click.option(
+    "--approve-merge",
+    is_flag=True,
+    help="Stop at awaiting_merge until you approve with 'orchestra merge WF' (config: merge_approval).",
+)
 @click.option("--start/--no-start", "start", default=None, help="Start a background scheduler if none runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new workflow as JSON instead of its id.")
 @click.pass_context
@@ -606,6 +611,7 @@ def workflow_start(
     request_file: Any,
     base: str | None,
     into: str | None,
+    approve_merge: bool,
     start: bool | None,
     as_json: bool,
 ) -> int:
@@ -616,7 +622,7 @@ def workflow_start(
     if not text.strip():
         raise click.UsageError("no request: say what the team should do")
     orch = _orchestra(ctx)
-    wf = orch.start_workflow(template, text, base=base, into=into, start=start)
+    wf = orch.start_workflow(template, text, base=base, into=into, approve_merge=approve_merge, start=start)
     if as_json:
         _echo_json(wf.to_dict())
     else:

@@ -309,11 +309,14 @@ def build_server(repo: Path) -> MCPServer:
         request: Annotated[str, _doc("What the workflow should achieve, in full.")],
         base: Annotated[str | None, _doc("A git ref to start from instead of HEAD.")] = None,
         into: Annotated[str | None, _doc("The branch the result is meant to merge into.")] = None,
+        approve_merge: Annotated[
+            bool, _doc("Stop before the merge until a person approves it (the merge tool on the workflow).")
+        ] = False,
     ) -> Result:
         """Start a workflow from a template: returns the workflow and the tasks it queued."""
         with _model_errors():
             orch = core()
-            workflow = orch.start_workflow(template, request, base=base, into=into)
+            workflow = orch.start_workflow(template, request, base=base, into=into, approve_merge=approve_merge)
         data = workflow.to_dict()
         lines = [f"workflow {data.get('id')} ({data.get('template')}) {data.get('state')}: {data.get('title')}"]
         lines += [f"  {i.get('step')}: task {i.get('task')}" for i in data.get("instances") or []]

@@ -102,9 +102,14 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
         for line in wrap(f"!! {report.budget_message}", width, indent="   "):
             out.append(("warning", line))
 
-    if report.waiting:
+    merges_waiting = getattr(report, "merges_waiting", None) or []
+    if report.waiting or merges_waiting:
         blank()
-        add("alert", f" !! WAITING FOR YOU ({len(report.waiting)}): answer with 'orchestra respond ID' ")
+        how = "answer with 'orchestra respond ID'" if report.waiting else "approve with 'orchestra merge WF'"
+        add("alert", f" !! WAITING FOR YOU ({len(report.waiting) + len(merges_waiting)}): {how} ")
+        for m in merges_waiting:
+            add("waiting", f"  {m['id']:<{idw}}  merge into {m.get('into') or '?'}: {m.get('summary')}")
+            add("activity", f"  {'':<{idw}}  {clip(m.get('title'), width)} · approve: orchestra merge {m['id']}")
         for r in report.waiting:
             add("waiting", f"  {r['id']:<{idw}}  {r['role']:<{_ROLE_W}} {clip(r.get('title'), width)}")
             asks = _request_text(r.get("request")) or r.get("last_activity")
