@@ -22,7 +22,7 @@ from orchestra.core.task import Task
 from orchestra.core.templates import Template, load_templates
 from orchestra.core.values import did_you_mean
 from orchestra.core.workflow import Workflow
-from orchestra.engine import approvals, changes, merge_command, settings, workflows
+from orchestra.engine import approvals, changes, merge_command, push, settings, workflows
 from orchestra.engine import cleanup as cleanup_cases
 from orchestra.engine import doctor as doctor_cases
 from orchestra.engine import status as status_cases
@@ -31,6 +31,7 @@ from orchestra.engine.changes import Change
 from orchestra.engine.cleanup import CleanupReport
 from orchestra.engine.context import Context
 from orchestra.engine.doctor import DoctorReport
+from orchestra.engine.push import PushResult
 from orchestra.engine.scheduler import Scheduler, start_background
 from orchestra.engine.status import StatusReport
 from orchestra.git.merging import MergeResult
@@ -320,6 +321,10 @@ class Orchestra:
         if result.resolve_task or result.status == "approved":
             self.autostart(start)
         return result
+
+    def push(self, ref: str, *, remote: str | None = None, pr: bool = False) -> PushResult:
+        """Push a task's or workflow's branch to a remote; with `pr`, open a pull request for it."""
+        return push.push(self.ctx, ref, remote=remote, pr=pr)
 
     def cleanup(self, *, dry_run: bool = False, force: bool = False) -> CleanupReport:
         return cleanup_cases.cleanup(self.ctx, dry_run=dry_run, force=force)

@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 from orchestra.core.errors import InvalidInput
 
 PERMISSION_MODES = ("default", "acceptEdits", "bypassPermissions", "dontAsk", "plan")
-MERGE_STRATEGIES = ("merge", "squash", "ff-only")
+MERGE_STRATEGIES = ("merge", "squash", "ff-only", "pr")  # pr: push the branch and open a pull request
 PRIORITY_RANGE = (-1000, 1000)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")

@@ -155,3 +155,24 @@ def diff_lines(ctx: Context, change: Change) -> Iterator[str]:
 def stat_text(ctx: Context, change: Change) -> str:
     """git's own `--stat` picture of the change."""
     return review.stat_text(ctx.root, change.base, change.head)
+
+
+def default_target(ctx: Context, task: Task) -> str:
+    """Where a task's branch goes: its workflow's target, or the branch its chain started from."""
+    if isinstance(task.merged, dict) and task.merged.get("into"):
+        return str(task.merged["into"])
+    if task.workflow:
+        wf = records.load(ctx.store, task.workflow)
+        if wf.into:
+            return wf.into
+    first = task
+    seen = {task.id}
+    while first.on and first.on not in seen:
+        seen.add(first.on)
+        first = ctx.store.load(first.on)
+    if first.base_ref and first.base_ref != "HEAD" and refs.branch_exists(ctx.root, first.base_ref):
+        return first.base_ref
+    branch = refs.current_branch(ctx.root)
+    if branch is None:
+        raise InvalidInput("HEAD is detached, so there is no default branch to merge into: pass --into BRANCH")
+    return branch

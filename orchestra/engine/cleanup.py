@@ -12,8 +12,8 @@ from typing import Any
 
 from orchestra.core.errors import OrchestraError
 from orchestra.core.task import Task
+from orchestra.engine.changes import default_target
 from orchestra.engine.context import Context
-from orchestra.engine.merge import default_target
 from orchestra.git import refs, worktrees
 from orchestra.store import workflows as records
 

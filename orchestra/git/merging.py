@@ -25,7 +25,7 @@ from orchestra.git.runner import git
 
 @dataclass
 class MergeResult:
-    status: str  # merged, up_to_date, conflict, gate_failed, target_dirty, not_fast_forward, target_moved, error
+    status: str  # merged, up_to_date, pull_request, conflict, gate_failed, target_dirty, not_fast_forward, target_moved, error
     message: str
     source_branch: str = ""
     source_sha: str | None = None
@@ -40,10 +40,11 @@ class MergeResult:
     workflow: str | None = None
     resolve_task: str | None = None
     retry_task: str | None = None
+    pr_url: str | None = None  # merge_strategy "pr": the pull request opened instead
 
     @property
     def ok(self) -> bool:
-        return self.status in ("merged", "up_to_date", "approved")
+        return self.status in ("merged", "up_to_date", "approved", "pull_request")
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -67,7 +68,8 @@ def merge_branch(
     require_resolved: list[str] | None = None,
 ) -> MergeResult:
     """Merge `source_branch` into `into`; the caller holds the repository's merge lock."""
-    known_merge_strategy(strategy)
+    if known_merge_strategy(strategy) == "pr":
+        raise OrchestraError("a pull request is not a local merge: the engine pushes it instead")
     into = refs.check_target(root, into)
     source_sha = refs.branch_head(root, source_branch)
     if source_sha is None:

@@ -736,6 +736,26 @@ def merge_cmd(
     return EXIT_OK if result.ok or result.resolve_task else EXIT_FAILED
 
 
+@cli.command("push")
+@click.argument("ref", metavar="ID|WORKFLOW")
+@click.option("--remote", metavar="NAME", help="The remote to push to (default: origin).")
+@click.option("--pr", is_flag=True, help="Then open a pull request with 'gh pr create'.")
+@click.option("--json", "as_json", is_flag=True, help="The result as JSON.")
+@click.pass_context
+def push_cmd(ctx: click.Context, ref: str, remote: str | None, pr: bool, as_json: bool) -> int:
+    """Push a task's branch, or a workflow's result branch, to a remote; --pr opens a pull request.
+
+    The pull request's title is the task's or workflow's title; its body carries the
+    prompt, the reviewer's verdict and comments, the tests run, the cost and the diff stat.
+    """
+    result = _orchestra(ctx).push(ref, remote=remote, pr=pr)
+    if as_json:
+        _echo_json(result.to_dict())
+    else:
+        click.echo(result.message)
+    return EXIT_OK
+
+
 @cli.command("cleanup")
 @click.option("-n", "--dry-run", is_flag=True, help="Only say what would be removed.")
 @click.option("--force", is_flag=True, help="Also remove unmerged branches and dirty worktrees (listed first).")
