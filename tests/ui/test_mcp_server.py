@@ -287,6 +287,7 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("set_budget", {"task_id": "{first}", "budget_usd": "lots"}, "expected an amount in USD"),
     ("show_workflow", {"workflow_id": "wzzzzz"}, "no workflow wzzzzz"),
     ("cancel_workflow", {"workflow_id": "wzzzzz"}, "no workflow wzzzzz"),
+    ("show_diff", {"ref": "{first}"}, "has not started yet"),
 ]
 
 
