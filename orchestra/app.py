@@ -22,14 +22,16 @@ from orchestra.core.task import Task
 from orchestra.core.templates import Template, load_templates
 from orchestra.core.values import did_you_mean
 from orchestra.core.workflow import Workflow
-from orchestra.engine import approvals, merge_command, settings, workflows
+from orchestra.engine import approvals, changes, merge_command, push, settings, workflows
 from orchestra.engine import cleanup as cleanup_cases
 from orchestra.engine import doctor as doctor_cases
 from orchestra.engine import status as status_cases
 from orchestra.engine import tasks as task_cases
+from orchestra.engine.changes import Change
 from orchestra.engine.cleanup import CleanupReport
 from orchestra.engine.context import Context
 from orchestra.engine.doctor import DoctorReport
+from orchestra.engine.push import PushResult
 from orchestra.engine.scheduler import Scheduler, start_background
 from orchestra.engine.status import StatusReport
 from orchestra.git.merging import MergeResult
@@ -114,14 +116,27 @@ class Orchestra:
         self.autostart(start)
         return tasks
 
+    def unseen_changes(self, task: Task) -> builtins.list[str]:
+        """Uncommitted paths of the main worktree the new task's agent will not see."""
+        return task_cases.unseen_changes(self.ctx, task)
+
     def get(self, ref: str) -> Task:
         return task_cases.get(self.ctx, ref)
 
     def summaries(
-        self, states: Iterable[str] = (), roles: Iterable[str] = (), limit: int | None = None
+        self,
+        states: Iterable[str] = (),
+        roles: Iterable[str] = (),
+        limit: int | None = None,
+        *,
+        manual: bool | None = None,
     ) -> builtins.list[dict[str, Any]]:
-        """Task summaries, newest first (live tasks, then the most recently ended)."""
-        return task_cases.summaries(self.ctx, states, roles, limit)
+        """Task summaries, newest first (live tasks, then the most recently ended); `manual` as in list()."""
+        return task_cases.summaries(self.ctx, states, roles, limit, manual=manual)
+
+    def manual_merge_attempts(self) -> int:
+        """How many `orchestra merge` attempts a person made (listed apart from agents' tasks)."""
+        return sum(self.ctx.store.view().manual_counts().values())
 
     def list(
         self,
@@ -129,9 +144,14 @@ class Orchestra:
         roles: Iterable[str] = (),
         limit: int | None = None,
         corrupt: dict[str, str] | None = None,
+        *,
+        manual: bool | None = None,
     ) -> Iterator[Task]:
-        """Whole tasks, newest first, read one at a time (stream them); unreadable files go into `corrupt`."""
-        return task_cases.listing(self.ctx, states, roles, limit, corrupt)
+        """Whole tasks, newest first, read one at a time (stream them); unreadable files go into `corrupt`.
+
+        `manual` picks agents' tasks (False), a person's merge attempts (True) or both (None).
+        """
+        return task_cases.listing(self.ctx, states, roles, limit, corrupt, manual=manual)
 
     def events(self, task_id: str) -> builtins.list[dict[str, Any]]:
         return self.ctx.store.events(task_id)
@@ -172,6 +192,25 @@ class Orchestra:
 
     def queue(self) -> builtins.list[dict[str, Any]]:
         return status_cases.queue(self.ctx)
+
+    # -- review -----------------------------------------------------------------------------
+
+    def change(self, ref: str, *, commits: bool = True) -> Change:
+        """What a task's branch changed against its base, or a workflow's result against its start."""
+        return changes.of_ref(self.ctx, ref, with_commits=commits)
+
+    def task_change(self, task: Task) -> Change | None:
+        """The change of a task for `show`; None when it has none to show (not started, no branch)."""
+        try:
+            return changes.of_task(self.ctx, task)
+        except InvalidInput:
+            return None
+
+    def diff_lines(self, change: Change) -> Iterator[str]:
+        return changes.diff_lines(self.ctx, change)
+
+    def stat_text(self, change: Change) -> str:
+        return changes.stat_text(self.ctx, change)
 
     # -- answering agents -----------------------------------------------------------------
 
@@ -306,6 +345,10 @@ class Orchestra:
         if result.resolve_task or result.status == "approved":
             self.autostart(start)
         return result
+
+    def push(self, ref: str, *, remote: str | None = None, pr: bool = False) -> PushResult:
+        """Push a task's or workflow's branch to a remote; with `pr`, open a pull request for it."""
+        return push.push(self.ctx, ref, remote=remote, pr=pr)
 
     def cleanup(self, *, dry_run: bool = False, force: bool = False) -> CleanupReport:
         return cleanup_cases.cleanup(self.ctx, dry_run=dry_run, force=force)

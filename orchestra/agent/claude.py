@@ -89,6 +89,32 @@ def resolve_binary(binary: str) -> str:
     return found
 
 
+def version(binary: str, timeout: float = 20.0) -> str:
+    """`claude --version`'s answer; raises OrchestraError saying why the CLI does not run.
+
+    A binary that is on PATH but broken (a half-finished npm install, a wrong Node)
+    fails every task the same way; `doctor` finds that once, before a queue of them.
+    """
+    path = resolve_binary(binary)
+    try:
+        proc = subprocess.run(
+            [path, "--version"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise OrchestraError(f"{binary} --version did not answer within {timeout:g}s") from None
+    except OSError as exc:
+        raise OrchestraError(f"cannot run {binary}: {exc.strerror or exc}") from None
+    if proc.returncode != 0:
+        said = (proc.stderr or proc.stdout).strip().splitlines()
+        raise OrchestraError(f"{binary} --version exited {proc.returncode}" + (f": {said[-1][:200]}" if said else ""))
+    return (proc.stdout.strip().splitlines() or ["?"])[0][:100]
+
+
 def spawn(
     argv: list[str], cwd: Path, log_path: Path, stderr_path: Path, env: Mapping[str, str]
 ) -> subprocess.Popen[bytes]:

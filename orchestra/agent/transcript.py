@@ -708,6 +708,18 @@ def render_tail(path: Path, max_bytes: int, *, include_partial: bool = False) ->
     return items, start > 0
 
 
+def relative_paths(text: str, base: str | None) -> str:
+    """`text` with the absolute paths under `base` (a task's worktree) written relative to it.
+
+    Agents name files by absolute path; in an 80-column line `/home/me/repo/.orchestra/
+    worktrees/abc123/src/app.py` leaves no room for what the agent did with it.
+    """
+    if not base or not text:
+        return text
+    base = base.rstrip("/")
+    return text.replace(base + "/", "").replace(base, ".")
+
+
 def summarize(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Fold a run's events into what a one-line status display needs.
 

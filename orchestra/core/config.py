@@ -37,6 +37,12 @@ SETTINGS: dict[str, Setting] = {
     s.name: s
     for s in (
         Setting("max_concurrent", 4, v.positive_int, "agents that may run at the same time"),
+        Setting(
+            "max_waiting",
+            4,
+            v.count,
+            "agents waiting for a person that hold no slot of max_concurrent; more than this count against it",
+        ),
         Setting("timeout", 3600.0, parse_duration, "default wall-clock limit per task run (seconds, or 30m, 2h)"),
         Setting("claude_binary", "claude", v.string, "the Claude Code executable (ORCHESTRA_CLAUDE overrides)", True),
         Setting("claude_args", [], v.string_list, "extra arguments passed to every claude run", True),

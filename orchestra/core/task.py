@@ -54,6 +54,17 @@ _ALLOWED: dict[State, frozenset[State]] = {
 }
 
 
+def busy_slots(live_states: list[str], max_waiting: int) -> int:
+    """Slots of max_concurrent that live agents hold.
+
+    An agent waiting for a person uses no model time, so it holds no slot, up to
+    `max_waiting` such agents (each is still a process and a worktree); the ones
+    beyond that count again.
+    """
+    waiting = sum(1 for s in live_states if s == State.AWAITING_INPUT)
+    return len(live_states) - waiting + max(waiting - max_waiting, 0)
+
+
 def check_transition(old: State, new: State) -> None:
     if new not in _ALLOWED[old]:
         raise InvalidTransition(f"a {old} task cannot become {new}")
@@ -192,6 +203,10 @@ class Task:
     merged: dict[str, Any] | None = None  # set on the source task once its branch merged
     resolves: str | None = None  # a conflict resolver: the task whose branch it resolves
     conflict_files: list[str] = field(default_factory=list)
+    manual: bool = False  # a merge a person asked for (`orchestra merge`), counted apart from agents' tasks
+    # What the branch changed against its base when the last run ended: {"added", "removed", "files"},
+    # kept so listings show it without a git call per task.
+    diffstat: dict[str, int] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # fields a newer orchestra wrote, kept as they were
     schema_version: int = SCHEMA_VERSION
 
@@ -387,6 +402,8 @@ class Task:
             "step": self.step,
             "produces": self.produces,
             "not_before": self.not_before,
+            "manual": self.manual,
+            "diffstat": self.diffstat,
         }
 
 

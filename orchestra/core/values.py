@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 from orchestra.core.errors import InvalidInput
 
 PERMISSION_MODES = ("default", "acceptEdits", "bypassPermissions", "dontAsk", "plan")
-MERGE_STRATEGIES = ("merge", "squash", "ff-only")
+MERGE_STRATEGIES = ("merge", "squash", "ff-only", "pr")  # pr: push the branch and open a pull request
 SANDBOX_MODES = ("required", "off")
 PRIORITY_RANGE = (-1000, 1000)
 
@@ -79,6 +79,11 @@ def whole(value: object, what: str, minimum: int, maximum: int | None = None) ->
 
 def positive_int(value: object, what: str) -> int:
     return whole(value, what, 1)
+
+
+def count(value: object, what: str) -> int:
+    """A number of things that may be zero."""
+    return whole(value, what, 0)
 
 
 def small_count(value: object, what: str) -> int:

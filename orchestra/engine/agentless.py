@@ -21,8 +21,12 @@ def new_agentless_task(
     workflow: str | None = None,
     step: str | None = None,
     round: int | None = None,
+    manual: bool = False,
 ) -> Task:
-    """A task orchestra runs itself: no branch, no worktree, no agent."""
+    """A task orchestra runs itself: no branch, no worktree, no agent.
+
+    `manual` marks a merge a person asked for, so it is counted apart from the agents' tasks.
+    """
     with ctx.store.locked():
         task = Task(
             id=ctx.store.unused_id(),
@@ -37,6 +41,7 @@ def new_agentless_task(
             workflow=workflow,
             step=step,
             round=round,
+            manual=manual,
         )
         if running:
             task.start_agentless()

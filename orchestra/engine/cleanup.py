@@ -13,8 +13,8 @@ from typing import Any
 from orchestra.core.crashpoints import crash_point
 from orchestra.core.errors import OrchestraError
 from orchestra.core.task import Task
+from orchestra.engine.changes import default_target
 from orchestra.engine.context import Context
-from orchestra.engine.merge import default_target
 from orchestra.git import refs, worktrees
 from orchestra.store import workflows as records
 from orchestra.store.locks import exclusive

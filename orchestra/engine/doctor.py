@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestra.agent import sandbox
+from orchestra.agent import claude, sandbox
 from orchestra.core.errors import OrchestraError, SchedulerBusy
 from orchestra.core.task import State, Task
 from orchestra.engine import recovery, refguard
@@ -65,6 +65,7 @@ class DoctorReport:
     findings: list[Finding] = field(default_factory=list)
     sandbox: dict[str, Any] = field(default_factory=dict)  # the setting, and whether agents can start in it
     notices: list[str] = field(default_factory=list)  # worth knowing, not problems: `ok` ignores them
+    claude_version: str | None = None  # what `claude --version` said; None when it did not run
 
     @property
     def ok(self) -> bool:
@@ -77,6 +78,7 @@ class DoctorReport:
             "fix": self.fix,
             "scheduler_pid": self.scheduler_pid,
             "ok": self.ok,
+            "claude_version": self.claude_version,
             "findings": [f.to_dict() for f in self.findings],
             "sandbox": self.sandbox,
             "notices": self.notices,
@@ -88,6 +90,7 @@ def run(ctx: Context, fix: bool = False) -> DoctorReport:
     sched = scheduler_pid(paths)
     report = DoctorReport(root=paths.root, fix=fix, scheduler_pid=sched)
     _check_sandbox(ctx, report)
+    _check_claude(ctx, report)
     if not paths.state.is_dir():
         return report
     tasks = _check_index(paths, store, report, fix)
@@ -116,6 +119,17 @@ def _check_sandbox(ctx: Context, report: DoctorReport) -> None:
     if why:
         report.findings.append(
             Finding("sandbox_unavailable", "sandbox", why, False, note="agents that change files do not start")
+        )
+
+
+def _check_claude(ctx: Context, report: DoctorReport) -> None:
+    """Every agent is a `claude` process: one that does not start fails the whole queue."""
+    binary = ctx.config.claude_binary_resolved
+    try:
+        report.claude_version = claude.version(binary)
+    except OrchestraError as exc:
+        report.findings.append(
+            Finding("claude_does_not_run", binary, str(exc), False, note="install Claude Code or set claude_binary")
         )
 
 

@@ -18,10 +18,10 @@ from typing import Any
 
 from orchestra.agent import processes
 from orchestra.core.crashpoints import crash_point
-from orchestra.core.errors import InvalidInput, OrchestraError
+from orchestra.core.errors import OrchestraError
 from orchestra.core.redact import mask_secrets
 from orchestra.core.task import MergeSpec, Task
-from orchestra.engine import agentless
+from orchestra.engine import agentless, changes, push
 from orchestra.engine import tasks as task_cases
 from orchestra.engine.context import Context
 from orchestra.git import merging, refs, worktrees
@@ -142,6 +142,8 @@ def run_merge_task(ctx: Context, task: Task) -> MergeResult:
             return None
         return run_gate(ctx, gate_command, tmp, task.id, source.branch, spec.into)
 
+    if spec.strategy == "pr":
+        return _open_pull_request(ctx, task, source, spec.into)
     with merge_lock(ctx):
         result = merging.merge_branch(
             ctx.root,
@@ -208,6 +210,24 @@ def markers_left(ctx: Context, task: Task) -> str | None:
     if not left:
         return None
     return f"the conflict is not resolved: {task.branch} still has conflict markers in {', '.join(left)}"
+
+
+def _open_pull_request(ctx: Context, task: Task, source: Task, into: str) -> MergeResult:
+    """merge_strategy "pr": the branch goes to the remote and a pull request, not into a local branch."""
+    wf = records.load(ctx.store, task.workflow) if task.workflow else None
+    change = changes.of_task(ctx, source)
+    if wf is not None:
+        change = changes.of_workflow(ctx, wf)
+    result = MergeResult("error", "", source_branch=source.branch, source_sha=change.head, into=into, strategy="pr")
+    result.task, result.source_task, result.workflow = task.id, source.id, task.workflow
+    try:
+        pushed = push.push_change(ctx, change, source, wf, into, remote=None, pr=True)
+    except OrchestraError as exc:
+        result.message = f"could not open a pull request: {exc}"
+        return result
+    result.status, result.pr_url = "pull_request", pushed.pr_url
+    result.message = pushed.message
+    return result
 
 
 def release_worktree(ctx: Context, task: Task) -> None:
@@ -290,24 +310,3 @@ def start_resolve(
             merge=MergeSpec(task.id, into, strategy),
         )
     return task, retry
-
-
-def default_target(ctx: Context, task: Task) -> str:
-    """Where a task's branch goes: its workflow's target, or the branch its chain started from."""
-    if isinstance(task.merged, dict) and task.merged.get("into"):
-        return str(task.merged["into"])
-    if task.workflow:
-        wf = records.load(ctx.store, task.workflow)
-        if wf.into:
-            return wf.into
-    first = task
-    seen = {task.id}
-    while first.on and first.on not in seen:
-        seen.add(first.on)
-        first = ctx.store.load(first.on)
-    if first.base_ref and first.base_ref != "HEAD" and refs.branch_exists(ctx.root, first.base_ref):
-        return first.base_ref
-    branch = refs.current_branch(ctx.root)
-    if branch is None:
-        raise InvalidInput("HEAD is detached, so there is no default branch to merge into: pass --into BRANCH")
-    return branch

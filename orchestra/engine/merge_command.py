@@ -8,8 +8,9 @@ from orchestra.core.errors import InvalidInput, OrchestraError, TaskNotFound
 from orchestra.core.task import MergeSpec, State
 from orchestra.core.values import known_merge_strategy
 from orchestra.engine import agentless, workflows
+from orchestra.engine.changes import default_target
 from orchestra.engine.context import Context
-from orchestra.engine.merge import default_target, run_merge_task, start_resolve
+from orchestra.engine.merge import run_merge_task, start_resolve
 from orchestra.git import refs
 from orchestra.git.merging import MergeResult
 from orchestra.store import workflows as records
@@ -70,6 +71,7 @@ def manual(ctx: Context, ref: str, *, into: str | None, strategy: str | None, re
             workflow=wf.id if wf else None,
             step=step_name,
             round=wf.round if wf else None,
+            manual=True,
         )
         if wf is not None:
             wf.add_instance(step_name, task.id)

@@ -21,7 +21,7 @@ from orchestra.core.errors import OrchestraError
 from orchestra.core.redact import mask_data, mask_secrets
 from orchestra.core.roles import Role, role_for_task, verdict_problem
 from orchestra.core.task import State, Task, now
-from orchestra.engine import approvals, merge, notify, refguard
+from orchestra.engine import approvals, changes, merge, notify, refguard
 from orchestra.engine.context import Context
 from orchestra.executors.base import RUNNING, Collected, Handle, Launch
 from orchestra.git import refs, review
@@ -297,6 +297,10 @@ def finalize(
         ctx.store.append_event(task.id, "gitlinks_left_out", paths=collected.gitlinks)
         ctx.log(f"{task.id}: nested repositories not committed by orchestra: {', '.join(collected.gitlinks[:5])}")
     crash_point("after_commit")
+    try:
+        diffstat = changes.branch_stat(ctx, task)
+    except OrchestraError:
+        diffstat = None  # a listing then says nothing rather than something wrong
     verdict: Verdict | None = None
     paused: float | None = None
 
@@ -317,6 +321,8 @@ def finalize(
         if collected.branch_sha:
             t.branch_sha = collected.branch_sha
         _add_outcome(t, outcome)
+        if diffstat is not None:
+            t.diffstat = diffstat
         error = mask_secrets(verdict.error) if verdict.error else None  # agent text: it may echo a secret
         if verdict.resume is not None:
             t.requeue(session=verdict.resume or None)

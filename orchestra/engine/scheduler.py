@@ -25,7 +25,7 @@ from orchestra.core.crashpoints import crash_point
 from orchestra.core.errors import CorruptTaskFile, OrchestraError, SchedulerBusy, StorageError, TaskNotFound
 from orchestra.core.graph import find_cycle
 from orchestra.core.spend import budget_message
-from orchestra.core.task import BLOCKING_STATES, State, Task
+from orchestra.core.task import BLOCKING_STATES, State, Task, busy_slots
 from orchestra.engine import recovery, runner, workflows
 from orchestra.engine.context import Context
 from orchestra.executors.base import Handle
@@ -95,7 +95,7 @@ class Scheduler:
     # -- lifecycle ---------------------------------------------------------------
 
     def acquire(self) -> None:
-        lock = record.claim(self.ctx.paths, self.max_concurrent)
+        lock = record.claim(self.ctx.paths, self.max_concurrent, from_flag=bool(self._max_override))
         if lock is None:
             pid = scheduler_pid(self.ctx.paths)
             raise SchedulerBusy(
@@ -286,7 +286,7 @@ class Scheduler:
         if queued and not runnable and not blocked and not self.runners and self._fail_cycles(queued, live):
             return True
         # What can run starts first: failing thousands of dependents must not hold up an unrelated task.
-        over_budget = self._start(runnable, view.spend()["cost_usd"], len(queued))
+        over_budget = self._start(runnable, view.spend()["cost_usd"], len(queued), live)
         if blocked:
             self._fail_queued(blocked)
             return True  # summaries changed; look again on the next pass
@@ -294,14 +294,17 @@ class Scheduler:
             return waiting  # nothing can start; let --until-idle and idle_exit end the scheduler
         return bool(queued) or waiting
 
-    def _start(self, runnable: list[dict[str, Any]], spent_usd: float, queued: int) -> bool:
+    def _start(
+        self, runnable: list[dict[str, Any]], spent_usd: float, queued: int, live: dict[str, dict[str, Any]]
+    ) -> bool:
         """Claim the best runnable tasks for the free slots; True when the budget stops every start."""
         if ratelimit.paused_until(self.ctx.paths):
             runnable = []  # rate limits hit several agents: no new starts until the pause ends
         runnable.sort(key=lambda s: (-int(s.get("priority") or 0), s.get("created_at") or 0, s["id"]))
         if runnable and self._over_budget(spent_usd, queued):
             return True
-        slots = self.max_concurrent - len(self.runners)
+        states = [str((live.get(tid) or {}).get("state") or State.RUNNING) for tid in self.runners]
+        slots = self.max_concurrent - busy_slots(states, self.ctx.config.max_waiting)
         for s in runnable[: max(slots, 0)]:
             self._claim_and_start(s["id"])
         return False

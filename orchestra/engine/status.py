@@ -8,6 +8,7 @@ transcripts are read, from their tail.
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,13 @@ from typing import Any
 from orchestra.agent import sandbox, transcript
 from orchestra.core.errors import CorruptTaskFile, OrchestraError
 from orchestra.core.spend import budget_message, totals
-from orchestra.core.task import FINAL_STATES, State, now
+from orchestra.core.task import FINAL_STATES, LIVE_STATES, State, busy_slots, now
 from orchestra.core.workflow import Workflow
-from orchestra.engine import approvals
+from orchestra.engine import approvals, changes
 from orchestra.engine.context import Context
 from orchestra.store import ratelimit
 from orchestra.store import workflows as records
-from orchestra.store.scheduler import scheduler_pid
+from orchestra.store.scheduler import max_concurrent_flag, scheduler_pid
 from orchestra.store.tasks import View
 
 
@@ -42,6 +43,9 @@ class StatusReport:
     budget_message: str | None = None
     workflows: list[dict[str, Any]] = field(default_factory=list)
     sandbox: dict[str, Any] = field(default_factory=dict)  # the setting; why agents cannot start, if so
+    merges: dict[str, int] = field(default_factory=dict)  # manual merge attempts by state
+    merges_waiting: list[dict[str, Any]] = field(default_factory=list)  # workflows at awaiting_merge
+    more_failures: int = 0  # failed tasks left out of `recent`
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +64,9 @@ class StatusReport:
             "budget_message": self.budget_message,
             "workflows": self.workflows,
             "sandbox": self.sandbox,
+            "manual_merges": self.merges,
+            "awaiting_merge": self.merges_waiting,
+            "more_failures": self.more_failures,
         }
 
 
@@ -68,11 +75,15 @@ def status(ctx: Context, recent: int = 5) -> StatusReport:
     view = ctx.store.checked_view()
     live = view.live
     counts = view.counts()
+    for state, n in view.manual_counts().items():
+        counts[state] = counts.get(state, 0) - n  # listed apart, under merges
     live_workflows: set[str] = set()
     running: list[dict[str, Any]] = []
     waiting: list[dict[str, Any]] = []
     for s in live.values():
         state = s["state"]
+        if s.get("manual"):  # a person's `orchestra merge`, not an agent's task: counted apart
+            continue
         if s.get("workflow"):
             live_workflows.add(s["workflow"])
         if state == State.RUNNING:
@@ -105,10 +116,64 @@ def status(ctx: Context, recent: int = 5) -> StatusReport:
     report.queued = _queue(ctx, view) if counts.get(State.QUEUED) else []
     if live_workflows:
         report.workflows = _workflow_rows(ctx, view, live_workflows)
-    report.recent = [dict(s) for s in itertools.islice(view.finished(), recent)] if recent > 0 else []
+    report.merges = view.manual_counts()
+    report.merges_waiting = _merges_waiting(ctx)
+    report.recent, report.more_failures = _recent(view, counts, recent)
     report.paused_until = ratelimit.paused_until(ctx.paths)
     report.sandbox = {"setting": ctx.config.sandbox, "problem": sandbox.problem(ctx.config.sandbox)}
     return report
+
+
+def _merges_waiting(ctx: Context) -> list[dict[str, Any]]:
+    """Workflows stopped before their merge for a person's approval, each with what it would merge."""
+    rows = []
+    for wf_id in records.ids(ctx.store):
+        try:
+            wf = records.load(ctx.store, wf_id)
+        except OrchestraError:
+            continue
+        if wf.state != "awaiting_merge":
+            continue
+        row: dict[str, Any] = {"id": wf.id, "title": wf.title, "into": wf.into, "created_at": wf.created_at}
+        try:
+            change = changes.of_workflow(ctx, wf, with_commits=False)
+            row.update(branch=change.branch, task=change.task, diffstat=change.stat.to_dict())
+            row["summary"] = change.stat.summary()
+        except OrchestraError as exc:
+            row["summary"] = f"cannot read its change: {exc}"
+        rows.append(row)
+    rows.sort(key=lambda r: (r["created_at"], r["id"]))
+    return rows
+
+
+def _recent(view: View, counts: dict[str, int], count: int) -> tuple[list[dict[str, Any]], int]:
+    """The last `count` agent tasks to end, then failures that fell out of them (as many again).
+
+    A burst of successes must not push a failure out of sight; the failures that do not fit
+    are counted (from the running totals, so the history is read only RECENT_SCAN lines back).
+    Manual merge attempts are counted apart, not listed here.
+    """
+    if count <= 0:
+        return [], 0
+    latest: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    for s in itertools.islice(view.finished(), RECENT_SCAN):
+        if s.get("manual"):
+            continue
+        if len(latest) < count:
+            latest.append(s)
+        elif s["state"] in _FAILURES and len(failures) < count:
+            failures.append(s)
+        if len(latest) >= count and len(failures) >= count:
+            break
+    failed_total = sum(counts.get(str(f), 0) for f in _FAILURES)  # agents' tasks only
+    shown_failed = sum(1 for s in latest + failures if s["state"] in _FAILURES)
+    rows = [dict(s) for s in latest + failures]
+    return rows, max(failed_total - shown_failed, 0)
+
+
+RECENT_SCAN = 200  # how far back RECENT looks for failures pushed out by later tasks: a fixed cost
+_FAILURES = frozenset({State.FAILED, State.TIMED_OUT})
 
 
 def activity(ctx: Context, task_id: str, corrupt: dict[str, str] | None = None) -> dict[str, Any]:
@@ -129,13 +194,15 @@ def activity(ctx: Context, task_id: str, corrupt: dict[str, str] | None = None) 
     out: dict[str, Any] = {
         "num_turns": info["num_turns"] or None,
         "turns_partial": not complete,
-        "last_activity": info["last_activity"],
+        "last_activity": transcript.relative_paths(info["last_activity"], task.worktree),
     }
     if info["cost_usd"] is not None:
         out["cost_usd"] = round((task.cost_usd or 0.0) + info["cost_usd"], 6)
     if task.state == State.AWAITING_INPUT:
         request = approvals.pending_request(ctx, task)
         if request:
+            if isinstance(request.get("summary"), str):
+                request["summary"] = transcript.relative_paths(request["summary"], task.worktree)
             out["request"] = request
     return out
 
@@ -195,12 +262,18 @@ def _summary(ctx: Context, view: View, task_id: str) -> dict[str, Any] | None:
 
 
 def queue(ctx: Context) -> list[dict[str, Any]]:
-    """Queued tasks in the order the scheduler will take them, with what each waits for."""
+    """Queued tasks in the order the scheduler will take them, with what each waits for and why.
+
+    `why` is None for a task that starts at the next pass, else one line a person reads
+    under WAITS FOR: a dependency, a retry time, a rate-limit pause, the budget, the
+    slots (waiting agents hold none, up to max_waiting) or no scheduler at all.
+    """
     return _queue(ctx, ctx.store.view())
 
 
 def _queue(ctx: Context, view: View) -> list[dict[str, Any]]:
     rows = []
+    t = now()
     for s in view.live.values():
         if s["state"] != State.QUEUED:
             continue
@@ -218,9 +291,38 @@ def _queue(ctx: Context, view: View) -> list[dict[str, Any]]:
         row["ready"] = not waiting
         rows.append(row)
     rows.sort(key=lambda r: (not r["ready"], -int(r.get("priority") or 0), r.get("created_at") or 0, r["id"]))
+    limit = max_concurrent_flag(ctx.paths) or ctx.config.max_concurrent
+    live = [str(s["state"]) for s in view.live.values() if s["state"] in LIVE_STATES and not s.get("manual")]
+    free = limit - busy_slots(live, ctx.config.max_waiting)
+    paused = ratelimit.paused_until(ctx.paths)
+    over = budget_message(view.spend()["cost_usd"], ctx.config.budget_usd, len(rows))
+    running_scheduler = scheduler_pid(ctx.paths) is not None
     for position, row in enumerate(rows, 1):
         row["position"] = position
+        row["why"] = _why(row, t, limit, paused, over, running_scheduler)
+        if row["why"] is None and row["ready"] and (row.get("not_before") or 0) <= t:
+            if free > 0:
+                free -= 1
+            else:
+                row["why"] = f"all {limit} slots busy"
     return rows
+
+
+def _why(row: dict[str, Any], t: float, limit: int, paused: float | None, over: str | None, sched: bool) -> str | None:
+    waiting = row["waiting_for"]
+    if waiting:
+        first = waiting[0]
+        more = f" (+{len(waiting) - 1})" if len(waiting) > 1 else ""
+        return f"waiting on dependency {first['id']} ({first['state']}){more}"
+    if row.get("not_before") and row["not_before"] > t:
+        return f"after {time.strftime('%H:%M', time.localtime(row['not_before']))}"
+    if paused:
+        return f"paused until {time.strftime('%H:%M', time.localtime(paused))}"
+    if over:
+        return "budget spent"
+    if not sched:
+        return "no scheduler running"
+    return None
 
 
 def spend(ctx: Context) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestra.core.errors import CorruptTaskFile, InvalidInput, TaskNotFound
+from orchestra.core.errors import CorruptTaskFile, InvalidInput, OrchestraError, TaskNotFound
 from orchestra.core.graph import find_cycle
 from orchestra.core.roles import get_role
 from orchestra.core.task import LIVE_STATES, State, Task, make_title, validate_state
@@ -174,12 +174,38 @@ def _check(sub: Submission, roles: dict[str, Any]) -> tuple[Submission, Any, flo
 # -- reading ------------------------------------------------------------------------
 
 
+def unseen_changes(ctx: Context, task: Task) -> list[str]:
+    """Uncommitted paths of the main worktree that a task starting from its HEAD will not have.
+
+    The agent's checkout is made from a commit, so edits a person has not committed yet
+    are missing there; saying so at submit saves a run on stale code. Untracked files
+    that the `copy` setting brings along, and orchestra's own state, do not count.
+    """
+    if task.on or task.agentless or not task.base_sha:
+        return []
+    try:
+        if refs.resolve_commit(ctx.root, "HEAD") != task.base_sha:
+            return []
+        paths = worktrees.uncommitted(ctx.root, untracked=True)
+    except OrchestraError:
+        return []
+    copied = tuple(str(p).rstrip("/") for p in ctx.config.copy)
+    return [
+        p for p in paths if not p.startswith(".orchestra/") and not any(p == c or p.startswith(c + "/") for c in copied)
+    ]
+
+
 def get(ctx: Context, ref: str) -> Task:
     return ctx.store.load(ctx.store.resolve(ref))
 
 
 def select(
-    ctx: Context, states: Iterable[str] = (), roles: Iterable[str] = (), limit: int | None = None
+    ctx: Context,
+    states: Iterable[str] = (),
+    roles: Iterable[str] = (),
+    limit: int | None = None,
+    *,
+    manual: bool | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Task summaries, newest first: live tasks (newest submitted first), then ended ones (most recently
     ended first), read lazily, so a listing that stops at `limit` never reads the rest of the history.
@@ -187,6 +213,8 @@ def select(
     """
     wanted_states = {validate_state(s) for s in states}
     wanted_roles = set(roles)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise InvalidInput(f"invalid limit {limit!r}: a whole number (0: no limit)")
     view = ctx.store.checked_view()
     live_only = bool(wanted_states) and wanted_states <= UNFINISHED_STATES
     ended_only = bool(wanted_states) and not wanted_states & UNFINISHED_STATES
@@ -197,7 +225,9 @@ def select(
     chosen = (
         s
         for s in rows
-        if (not wanted_states or s["state"] in wanted_states) and (not wanted_roles or s["role"] in wanted_roles)
+        if (not wanted_states or s["state"] in wanted_states)
+        and (not wanted_roles or s["role"] in wanted_roles)
+        and (manual is None or bool(s.get("manual")) == manual)
     )
     return itertools.islice(chosen, limit) if limit else chosen
 
@@ -208,12 +238,14 @@ def listing(
     roles: Iterable[str] = (),
     limit: int | None = None,
     corrupt: dict[str, str] | None = None,
+    *,
+    manual: bool | None = None,
 ) -> Iterator[Task]:
     """Whole tasks in `select`'s order, each read from its file as it is reached (for streaming).
 
     Files found unreadable on the way are added to `corrupt` (path -> reason).
     """
-    for s in select(ctx, states, roles, limit):
+    for s in select(ctx, states, roles, limit, manual=manual):
         try:
             yield ctx.store.load(s["id"])
         except CorruptTaskFile as exc:
@@ -224,9 +256,14 @@ def listing(
 
 
 def summaries(
-    ctx: Context, states: Iterable[str] = (), roles: Iterable[str] = (), limit: int | None = None
+    ctx: Context,
+    states: Iterable[str] = (),
+    roles: Iterable[str] = (),
+    limit: int | None = None,
+    *,
+    manual: bool | None = None,
 ) -> list[dict[str, Any]]:
-    return list(select(ctx, states, roles, limit))
+    return list(select(ctx, states, roles, limit, manual=manual))
 
 
 def wait(

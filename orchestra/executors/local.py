@@ -187,8 +187,7 @@ class LocalExecutor:
                 wt,
                 task.branch,
                 task.branch_sha or workspace.UNKNOWN,
-                f"orchestra: uncommitted work of task {task.id} ({task.role})\n\n{task.title}\n\n"
-                f"Committed by orchestra when the agent's run ended.\nOrchestra-Task: {task.id}",
+                autocommit_message(task),
                 self._identity,
                 copied=task.copied,
                 label=task.id,
@@ -213,3 +212,14 @@ def _pidfd(pid: int) -> int | None:
         return os.pidfd_open(pid)
     except (AttributeError, OSError):
         return None
+
+
+def autocommit_message(task: Task) -> str:
+    """The task's title as the subject: `git log` then says what the work was, not which task id left it."""
+    subject = " ".join(task.title.split()) or f"work of task {task.id}"
+    if len(subject) > 72:
+        subject = subject[:71].rstrip() + "…"
+    return (
+        f"{subject}\n\nWhat the agent left uncommitted when its run ended ({task.role}, task {task.id}),"
+        f" committed by orchestra.\n\nOrchestra-Task: {task.id}"
+    )

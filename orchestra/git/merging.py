@@ -35,7 +35,8 @@ SQUASH_TRAILER = "Orchestra-Squash-Of"
 
 @dataclass
 class MergeResult:
-    # merged, up_to_date, conflict, gate_failed, target_dirty, not_fast_forward, target_moved, refused, error
+    # merged, up_to_date, pull_request, conflict, gate_failed, target_dirty, not_fast_forward, target_moved,
+    # refused, error
     status: str
     message: str
     source_branch: str = ""
@@ -52,10 +53,11 @@ class MergeResult:
     resolve_task: str | None = None
     landed_in: str | None = None  # up_to_date: the target's commit that already holds the source (a squash)
     retry_task: str | None = None
+    pr_url: str | None = None  # merge_strategy "pr": the pull request opened instead
 
     @property
     def ok(self) -> bool:
-        return self.status in ("merged", "up_to_date", "approved")
+        return self.status in ("merged", "up_to_date", "approved", "pull_request")
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -84,7 +86,8 @@ def merge_branch(
     on its first-parent history carrying SQUASH_TRAILER) is `up_to_date`, so a merge
     re-run after a crash, or run twice at once, lands once.
     """
-    known_merge_strategy(strategy)
+    if known_merge_strategy(strategy) == "pr":
+        raise OrchestraError("a pull request is not a local merge: the engine pushes it instead")
     into = refs.check_target(root, into)
     source_sha = refs.branch_head(root, source_branch)
     if source_sha is None:

@@ -7,6 +7,7 @@ diff costs the budget, not 200 MB (or five times that).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -191,6 +192,23 @@ def stat_text(repo: Path, base: str, head: str, limit: int = MAX_STAT_FILES) -> 
     if last:
         lines.append(last)
     return "\n".join(lines)
+
+
+def diff_lines(repo: Path, base: str, head: str) -> Iterator[str]:
+    """The whole diff base..head, line by line as git writes it, streamed: `orchestra diff` pages through it.
+
+    Read in fixed-size pieces so a 200 MB change never sits in memory; git's own
+    external diff and textconv stay off (the runner's hardened flags).
+    """
+    _check_range(repo, base, head)
+    with stream(repo, "diff", "--no-color", base, head, "--") as proc:
+        out = proc.stdout
+        assert out is not None
+        for raw in iter(lambda: out.readline(_READ), b""):
+            yield raw.decode("utf-8", "replace")
+        code = proc.wait()
+    if code != 0:
+        raise OrchestraError(f"cannot read the changes {base[:12]}..{head[:12]}: git diff exited {code}")
 
 
 def review_material(repo: Path, base: str, head: str, label: str, budget: int = DIFF_BUDGET) -> str:

@@ -21,13 +21,28 @@ def scheduler_pid(paths: Paths) -> int | None:
         return -1
 
 
-def claim(paths: Paths, max_concurrent: int) -> Held | None:
-    """Become the repository's scheduler; None when another one is."""
+def max_concurrent_flag(paths: Paths) -> int | None:
+    """The live scheduler's `worker -j N`, when it was started with one."""
+    try:
+        info = json.loads(paths.scheduler_info.read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(info, dict) and info.get("from_flag") and isinstance(info.get("max_concurrent"), int):
+        return int(info["max_concurrent"])
+    return None
+
+
+def claim(paths: Paths, max_concurrent: int, from_flag: bool = False) -> Held | None:
+    """Become the repository's scheduler; None when another one is.
+
+    `from_flag`: max_concurrent came from `worker -j` and not from the settings, so
+    readers (why a task waits) must take it from here.
+    """
     paths.ensure()
     lock = Held(paths.scheduler_lock, 0)
     if not lock.acquire():
         return None
-    info = {"pid": os.getpid(), "started_at": now(), "max_concurrent": max_concurrent}
+    info = {"pid": os.getpid(), "started_at": now(), "max_concurrent": max_concurrent, "from_flag": from_flag}
     write_atomic(paths.scheduler_info, json.dumps(info).encode())
     return lock
 

@@ -71,7 +71,7 @@ def empty_index(gen: int = 0) -> dict[str, Any]:
         "gen": gen,
         "tasks": {},
         "corrupt": {},
-        "finished": {"tasks": 0, "states": {}, "cost_micro": 0, "input_tokens": 0, "output_tokens": 0},
+        "finished": {"tasks": 0, "states": {}, "manual": {}, "cost_micro": 0, "input_tokens": 0, "output_tokens": 0},
         "history": {"bytes": 0, "ino": None, "lines": 0},
     }
 
@@ -102,6 +102,15 @@ class View:
             out[state] = out.get(state, 0) + int(n)
         for s in self.live.values():
             out[s["state"]] = out.get(s["state"], 0) + 1
+        return out
+
+    def manual_counts(self) -> dict[str, int]:
+        """A person's merge attempts (`orchestra merge`, tasks marked manual) in each state: counted
+        apart from agents' tasks, but included in counts()."""
+        out: dict[str, int] = {state: int(n) for state, n in self.index["finished"]["manual"].items()}
+        for s in self.live.values():
+            if s.get("manual"):
+                out[s["state"]] = out.get(s["state"], 0) + 1
         return out
 
     def spend(self) -> dict[str, Any]:
@@ -735,6 +744,7 @@ def _valid_index(data: object) -> bool:
         and isinstance(data.get("corrupt"), dict)
         and isinstance(finished, dict)
         and isinstance(finished.get("states"), dict)
+        and isinstance(finished.get("manual"), dict)
         and all(isinstance(finished.get(k), int) for k in ("tasks", "cost_micro", "input_tokens", "output_tokens"))
         and isinstance(recorded, dict)
         and isinstance(recorded.get("bytes"), int)
@@ -750,7 +760,7 @@ def _copy(index: dict[str, Any]) -> dict[str, Any]:
         **index,
         "tasks": dict(index["tasks"]),
         "corrupt": dict(index["corrupt"]),
-        "finished": {**finished, "states": dict(finished["states"])},
+        "finished": {**finished, "states": dict(finished["states"]), "manual": dict(finished["manual"])},
         "history": dict(index["history"]),
     }
 
@@ -779,6 +789,11 @@ def _count(finished: dict[str, Any], summary: Summary, sign: int) -> None:
     states[state] = states.get(state, 0) + sign
     if not states[state]:
         del states[state]
+    if summary.get("manual"):
+        manual = finished["manual"]
+        manual[state] = manual.get(state, 0) + sign
+        if not manual[state]:
+            del manual[state]
     cost = summary.get("cost_usd")
     if isinstance(cost, (int, float)) and not isinstance(cost, bool):
         finished["cost_micro"] += sign * round(cost * 1_000_000)

@@ -159,6 +159,11 @@ def submit(
         budget=budget,
         start=start,
     )
+    unseen = orch.unseen_changes(task)
+    if unseen:
+        from orchestra.ui.views import unseen_warning  # ~35 ms off --help and completion
+
+        click.echo(f"orchestra: warning: {unseen_warning(unseen)}", err=True)
     if as_json:
         _echo_json(task.to_dict())
     else:
@@ -222,30 +227,35 @@ LIST_LIMIT = 50
     type=click.IntRange(min=0),
     help=f"At most this many tasks (default {LIST_LIMIT} in the table, all with --json; 0: all).",
 )
+@click.option("--merges", is_flag=True, help="List the manual merge attempts ('orchestra merge') instead.")
 @click.option("--json", "as_json", is_flag=True, help="Every field of every task, as a JSON array (streamed).")
 @click.pass_context
 def list_cmd(
-    ctx: click.Context, states: tuple[str, ...], roles: tuple[str, ...], limit: int | None, as_json: bool
+    ctx: click.Context, states: tuple[str, ...], roles: tuple[str, ...], limit: int | None, merges: bool, as_json: bool
 ) -> int:
-    """List tasks, newest first.
+    """List tasks, newest first, with what each finished one changed.
 
     Unfinished tasks come first (newest submitted first), then finished ones
     (most recently ended first). Reading stops at the limit, so a long history
     costs nothing here; asking only for unfinished states (queued, running,
     awaiting_input) never reads the history.
     """
+    from orchestra.ui import term  # shutil and co.: ~4 ms off --help and completion
     from orchestra.ui.views import printable, task_table  # ~35 ms off --help and completion
 
     orch = _orchestra(ctx)
     corrupt: dict[str, str] = {}
     if as_json:
-        _stream_json(t.to_dict() for t in orch.list(states, roles, limit or None, corrupt))
+        _stream_json(t.to_dict() for t in orch.list(states, roles, limit or None, corrupt, manual=merges))
     else:
         wanted = LIST_LIMIT if limit is None else limit
-        rows = orch.summaries(states, roles, wanted + 1 if wanted else None)
-        click.echo(task_table(rows[:wanted] if wanted else rows))
+        rows = orch.summaries(states, roles, wanted + 1 if wanted else None, manual=merges)
+        click.echo(task_table(rows[:wanted] if wanted else rows, term.width()))
         if wanted and len(rows) > wanted:
             click.echo(f"orchestra: showing the newest {wanted}; --limit N shows more, --limit 0 all", err=True)
+        attempts = 0 if merges else orch.manual_merge_attempts()
+        if attempts:
+            click.echo(f"({attempts} manual merge attempt(s) not listed: orchestra list --merges)")
     for reason in {**orch.corrupt_files(), **corrupt}.values():  # after the listing, which notices new ones
         click.echo(f"orchestra: warning: {printable(reason)}", err=True)
     return EXIT_OK
@@ -268,18 +278,56 @@ def _stream_json(items: Iterator[dict[str, Any]]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Every field, as JSON.")
 @click.pass_context
 def show(ctx: click.Context, task_id: str, as_json: bool) -> int:
-    """Everything about one task."""
-    from orchestra.ui.views import request_text, task_text  # ~35 ms off --help and completion
+    """Everything about one task, with its commits and what they changed."""
+    from orchestra.ui.views import change_text, request_text, task_text  # ~35 ms off --help and completion
 
     orch = _orchestra(ctx)
     task = orch.get(task_id)
     request = orch.pending_request(task.id)
+    change = orch.task_change(task)
     if as_json:
-        _echo_json({**task.to_dict(), "pending_request": request})
+        _echo_json({**task.to_dict(), "pending_request": request, "changes": change.to_dict() if change else None})
     else:
-        click.echo(task_text(task, orch.events(task.id)))
+        click.echo(task_text(task, orch.events(task.id), orch.paths.root))
+        if change is not None:
+            click.echo("")
+            click.echo(change_text(change, orch.stat_text(change)))
         if request:
             click.echo(request_text(request))
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("ref", metavar="ID|WORKFLOW")
+@click.option("--stat", "stat_only", is_flag=True, help="Only the commits and the diff stat.")
+@click.option("--json", "as_json", is_flag=True, help="The commits, the stat and the diff, as JSON.")
+@click.pass_context
+def diff(ctx: click.Context, ref: str, stat_only: bool, as_json: bool) -> int:
+    """What a task's branch changed against its base, or a workflow's result against where it started."""
+    from orchestra.ui import term  # shutil and co.: ~4 ms off --help and completion
+    from orchestra.ui.views import change_text, diff_kind  # ~35 ms off --help and completion
+
+    orch = _orchestra(ctx)
+    change = orch.change(ref)
+    if as_json:
+        data = change.to_dict()
+        if not stat_only:
+            data["diff"] = "".join(orch.diff_lines(change))
+        _echo_json(data)
+        return EXIT_OK
+    if stat_only or not change.stat.count:
+        what = f"{change.kind} {change.id}" + (
+            f" (task {change.task})" if change.task and change.kind != "task" else ""
+        )
+        click.echo(
+            f"{what}: {change.branch} against {change.base[:12]}" + (f", into {change.into}" if change.into else "")
+        )
+        click.echo(change_text(change, orch.stat_text(change)))
+        return EXIT_OK
+    color = term.color_enabled()
+    for line in orch.diff_lines(change):
+        text = line.rstrip("\n")
+        click.echo(term.paint(diff_kind(text), text, color))
     return EXIT_OK
 
 
@@ -311,7 +359,7 @@ def logs(ctx: click.Context, task_id: str, follow: bool, raw: bool) -> int:
             else:
                 items, new = transcript.render_file(path, offset, include_partial=final)
                 for item in items:
-                    click.echo(term.paint(item.kind, item.text, color))
+                    click.echo(term.paint(item.kind, transcript.relative_paths(item.text, task.worktree), color))
             if new == offset:
                 return
             offset = new
@@ -606,6 +654,11 @@ def workflow_cmd() -> None:
 @click.option("-f", "--file", "request_file", type=click.File("r"), help="Read the request from FILE ('-' for stdin).")
 @click.option("--base", metavar="REF", help="Start from REF (default HEAD); for code-review: BRANCH or FROM..TO.")
 @click.option("--into", metavar="BRANCH", help="Merge the result into BRANCH (default: the base branch).")
+@click.option(
+    "--approve-merge",
+    is_flag=True,
+    help="Stop at awaiting_merge until you approve with 'orchestra merge WF' (config: merge_approval).",
+)
 @click.option("--start/--no-start", "start", default=None, help="Start a background scheduler if none runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new workflow as JSON instead of its id.")
 @click.pass_context
@@ -616,6 +669,7 @@ def workflow_start(
     request_file: Any,
     base: str | None,
     into: str | None,
+    approve_merge: bool,
     start: bool | None,
     as_json: bool,
 ) -> int:
@@ -626,7 +680,7 @@ def workflow_start(
     if not text.strip():
         raise click.UsageError("no request: say what the team should do")
     orch = _orchestra(ctx)
-    wf = orch.start_workflow(template, text, base=base, into=into, start=start)
+    wf = orch.start_workflow(template, text, base=base, into=into, approve_merge=approve_merge, start=start)
     if as_json:
         _echo_json(wf.to_dict())
     else:
@@ -744,6 +798,26 @@ def merge_cmd(
     else:
         click.echo(merge_text(result), err=not (result.ok or result.resolve_task))
     return EXIT_OK if result.ok or result.resolve_task else EXIT_FAILED
+
+
+@cli.command("push")
+@click.argument("ref", metavar="ID|WORKFLOW")
+@click.option("--remote", metavar="NAME", help="The remote to push to (default: origin).")
+@click.option("--pr", is_flag=True, help="Then open a pull request with 'gh pr create'.")
+@click.option("--json", "as_json", is_flag=True, help="The result as JSON.")
+@click.pass_context
+def push_cmd(ctx: click.Context, ref: str, remote: str | None, pr: bool, as_json: bool) -> int:
+    """Push a task's branch, or a workflow's result branch, to a remote; --pr opens a pull request.
+
+    The pull request's title is the task's or workflow's title; its body carries the
+    prompt, the reviewer's verdict and comments, the tests run, the cost and the diff stat.
+    """
+    result = _orchestra(ctx).push(ref, remote=remote, pr=pr)
+    if as_json:
+        _echo_json(result.to_dict())
+    else:
+        click.echo(result.message)
+    return EXIT_OK
 
 
 @cli.command("cleanup")

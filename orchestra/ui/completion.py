@@ -46,11 +46,39 @@ def _app(ctx: click.Context) -> Orchestra:
     return app.Orchestra(ctx.find_root().params.get("repo"))
 
 
+# The states each command accepts a task in: TAB offers only ids the command will take.
+_LIVE = ("running", "awaiting_input")
+_ENDED = ("succeeded", "failed", "cancelled", "timed_out")
+ACCEPTS: dict[str, tuple[str, ...]] = {
+    "cancel": ("queued", *_LIVE),
+    "stop": _LIVE,
+    "retry": ("failed", "cancelled", "timed_out"),
+    "priority": ("queued",),
+    "queue remove": ("queued",),
+    "wait": ("queued", *_LIVE),
+    "respond": ("awaiting_input", *_ENDED),
+    "merge": ("succeeded",),
+    "push": ("succeeded",),
+    "diff": (*_LIVE, *_ENDED),
+}
+
+
+def _command_name(ctx: click.Context) -> str:
+    """`queue remove`, `cancel`: the command being completed, without the program name."""
+    names = []
+    node: click.Context | None = ctx
+    while node is not None and node.parent is not None:
+        names.append(node.info_name or "")
+        node = node.parent
+    return " ".join(reversed(names))
+
+
 @_quiet
 def task_ids(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
-    """Ids of tasks, newest first, with state and title as the description."""
-    rows = _app(ctx).summaries(limit=COMPLETION_SCAN)  # newest first: never the whole history
-    matches = [r for r in rows if r["id"].startswith(incomplete.lower())]
+    """Ids of tasks in a state the command accepts, newest first, with state and title as the description."""
+    accepted = ACCEPTS.get(_command_name(ctx)) if param.name not in ("after", "on") else None
+    rows = _app(ctx).summaries(accepted or (), limit=COMPLETION_SCAN)  # newest first: never the whole history
+    matches = [r for r in rows if r["id"].startswith(incomplete.lower()) and not r.get("manual")]
     matches.sort(key=lambda r: r.get("created_at") or 0, reverse=True)
     return [CompletionItem(r["id"], help=f"{r['state']}: {r.get('title') or ''}"[:60]) for r in matches[:MAX_TASKS]]
 
@@ -94,6 +122,7 @@ def templates(ctx: click.Context, param: click.Parameter, incomplete: str) -> li
 BY_NAME: dict[str, Completer] = {
     "task_id": task_ids,
     "task_ids": task_ids,
+    "ref": task_ids,
     "after": task_ids,
     "on": task_ids,
     "role": roles,

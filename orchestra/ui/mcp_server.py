@@ -36,6 +36,7 @@ from orchestra.ui import views
 MAX_WAIT = 50.0
 LIST_LIMIT = 50
 MAX_TRANSCRIPT_LINES = 500
+MAX_DIFF_CHARS = 100_000  # a model's context, not a terminal: longer diffs are cut and say so
 LOG_RESOURCE_CHARS = 200_000
 LOG_RESOURCE_BYTES = 2 * 1024 * 1024
 MODEL_WIDTH = 160  # a model reads the status picture, not an 80-column terminal: keep paths whole
@@ -206,8 +207,12 @@ def build_server(repo: Path) -> MCPServer:
                 start=False,
             )
             started = orch.autostart()
+            unseen = orch.unseen_changes(task)
         text = f"queued {_task_line(task)}\nbranch {task.branch}\nfollow it with wait_for_task or process_details"
-        return _result({"task": task.to_dict(), "scheduler_started": started}, text)
+        if unseen:
+            text += f"\nwarning: {views.unseen_warning(unseen)}"
+        data = {"task": task.to_dict(), "scheduler_started": started, "uncommitted_not_seen": unseen}
+        return _result(data, text)
 
     @server.tool(annotations=READ)
     def list_processes(
@@ -347,11 +352,14 @@ def build_server(repo: Path) -> MCPServer:
         request: Annotated[str, _doc("What the workflow should achieve, in full.")],
         base: Annotated[str | None, _doc("A git ref to start from instead of HEAD.")] = None,
         into: Annotated[str | None, _doc("The branch the result is meant to merge into.")] = None,
+        approve_merge: Annotated[
+            bool, _doc("Stop before the merge until a person approves it (the merge tool on the workflow).")
+        ] = False,
     ) -> Result:
         """Start a workflow from a template: returns the workflow and the tasks it queued."""
         with _model_errors():
             orch = core()
-            workflow = orch.start_workflow(template, request, base=base, into=into)
+            workflow = orch.start_workflow(template, request, base=base, into=into, approve_merge=approve_merge)
         data = workflow.to_dict()
         lines = [f"workflow {data.get('id')} ({data.get('template')}) {data.get('state')}: {data.get('title')}"]
         lines += [f"  {i.get('step')}: task {i.get('task')}" for i in data.get("instances") or []]
@@ -452,6 +460,35 @@ def build_server(repo: Path) -> MCPServer:
             spend = orch.workflow_spend(wf.id)
         data = {**wf.to_dict(), "tasks": {tid: t.to_dict() for tid, t in tasks.items()}, "spend": spend}
         return _result({"workflow": data}, views.workflow_text(wf, tasks, spend))
+
+    @server.tool(annotations=READ)
+    def show_diff(
+        ref: Annotated[str, _doc("A task id or a workflow id (or a unique prefix of one).")],
+        stat_only: Annotated[bool, _doc("Only the commits and the diff stat, not the diff itself.")] = False,
+    ) -> Result:
+        """What a task's branch changed against its base, or a workflow's result against where it started."""
+        with _model_errors():
+            orch = core()
+            change = orch.change(ref)
+            picture = orch.stat_text(change)
+            diff_text, cut = "", False
+            if not stat_only:
+                parts: list[str] = []
+                size = 0
+                for line in orch.diff_lines(change):
+                    if size + len(line) > MAX_DIFF_CHARS:
+                        cut = True
+                        break
+                    parts.append(line)
+                    size += len(line)
+                diff_text = "".join(parts)
+        data = {**change.to_dict(), "diff": diff_text if not stat_only else None, "diff_truncated": cut}
+        text = views.change_text(change, picture)
+        if diff_text:
+            text += "\n\n" + diff_text
+        if cut:
+            text += f"\n… the diff is longer than {MAX_DIFF_CHARS} characters; read the rest in the branch"
+        return _result(data, text)
 
     @server.tool(annotations=_acts(destructive=True))
     def cancel_workflow(

@@ -71,6 +71,7 @@ def clip(text: str | None, width: int) -> str:
 
 
 _LABELS = {"awaiting_input": "awaiting input", "timed_out": "timed out"}
+_FINAL = frozenset({"succeeded", "failed", "timed_out", "cancelled"})
 _ROLE_W = 11
 _QUEUE_SHOWN = 10
 
@@ -103,6 +104,10 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
     add("plain", f"scheduler  {sched}")
     counts = "  ".join(f"{state} {report.counts[state]}" for state in _STATE_ORDER if report.counts.get(state))
     add("plain", f"tasks      {counts or 'none yet'}")
+    merges = getattr(report, "merges", None) or {}
+    if merges:
+        by_state = "  ".join(f"{state} {merges[state]}" for state in _STATE_ORDER if merges.get(state))
+        add("plain", f"merges     {sum(merges.values())} by hand: {by_state}")
     spend_ = getattr(report, "spend", None) or {}
     spent = f"spent      {money(report.total_cost_usd)}"
     if spend_.get("input_tokens") or spend_.get("output_tokens"):
@@ -124,9 +129,14 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
     elif box.get("setting") == "off":
         add("warning", 'sandbox    off: agents run unconfined (sandbox = "off")')
 
-    if report.waiting:
+    merges_waiting = getattr(report, "merges_waiting", None) or []
+    if report.waiting or merges_waiting:
         blank()
-        add("alert", f" !! WAITING FOR YOU ({len(report.waiting)}): answer with 'orchestra respond ID' ")
+        how = "answer with 'orchestra respond ID'" if report.waiting else "approve with 'orchestra merge WF'"
+        add("alert", f" !! WAITING FOR YOU ({len(report.waiting) + len(merges_waiting)}): {how} ")
+        for m in merges_waiting:
+            add("waiting", f"  {m['id']:<{idw}}  merge into {m.get('into') or '?'}: {m.get('summary')}")
+            add("activity", f"  {'':<{idw}}  {clip(m.get('title'), width)} · approve: orchestra merge {m['id']}")
         for r in report.waiting:
             add("waiting", f"  {r['id']:<{idw}}  {r['role']:<{_ROLE_W}} {clip(r.get('title'), width)}")
             asks = _request_text(r.get("request")) or r.get("last_activity")
@@ -162,6 +172,8 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
                 waits_s = f"retry at {clock(r['not_before'])[11:]}"
             if waits_s == "ready" and getattr(report, "budget_message", None):
                 waits_s = "budget"
+            if waits_s == "ready" and r.get("why"):
+                waits_s = r["why"]  # why a ready task does not start: the slots, a pause, no scheduler
             position = r.get("position", "")
             add(
                 "queued",
@@ -186,15 +198,21 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
     if report.recent:
         blank()
         add("heading", "RECENT")
-        for r in report.recent:
+        changes = [change_summary(r.get("diffstat")) for r in report.recent]
+        chw = min(max(len(c) for c in changes), _CHANGES_MAX)
+        for r, change in zip(report.recent, changes, strict=True):
             kind = "succeeded" if r["state"] == "succeeded" else "failed"
             add(
                 kind,
                 f"  {r['id']:<{idw}}  {_LABELS.get(r['state'], r['state']):<10} {r['role']:<{_ROLE_W}} "
-                f"{money(r.get('cost_usd')):>8}  {clip(r.get('title'), width)}",
+                f"{money(r.get('cost_usd')):>8}  "
+                + (f"{clip(change, chw):<{chw}}  " if chw else "")
+                + clip(r.get("title"), width),
             )
             if r.get("error"):
                 add("activity", f"  {'':<{idw}}  └ {r['error']}")
+        if getattr(report, "more_failures", 0):
+            add("dim", f"  … and {report.more_failures} more failed (orchestra list --state failed)")
     for path in report.corrupt:
         add("warning", f"warning: corrupt task file {path.rsplit('/', 1)[-1]} (details on stderr)")
     return out
@@ -232,20 +250,105 @@ def _masked(text: str) -> str:
     return mask_secrets(text)
 
 
+def unseen_warning(paths: list[str]) -> str:
+    """One line: the main worktree's uncommitted changes stay out of the agent's checkout."""
+    named = ", ".join(paths[:3]) + (f", … ({len(paths)} in all)" if len(paths) > 3 else "")
+    return (
+        f"uncommitted changes in the main worktree will not be in the agent's checkout: {named}; "
+        "commit them first (untracked files can be listed in the 'copy' setting)"
+    )
+
+
+def change_summary(diffstat: Any) -> str:
+    """`+12 −3 · 2 files` from a recorded stat, `no changes` for none, '' when nothing was recorded."""
+    if not isinstance(diffstat, dict):
+        return ""
+    files = int(diffstat.get("files") or 0)
+    if not files:
+        return "no changes"
+    return f"+{int(diffstat.get('added') or 0)} −{int(diffstat.get('removed') or 0)} · {files} file{'s' if files != 1 else ''}"
+
+
+_CHANGES_MAX = 22
+
+
 @_printable
-def task_table(rows: Iterable[dict[str, Any]]) -> str:
-    out = [f"{'ID':<8} {'STATE':<14} {'ROLE':<11} {'PRI':>4} {'AGE':>7}  TITLE"]
+def task_table(rows: Iterable[dict[str, Any]], width: int = 80) -> str:
+    """One line per task, at most `width` columns: the title takes what the other columns leave.
+
+    Finished tasks say what their branch changed, so one that changed nothing stands out.
+    """
+    rows = list(rows)
     t = time.time()
-    for s in rows:
+    idw = max([2] + [len(s["id"]) for s in rows])
+    show_pri = any(s.get("priority") for s in rows)
+    changes = [change_summary(s.get("diffstat")) if s.get("state") in _FINAL else "" for s in rows]
+    chw = min(max([0] + [len(c) for c in changes]), _CHANGES_MAX)
+    if chw:
+        chw = max(chw, len("CHANGES"))
+
+    def line(id_: str, state: str, role: str, pri: str, age: str, change: str, title: str) -> str:
+        head = f"{id_:<{idw}} {state:<14} {clip(role, _ROLE_W):<{_ROLE_W}} "
+        if show_pri:
+            head += f"{pri:>4} "
+        head += f"{age:>7}  "
+        if chw:
+            head += f"{clip(change, chw):<{chw}}  "
+        return fit(head + clip(title, max(width - len(head), 10)), width)
+
+    out = [line("ID", "STATE", "ROLE", "PRI", "AGE", "CHANGES", "TITLE")]
+    for s, change in zip(rows, changes, strict=True):
         out.append(
-            f"{s['id']:<8} {s['state']:<14} {s['role']:<11} {s.get('priority', 0):>4} "
-            f"{duration(t - (s.get('created_at') or t)):>7}  {clip(s.get('title'), 44)}"
+            line(
+                s["id"],
+                _LABELS.get(s["state"], s["state"]),
+                s["role"],
+                str(s.get("priority", 0)),
+                duration(t - (s.get("created_at") or t)),
+                change,
+                _masked(s.get("title") or ""),
+            )
         )
     return "\n".join(out)
 
 
+def change_text(change: Any, stat_picture: str) -> str:
+    """The commits and the diff stat of a change, for `show` and `diff --stat`."""
+    lines = [f"commits      {len(change.commits)}{'+' if change.more_commits else ''} on {change.branch}"]
+    lines += [f"  {c['sha'][:8]} {clip(c['subject'], 66)}" for c in change.commits]
+    if change.more_commits:
+        lines.append("  … (only the first ones are listed)")
+    lines.append(f"changes      {change.stat.summary()} against {change.base[:12]}")
+    lines += [f"  {line.strip()}" for line in stat_picture.splitlines()[:-1]] if change.stat.count else []
+    return _masked("\n".join(lines))
+
+
+def diff_kind(line: str) -> str:
+    """The style of one diff line: added green, removed red, hunk headers cyan, file headers bold."""
+    if line.startswith(("+++", "---", "diff --git", "index ")):
+        return "heading"
+    if line.startswith("+"):
+        return "succeeded"
+    if line.startswith("-"):
+        return "failed"
+    if line.startswith("@@"):
+        return "running"
+    return "plain"
+
+
+def shown_path(path: str | None, root: Any = None) -> str:
+    """A path under the repository as `.orchestra/worktrees/ID`, not an absolute path eating the line."""
+    if not path:
+        return "-"
+    if root is not None:
+        prefix = str(root).rstrip("/") + "/"
+        if path.startswith(prefix):
+            return path[len(prefix) :]
+    return path
+
+
 @_printable
-def task_text(task: Task, events: list[dict[str, Any]] | None = None) -> str:
+def task_text(task: Task, events: list[dict[str, Any]] | None = None, root: Any = None) -> str:
     lines = [
         f"id           {task.id}",
         f"title        {task.title}",
@@ -255,7 +358,7 @@ def task_text(task: Task, events: list[dict[str, Any]] | None = None) -> str:
         f"depends on   {', '.join(task.depends_on) or '-'}",
         f"base         {task.base_ref}" + (f" @ {task.base_sha[:12]}" if task.base_sha else ""),
         f"branch       {task.branch}",
-        f"worktree     {task.worktree}",
+        f"worktree     {shown_path(task.worktree, root)}",
         f"attempts     {task.attempts} of {task.max_attempts}",
         f"session      {task.session_id or '-'}",
         f"created      {clock(task.created_at)}",
@@ -336,7 +439,7 @@ def queue_text(rows: list[dict[str, Any]]) -> str:
         return "the queue is empty"
     out = [f"{'#':>3} {'ID':<8} {'ROLE':<11} {'PRI':>4}  {'WAITS FOR':<22} TITLE"]
     for r in rows:
-        waits = ", ".join(f"{w['id']} ({w['state']})" for w in r["waiting_for"]) or "ready"
+        waits = ", ".join(f"{w['id']} ({w['state']})" for w in r["waiting_for"]) or r.get("why") or "ready"
         out.append(
             f"{r['position']:>3} {r['id']:<8} {r['role']:<11} {r.get('priority', 0):>4}  "
             f"{clip(waits, 22):<22} {clip(r.get('title'), 30)}"

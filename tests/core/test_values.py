@@ -119,11 +119,11 @@ def test_modes_prefixes_and_strategies():
         assert "letters, digits" in refused(values.branch_prefix, bad, "branch_prefix"), bad
     assert values.merge_strategy("ff-only", "merge_strategy") == "ff-only"
     assert refused(values.merge_strategy, "octopus", "merge_strategy") == (
-        "invalid merge_strategy 'octopus': use one of merge, squash, ff-only"
+        "invalid merge_strategy 'octopus': use one of merge, squash, ff-only, pr"
     )
     assert (
         refused(values.known_merge_strategy, "rebase")
-        == "unknown merge strategy 'rebase'; use one of merge, squash, ff-only"
+        == "unknown merge strategy 'rebase'; use one of merge, squash, ff-only, pr"
     )
 
 

@@ -221,7 +221,7 @@ def test_respond_continues_the_session_on_the_same_branch(orch):
     inits = [e for e in _log(orch, tid) if e.get("subtype") == "init"]
     assert [e["session_id"] for e in inits] == [first["session_id"]] * 2
     history = git(orch.repo, "log", "--format=%s", f"main..{second['branch']}").splitlines()
-    assert history[0] == "Use blue" and history[1].startswith("orchestra: uncommitted work")
+    assert history[0] == "Use blue" and history[1] == first["title"]  # the auto-commit is titled like the task
     assert git(orch.repo, "show", f"{second['branch']}:question.txt") == "which colour?"
     assert git(orch.repo, "show", f"{second['branch']}:answer.txt") == "blue"
 

@@ -72,9 +72,10 @@ def test_task_runs_in_its_worktree_and_its_work_lands_on_its_branch(orch):
     assert task["attempts"] == 1
     branch = task["branch"]
     log = git(orch.repo, "log", "--format=%s", branch).splitlines()
-    # The agent's own commit stays; the leftover file is committed after it, naming the task.
+    # The agent's own commit stays; the leftover file is committed after it, titled like the task.
     assert log[1] == "Add greeting"
-    assert tid in log[0]
+    assert log[0] == task["title"]
+    assert f"Orchestra-Task: {tid}" in git(orch.repo, "log", "-1", "--format=%b", branch)
     assert git(orch.repo, "show", f"{branch}:greeting.txt") == "hello"
     assert git(orch.repo, "show", f"{branch}:notes.txt") == "left uncommitted"
     # The main worktree did not move and stays clean.

@@ -103,12 +103,14 @@ def test_temp_files_of_killed_writers_never_make_doctor_fail(orch):
     assert json.loads(orch.run("doctor", "--json").stdout)["findings"] == []
 
 
-def test_doctor_is_not_alarmed_by_a_concurrent_cleanup(orch):
+def test_doctor_is_not_alarmed_by_a_concurrent_cleanup(orch, monkeypatch):
     """A cleanup removes a worktree (the directory first, then git's record of it) and deletes a branch
     (then records that it did): doctor, looking in between, saw a missing worktree and a lost branch."""
     from orchestra.engine import cleanup, doctor
     from orchestra.engine.context import Context
     from orchestra.git import refs, worktrees
+
+    monkeypatch.setenv("ORCHESTRA_CLAUDE", orch.env["ORCHESTRA_CLAUDE"])  # doctor checks that claude runs
 
     tid = orch.submit("work\n@fake write w.txt w\n@fake commit Add w")
     assert orch.work().returncode == 0

@@ -147,7 +147,8 @@ def test_a_task_works_in_a_repository_of_its_own_and_its_work_comes_home(orch):
     assert Path(alternates) == (orch.repo / ".git" / "objects").resolve()
     assert git(orch.repo, "worktree", "list").count("\n") == 0
     log = git(orch.repo, "log", "--format=%s", task["branch"]).splitlines()
-    assert log[0].startswith("orchestra: uncommitted work") and log[1] == "Add a"
+    assert log[0] == task["title"] and log[1] == "Add a"  # what the agent left, committed under the task's title
+    assert f"Orchestra-Task: {tid}" in git(orch.repo, "log", "-1", "--format=%b", task["branch"])
     assert task["branch_sha"] == git(orch.repo, "rev-parse", task["branch"])
     assert not list((orch.repo / ".git" / "refs").rglob("incoming"))
     # Nothing is left in the main repository's refs but the branch.

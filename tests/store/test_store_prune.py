@@ -36,7 +36,7 @@ def test_prune_archives_merged_and_cleaned_tasks_and_keeps_unmerged_work(orch):
     assert orch.work().returncode == 0
     assert orch.run("merge", merged).returncode == 0
     merge_step = next(
-        t["id"] for t in json.loads(orch.run("list", "--json", check=True).stdout) if t["role"] == "merge"
+        t["id"] for t in json.loads(orch.run("list", "--merges", "--json", check=True).stdout) if t["role"] == "merge"
     )
     # Before cleanup the worktrees exist: nothing with a worktree is archived.
     early = _prune(orch, "--keep", "0", "--dry-run")

@@ -247,6 +247,22 @@ def test_completion_candidates(orch, tmp_path: Path) -> None:
     assert complete(orch, "orchestra show ", cwd=outside, process=True) == []
 
 
+def test_completion_offers_only_ids_the_command_accepts(orch) -> None:
+    done = orch.submit("ends well")
+    failed = orch.submit("ends badly\n@fake max-turns")
+    assert orch.work().returncode == 0
+    queued = orch.submit("still queued")
+    assert complete(orch, "orchestra retry ") == [failed]
+    assert complete(orch, "orchestra priority ") == [queued]
+    assert complete(orch, "orchestra queue remove ") == [queued]
+    assert complete(orch, "orchestra cancel ") == [queued]
+    assert complete(orch, "orchestra stop ") == []
+    assert complete(orch, "orchestra merge ") == [done]
+    assert set(complete(orch, "orchestra diff ")) == {done, failed}
+    assert set(complete(orch, "orchestra show ")) == {done, failed, queued}  # reading takes any
+    assert set(complete(orch, "orchestra submit --on ")) == {done, failed, queued}
+
+
 def test_completion_scripts_for_each_shell(orch) -> None:
     for shell, marker in (("bash", "complete -o nosort -F"), ("zsh", "compdef"), ("fish", "complete --no-files")):
         env = {**orch.env, "_ORCHESTRA_COMPLETE": f"{shell}_source"}

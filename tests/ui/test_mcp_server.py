@@ -38,6 +38,7 @@ EXPECTED_TOOLS = {
     "retry_task",
     "set_budget",
     "show_workflow",
+    "show_diff",
     "cancel_workflow",
 }
 
@@ -168,6 +169,12 @@ def test_submitted_task_runs_and_its_log_resolves(served: Any) -> None:
         assert data["counts"]["succeeded"] == 1
         assert task_id in text
 
+        data, text = await call(session, "show_diff", ref=task_id)
+        assert data["summary"] == "+1 −0 · 1 file" and data["diff_truncated"] is False
+        assert "+hi" in data["diff"] and "Add notes" in text and "notes.txt | 1 +" in text
+        data, _ = await call(session, "show_diff", ref=task_id, stat_only=True)
+        assert data["diff"] is None and data["commits"][0]["subject"] == "Add notes"
+
     run(served, scenario)
     files = subprocess.run(
         ["git", "show", "--stat", "--format=", submitted["branch"]],
@@ -280,6 +287,7 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("set_budget", {"task_id": "{first}", "budget_usd": "lots"}, "expected an amount in USD"),
     ("show_workflow", {"workflow_id": "wzzzzz"}, "no workflow wzzzzz"),
     ("cancel_workflow", {"workflow_id": "wzzzzz"}, "no workflow wzzzzz"),
+    ("show_diff", {"ref": "{first}"}, "has not started yet"),
 ]
 
 

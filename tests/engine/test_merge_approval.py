@@ -1,0 +1,68 @@
+"""A person before the merge: `--approve-merge` or `merge_approval = true` stops a workflow at
+awaiting_merge, `status` shows it under WAITING FOR YOU with its diffstat, `orchestra merge WF`
+approves. Real repositories, the real scheduler and the fake claude.
+"""
+
+from __future__ import annotations
+
+import json
+
+from conftest import git
+
+APPROVE = '{"verdict": "approve", "comments": [], "summary": "Looks right."}'
+REQUEST = (
+    "Add a greeting\n"
+    "@fake if-role implementer if-new write greeting.py hi\\n\n"
+    "@fake if-role implementer if-new commit Add greeting\n"
+    "@fake if-role tester write test_greeting.py ok\\nok\\n\n"
+    "@fake if-role tester commit Test greeting\n"
+    f"@fake if-role reviewer structured {APPROVE}\n"
+)
+
+
+def _wf(orch, wf_id: str) -> dict:
+    return json.loads(orch.run("workflow", "show", wf_id, "--json", check=True).stdout)
+
+
+def _approval_then_merge(orch, *start_args: str) -> None:
+    main_before = git(orch.repo, "rev-parse", "main")
+    wf_id = orch.run("workflow", "start", "--no-start", *start_args, "feature", REQUEST, check=True).stdout.strip()
+    assert orch.work().returncode == 0
+    wf = _wf(orch, wf_id)
+    assert wf["state"] == "awaiting_merge" and wf["approve_merge"] and not wf["merge_approved"]
+    assert "merge" not in {i["step"] for i in wf["instances"]}  # no merge step was even queued
+    assert git(orch.repo, "rev-parse", "main") == main_before
+
+    status = orch.run("status", check=True).stdout
+    waiting = status.split("WAITING FOR YOU (1): approve with 'orchestra merge WF'", 1)[1]
+    assert f"{wf_id}  merge into main: +3 −0 · 2 files" in waiting
+    assert f"approve: orchestra merge {wf_id}" in waiting
+    data = json.loads(orch.run("status", "--json", check=True).stdout)
+    assert data["awaiting_merge"][0]["id"] == wf_id and data["awaiting_merge"][0]["summary"] == "+3 −0 · 2 files"
+    assert orch.run("workflow", "wait", wf_id, "--timeout", "1").stdout.startswith(f"{wf_id} awaiting_merge")
+
+    approved = orch.run("merge", wf_id, "--no-start", check=True)
+    assert approved.stdout.strip() == f"workflow {wf_id}: merge approved; its merge step runs now"
+    assert orch.work().returncode == 0
+    wf = _wf(orch, wf_id)
+    assert wf["state"] == "succeeded" and wf["merge_approved"] and wf["merge"]["status"] == "merged"
+    assert git(orch.repo, "rev-parse", "main") != main_before
+    assert (orch.repo / "greeting.py").read_text() == "hi\n"
+    assert "WAITING FOR YOU" not in orch.run("status", check=True).stdout
+
+
+def test_approve_merge_flag_stops_the_workflow_until_a_person_merges(orch):
+    _approval_then_merge(orch, "--approve-merge")
+
+
+def test_merge_approval_setting_does_the_same(orch):
+    orch.run("config", "set", "merge_approval", "true", check=True)
+    _approval_then_merge(orch)
+
+
+def test_without_approval_the_workflow_merges_on_its_own(orch):
+    main_before = git(orch.repo, "rev-parse", "main")
+    wf_id = orch.run("workflow", "start", "--no-start", "feature", REQUEST, check=True).stdout.strip()
+    assert orch.work().returncode == 0
+    assert _wf(orch, wf_id)["state"] == "succeeded"
+    assert git(orch.repo, "rev-parse", "main") != main_before
