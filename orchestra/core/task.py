@@ -191,6 +191,8 @@ class Task:
     merged: dict[str, Any] | None = None  # set on the source task once its branch merged
     resolves: str | None = None  # a conflict resolver: the task whose branch it resolves
     conflict_files: list[str] = field(default_factory=list)
+    # Interactive sessions a person had on this task's branch ('orchestra attach'), oldest first.
+    manual_sessions: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # fields a newer orchestra wrote, kept as they were
     schema_version: int = SCHEMA_VERSION
 
