@@ -120,6 +120,9 @@ SETTINGS: dict[str, Setting] = {
             v.boolean,
             "workflows stop at awaiting_merge until a person approves with 'orchestra merge WF'",
         ),
+        Setting(
+            "tui_bell", True, v.boolean, "orchestra tui rings the terminal bell when a task starts waiting for you"
+        ),
     )
 }
 

@@ -43,6 +43,11 @@ def _orchestra(ctx: click.Context) -> Orchestra:
     return orch
 
 
+def orchestra_of(ctx: click.Context) -> Orchestra:
+    """The façade for the command being run, for commands attached beside this module (main.py)."""
+    return _orchestra(ctx)
+
+
 def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
