@@ -325,8 +325,11 @@ class OrchestraTUI(App[int]):
         self.rows = rows
         if not rows:
             return
-        keys = [r.key for r in rows]
-        index = keys.index(selected.key) if selected is not None and selected.key in keys else old_index
+        index = old_index
+        if selected is not None:  # the same row, else the same task where it moved (waiting → done)
+            same = [i for i, r in enumerate(rows) if r.key == selected.key]
+            moved = [i for i, r in enumerate(rows) if r.ref == selected.ref]
+            index = (same or moved or [old_index])[0]
         table.move_cursor(row=min(max(index, 0), len(rows) - 1), animate=False)
 
     def selected(self) -> Row | None:

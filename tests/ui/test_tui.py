@@ -94,6 +94,7 @@ def test_waiting_tasks_come_first_and_a_d_A_answer_them(env):
             await pilot.press("a")
             await _until(pilot, lambda: _state(app, allow).state == "succeeded", "the allowed task to finish")
             assert app.message == f"{allow} allowed"
+            assert app.selected().ref == allow  # the selection follows the task out of the waiting group
 
             _select(app, deny)
             await pilot.press("d")
