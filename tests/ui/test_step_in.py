@@ -83,6 +83,7 @@ def test_attach_resumes_the_session_then_commits_and_notes_it(orch, tmp_path: Pa
     [session] = after["manual_sessions"]
     assert session["commit"] == head and session["session_id"] == task["session_id"]
     assert session["exit_code"] == 0 and session["stopped_agent"] is False
+    assert f"s, committed {head[:10]}" in orch.run("show", task["id"], check=True).stdout
     events = [json.loads(line)["event"] for line in (orch.repo / ".orchestra/events" / f"{task['id']}.jsonl").open()]
     assert events[-1] == "manual_session"
     # Nothing changed the second time: nothing committed, still noted.
