@@ -107,7 +107,9 @@ def arrange(summaries: Iterable[dict[str, Any]], workflows: Iterable[Any], at: f
             shown_in_flows.add(inst.get("task", ""))
             if s is not None and wf.state in ACTIVE_WORKFLOWS:
                 step = inst.get("step") or s.get("step") or ""
-                rows.append(task_row(f"s:{s['id']}", s, f"└ {step}: {s.get('title') or ''}"))
+                title = s.get("title") or ""
+                title = title if title.startswith(f"{step}: ") else f"{step}: {title}"
+                rows.append(task_row(f"s:{s['id']}", s, f"└ {title}"))
     rest = [s for s in by_id.values() if s["id"] not in shown_in_flows and not s.get("workflow")]
     live = [s for s in rest if s["state"] == "running"]  # the waiting ones are at the top already
     queued = [s for s in rest if s["state"] == "queued"]
@@ -223,8 +225,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(self.question)
-            yield Label("y yes · n no")
+            yield Static(self.question)
+            yield Static("y yes · n no")
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
@@ -245,7 +247,7 @@ class OrchestraTUI(App[int]):
     #help { height: 2; color: $text-muted; }
     #heading { height: 1; }
     ReplyScreen, ConfirmScreen { align: center middle; }
-    #dialog { width: 70; height: auto; padding: 1 2; border: round $accent; background: $panel; }
+    #dialog { width: 76; height: auto; padding: 1 2; border: round $accent; background: $panel; }
     """
     BINDINGS = [
         Binding("q", "quit_app", "quit"),
