@@ -22,7 +22,7 @@ from orchestra.core.task import Task
 from orchestra.core.templates import Template, load_templates
 from orchestra.core.values import did_you_mean
 from orchestra.core.workflow import Workflow
-from orchestra.engine import approvals, changes, merge_command, push, settings, workflows
+from orchestra.engine import approvals, changes, manual, merge_command, push, settings, workflows
 from orchestra.engine import cleanup as cleanup_cases
 from orchestra.engine import doctor as doctor_cases
 from orchestra.engine import status as status_cases
@@ -31,6 +31,7 @@ from orchestra.engine.changes import Change
 from orchestra.engine.cleanup import CleanupReport
 from orchestra.engine.context import Context
 from orchestra.engine.doctor import DoctorReport
+from orchestra.engine.manual import Attach
 from orchestra.engine.push import PushResult
 from orchestra.engine.scheduler import Scheduler, start_background
 from orchestra.engine.status import StatusReport
@@ -248,6 +249,24 @@ class Orchestra:
         # A waiting agent whose scheduler died still needs one to record its end.
         self.autostart(start)
         return task
+
+    # -- stepping in -----------------------------------------------------------------------
+
+    def worktree(self, ref: str) -> Path:
+        """The task's checkout (`orchestra path`, `open`, the screen's `o`)."""
+        return manual.worktree(self.ctx, ref)
+
+    def diff(self, ref: str) -> str:
+        """The task branch's diff against the commit it started from, as text."""
+        return manual.diff(self.ctx, ref)
+
+    def begin_attach(self, ref: str, *, stop: bool = False) -> Attach:
+        """Get a task ready for an interactive Claude session; the front end runs `argv` in `cwd`."""
+        return manual.begin_attach(self.ctx, ref, stop=stop)
+
+    def finish_attach(self, attach: Attach, exit_code: int | None) -> dict[str, Any]:
+        """After the session: commit what changed on the branch, note the session in the record."""
+        return manual.finish_attach(self.ctx, attach, exit_code)
 
     # -- status -----------------------------------------------------------------------------
 

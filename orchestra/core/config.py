@@ -163,6 +163,9 @@ SETTINGS: dict[str, Setting] = {
             "workflows stop at awaiting_merge until a person approves with 'orchestra merge WF'",
             True,
         ),
+        Setting(
+            "tui_bell", True, v.boolean, "orchestra tui rings the terminal bell when a task starts waiting for you"
+        ),
     )
 }
 

@@ -207,6 +207,8 @@ class Task:
     # What the branch changed against its base when the last run ended: {"added", "removed", "files"},
     # kept so listings show it without a git call per task.
     diffstat: dict[str, int] | None = None
+    # Interactive sessions a person had on this task's branch ('orchestra attach'), oldest first.
+    manual_sessions: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # fields a newer orchestra wrote, kept as they were
     schema_version: int = SCHEMA_VERSION
 

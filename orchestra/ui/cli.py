@@ -44,6 +44,11 @@ def _orchestra(ctx: click.Context) -> Orchestra:
     return orch
 
 
+def orchestra_of(ctx: click.Context) -> Orchestra:
+    """The façade for the command being run, for commands attached beside this module (main.py)."""
+    return _orchestra(ctx)
+
+
 def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
@@ -492,6 +497,59 @@ def respond(
         click.echo(f"{task.id} queued (continuing session {task.resume_session})")
     else:
         click.echo(f"{task.id} {'allowed' if allow else 'denied'}" + (" (always, for this task)" if always else ""))
+    return EXIT_OK
+
+
+@cli.command("path")
+@click.argument("task_id")
+@click.pass_context
+def path_cmd(ctx: click.Context, task_id: str) -> int:
+    """Print the task's worktree path (e.g. cd "$(orchestra path ID)")."""
+    click.echo(str(_orchestra(ctx).worktree(task_id)))
+    return EXIT_OK
+
+
+@cli.command("open")
+@click.argument("task_id")
+@click.pass_context
+def open_cmd(ctx: click.Context, task_id: str) -> int:
+    """Open the task's worktree in $VISUAL or $EDITOR (else start $SHELL there).
+
+    Exits with the editor's or shell's own status.
+    """
+    from orchestra.ui import term  # shutil and co.: ~4 ms off --help and completion
+
+    where = _orchestra(ctx).worktree(task_id)
+    return term.run_here(term.editor_argv(), where)
+
+
+@cli.command()
+@click.argument("task_id")
+@click.option("--stop", is_flag=True, help="Stop the task's running agent first (its work is kept).")
+@click.pass_context
+def attach(ctx: click.Context, task_id: str, stop: bool) -> int:
+    """Continue the task's Claude session interactively, in its worktree.
+
+    Runs `claude --resume SESSION` there for a task that has ended or waits for you (a
+    waiting agent is stopped first; a running one only with --stop). When you leave the
+    session, what changed is committed on the task's branch and the session is noted in
+    the task's record (see 'orchestra show').
+    """
+    from orchestra.ui import term  # shutil and co.: ~4 ms off --help and completion
+
+    orch = _orchestra(ctx)
+    session = orch.begin_attach(task_id, stop=stop)
+    if session.stopped:
+        click.echo(f"{session.task.id}: stopped its agent (work kept)", err=True)
+    click.echo(f"{session.task.id}: resuming session {session.task.session_id} in {session.cwd}", err=True)
+    code = term.run_here(session.argv, session.cwd)
+    record = orch.finish_attach(session, code)
+    if record["commit"]:
+        click.echo(f"{session.task.id}: committed your changes as {record['commit'][:10]} on {session.task.branch}")
+    elif record["commits"]:
+        click.echo(f"{session.task.id}: {record['commits']} new commit(s) on {session.task.branch}")
+    else:
+        click.echo(f"{session.task.id}: nothing changed on {session.task.branch}")
     return EXIT_OK
 
 

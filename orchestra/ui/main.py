@@ -8,6 +8,7 @@ pyproject.toml checks it. A command that starts another front end, such as
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import NoReturn
 
@@ -37,6 +38,33 @@ def serve(ctx: click.Context, serve_repo: Path | None) -> int:
 
     run_server(serve_repo or ctx.find_root().obj.get("repo"))
     return EXIT_OK
+
+
+@program.command()
+@click.option(
+    "-n",
+    "--interval",
+    type=click.FloatRange(min=0.2),
+    default=1.0,
+    show_default=True,
+    help="Seconds between refreshes of the table.",
+)
+@click.pass_context
+def tui(ctx: click.Context, interval: float) -> int:
+    """An interactive screen: the tasks, waiting ones first, answered with a key.
+
+    Keys: up/down select; a allow, d deny, A always allow the selected task's
+    permission request; r reply with text; enter its transcript, live; v its diff;
+    o open its worktree ($VISUAL/$EDITOR, else $SHELL); s stop, c cancel, R retry;
+    m merge (asks first); q quit. The terminal bell rings when a task starts waiting
+    for you (config tui_bell = false turns it off).
+    """
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise click.UsageError("orchestra tui needs a terminal; 'orchestra status --watch' works in a pipe too")
+    orch = command_line.orchestra_of(ctx)
+    from orchestra.ui.tui import run  # Textual: ~150 ms that only the screen pays
+
+    return run(orch, interval)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

@@ -9,11 +9,15 @@ terminal, `NO_COLOR` is unset (https://no-color.org) and TERM is not "dumb".
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
+import subprocess
 import sys
 from typing import IO, Any
 
 import click
+
+from orchestra.core.errors import OrchestraError
 
 # kind -> (click.style keyword arguments, rich style string)
 STYLES: dict[str, tuple[dict[str, Any], str]] = {
@@ -82,3 +86,31 @@ def paint(kind: str, text: str, color: bool) -> str:
 
 def rich_style(kind: str, text: str) -> str:
     return STYLES.get(style_kind(kind, text), ({}, ""))[1]
+
+
+def editor_argv() -> list[str]:
+    """What `open` runs in a worktree: $VISUAL, else $EDITOR (with "." to open the directory), else a shell.
+
+    The variable is split into words like a shell would (`code -w` is two), but never
+    handed to a shell: the words are the argv.
+    """
+    for name in ("VISUAL", "EDITOR"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            try:
+                words = shlex.split(value)
+            except ValueError:
+                words = [value]
+            if words:
+                return [*words, "."]
+    return [os.environ.get("SHELL") or "/bin/sh"]
+
+
+def run_here(argv: list[str], cwd: Any) -> int:
+    """Run an interactive program on this terminal in `cwd`, and return its exit status."""
+    try:
+        return subprocess.run(argv, cwd=cwd, check=False).returncode
+    except FileNotFoundError:
+        raise OrchestraError(f"{argv[0]}: command not found") from None
+    except PermissionError:
+        raise OrchestraError(f"{argv[0]}: permission denied") from None

@@ -377,6 +377,10 @@ def task_text(task: Task, events: list[dict[str, Any]] | None = None, root: Any 
     if task.permission_denials:
         names = ", ".join(str(d.get("tool_name")) for d in task.permission_denials)
         lines.append(f"denied       {len(task.permission_denials)} tool call(s): {names}")
+    for m in task.manual_sessions:
+        made = f"committed {str(m['commit'])[:10]}" if m.get("commit") else f"{m.get('commits') or 0} new commit(s)"
+        took = duration(float(m.get("ended_at") or 0) - float(m.get("started_at") or 0))
+        lines.append(f"by hand      {clock(m.get('started_at'))}  attach, {took}, {made}")
     verdict = task.structured_output
     if isinstance(verdict, dict) and verdict.get("verdict"):
         lines.append(

@@ -1,0 +1,314 @@
+"""`orchestra tui`, driven headless by Textual's pilot against a real repository and the fake claude.
+
+Each test starts a real scheduler (`orchestra worker` as a process), runs the screen in
+this process with `App.run_test()` at 80×24, presses keys, and checks what a person would
+see on the screen and what landed in the repository. The fake claude's `@fake ask ...`
+goes through orchestra's real permission server, so `a` and `d` answer a real question.
+While the screen runs, the tests read state through the façade, not through `Orch.run`
+(which swaps stdout and the environment of this process under the running app).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conftest import git
+
+from orchestra.app import Orchestra
+from orchestra.core.task import Task
+from orchestra.ui.tui import HELP, ConfirmScreen, DiffScreen, OrchestraTUI, ReplyScreen, TranscriptScreen, arrange
+
+SIZE = (80, 24)
+
+
+@pytest.fixture
+def env(orch, monkeypatch):
+    """The screen runs in this process: give it the environment the worker and agents have."""
+    for key, value in orch.env.items():
+        monkeypatch.setenv(key, value)
+    return orch
+
+
+def _waiting(orch, task_id: str) -> bool:
+    task = orch.show(task_id)
+    return task["state"] == "awaiting_input" and bool(task["pending_request"])
+
+
+async def _until(pilot: Any, predicate: Callable[[], Any], what: str, timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await pilot.pause(0.1)
+        value = predicate()
+        if value:
+            return value
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _select(app: OrchestraTUI, task_id: str) -> None:
+    keys = [r.key for r in app.rows]
+    index = next(i for i, r in enumerate(app.rows) if r.ref == task_id)
+    app.table.move_cursor(row=index, animate=False)
+    assert app.selected() is not None and app.selected().ref == task_id, keys
+
+
+def _screen_text(app: OrchestraTUI) -> list[str]:
+    """The rows of the table as rendered, one string per row (state labels included)."""
+    return [" ".join(cell.plain for cell in app.table.get_row_at(i)) for i in range(app.table.row_count)]
+
+
+def _state(app: OrchestraTUI, task_id: str) -> Task:
+    return app.orch.get(task_id)
+
+
+def test_waiting_tasks_come_first_and_a_d_A_answer_them(env):
+    orch = env
+    done = orch.submit("plain\n@fake text hello")
+    assert orch.work().returncode == 0
+    allow = orch.submit("guarded\n@fake ask bash printf allowed > effect.txt\n@fake text carried on")
+    deny = orch.submit("risky\n@fake ask bash rm -f README.md\n@fake text went on")
+    always = orch.submit("repeat\n@fake ask bash echo one >> log.txt\n@fake ask bash echo one >> log.txt")
+    orch.start_worker()
+    for tid in (allow, deny, always):
+        orch.wait_for(lambda tid=tid: _waiting(orch, tid), what=f"{tid} to ask")
+
+    async def scenario() -> None:
+        app = OrchestraTUI(Orchestra(orch.repo), interval=0.2)
+        bells: list[float] = []
+        app.bell = lambda: bells.append(time.time())  # type: ignore[method-assign]
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            rows = _screen_text(app)
+            # The three waiting tasks first, marked; the finished one after them.
+            assert [r.split()[:2] for r in rows[:3]] == [[allow, "WAITING"], [deny, "WAITING"], [always, "WAITING"]]
+            assert any(r.startswith(f"{done} succeeded") for r in rows[3:])
+            assert "waiting for you" in str(app.query_one("#top").render())
+            # The detail line says what the selected task asks.
+            assert app.selected().ref == allow
+            assert "asks: " in str(app.query_one("#detail").render())
+            assert "printf allowed > effect.txt" in str(app.query_one("#detail").render())
+
+            await pilot.press("a")
+            await _until(pilot, lambda: _state(app, allow).state == "succeeded", "the allowed task to finish")
+            assert app.message == f"{allow} allowed"
+            assert app.selected().ref == allow  # the selection follows the task out of the waiting group
+
+            _select(app, deny)
+            await pilot.press("d")
+            await _until(pilot, lambda: _state(app, deny).state == "succeeded", "the denied task to finish")
+            assert app.message == f"{deny} denied"
+
+            _select(app, always)
+            await pilot.press("A")
+            await _until(
+                pilot,
+                lambda: _state(app, always).state == "succeeded",
+                f"the always-allowed task: {app.message!r} {_state(app, always)}",
+            )
+            assert app.message == f"{always} allowed (always, for this task)"
+
+            # A key on a task with nothing to answer says so, in the command's words.
+            _select(app, done)
+            await pilot.press("a")
+            await _until(pilot, lambda: "no pending permission request" in app.message, "the refusal")
+            await pilot.pause(0.5)
+            assert not [r for r in _screen_text(app) if "WAITING" in r]
+            assert bells == []  # what already waited when the screen opened does not ring
+            await pilot.press("q")
+        assert app.return_value == 0
+
+    asyncio.run(scenario())
+    assert git(orch.repo, "show", f"{orch.show(allow)['branch']}:effect.txt") == "allowed"
+    denied = orch.show(deny)
+    assert [d["tool_name"] for d in denied["permission_denials"]] == ["Bash"]
+    assert git(orch.repo, "show", f"{denied['branch']}:README.md") == "# demo"
+    assert git(orch.repo, "show", f"{orch.show(always)['branch']}:log.txt") == "one\none"
+
+
+def test_the_bell_rings_when_a_task_starts_waiting_unless_turned_off(env):
+    orch = env
+    orch.start_worker()
+
+    async def scenario(bell: bool) -> list[float]:
+        app = OrchestraTUI(Orchestra(orch.repo), interval=0.2, bell=bell)
+        bells: list[float] = []
+        app.bell = lambda: bells.append(time.time())  # type: ignore[method-assign]
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            tid = Orchestra(orch.repo).submit("asks\n@fake ask bash true", start=False).id
+            await _until(pilot, lambda: any(r.startswith(f"{tid} WAITING") for r in _screen_text(app)), "waiting")
+            await pilot.pause(0.5)
+            _select(app, tid)
+            await pilot.press("a")
+            await _until(pilot, lambda: _state(app, tid).state == "succeeded", "the end")
+            await pilot.press("q")
+        return bells
+
+    assert len(asyncio.run(scenario(True))) == 1
+    assert asyncio.run(scenario(False)) == []
+    assert orch.run("config", "get", "tui_bell", check=True).stdout.strip() == "true"
+    orch.run("config", "set", "tui_bell", "false", check=True)
+    assert OrchestraTUI(Orchestra(orch.repo)).ring is False
+
+
+def test_stop_cancel_and_retry_keys(env):
+    orch = env
+    first = orch.submit("slow\n@fake if-attempt 1 sleep 60\n@fake write done.txt again")
+    second = orch.submit("slower\n@fake sleep 60")
+    orch.start_worker()
+    for tid in (first, second):
+        orch.wait_for(lambda tid=tid: orch.state(tid) == "running", what=f"{tid} to run")
+
+    async def scenario() -> None:
+        app = OrchestraTUI(Orchestra(orch.repo), interval=0.2)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            _select(app, first)
+            await pilot.press("s")
+            await _until(pilot, lambda: _state(app, first).state == "cancelled", "the stopped task to end")
+            assert app.message == f"{first} stopping"
+            _select(app, second)
+            await pilot.press("c")
+            await _until(pilot, lambda: _state(app, second).state == "cancelled", "the cancelled task to end")
+            assert app.message == f"{second} cancelling"
+            await _until(pilot, lambda: any(r.startswith(f"{second} cancelled") for r in _screen_text(app)), "row")
+            # Stop on a task that is not running: the command's refusal, on the message line.
+            await pilot.press("s")
+            await _until(pilot, lambda: "not running" in app.message, "the refusal")
+            _select(app, first)
+            await pilot.press("R")
+            await _until(pilot, lambda: _state(app, first).state == "succeeded", "the retried task to succeed")
+            assert app.message == f"{first} queued"
+            await pilot.press("q")
+
+    asyncio.run(scenario())
+    task = orch.show(first)
+    assert task["attempts"] == 2
+    assert git(orch.repo, "show", f"{task['branch']}:done.txt") == "again"
+
+
+def test_diff_transcript_reply_and_merge_with_confirmation(env):
+    orch = env
+    tid = orch.submit(
+        "colour\n@fake if-new write colour.txt red\n@fake if-new commit Pick red\n@fake if-new text Which shade?\n"
+        "@fake if-resume write shade.txt dark\n@fake if-resume text Dark it is."
+    )
+    orch.start_worker()
+    orch.wait_for(lambda: orch.state(tid) == "succeeded", what="the task to succeed")
+    main_before = git(orch.repo, "rev-parse", "main")
+
+    async def scenario() -> None:
+        app = OrchestraTUI(Orchestra(orch.repo), interval=0.2)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            _select(app, tid)
+            # v: the branch's diff against its base.
+            await pilot.press("v")
+            await pilot.pause()
+            assert isinstance(app.screen, DiffScreen)
+            diff = app.screen.lines()
+            assert diff[0].endswith("+1 −0 · 1 file against " + app.orch.get(tid).base_sha[:10])
+            assert "+red" in diff and any(line.startswith("diff --git a/colour.txt") for line in diff)
+            await pilot.press("escape")
+            # enter: the transcript, rendered as `orchestra logs` renders it.
+            await pilot.press("enter")
+            await pilot.pause()
+            assert isinstance(app.screen, TranscriptScreen)
+            await _until(pilot, lambda: any("Which shade?" in line for line in app.screen.lines()), "the transcript")
+            assert any("colour.txt" in line for line in app.screen.lines())
+            await pilot.press("q")
+            assert not isinstance(app.screen, TranscriptScreen)
+            # r: a reply continues the session on the same branch.
+            await pilot.press("r")
+            await pilot.pause()
+            assert isinstance(app.screen, ReplyScreen)
+            await pilot.press(*"Dark.")
+            await pilot.press("enter")
+            await _until(pilot, lambda: app.message.startswith(f"{tid} queued (continuing session"), "the reply")
+            await _until(pilot, lambda: _state(app, tid).attempts == 2 and _state(app, tid).state == "succeeded", "2nd")
+            # m asks first: n changes nothing, y merges.
+            await pilot.press("m")
+            await pilot.pause()
+            assert isinstance(app.screen, ConfirmScreen) and tid in app.screen.question
+            await pilot.press("n")
+            await pilot.pause()
+            assert app.message == "merge cancelled: nothing was changed"
+            assert git(orch.repo, "rev-parse", "main") == main_before
+            await pilot.press("m")
+            await pilot.pause()
+            await pilot.press("y")
+            await _until(pilot, lambda: git(orch.repo, "rev-parse", "main") != main_before, "the merge", timeout=60)
+            await _until(pilot, lambda: "merged" in app.message, "the merge message")
+            await pilot.press("q")
+
+    asyncio.run(scenario())
+    assert orch.invocations()[1]["prompt"] == "Dark."
+    assert git(orch.repo, "show", "main:colour.txt") == "red"
+    assert git(orch.repo, "show", "main:shade.txt") == "dark"
+
+
+def test_fits_80x24_and_quits_cleanly(env):
+    orch = env
+    long_title = "A task with a very long title " * 5
+    tid = orch.submit(long_title)
+
+    async def scenario() -> None:
+        app = OrchestraTUI(Orchestra(orch.repo), interval=0.2)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            assert app.size.width == 80 and app.size.height == 24
+            assert app.table.virtual_size.width <= 80  # no sideways scrolling at 80 columns
+            assert app.table.region.height >= 15  # most of the screen is the table
+            row = _screen_text(app)[0]
+            assert row.startswith(f"{tid} queued") and row.endswith("…")
+            help_widget = app.query_one("#help")
+            assert help_widget.region.bottom == 24 and all(len(line) <= 80 for line in HELP.splitlines())
+            # Keys on a row that is not a task, or with nothing selected, say why.
+            await pilot.press("v")
+            await pilot.pause()
+            assert isinstance(app.screen, DiffScreen) and app.screen.lines() == [
+                f"task {tid} has no branch yet (queued): nothing to show"
+            ]
+            await pilot.press("escape", "q")
+        assert app.return_value == 0
+
+    asyncio.run(scenario())
+
+
+def test_arrange_puts_waiting_first_then_workflows_with_steps():
+    now = 1000.0
+
+    def s(tid: str, state: str, created: float, workflow: str | None = None, step: str | None = None) -> dict:
+        return {"id": tid, "state": state, "role": "implementer", "title": tid, "created_at": created,
+                "workflow": workflow, "step": step}  # fmt: skip
+
+    class Wf:
+        def __init__(self, wid: str, state: str, instances: list[dict]) -> None:
+            self.id, self.state, self.instances = wid, state, instances
+            self.template, self.title, self.created_at = "feature", f"wf {wid}", 1.0
+
+    rows = arrange(
+        [
+            s("done1", "succeeded", 1),
+            s("run1", "running", 2),
+            s("ask1", "awaiting_input", 3),
+            s("stepa", "succeeded", 4, "wf1", "implement"),
+            s("stepb", "awaiting_input", 5, "wf1", "test"),
+            s("que1", "queued", 6),
+        ],
+        [Wf("wf1", "running", [{"step": "implement", "task": "stepa"}, {"step": "test", "task": "stepb"}])],
+        at=now,
+    )
+    assert [(r.key, r.title) for r in rows] == [
+        ("w:ask1", "ask1"),
+        ("w:stepb", "stepb"),
+        ("f:wf1", "wf wf1"),
+        ("s:stepa", "└ implement: stepa"),
+        ("s:stepb", "└ test: stepb"),
+        ("t:run1", "run1"),
+        ("t:que1", "que1"),
+        ("t:done1", "done1"),
+    ]
