@@ -68,12 +68,22 @@ def launch(ctx: Context, task_id: str) -> Handle:
     permissions.agent_env(policy, spec.env)
     spec.prompt_tool = policy.uses_prompt_tool
     spec.permission_timeout = float(ctx.config.permission_timeout)
+    spec.resources = {**ctx.config.resources, **role.resources, **task.resources}
     handle: Handle = executor.spawn(spec)
 
     def started(t: Task) -> None:
-        t.launched(handle.pid, handle.proc_start, handle.log_offset, base_sha, handle.worktree)
+        t.launched(
+            handle.pid,
+            handle.proc_start,
+            handle.log_offset,
+            base_sha,
+            handle.worktree,
+            node=handle.node,
+            node_id=handle.node_id,
+        )
 
-    ctx.store.update(task.id, started, "started", pid=handle.pid, resume=spec.resume, attempt=task.attempts)
+    extra = {"node": handle.node} if handle.node else {}
+    ctx.store.update(task.id, started, "started", pid=handle.pid, resume=spec.resume, attempt=task.attempts, **extra)
     crash_point("after_started")
     ctx.log(
         f"{task.id} started ({task.role}, attempt {task.attempts}{', resuming ' + spec.resume if spec.resume else ''})"
@@ -241,13 +251,27 @@ def finalize(
     crash_point("after_commit")
     verdict: Verdict | None = None
     paused: float | None = None
+    lost = False
 
     def record(t: Task) -> None:
-        nonlocal verdict, paused
+        nonlocal verdict, paused, lost
         if t.state.final:
             return
+        if collected.lost and not t.cancel_requested and not timed_out and t.attempts < t.max_attempts:
+            # The machine died with the run: nothing to judge. Run it again, fresh (its session
+            # was on that machine), wherever there is room.
+            lost = True
+            t.requeue(session=None)
+            t.error = mask_secrets(collected.lost)
+            return
         verdict = judge(
-            ctx, t, outcome, exit_code, timed_out=timed_out, launch_error=launch_error, collect_error=collected.error
+            ctx,
+            t,
+            outcome,
+            exit_code,
+            timed_out=timed_out,
+            launch_error=launch_error,
+            collect_error=collected.error or collected.lost,
         )
         _add_outcome(t, outcome)
         error = mask_secrets(verdict.error) if verdict.error else None  # agent text: it may echo a secret
@@ -262,6 +286,12 @@ def finalize(
     task = ctx.store.update(task_id, record)
     crash_point("after_finalize")
     approvals.abandon_all(ctx, task, "the run ended")
+    if lost:
+        ctx.store.append_event(task_id, "requeued", reason="node lost", error=task.error, attempt=task.attempts)
+        ctx.log(
+            f"{task_id} lost its node ({task.error}); it runs again (attempt {task.attempts} of {task.max_attempts})"
+        )
+        return task
     if verdict is None:
         return task  # it had already ended
     if verdict.retry:

@@ -17,6 +17,7 @@ from orchestra.core.spend import budget_message, by_key, totals
 from orchestra.core.task import FINAL_STATES, State, now
 from orchestra.engine import approvals
 from orchestra.engine.context import Context
+from orchestra.executors import quick_problems
 from orchestra.store import ratelimit
 from orchestra.store import workflows as records
 from orchestra.store.scheduler import scheduler_pid
@@ -38,6 +39,8 @@ class StatusReport:
     budget_usd: float = 0.0
     budget_message: str | None = None
     workflows: list[dict[str, Any]] = field(default_factory=list)
+    executor: str = "local"
+    executor_problems: list[str] = field(default_factory=list)  # why queued tasks do not start (Ray unreachable)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +58,8 @@ class StatusReport:
             "budget_usd": self.budget_usd or None,
             "budget_message": self.budget_message,
             "workflows": self.workflows,
+            "executor": self.executor,
+            "executor_problems": self.executor_problems,
         }
 
 
@@ -105,6 +110,8 @@ def status(ctx: Context, recent: int = 5) -> StatusReport:
     finished = (s for s in summaries.values() if s["state"] in FINAL_STATES)
     report.recent = [dict(s) for s in heapq.nlargest(recent, finished, key=lambda s: s.get("finished_at") or 0)]
     report.paused_until = ratelimit.paused_until(ctx.paths)
+    report.executor = ctx.config.executor_name
+    report.executor_problems = quick_problems(ctx.config)
     return report
 
 

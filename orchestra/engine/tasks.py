@@ -17,7 +17,7 @@ from orchestra.core.errors import InvalidInput, TaskNotFound
 from orchestra.core.graph import find_cycle
 from orchestra.core.roles import get_role
 from orchestra.core.task import LIVE_STATES, State, Task, make_title, validate_state
-from orchestra.core.values import parse_duration, parse_usd
+from orchestra.core.values import parse_duration, parse_usd, resources
 from orchestra.core.values import priority as check_priority
 from orchestra.engine.context import Context
 from orchestra.git import refs, worktrees
@@ -64,6 +64,7 @@ class Submission:
     branch: str | None = None  # work on this existing branch instead of a new one (revision, resolve)
     resolves: str | None = None
     conflict_files: list[str] = field(default_factory=list)
+    resources: object = None  # custom Ray resources, a JSON object (executor = ray)
 
 
 def submit(ctx: Context, sub: Submission) -> Task:
@@ -126,6 +127,7 @@ def submit_many(ctx: Context, subs: list[Submission]) -> list[Task]:
                 continue_session=sub.continue_session,
                 resolves=sub.resolves,
                 conflict_files=list(sub.conflict_files),
+                resources=resources(sub.resources, "--resources") if sub.resources is not None else {},
             )
             tasks.append(task)
         for task in tasks:

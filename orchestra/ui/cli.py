@@ -75,6 +75,9 @@ def cli(ctx: click.Context, repo: Path | None) -> None:
 @click.option("--title", help="A short title (default: the prompt's first line).")
 @click.option("--timeout", metavar="DURATION", help="Wall-clock limit per run: seconds, or 30m, 2h.")
 @click.option("--budget", metavar="USD", help="Spending limit over all runs (claude --max-budget-usd).")
+@click.option(
+    "--resources", metavar="JSON", help="Custom Ray resources the task needs, e.g. '{\"gpu_box\": 1}' (executor ray)."
+)
 @click.option("--start/--no-start", "start", default=None, help="Start a background scheduler if none runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new task as JSON instead of its id.")
 @click.pass_context
@@ -90,6 +93,7 @@ def submit(
     title: str | None,
     timeout: str | None,
     budget: str | None,
+    resources: str | None,
     start: bool | None,
     as_json: bool,
 ) -> int:
@@ -119,6 +123,7 @@ def submit(
         title=title,
         timeout=timeout,
         budget=budget,
+        resources=resources,
         start=start,
     )
     if as_json:

@@ -96,6 +96,9 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
     if getattr(report, "budget_message", None):
         for line in wrap(f"!! {report.budget_message}", width, indent="   "):
             out.append(("warning", line))
+    for problem in getattr(report, "executor_problems", None) or []:
+        for line in wrap(f"!! no new starts: {problem}", width, indent="   "):
+            out.append(("warning", line))
 
     if report.waiting:
         blank()
@@ -118,6 +121,8 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
                 f"  {r['id']:<{idw}}  {r['role']:<{_ROLE_W}} {duration(r.get('elapsed')):>7} {turns_s:>5} "
                 f"{money(r.get('cost_usd')):>8}  {clip(r.get('title'), width)}",
             )
+            if r.get("node"):
+                add("activity", f"  {'':<{idw}}  on node {r['node']}")
             if r.get("last_activity"):
                 add("activity", f"  {'':<{idw}}  └ {r['last_activity']}")
 
