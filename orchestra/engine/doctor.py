@@ -23,6 +23,7 @@ from orchestra.core.task import State, Task
 from orchestra.engine import recovery
 from orchestra.engine.context import Context
 from orchestra.engine.scheduler import Scheduler  # doctor --fix borrows the scheduler's lock and runners
+from orchestra.executors import quick_problems
 from orchestra.git import refs, worktrees
 from orchestra.store.files import TMP_PREFIX, TMP_SUFFIX
 from orchestra.store.paths import Paths
@@ -59,6 +60,7 @@ class DoctorReport:
     fix: bool
     scheduler_pid: int | None
     findings: list[Finding] = field(default_factory=list)
+    cluster: dict[str, Any] | None = None  # executor = ray: the cluster as each node reports it
 
     @property
     def ok(self) -> bool:
@@ -72,6 +74,7 @@ class DoctorReport:
             "scheduler_pid": self.scheduler_pid,
             "ok": self.ok,
             "findings": [f.to_dict() for f in self.findings],
+            "cluster": self.cluster,
         }
 
 
@@ -81,6 +84,8 @@ def run(ctx: Context, fix: bool = False) -> DoctorReport:
     report = DoctorReport(root=paths.root, fix=fix, scheduler_pid=sched)
     if not paths.state.is_dir():
         return report
+    if _check_executor(ctx, report):
+        return report  # with the cluster unreachable, nothing can tell running agents from dead ones
     tasks = _check_index(paths, store, report, fix)
     _check_running(ctx, tasks, report, fix and sched is None)
     _check_worktrees(paths, tasks, report, fix and sched is None)
@@ -92,6 +97,48 @@ def run(ctx: Context, fix: bool = False) -> DoctorReport:
             if f.fixable and not f.fixed and f.note is None:
                 f.note = f"not fixed while a scheduler runs (pid {sched}); stop it and run doctor --fix again"
     return report
+
+
+def _check_executor(ctx: Context, report: DoctorReport) -> bool:
+    """Where agents run: reachable, and for a Ray cluster each node's versions, slots and `claude`.
+
+    True when the executor cannot be reached (the checks of running tasks are skipped then).
+    """
+    problems = quick_problems(ctx.config)
+    for problem in problems:
+        report.findings.append(
+            Finding("executor_unreachable", ctx.config.executor_name, problem, False, note="queued tasks wait for it")
+        )
+    if problems or ctx.config.executor_name != "ray":
+        return bool(problems)
+    survey = getattr(ctx.executor(), "cluster_report", None)
+    if survey is None:
+        return False
+    try:
+        report.cluster = survey()
+    except Exception as exc:  # a cluster that answers TCP but not Ray: say so, do not crash doctor
+        report.findings.append(Finding("executor_unreachable", "ray", f"the Ray cluster does not answer: {exc}", False))
+        return True
+    mine = report.cluster["coordinator"]
+    if not report.cluster["slots"]:
+        report.findings.append(
+            Finding("cluster_no_slots", "ray", "no node offers the orchestra_agent resource; no agent can start", False)
+        )
+    for node in report.cluster["nodes"]:
+        if not node.get("slots"):
+            continue
+        name = str(node.get("node") or node["node_id"][:12])
+        for key in ("ray", "python", "orchestra"):
+            theirs = node.get(key)
+            if theirs and key != "python" and theirs != mine[key]:
+                report.findings.append(
+                    Finding("cluster_version", name, f"{key} {theirs} on the node, {mine[key]} here", False)
+                )
+        if node.get("claude_error"):
+            report.findings.append(
+                Finding("cluster_claude", name, f"claude does not run: {node['claude_error']}", False)
+            )
+    return False
 
 
 def _check_index(paths: Paths, store: Store, report: DoctorReport, fix: bool) -> dict[str, Task]:

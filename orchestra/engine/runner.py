@@ -51,6 +51,7 @@ def launch(ctx: Context, task_id: str) -> Handle:
     role = permissions.apply(role, policy)
     permissions.check_environment(policy, dict(os.environ))
     spec = Launch(task=task, role=role, prompt="", system_prompt="", base_sha=base_sha)
+    spec.resources = {**ctx.config.resources, **role.resources, **task.resources}  # where it may run: before prepare
     copied = executor.prepare(spec, bootstrap_needed=not task.bootstrapped)
     if copied or ((ctx.config.copy or ctx.config.setup) and not task.bootstrapped):
 
@@ -68,7 +69,6 @@ def launch(ctx: Context, task_id: str) -> Handle:
     permissions.agent_env(policy, spec.env)
     spec.prompt_tool = policy.uses_prompt_tool
     spec.permission_timeout = float(ctx.config.permission_timeout)
-    spec.resources = {**ctx.config.resources, **role.resources, **task.resources}
     handle: Handle = executor.spawn(spec)
 
     def started(t: Task) -> None:

@@ -527,10 +527,21 @@ def config_text(settings: dict[str, dict[str, Any]]) -> str:
 
 
 def doctor_text(report: Any) -> str:
-    """One line per finding: what, where, and what was done about it."""
-    if not report.findings:
-        return f"{report.root}: no problems found"
+    """One line per finding: what, where, and what was done about it (and the Ray cluster's nodes, if any)."""
     lines = []
+    cluster = getattr(report, "cluster", None)
+    if cluster:
+        lines.append(
+            f"cluster  {cluster['address']}: {len(cluster['nodes'])} node(s), {cluster['slots']:g} agent slot(s)"
+        )
+        for n in cluster["nodes"]:
+            claude_s = n.get("claude") or n.get("claude_error") or "-"
+            lines.append(
+                f"  {n.get('node') or n['node_id'][:12]:<16} slots {n.get('slots', 0):g}  ray {n.get('ray', '?')}  "
+                f"python {n.get('python', '?')}  orchestra {n.get('orchestra', '?')}  claude {claude_s}"
+            )
+    if not report.findings:
+        return "\n".join([*lines, f"{report.root}: no problems found"])
     for f in report.findings:
         mark = "fixed" if f.fixed else "problem"
         note = f"  ({f.note})" if f.note else ""
