@@ -74,6 +74,7 @@ def _run(args: Any) -> list[Result]:
         try:
             # Ray arm
             repo = make_repo(coord / "repo")
+            (tmp / "ray").mkdir()
             env = bench_env(tmp / "ray", FAKE_CLAUDE)
             env.update({"FAKE_CLAUDE_LOG": str(log), "RAY_AUTH_MODE": "disabled"})
             for key, value in (("executor", "ray"), ("ray_address", cluster.address), ("autostart", "false")):
@@ -112,6 +113,7 @@ def _run(args: Any) -> list[Result]:
             ratio = ray_makespan / ideal
             # Local arm, same tasks, same machine.
             local_repo = make_repo(tmp / "local-repo")
+            (tmp / "local").mkdir()
             lenv = bench_env(tmp / "local", FAKE_CLAUDE)
             orchestra(local_repo, lenv, "config", "set", "autostart", "false")
             for i in range(n):

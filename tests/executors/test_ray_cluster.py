@@ -66,10 +66,12 @@ class Coord:
         self.env["FAKE_CLAUDE_LOG"] = str(cluster.node_root / "fake-invocations.jsonl")  # type: ignore[attr-defined]
         self.env["RAY_AUTH_MODE"] = "disabled"
         self.procs: list[subprocess.Popen[str]] = []
-        self.run("config", "set", "executor", "ray", check=True)
-        self.run("config", "set", "ray_address", cluster.address, check=True)
-        self.run("config", "set", "autostart", "false", check=True)
-        self.run("config", "set", "kill_grace", "3", check=True)
+        # Written directly: four `config set` processes cost seconds on a loaded machine.
+        state = self.repo / ".orchestra"
+        state.mkdir(exist_ok=True)
+        (state / "config.toml").write_text(
+            f'executor = "ray"\nray_address = "{cluster.address}"\nautostart = false\nkill_grace = 3.0\n'
+        )
 
     def run(self, *args: str, check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
@@ -295,6 +297,7 @@ def test_feature_workflow_runs_remotely_and_merges_here(coord: Coord) -> None:
 def test_unreachable_cluster_leaves_tasks_queued_and_says_why(cluster: Cluster, tmp_path: Path) -> None:
     c = Coord(cluster, "unreachable", tmp_path)
     try:
+        assert c.run("config", "get", "executor", check=True).stdout.strip() == "ray"
         c.run("config", "set", "ray_address", "127.0.0.1:1", check=True)
         tid = c.submit("never runs yet")
         c.start_worker()
