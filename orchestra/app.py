@@ -86,6 +86,7 @@ class Orchestra:
         title: str | None = None,
         timeout: object = None,
         budget: object = None,
+        resources: object = None,
         start: bool | None = None,
     ) -> Task:
         task = task_cases.submit(
@@ -100,6 +101,7 @@ class Orchestra:
                 title=title,
                 timeout=timeout,
                 budget=budget,
+                resources=resources,
             ),
         )
         self.autostart(start)

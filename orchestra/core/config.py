@@ -154,6 +154,25 @@ SETTINGS: dict[str, Setting] = {
         Setting(
             "revision_rounds", 2, v.small_count, "revision rounds a workflow gets after a reviewer requests changes"
         ),
+        Setting("executor", "local", v.executor, "where agents run: local (this machine) or ray (a Ray cluster)"),
+        Setting(
+            "ray_address",
+            "",
+            v.ray_address,
+            "the Ray cluster's GCS address HOST:PORT, for executor = ray (ray://HOST:PORT for Ray Client)",
+        ),
+        Setting(
+            "ray_env",
+            [],
+            v.env_names,
+            "names of environment variables forwarded to agents on Ray nodes (never sent by default)",
+        ),
+        Setting(
+            "resources",
+            {},
+            v.resources,
+            'custom Ray resources every task asks for, as JSON, e.g. {"gpu_box": 1} (executor = ray)',
+        ),
         Setting("merge_strategy", "merge", v.merge_strategy, "how workflows merge: merge, squash or ff-only"),
         Setting("merge_resolve", False, v.boolean, "on a merge conflict, start an implementer to resolve it and retry"),
         Setting(
@@ -188,6 +207,10 @@ class Config:
     def executor_name(self) -> str:
         return str(self.values.get("executor", "local"))
 
+    @property
+    def ray_env_names(self) -> list[str]:
+        return list(self.values.get("ray_env", []))
+
 
 def require_setting(name: str) -> Setting:
     setting = SETTINGS.get(name)
@@ -214,7 +237,7 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     values: dict[str, Any] = {}
     for key, value in data.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and key not in SETTINGS:
             continue  # tables (roles, workflows) are read by their own modules
         try:
             values[key] = validate(key, value)
@@ -232,6 +255,8 @@ def toml_value(value: object) -> str:
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {toml_value(v)}" for k, v in value.items()) + "}"
     raise InvalidInput(f"cannot store {value!r} in config.toml")
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from orchestra.core.errors import ConfigError, InvalidInput
 from orchestra.core.task import AGENTLESS_PRODUCTS, Task
 from orchestra.core.values import PERMISSION_MODES, did_you_mean, parse_duration, parse_usd
+from orchestra.core.values import resources as v_resources
 
 _COMMON = """You are one agent in a team coordinated by orchestra. You work alone in your own git
 checkout (a repository of its own), on a branch that belongs to this task; that branch is what you
@@ -113,6 +114,7 @@ class Role:
     max_turns: int | None = None
     produces: str = "branch"  # "branch" (commits) or "verdict" (structured output)
     budget_usd: float | None = None  # default --max-budget-usd for tasks of this role
+    resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources (executor = ray)
     source: str = "built-in"
 
     def settings(self) -> dict[str, Any] | None:
@@ -271,6 +273,7 @@ _FIELDS = {
     "produces",
     "extends",
     "budget_usd",
+    "resources",
 }
 
 
@@ -404,6 +407,11 @@ def _role_from_table(where: str, name: str, table: dict[str, Any], known: dict[s
             values["budget_usd"] = parse_usd(table["budget_usd"], "budget_usd")
         except InvalidInput as exc:
             raise bad("budget_usd", str(exc)) from None
+    if "resources" in table:
+        try:
+            values["resources"] = v_resources(table["resources"], "resources")
+        except InvalidInput as exc:
+            raise bad("resources", str(exc)) from None
     if "max_turns" in table:
         turns = table["max_turns"]
         if isinstance(turns, bool) or not isinstance(turns, int) or turns < 1:

@@ -181,6 +181,10 @@ class Task:
     # The live agent process, so a restarted scheduler can adopt or resume it.
     pid: int | None = None
     proc_start: int | None = None
+    # Where the run happens when that is not this machine (executor = ray): a node's name and id.
+    node: str | None = None
+    node_id: str | None = None
+    resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources this task asks for
     log_offset: int = 0
     cancel_requested: bool = False
     # Waiting for a person: since when, and how long this attempt waited before.
@@ -248,15 +252,35 @@ class Task:
         """A merge run now, in the caller's process (orchestra merge)."""
         self.claim(0)
 
-    def record_process(self, pid: int, proc_start: int | None, *, log_offset: int | None = None) -> None:
-        """The agent of this run is alive as `pid` (spawned now, or found again after a restart)."""
+    def record_process(
+        self,
+        pid: int,
+        proc_start: int | None,
+        *,
+        log_offset: int | None = None,
+        node: str | None = None,
+        node_id: str | None = None,
+    ) -> None:
+        """The agent of this run is alive as `pid` (spawned now, or found again after a restart), on `node`."""
         self.pid = pid
         self.proc_start = proc_start
+        self.node = node
+        self.node_id = node_id
         if log_offset is not None:
             self.log_offset = log_offset
 
-    def launched(self, pid: int, proc_start: int | None, log_offset: int, base_sha: str, worktree: str) -> None:
-        self.record_process(pid, proc_start, log_offset=log_offset)
+    def launched(
+        self,
+        pid: int,
+        proc_start: int | None,
+        log_offset: int,
+        base_sha: str,
+        worktree: str,
+        *,
+        node: str | None = None,
+        node_id: str | None = None,
+    ) -> None:
+        self.record_process(pid, proc_start, log_offset=log_offset, node=node, node_id=node_id)
         self.base_sha = base_sha
         self.worktree = worktree
         self.resume_session = None
@@ -400,6 +424,7 @@ class Task:
             "error": self.error,
             "branch": self.branch,
             "pid": self.pid,
+            "node": self.node,
             "workflow": self.workflow,
             "step": self.step,
             "produces": self.produces,

@@ -8,6 +8,7 @@ front end refuses bad input with the same words.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import shlex
 from collections.abc import Iterable
@@ -127,6 +128,59 @@ def string_list(value: object, what: str) -> list[str]:
     if any("\0" in v for v in value):
         raise InvalidInput(f"invalid {what}: contains a NUL byte")
     return list(value)
+
+
+_RESOURCE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+EXECUTORS = ("local", "ray")
+
+
+def resources(value: object, what: str = "resources") -> dict[str, float]:
+    """Custom Ray resources a task asks for, e.g. {"gpu_box": 1}: names to positive amounts.
+
+    A JSON object in a string (as `submit --resources` gives it) or a table. `orchestra_agent`
+    is orchestra's own slot resource: every agent takes exactly one, so it cannot be asked for.
+    """
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except ValueError:
+            raise InvalidInput(f'invalid {what} {value!r}: expected a JSON object like {{"gpu_box": 1}}') from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"invalid {what} {value!r}: expected an object of resource names to amounts")
+    out: dict[str, float] = {}
+    for name, amount in value.items():
+        if not isinstance(name, str) or not _RESOURCE_NAME.match(name):
+            raise InvalidInput(f"invalid {what}: bad resource name {name!r}")
+        if name in ("orchestra_agent", "CPU", "GPU", "memory", "object_store_memory"):
+            raise InvalidInput(f"invalid {what}: {name!r} is set by orchestra or Ray, not per task")
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0 < amount <= 10_000:
+            raise InvalidInput(f"invalid {what}: {name} must be a number above 0")
+        out[name] = float(amount)
+    return out
+
+
+def executor(value: object, what: str) -> str:
+    if value not in EXECUTORS:
+        raise InvalidInput(f"invalid {what} {value!r}: expected one of {', '.join(EXECUTORS)}")
+    return str(value)
+
+
+def env_names(value: object, what: str) -> list[str]:
+    """Names of environment variables (never their values: those stay in the coordinator's environment)."""
+    names = string_list(value, what)
+    for name in names:
+        if not _ENV_NAME.match(name):
+            raise InvalidInput(f"invalid {what}: {name!r} is not an environment variable name")
+    return names
+
+
+def ray_address(value: object, what: str) -> str:
+    """HOST:PORT of a Ray cluster's GCS (or ray://HOST:PORT for Ray Client); empty means not set."""
+    text = optional_string(value, what)
+    if text and not re.match(r"^(ray://)?[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5}$", text):
+        raise InvalidInput(f"invalid {what} {text!r}: expected HOST:PORT, e.g. 10.0.0.5:6379")
+    return text
 
 
 def relative_paths(value: object, what: str) -> list[str]:

@@ -24,6 +24,7 @@ from orchestra.engine import recovery, refguard
 from orchestra.engine.context import Context
 from orchestra.engine.scheduler import Scheduler  # doctor --fix borrows the scheduler's lock and runners
 from orchestra.engine.tempfiles import stale_temp_files
+from orchestra.executors import quick_problems
 from orchestra.git import refs, workspace, worktrees
 from orchestra.store import history
 from orchestra.store.locks import exclusive
@@ -66,6 +67,7 @@ class DoctorReport:
     sandbox: dict[str, Any] = field(default_factory=dict)  # the setting, and whether agents can start in it
     notices: list[str] = field(default_factory=list)  # worth knowing, not problems: `ok` ignores them
     claude_version: str | None = None  # what `claude --version` said; None when it did not run
+    cluster: dict[str, Any] | None = None  # executor = ray: the cluster as each node reports it
 
     @property
     def ok(self) -> bool:
@@ -82,6 +84,7 @@ class DoctorReport:
             "findings": [f.to_dict() for f in self.findings],
             "sandbox": self.sandbox,
             "notices": self.notices,
+            "cluster": self.cluster,
         }
 
 
@@ -93,6 +96,8 @@ def run(ctx: Context, fix: bool = False) -> DoctorReport:
     _check_claude(ctx, report)
     if not paths.state.is_dir():
         return report
+    if _check_executor(ctx, report):
+        return report  # with the cluster unreachable, nothing can tell running agents from dead ones
     tasks = _check_index(paths, store, report, fix)
     _check_running(ctx, tasks, report, fix and sched is None)
     # Not while a cleanup removes worktrees and branches: one half removed is no problem to report.
@@ -131,6 +136,48 @@ def _check_claude(ctx: Context, report: DoctorReport) -> None:
         report.findings.append(
             Finding("claude_does_not_run", binary, str(exc), False, note="install Claude Code or set claude_binary")
         )
+
+
+def _check_executor(ctx: Context, report: DoctorReport) -> bool:
+    """Where agents run: reachable, and for a Ray cluster each node's versions, slots and `claude`.
+
+    True when the executor cannot be reached (the checks of running tasks are skipped then).
+    """
+    problems = quick_problems(ctx.config)
+    for problem in problems:
+        report.findings.append(
+            Finding("executor_unreachable", ctx.config.executor_name, problem, False, note="queued tasks wait for it")
+        )
+    if problems or ctx.config.executor_name != "ray":
+        return bool(problems)
+    survey = getattr(ctx.executor(), "cluster_report", None)
+    if survey is None:
+        return False
+    try:
+        report.cluster = survey()
+    except Exception as exc:  # a cluster that answers TCP but not Ray: say so, do not crash doctor
+        report.findings.append(Finding("executor_unreachable", "ray", f"the Ray cluster does not answer: {exc}", False))
+        return True
+    mine = report.cluster["coordinator"]
+    if not report.cluster["slots"]:
+        report.findings.append(
+            Finding("cluster_no_slots", "ray", "no node offers the orchestra_agent resource; no agent can start", False)
+        )
+    for node in report.cluster["nodes"]:
+        if not node.get("slots"):
+            continue
+        name = str(node.get("node") or node["node_id"][:12])
+        for key in ("ray", "python", "orchestra"):
+            theirs = node.get(key)
+            if theirs and key != "python" and theirs != mine[key]:
+                report.findings.append(
+                    Finding("cluster_version", name, f"{key} {theirs} on the node, {mine[key]} here", False)
+                )
+        if node.get("claude_error"):
+            report.findings.append(
+                Finding("cluster_claude", name, f"claude does not run: {node['claude_error']}", False)
+            )
+    return False
 
 
 def _check_index(paths: Paths, store: Store, report: DoctorReport, fix: bool) -> dict[str, Task]:

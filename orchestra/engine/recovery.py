@@ -50,10 +50,10 @@ def recover_one(ctx: Context, task: Task, start_runner: StartRunner) -> None:
     crash_point("recover")
     handle: Handle | None = None if task.agentless else ctx.executor().adopt(task)
     if handle is not None:
-        if handle.pid != task.pid:
+        if handle.pid != task.pid or handle.node != task.node:
 
             def found(t: Task) -> None:
-                t.record_process(handle.pid, handle.proc_start)
+                t.record_process(handle.pid, handle.proc_start, node=handle.node, node_id=handle.node_id)
                 t.worktree = t.worktree or handle.worktree
 
             ctx.store.update(task.id, found)

@@ -62,6 +62,7 @@ def launch(ctx: Context, task_id: str) -> Handle:
         if sandboxed
         else None
     )
+    spec.resources = {**ctx.config.resources, **role.resources, **task.resources}  # where it may run: before prepare
     copied = executor.prepare(spec, bootstrap_needed=not task.bootstrapped)
     if copied or ((ctx.config.copy or ctx.config.setup) and not task.bootstrapped):
 
@@ -83,11 +84,22 @@ def launch(ctx: Context, task_id: str) -> Handle:
     handle: Handle = executor.spawn(spec)
 
     def started(t: Task) -> None:
-        t.launched(handle.pid, handle.proc_start, handle.log_offset, base_sha, handle.worktree)
+        t.launched(
+            handle.pid,
+            handle.proc_start,
+            handle.log_offset,
+            base_sha,
+            handle.worktree,
+            node=handle.node,
+            node_id=handle.node_id,
+        )
         t.branch_sha = spec.branch_sha or t.branch_sha
 
+    extra = {"node": handle.node} if handle.node else {}
     try:
-        ctx.store.update(task.id, started, "started", pid=handle.pid, resume=spec.resume, attempt=task.attempts)
+        ctx.store.update(
+            task.id, started, "started", pid=handle.pid, resume=spec.resume, attempt=task.attempts, **extra
+        )
     except Exception:
         # An agent nobody could find again must not run on: stop it before the failure is handled.
         executor.stop(handle, ctx.config.kill_grace)
@@ -303,10 +315,18 @@ def finalize(
         diffstat = None  # a listing then says nothing rather than something wrong
     verdict: Verdict | None = None
     paused: float | None = None
+    lost = False
 
     def record(t: Task) -> None:
-        nonlocal verdict, paused
+        nonlocal verdict, paused, lost
         if t.state.final:
+            return
+        if collected.lost and not t.cancel_requested and not timed_out and t.attempts < t.max_attempts:
+            # The machine died with the run: nothing to judge. Run it again, fresh (its session
+            # was on that machine), wherever there is room.
+            lost = True
+            t.requeue(session=None)
+            t.error = mask_secrets(collected.lost)
             return
         verdict = judge(
             ctx,
@@ -315,7 +335,7 @@ def finalize(
             exit_code,
             timed_out=timed_out,
             launch_error=launch_error,
-            collect_error=collected.error,
+            collect_error=collected.error or collected.lost,
             adopted=handle is not None and handle.adopted,
         )
         if collected.branch_sha:
@@ -338,6 +358,12 @@ def finalize(
     task = ctx.store.update(task_id, record)
     crash_point("after_finalize")
     approvals.abandon_all(ctx, task, "the run ended")
+    if lost:
+        ctx.store.append_event(task_id, "requeued", reason="node lost", error=task.error, attempt=task.attempts)
+        ctx.log(
+            f"{task_id} lost its node ({task.error}); it runs again (attempt {task.attempts} of {task.max_attempts})"
+        )
+        return task
     if verdict is None:
         return task  # it had already ended
     if verdict.resume is not None:

@@ -88,6 +88,7 @@ class Scheduler:
         self._retry_delay: dict[str, float] = {}
         self._retry_lock = threading.Lock()  # runner threads add, the loop takes
         self._pass_failed: str | None = None
+        self._executor_said: str | None = None
 
     def log(self, msg: str) -> None:
         self.ctx.log(msg)
@@ -300,6 +301,8 @@ class Scheduler:
         """Claim the best runnable tasks for the free slots; True when the budget stops every start."""
         if ratelimit.paused_until(self.ctx.paths):
             runnable = []  # rate limits hit several agents: no new starts until the pause ends
+        if runnable and self._executor_down():
+            return True  # where agents run is unreachable: everything stays queued until it answers
         runnable.sort(key=lambda s: (-int(s.get("priority") or 0), s.get("created_at") or 0, s["id"]))
         if runnable and self._over_budget(spent_usd, queued):
             return True
@@ -308,6 +311,18 @@ class Scheduler:
         for s in runnable[: max(slots, 0)]:
             self._claim_and_start(s["id"])
         return False
+
+    def _executor_down(self) -> bool:
+        """True while the executor cannot start runs (a Ray cluster that does not answer); logs each change."""
+        try:
+            found = self.ctx.executor().unreachable()
+        except OrchestraError as exc:
+            found = [str(exc)]
+        said = "; ".join(found) or None
+        if said != self._executor_said:
+            self._executor_said = said
+            self.log(f"no new starts: {said}" if said else "the executor can start runs again")
+        return bool(found)
 
     def _fail_cycles(self, queued: list[dict[str, Any]], live: dict[str, dict[str, Any]]) -> bool:
         """Tasks that wait on each other would hold the queue forever; end them instead.

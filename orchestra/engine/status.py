@@ -20,6 +20,7 @@ from orchestra.core.task import FINAL_STATES, LIVE_STATES, State, busy_slots, no
 from orchestra.core.workflow import Workflow
 from orchestra.engine import approvals, changes
 from orchestra.engine.context import Context
+from orchestra.executors import quick_problems
 from orchestra.store import ratelimit
 from orchestra.store import workflows as records
 from orchestra.store.scheduler import max_concurrent_flag, scheduler_pid
@@ -46,6 +47,8 @@ class StatusReport:
     merges: dict[str, int] = field(default_factory=dict)  # manual merge attempts by state
     merges_waiting: list[dict[str, Any]] = field(default_factory=list)  # workflows at awaiting_merge
     more_failures: int = 0  # failed tasks left out of `recent`
+    executor: str = "local"
+    executor_problems: list[str] = field(default_factory=list)  # why queued tasks do not start (Ray unreachable)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +70,8 @@ class StatusReport:
             "manual_merges": self.merges,
             "awaiting_merge": self.merges_waiting,
             "more_failures": self.more_failures,
+            "executor": self.executor,
+            "executor_problems": self.executor_problems,
         }
 
 
@@ -121,6 +126,8 @@ def status(ctx: Context, recent: int = 5) -> StatusReport:
     report.recent, report.more_failures = _recent(view, counts, recent)
     report.paused_until = ratelimit.paused_until(ctx.paths)
     report.sandbox = {"setting": ctx.config.sandbox, "problem": sandbox.problem(ctx.config.sandbox)}
+    report.executor = ctx.config.executor_name
+    report.executor_problems = quick_problems(ctx.config)
     return report
 
 

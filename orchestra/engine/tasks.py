@@ -18,7 +18,7 @@ from orchestra.core.errors import CorruptTaskFile, InvalidInput, OrchestraError,
 from orchestra.core.graph import find_cycle
 from orchestra.core.roles import get_role
 from orchestra.core.task import LIVE_STATES, State, Task, make_title, validate_state
-from orchestra.core.values import parse_duration, parse_usd
+from orchestra.core.values import parse_duration, parse_usd, resources
 from orchestra.core.values import priority as check_priority
 from orchestra.engine.context import Context
 from orchestra.git import refs, worktrees
@@ -69,6 +69,7 @@ class Submission:
     # Dependencies on earlier members of the same batch, by their position in it.
     after_items: list[int] = field(default_factory=list)
     on_item: int | None = None
+    resources: object = None  # custom Ray resources, a JSON object (executor = ray)
 
 
 def submit(ctx: Context, sub: Submission) -> Task:
@@ -150,6 +151,7 @@ def submit_many(ctx: Context, subs: list[Submission], commits: dict[str, str] | 
                 continue_session=sub.continue_session,
                 resolves=sub.resolves,
                 conflict_files=list(sub.conflict_files),
+                resources=resources(sub.resources, "--resources") if sub.resources is not None else {},
             )
             tasks.append(task)
         ctx.store.save_many(

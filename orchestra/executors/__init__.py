@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from orchestra.core.config import Config
 from orchestra.core.errors import ConfigError
-from orchestra.executors.base import Executor
+from orchestra.executors.base import Executor, reachable
 from orchestra.executors.local import LocalExecutor
 from orchestra.store.paths import Paths
 
-EXECUTORS = ("local",)
+EXECUTORS = ("local", "ray")
+
+
+def quick_problems(config: Config) -> list[str]:
+    """Why runs cannot start, found without loading the executor (status must stay fast: Ray takes seconds to import)."""
+    if config.executor_name != "ray":
+        return []
+    if importlib.util.find_spec("ray") is None:
+        return ["executor = ray but Ray is not installed (pip install 'orchestra[ray]')"]
+    if not config.ray_address:
+        return ["executor = ray but ray_address is not set (orchestra config set ray_address HOST:6379)"]
+    why = reachable(str(config.ray_address))
+    return [why] if why else []
 
 
 def make(name: str, paths: Paths, config: Config) -> Executor:
     if name == "local":
         return LocalExecutor(paths, config)
+    if name == "ray":
+        try:
+            from orchestra.executors.ray import RayExecutor  # Ray costs ~1.5 s to import: only executor = ray pays
+        except ImportError as exc:
+            raise ConfigError(f"executor = ray needs Ray: pip install 'orchestra[ray]' ({exc})") from None
+        return RayExecutor(paths, config)
     raise ConfigError(f"unknown executor {name!r}; known: {', '.join(EXECUTORS)}")

@@ -13,6 +13,7 @@ after a scheduler restart, and brings the branch home when the run ends.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +40,7 @@ class Launch:
     permission_timeout: float = 1800.0
     sandbox: dict[str, Any] | None = None  # Claude Code sandbox settings, when the agent runs sandboxed
     branch_sha: str | None = None  # set by prepare: where the main repository's branch was when the run began
+    resources: dict[str, float] = field(default_factory=dict)  # what the run needs of a machine (setting, role, task)
 
 
 @dataclass
@@ -51,6 +53,7 @@ class Handle:
     log_offset: int = 0  # where this run's transcript starts in the local log
     worktree: str = ""
     node: str | None = None  # where it runs, when that is not this machine
+    node_id: str | None = None  # the executor's own id of that machine
     native: Any = None  # the executor's own object (a Popen, an actor handle); not persisted
     sandboxed: bool = False  # launched with Claude Code's sandbox: its init line must say so
     adopted: bool = False  # found again after a scheduler restart, not started by this process
@@ -64,9 +67,36 @@ class Collected:
     error: str | None = None  # why the work could not be brought home, if it could not
     branch_sha: str | None = None  # where the main repository's branch is after the work came home
     gitlinks: list[str] = field(default_factory=list)  # nested repositories left out of orchestra's commit
+    # The machine the run was on is gone, and the run with it: the attempt is lost, not judged,
+    # and the task runs again elsewhere (counted in attempts). The reason, for the record.
+    lost: str | None = None
 
 
 RUNNING = object()
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """(host, port) of `HOST:PORT` or `ray://HOST:PORT`."""
+    text = address.removeprefix("ray://")
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def reachable(address: str, timeout: float = 1.0) -> str | None:
+    """None when a TCP connection to the address opens, else why not.
+
+    `ray.init` to an address where nothing listens retries for about twelve minutes, so
+    nothing calls it before this check passes.
+    """
+    try:
+        host, port = parse_address(address)
+    except ValueError:
+        return f"bad ray_address {address!r}"
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}"
 
 
 class Executor(Protocol):
@@ -106,5 +136,11 @@ class Executor(Protocol):
     def workspace(self, task: Task) -> Path | None:
         """The task's checkout on this machine, if it has one here."""
 
+    def unreachable(self) -> list[str]:
+        """Why no run can start for now (a cluster that does not answer): tasks stay queued until it
+        does. Empty when runs can start; the local machine is always there."""
+        return []
+
     def problems(self) -> list[str]:
-        """Why runs cannot start here right now (for doctor and status); empty when they can."""
+        """Why runs that need the sandbox cannot start here (for doctor and status): such tasks fail at
+        once with the reason. Empty when they can."""

@@ -202,6 +202,9 @@ class LocalExecutor:
         wt = self.paths.worktree(task.id)
         return wt if wt.is_dir() and not wt.is_symlink() else None
 
+    def unreachable(self) -> list[str]:
+        return []  # this machine is always there
+
     def problems(self) -> list[str]:
         why = sandbox.problem(self.config.sandbox)
         return [why] if why else []

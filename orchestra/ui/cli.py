@@ -88,6 +88,9 @@ def cli(ctx: click.Context, repo: Path | None) -> None:
     metavar="FILE",
     help="Submit many tasks from JSON lines in FILE ('-' for stdin), all or none; prints one id per line.",
 )
+@click.option(
+    "--resources", metavar="JSON", help="Custom Ray resources the task needs, e.g. '{\"gpu_box\": 1}' (executor ray)."
+)
 @click.option("--start/--no-start", "start", default=None, help="Start a background scheduler if none runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new task as JSON instead of its id.")
 @click.pass_context
@@ -104,6 +107,7 @@ def submit(
     timeout: str | None,
     budget: str | None,
     batch_file: Any,
+    resources: str | None,
     start: bool | None,
     as_json: bool,
 ) -> int:
@@ -131,6 +135,7 @@ def submit(
             "--title": title is not None,
             "--timeout": timeout is not None,
             "--budget": budget is not None,
+            "--resources": resources is not None,
         }
         clash = [name for name, yes in given.items() if yes]
         if clash:
@@ -162,6 +167,7 @@ def submit(
         title=title,
         timeout=timeout,
         budget=budget,
+        resources=resources,
         start=start,
     )
     unseen = orch.unseen_changes(task)

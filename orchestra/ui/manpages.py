@@ -29,6 +29,15 @@ EXIT_STATUS = [
 
 ENVIRONMENT = [
     ("ORCHESTRA_CLAUDE", "The claude executable to run (overrides the claude_binary setting)."),
+    (
+        "ORCHESTRA_NODE_DIR",
+        "On a Ray node (in the environment of its ray start): where orchestra keeps its mirrors, "
+        "task checkouts and transcripts (default ~/.orchestra-node).",
+    ),
+    (
+        "ORCHESTRA_NODE_NAME",
+        "On a Ray node: the name status, show and list --json give the node (default its hostname).",
+    ),
     ("NO_COLOR", "When set to anything, no colour is used. Colour is only used on a terminal anyway."),
     ("COLUMNS", "The width of the status picture when output is not a terminal (default 80)."),
     ("_ORCHESTRA_COMPLETE", "Set by the shell completion scripts; see SHELL COMPLETION."),
@@ -179,7 +188,16 @@ EXTRA: dict[str, list[tuple[str, str]]] = {
             "with error_max_budget_usd and the task fails with the reason. Without "
             "--budget the role's default budget applies, if it has one. The repository "
             "setting budget_usd stops new starts once the total spend reaches it.",
-        )
+        ),
+        (
+            "MORE THAN ONE MACHINE",
+            "With the setting executor = ray (and ray_address = HOST:PORT) tasks run on the nodes of a "
+            "Ray cluster, each taking one orchestra_agent slot. --resources JSON asks for more, e.g. "
+            "'{\"gpu_box\": 1}', so the task runs only on a node started with that resource; roles "
+            "(resources = {gpu_box = 1}) and the setting resources do the same for all their tasks. "
+            "The task's starting commit travels to the node through Ray, and its branch comes back here "
+            "as orchestra/ID-SLUG. Only the environment variables named in ray_env are sent along.",
+        ),
     ],
     "serve": [
         (

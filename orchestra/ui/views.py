@@ -128,6 +128,9 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
             out.append(("warning", printable(line)))
     elif box.get("setting") == "off":
         add("warning", 'sandbox    off: agents run unconfined (sandbox = "off")')
+    for problem in getattr(report, "executor_problems", None) or []:
+        for line in wrap(f"!! no new starts: {problem}", width, indent="   "):
+            out.append(("warning", printable(line)))
 
     merges_waiting = getattr(report, "merges_waiting", None) or []
     if report.waiting or merges_waiting:
@@ -155,6 +158,8 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
                 f"  {r['id']:<{idw}}  {r['role']:<{_ROLE_W}} {duration(r.get('elapsed')):>7} {turns_s:>5} "
                 f"{money(r.get('cost_usd')):>8}  {clip(r.get('title'), width)}",
             )
+            if r.get("node"):
+                add("activity", f"  {'':<{idw}}  on node {r['node']}")
             if r.get("last_activity"):
                 add("activity", f"  {'':<{idw}}  └ {r['last_activity']}")
 
@@ -700,13 +705,24 @@ def config_text(settings: dict[str, dict[str, Any]], *, person_only: bool = Fals
 
 @_printable
 def doctor_text(report: Any) -> str:
-    """One line per finding: what, where, and what was done about it."""
+    """One line per finding: what, where, and what was done about it (and the Ray cluster's nodes, if any)."""
     sandbox = getattr(report, "sandbox", None) or {}
     unconfined = sandbox.get("setting") == "off"
     note = 'note     agents run unconfined: sandbox = "off"' + (
         "" if sandbox.get("available") else f" ({sandbox.get('missing')})"
     )
     notes = ([note] if unconfined else []) + [f"notice   {n}" for n in getattr(report, "notices", None) or []]
+    cluster = getattr(report, "cluster", None)
+    if cluster:
+        notes.append(
+            f"cluster  {cluster['address']}: {len(cluster['nodes'])} node(s), {cluster['slots']:g} agent slot(s)"
+        )
+        for n in cluster["nodes"]:
+            claude_s = n.get("claude") or n.get("claude_error") or "-"
+            notes.append(
+                f"  {n.get('node') or n['node_id'][:12]:<16} slots {n.get('slots', 0):g}  ray {n.get('ray', '?')}  "
+                f"python {n.get('python', '?')}  orchestra {n.get('orchestra', '?')}  claude {claude_s}"
+            )
     if not report.findings:
         return "\n".join([f"{report.root}: no problems found", *notes])
     lines = list(notes)

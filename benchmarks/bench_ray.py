@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""The Ray executor: 16 tasks of 10 s on 2 nodes x 4 slots, against the local executor at -j 8.
+
+A real cluster on this machine (head + 2 worker nodes in a private network namespace,
+the coordinator's directory masked on the nodes; see tests/executors/raycluster.py),
+the fake claude as the agent. Needs root and `pip install 'orchestra[ray]'`.
+
+Reported:
+- makespan of the Ray run against the ideal (tasks / slots x task seconds), target <= 1.15x;
+- dispatch overhead per task: from the claim to the agent running (the fake's own start
+  time), and from the agent's end to the task's end (the branch fetched home), median
+  and max, all tasks and after the first task on each node;
+- the same tasks on the local executor at -j 8, in the same run, as the baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "executors"))
+
+from common import (
+    FAKE_CLAUDE,
+    BenchError,
+    Result,
+    base_parser,
+    bench_env,
+    expect_all_succeeded,
+    make_repo,
+    orchestra,
+    pick,
+    run_main,
+    submit,
+    workdir,
+)
+
+TARGET = 1.15
+
+
+def _prompt(i: int, seconds: float) -> str:
+    return f"task {i}\n@fake sleep {seconds}\n@fake write out{i}.txt {i}\\n\n@fake commit add out{i}"
+
+
+def _tasks(repo: Path, env: dict[str, str]) -> list[dict[str, Any]]:
+    out = orchestra(repo, env, "list", "--json").stdout
+    return [json.loads(orchestra(repo, env, "show", t["id"], "--json").stdout) for t in json.loads(out)]
+
+
+def _run(args: Any) -> list[Result]:
+    from raycluster import unavailable, up  # tests/executors: the cluster harness the tests use
+
+    n, seconds, slots = pick(args, (16, 10.0, 4), (8, 5.0, 2), (4, 2.0, 2))
+    why = unavailable()
+    if why:
+        raise BenchError(f"cannot start a Ray cluster here: {why}")
+    results = []
+    with workdir(args.keep, prefix="orchestra-bench-ray-") as tmp:
+        coord = tmp / "coord"
+        coord.mkdir()
+        log = tmp / "fake-invocations.jsonl"
+        env_extra = {
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+            "ORCHESTRA_CLAUDE": str(FAKE_CLAUDE),
+            "FAKE_CLAUDE_LOG": str(log),
+        }
+        cluster = up(mask=[coord], node_root=tmp / "nodes", workers=[{"orchestra_agent": slots}] * 2, env=env_extra)
+        try:
+            # Ray arm
+            repo = make_repo(coord / "repo")
+            (tmp / "ray").mkdir()
+            env = bench_env(tmp / "ray", FAKE_CLAUDE)
+            env.update({"FAKE_CLAUDE_LOG": str(log), "RAY_AUTH_MODE": "disabled"})
+            for key, value in (("executor", "ray"), ("ray_address", cluster.address), ("autostart", "false")):
+                orchestra(repo, env, "config", "set", key, value)
+            for i in range(n):
+                submit(repo, env, _prompt(i, seconds))
+            t0 = time.monotonic()
+            proc = subprocess.run(
+                cluster.argv([sys.executable, "-m", "orchestra", "worker", "--until-idle", "-j", str(2 * slots)]),
+                cwd=repo,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60 + 10 * n * seconds,
+            )
+            ray_makespan = time.monotonic() - t0
+            if proc.returncode != 0:
+                raise BenchError(f"ray worker exited {proc.returncode}: {proc.stderr[-2000:]}")
+            expect_all_succeeded(repo, env, n)
+            starts = {}
+            for line in log.read_text().splitlines():
+                row = json.loads(line)
+                starts[row["env"].get("ORCHESTRA_TASK_ID")] = row["time"]
+            tasks = _tasks(repo, env)
+            tasks.sort(key=lambda t: t["started_at"])
+            seen: set[str] = set()
+            dispatch_in, dispatch_out, warm_in = [], [], []
+            for t in tasks:
+                began = starts[t["id"]]
+                dispatch_in.append(began - t["started_at"])
+                dispatch_out.append(t["finished_at"] - (began + seconds))
+                if t["node"] in seen:
+                    warm_in.append(began - t["started_at"])
+                seen.add(t["node"])
+            ideal = n / (2 * slots) * seconds
+            ratio = ray_makespan / ideal
+            # Local arm, same tasks, same machine.
+            local_repo = make_repo(tmp / "local-repo")
+            (tmp / "local").mkdir()
+            lenv = bench_env(tmp / "local", FAKE_CLAUDE)
+            orchestra(local_repo, lenv, "config", "set", "autostart", "false")
+            for i in range(n):
+                submit(local_repo, lenv, _prompt(i, seconds))
+            t0 = time.monotonic()
+            orchestra(local_repo, lenv, "worker", "--until-idle", "-j", str(2 * slots), timeout=60 + 10 * n * seconds)
+            local_makespan = time.monotonic() - t0
+            expect_all_succeeded(local_repo, lenv, n)
+        finally:
+            cluster.down()
+        results.append(
+            Result(
+                f"ray: {n} tasks of {seconds:g} s on 2 nodes x {slots} slots",
+                f"{ratio:.2f}x the ideal {ideal:g}s",
+                value=round(ratio, 3),
+                target=TARGET,
+                unit="x",
+                judged=not args.check_only,
+                details=[
+                    f"makespan {ray_makespan:.1f}s (ray) vs {local_makespan:.1f}s (local -j {2 * slots})",
+                    f"claim -> agent running: median {statistics.median(dispatch_in):.2f}s, max {max(dispatch_in):.2f}s"
+                    + (f"; after each node's first task: median {statistics.median(warm_in):.2f}s" if warm_in else ""),
+                    f"agent end -> branch home, task ended: median {statistics.median(dispatch_out):.2f}s, "
+                    f"max {max(dispatch_out):.2f}s",
+                    f"cluster start-up {cluster.startup_seconds:.1f}s (not counted)",
+                ],
+            )
+        )
+    return results
+
+
+if __name__ == "__main__":
+    run_main(_run, base_parser(__doc__.splitlines()[0]))

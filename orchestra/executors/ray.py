@@ -1,0 +1,816 @@
+"""The Ray executor: each agent in a detached named actor on a node of a Ray cluster.
+
+Why detached *named actors* (not Ray Jobs): an actor is a process we can call while
+it runs (stream the transcript, relay permission answers, stop the process group),
+it lives on when the scheduler that made it dies, and a new scheduler finds it again
+by name (`task-<id>` in a namespace per repository) without any record of ours. A Ray
+Job gives none of these calls, and its driver would need the repository on the node.
+
+What stays as it is locally: the queue, the logs and the request files live on the
+coordinator. The node gets the task's starting commit as a pack through Ray's object
+store (only what its mirror lacks), clones it under its own orchestra directory
+(`ORCHESTRA_NODE_DIR`, else `~/.orchestra-node`), runs its own `claude` (its PATH or
+`ORCHESTRA_CLAUDE`) under a guard that ends the process group if the actor dies, and
+hands the finished branch back as a pack that becomes `orchestra/<id>-<slug>` here.
+
+Retries are orchestra's own: actors have `max_restarts=0` and `max_task_retries=0`.
+A node that dies fails the actor (ActorDiedError); the run counts as an attempt and
+the task is queued again to run wherever there is room. Nothing secret goes into
+`runtime_env` (Ray shows and logs it): only the variables named in `ray_env` travel,
+as arguments of the start call.
+
+Only this module imports Ray (an import-linter contract keeps it so).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.exceptions as rex
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+import orchestra
+from orchestra.agent import bootstrap, claude, permissions, processes
+from orchestra.core.config import CLAUDE_ENV, Config
+from orchestra.core.crashpoints import ENV as CRASH_ENV
+from orchestra.core.errors import OrchestraError
+from orchestra.core.task import Task, validate_id
+from orchestra.executors.base import RUNNING, Collected, Handle, Launch, reachable
+from orchestra.git import refs, repo, transport, worktrees
+from orchestra.git.runner import git
+from orchestra.store import requests
+from orchestra.store.files import private_opener
+from orchestra.store.paths import Paths
+
+RESOURCE = "orchestra_agent"
+NODE_DIR_ENV = "ORCHESTRA_NODE_DIR"
+NODE_NAME_ENV = "ORCHESTRA_NODE_NAME"
+CALL_TIMEOUT = 60.0  # the longest one control call (pull, stop, start) may take
+TRANSFER_TIMEOUT = 900.0  # packs in and out, clone, setup
+UNAVAILABLE_LIMIT = 120.0  # an actor unreachable this long (not known dead) counts as lost
+WAIT_MIN = 0.5  # the least a wait() blocks: a poll is a network round trip
+LOG_CHUNK = 4 << 20
+
+
+def namespace_for(root: Path) -> str:
+    """One Ray namespace per repository, so two repositories' task ids never meet."""
+    return "orchestra-" + hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:12]
+
+
+def actor_name(task_id: str) -> str:
+    return f"task-{validate_id(task_id)}"
+
+
+# -- on the node ---------------------------------------------------------------------------
+
+
+def node_root() -> Path:
+    """orchestra's own directory on this node: mirrors, task checkouts, transcripts."""
+    root = Path(os.environ.get(NODE_DIR_ENV) or Path.home() / ".orchestra-node")
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return root
+
+
+def node_name() -> str:
+    return os.environ.get(NODE_NAME_ENV) or socket.gethostname()
+
+
+class NodeAgent:
+    """One task's run on a node. Its methods are called by the coordinator; none of them trusts a path it is given."""
+
+    def __init__(self, task_id: str, namespace: str) -> None:
+        self.task_id = validate_id(task_id)
+        base = node_root() / namespace
+        self.mirror = base / "mirror.git"
+        self.root = base / "tasks" / self.task_id
+        self.checkout = self.root / "checkout"
+        self.log_path = self.root / "transcript.jsonl"
+        self.err_path = self.root / "stderr.log"
+        self.request_dir = self.root / "requests"
+        self.run_dir = self.root / "run"
+        self.base: str | None = None
+        self.branch = ""
+        self.pgid: int | None = None
+        self.guard_pid: int | None = None
+        self.copied: list[str] = []
+        self.lock = threading.Lock()
+
+    def info(self) -> dict[str, Any]:
+        ctx = ray.get_runtime_context()
+        return {
+            "node_id": ctx.get_node_id(),
+            "node": node_name(),
+            "pid": os.getpid(),
+            "ray": ray.__version__,
+            "python": sys.version.split()[0],
+            "orchestra": orchestra.__version__,
+        }
+
+    def have(self) -> list[str]:
+        transport.init_mirror(self.mirror)
+        return transport.tips(self.mirror)
+
+    def setup(self, pack: bytes, tip: str, branch: str, copies: bytes, config: Config, task: Task) -> dict[str, Any]:
+        """Make the checkout of `tip` on `branch`, put the copied files in, run `setup`."""
+        with self.lock:
+            shutil.rmtree(self.root, ignore_errors=True)  # a task id reused on this node starts clean
+            self.root.mkdir(mode=0o700, parents=True)
+            self.request_dir.mkdir(mode=0o700)
+            transport.init_mirror(self.mirror)
+            transport.receive_pack(self.mirror, pack, tip)
+            transport.keep(self.mirror, f"refs/orchestra/base/{self.task_id}", tip)
+            transport.checkout(self.mirror, self.checkout, branch, tip)
+            self.base, self.branch = tip, branch
+            self.copied = _extract(copies, self.checkout)
+            if config.setup:
+                bootstrap.run_setup(config, task, self.checkout, self.checkout)
+            return {"head": tip, "copied": self.copied}
+
+    def start(self, run: dict[str, Any], env: dict[str, str]) -> int:
+        """Start Claude Code under the guard; returns its process group."""
+        with self.lock:
+            if self.pgid is not None:
+                raise OrchestraError("this task's agent was started already")
+            binary = claude.resolve_binary(os.environ.get(CLAUDE_ENV) or "claude")
+            extra = list(run["claude_args"])
+            if run["prompt_tool"]:
+                extra += permissions.prompt_tool_args(
+                    self.request_dir, self.task_id, run["attempt"], run["permission_timeout"]
+                )
+            argv = claude.build_argv(
+                binary,
+                run["role"],
+                run["prompt"],
+                system_prompt=run["system_prompt"],
+                extra_args=extra,
+                resume=run["resume"],
+                max_budget_usd=run["max_budget_usd"],
+                sandbox=run["sandbox"],
+            )
+            full_env = dict(os.environ)
+            full_env.pop(CRASH_ENV, None)
+            full_env.update(env)
+            full_env.update({processes.TASK_ENV: self.task_id, processes.REPO_ENV: str(self.checkout)})
+            self.run_dir.mkdir(mode=0o700, exist_ok=True)
+            guard = [sys.executable, "-m", "orchestra.agent.guard", str(os.getpid()), str(self.run_dir), "--", *argv]
+            with (
+                open(self.log_path, "ab", opener=private_opener) as out,
+                open(self.err_path, "ab", opener=private_opener) as err,
+            ):
+                first = subprocess_run(guard, self.checkout, out, err, full_env)
+            if first != 0:
+                raise OrchestraError(f"the guard could not start the agent (exit {first})")
+            pids = self.run_dir / "pids.json"
+            deadline = time.monotonic() + 30
+            while not pids.exists():
+                if (self.run_dir / "rc").exists():
+                    raise OrchestraError(f"cannot start {binary}: {self.err_path.read_text(errors='replace')[-300:]}")
+                if time.monotonic() > deadline:
+                    raise OrchestraError("the guard did not start the agent within 30s")
+                time.sleep(0.01)
+            data = json.loads(pids.read_text())
+            self.guard_pid, self.pgid = int(data["guard"]), int(data["pid"])
+            return self.pgid
+
+    def rc(self) -> int | None:
+        """The agent's exit status once it ended (-255: its guard vanished without saying)."""
+        if self.pgid is None:
+            return None
+        f = self.run_dir / "rc"
+        if f.exists():
+            return int(json.loads(f.read_text())["rc"])
+        if self.guard_pid is not None and not processes.is_alive(self.guard_pid, None):
+            return int(json.loads(f.read_text())["rc"]) if f.exists() else -255  # raced with the guard's end
+        return None
+
+    def status(self) -> dict[str, Any]:
+        return {**self.info(), "started": self.pgid is not None, "rc": self.rc(), "checkout": str(self.checkout)}
+
+    def pull(
+        self,
+        log_offset: int,
+        err_offset: int,
+        relayed: list[str],
+        answers: dict[str, dict[str, Any]],
+        always: list[str],
+    ) -> dict[str, Any]:
+        """Everything new since the last pull: exit status, transcript, stderr, questions, decisions made here."""
+        for rid, a in answers.items():
+            requests.answer(
+                self.request_dir,
+                rid,
+                a["state"],
+                message=a.get("message"),
+                always=a.get("always"),
+                by=a.get("by", "person"),
+            )
+        if always and sorted(always) != sorted(requests.always_rules(self.request_dir)):
+            requests.set_always_rules(self.request_dir, always)
+        rc = self.rc()  # before reading: the transcript read after it is complete when rc is set
+        known = set(relayed)
+        new, decided = [], {}
+        for r in requests.requests(self.request_dir):
+            if r["id"] not in known:
+                new.append({k: v for k, v in r.items() if k not in ("state", "answer")})
+            elif r.get("answer"):
+                decided[r["id"]] = r["answer"]
+        return {
+            "rc": rc,
+            "started": self.pgid is not None,
+            "log": _read(self.log_path, log_offset),
+            "err": _read(self.err_path, err_offset, 1 << 16),
+            "requests": new,
+            "decided": decided,
+        }
+
+    def wait(self, seconds: float) -> int | None:
+        """Block up to `seconds`, returning early when the agent ends."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            code = self.rc()
+            if code is not None:
+                return code
+            time.sleep(0.05)
+        return self.rc()
+
+    def stop(self, grace: float) -> int | None:
+        """SIGTERM the agent's process group, SIGKILL after `grace`; returns its exit status."""
+        if self.pgid is None or self.rc() is not None:
+            return self.rc()
+        _killpg(self.pgid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while self.rc() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _killpg(self.pgid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while self.rc() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.rc()
+
+    def finish(self, message: str, identity: dict[str, str], exclude: list[str]) -> dict[str, Any]:
+        """Commit what the agent left; the branch's new commits as a pack, with its head."""
+        with self.lock:
+            if self.base is None or not (self.checkout / ".git").exists():
+                return {"head": None, "commit": None, "pack": b"", "base": self.base}
+            commit = worktrees.commit_leftovers(self.checkout, message, identity, exclude=exclude)
+            head = refs.branch_head(self.checkout, self.branch) or self.base
+            pack = transport.make_pack(self.checkout, head, [self.base]) if head != self.base else b""
+            return {"head": head, "commit": commit, "pack": pack, "base": self.base}
+
+    def cleanup(self) -> None:
+        """Keep the branch's objects in the mirror (later tasks ship less), then remove the task's files."""
+        with self.lock:
+            head = refs.branch_head(self.checkout, self.branch) if (self.checkout / ".git").exists() else None
+            if head and head != self.base:
+                try:
+                    transport.receive_pack(
+                        self.mirror, transport.make_pack(self.checkout, head, [self.base or head]), head
+                    )
+                    transport.keep(self.mirror, f"refs/orchestra/done/{self.task_id}", head)
+                except OrchestraError:
+                    pass
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def subprocess_run(argv: list[str], cwd: Path, out: Any, err: Any, env: dict[str, str]) -> int:
+    return subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env).returncode
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _read(path: Path, offset: int, limit: int = LOG_CHUNK) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read(limit)
+    except FileNotFoundError:
+        return b""
+
+
+def _extract(data: bytes, into: Path) -> list[str]:
+    """Unpack the copied files, refusing anything that would land outside the checkout or replace a file."""
+    if not data:
+        return []
+    copied: list[str] = []
+    real = into.resolve()
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for member in tar.getmembers():
+            target = (into / member.name).resolve()
+            if target != real and real not in target.parents:
+                raise OrchestraError(f"copy: {member.name} would land outside the task checkout")
+            if os.path.lexists(into / member.name):
+                continue  # tracked on the branch: the branch's version wins
+            tar.extract(member, into, filter="data")
+            if "/" not in member.name.strip("/"):
+                copied.append(member.name)
+    return copied
+
+
+RemoteNodeAgent: Any = ray.remote(NodeAgent)
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def probe(claude_args: list[str]) -> dict[str, Any]:
+    """What doctor checks on each node: versions, slots, and that `claude` runs there."""
+    out: dict[str, Any] = {
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "node": node_name(),
+        "ray": ray.__version__,
+        "python": sys.version.split()[0],
+        "orchestra": orchestra.__version__,
+    }
+    try:
+        binary = claude.resolve_binary(os.environ.get(CLAUDE_ENV) or "claude")
+        proc = subprocess.run([binary, *claude_args], capture_output=True, text=True, timeout=30)
+        out["claude"] = (proc.stdout or proc.stderr).strip().splitlines()[0] if proc.returncode == 0 else None
+        out["claude_error"] = None if proc.returncode == 0 else f"{binary} exited {proc.returncode}"
+    except (OrchestraError, OSError, subprocess.TimeoutExpired) as exc:
+        out["claude"], out["claude_error"] = None, str(exc)
+    return out
+
+
+# -- on the coordinator --------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """The coordinator's view of one remote run."""
+
+    actor: Any
+    log_offset: int = 0  # bytes of the node's transcript already appended here
+    err_offset: int = 0
+    relayed: set[str] = field(default_factory=set)  # questions copied here
+    sent: dict[str, str] = field(default_factory=dict)  # answers sent to the node (rid -> state)
+    rc: int | None = None
+    ended: bool = False
+    lost: str | None = None
+    unavailable_since: float | None = None
+    last_pull: float = 0.0
+
+
+_CONNECT_LOCK = threading.Lock()
+
+
+class RayExecutor:
+    name = "ray"
+
+    def __init__(self, paths: Paths, config: Config) -> None:
+        self.paths = paths
+        self.config = config
+        self.namespace = namespace_for(paths.root)
+        self._prepared: dict[str, tuple[Any, dict[str, Any], str, list[str]]] = {}
+        self._problem_cache: tuple[float, list[str]] = (0.0, [])
+
+    # -- the cluster ---------------------------------------------------------------------
+
+    def problems(self) -> list[str]:
+        """Nothing known before a run: each node's sandbox is checked by its run's init line (sandbox_enabled)."""
+        return []
+
+    def unreachable(self) -> list[str]:
+        """Why no run can start now: no address, or nothing answers there (checked at most every 2 s)."""
+        at, found = self._problem_cache
+        if time.monotonic() - at < 2.0:
+            return found
+        address = str(self.config.ray_address or "")
+        if not address:
+            found = ["executor = ray but ray_address is not set (orchestra config set ray_address HOST:6379)"]
+        else:
+            why = reachable(address)
+            found = [why] if why else []
+        self._problem_cache = (time.monotonic(), found)
+        return found
+
+    def connect(self) -> None:
+        """Join the cluster as a driver (once per process); OrchestraError when it is not reachable."""
+        if ray.is_initialized():
+            return
+        with _CONNECT_LOCK:
+            if ray.is_initialized():
+                return
+            self._problem_cache = (0.0, [])
+            found = self.unreachable()
+            if found:
+                raise OrchestraError(found[0])
+            try:
+                ray.init(
+                    address=str(self.config.ray_address),
+                    namespace=self.namespace,
+                    log_to_driver=False,
+                    logging_level=logging.ERROR,
+                )
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise OrchestraError(f"cannot join the Ray cluster at {self.config.ray_address}: {exc}") from None
+
+    def _actor(self, task_id: str) -> Any | None:
+        try:
+            return ray.get_actor(actor_name(task_id), namespace=self.namespace)
+        except ValueError:
+            return None
+
+    def _discard(self, actor: Any) -> None:
+        """Stop the agent (the guard would too) and end the actor."""
+        try:
+            ray.get(actor.stop.remote(float(self.config.kill_grace)), timeout=float(self.config.kill_grace) + 15)
+        except Exception:
+            pass
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception:
+            pass
+
+    # -- starting ------------------------------------------------------------------------
+
+    def prepare(self, launch: Launch, bootstrap_needed: bool) -> list[str]:
+        """Place the task's actor on a node with a free slot, ship its starting commit, copy files, run setup."""
+        self.connect()
+        task = launch.task
+        stale = self._actor(task.id)
+        if stale is not None:
+            self._discard(stale)  # a previous attempt's actor (its branch is home or lost): not this run's
+        options: dict[str, Any] = {
+            "name": actor_name(task.id),
+            "namespace": self.namespace,
+            "lifetime": "detached",
+            "max_restarts": 0,
+            "max_task_retries": 0,
+            "num_cpus": 0,
+            "max_concurrency": 4,  # pulls must not queue behind a long setup or stop
+            "resources": {RESOURCE: 1, **launch.resources},
+        }
+        if launch.resume and task.node_id:
+            # The session lives in that node's Claude Code state: the answer must reach the same node.
+            if not any(n["NodeID"] == task.node_id and n["Alive"] for n in ray.nodes()):
+                raise OrchestraError(
+                    f"the session to resume is on node {task.node or task.node_id[:12]}, which has left the cluster; "
+                    "retry the task to start it afresh"
+                )
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(task.node_id, soft=False)
+        actor = RemoteNodeAgent.options(**options).remote(task.id, self.namespace)
+        try:
+            info = self._placed(actor, options["resources"])
+            have = ray.get(actor.have.remote(), timeout=CALL_TIMEOUT)
+            tip = refs.branch_head(self.paths.root, task.branch) or launch.base_sha
+            pack = transport.make_pack(self.paths.root, tip, have)
+            copies, copied = self._copies(task)
+            ray.get(actor.setup.remote(pack, tip, task.branch, copies, self.config, task), timeout=TRANSFER_TIMEOUT)
+        except BaseException as exc:
+            self._discard(actor)
+            if isinstance(exc, rex.RayActorError):
+                raise OrchestraError(f"the task's actor ended before it started: {_first_line(exc)}") from None
+            if isinstance(exc, rex.RayTaskError):
+                raise OrchestraError(_first_line(exc.cause if exc.cause else exc)) from None
+            raise
+        self._prepared[task.id] = (actor, info, tip, copied)
+        return copied
+
+    def _placed(self, actor: Any, resources: dict[str, float]) -> dict[str, Any]:
+        """Wait until the actor has a slot; fail when no node could ever give it one."""
+        ref = actor.info.remote()
+        next_check = 0.0
+        while True:
+            ready, _ = ray.wait([ref], timeout=1.0)
+            if ready:
+                return dict(ray.get(ref))
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + 5
+                if not _feasible(resources):
+                    raise OrchestraError(f"no node of the Ray cluster offers {json.dumps(resources, sort_keys=True)}")
+
+    def _copies(self, task: Task) -> tuple[bytes, list[str]]:
+        """The `copy` files as a tar: each run starts in a new checkout on whichever node it gets."""
+        if not self.config.copy:
+            return b"", []
+        with tempfile.TemporaryDirectory(prefix="orchestra-copy-") as tmp:
+            copied = bootstrap.copy_files(self.paths.root, Path(tmp), list(self.config.copy))
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w") as tar:
+                for rel in copied:
+                    tar.add(Path(tmp) / rel, arcname=rel)
+            return buf.getvalue(), copied
+
+    def spawn(self, launch: Launch) -> Handle:
+        task = launch.task
+        prepared = self._prepared.pop(task.id, None)
+        if prepared is None:
+            raise OrchestraError("the task's actor was not prepared")
+        actor, info, _tip, _copied = prepared
+        run = {
+            "role": launch.role,
+            "prompt": launch.prompt,
+            "system_prompt": launch.system_prompt,
+            "claude_args": list(launch.claude_args),
+            "resume": launch.resume,
+            "max_budget_usd": launch.max_budget_usd,
+            "sandbox": launch.sandbox,
+            "prompt_tool": launch.prompt_tool,
+            "permission_timeout": launch.permission_timeout,
+            "attempt": task.attempts,
+        }
+        env = dict(launch.env)
+        for name in self.config.ray_env_names:  # only what the user named; never the coordinator's keys by default
+            if name in os.environ:
+                env[name] = os.environ[name]
+        log_path = self.paths.log_file(task.id)
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        try:
+            pgid = int(ray.get(actor.start.remote(run, env), timeout=CALL_TIMEOUT))
+        except Exception as exc:
+            self._discard(actor)
+            cause = exc.cause if isinstance(exc, rex.RayTaskError) and exc.cause else exc
+            raise OrchestraError(f"cannot start the agent on {info['node']}: {_first_line(cause)}") from None
+        return Handle(
+            task.id,
+            pgid,
+            None,
+            offset,
+            "",
+            node=str(info["node"]),
+            node_id=str(info["node_id"]),
+            native=_Run(actor),
+            sandboxed=launch.sandbox is not None,  # the node's init line must then say the sandbox is on
+        )
+
+    # -- watching --------------------------------------------------------------------------
+
+    def poll(self, handle: Handle) -> Any:
+        run = self._run(handle)
+        if not run.ended:
+            self._pull(handle, run)
+        return run.rc if run.ended else RUNNING
+
+    def wait(self, handle: Handle, seconds: float) -> None:
+        run = self._run(handle)
+        if run.ended:
+            return
+        seconds = max(seconds, WAIT_MIN)
+        try:
+            ray.get(run.actor.wait.remote(seconds), timeout=seconds + CALL_TIMEOUT)
+        except Exception:
+            time.sleep(seconds)  # the next poll says what happened
+
+    def sync(self, handle: Handle) -> None:
+        run = self._run(handle)
+        if not run.ended and time.monotonic() - run.last_pull > 0.3:
+            self._pull(handle, run)
+
+    def _run(self, handle: Handle) -> _Run:
+        if not isinstance(handle.native, _Run):
+            actor = self._actor(handle.task_id)
+            handle.native = _Run(actor) if actor is not None else _Run(None, ended=True, lost="its actor is gone")
+        return handle.native
+
+    def _pull(self, handle: Handle, run: _Run) -> None:
+        """One round trip: the transcript and stderr appended here, questions in, answers out."""
+        local_dir = self.paths.request_dir(handle.task_id)
+        answers: dict[str, dict[str, Any]] = {}
+        for rid in run.relayed:
+            if rid in run.sent:
+                continue
+            decided = requests.read_answer(local_dir, rid)
+            if decided:
+                answers[rid] = decided
+        always = requests.always_rules(local_dir)
+        run.last_pull = time.monotonic()
+        while True:
+            try:
+                got = ray.get(
+                    run.actor.pull.remote(run.log_offset, run.err_offset, sorted(run.relayed), answers, always),
+                    timeout=CALL_TIMEOUT,
+                )
+            except rex.ActorUnavailableError:
+                run.unavailable_since = run.unavailable_since or time.monotonic()
+                if time.monotonic() - run.unavailable_since > UNAVAILABLE_LIMIT:
+                    self._lose(run, f"node of task {handle.task_id} unreachable for {UNAVAILABLE_LIMIT:.0f}s")
+                return
+            except rex.RayActorError as exc:
+                self._lose(run, f"the node running it died ({handle.node or 'unknown node'}): {_first_line(exc)}")
+                return
+            except rex.GetTimeoutError:
+                return
+            run.unavailable_since = None
+            for rid, decision in answers.items():
+                run.sent[rid] = decision["state"]
+            answers = {}
+            if got["log"]:
+                with open(self.paths.log_file(handle.task_id), "ab", opener=private_opener) as fh:
+                    fh.write(got["log"])
+                run.log_offset += len(got["log"])
+            if got["err"]:
+                with open(self.paths.stderr_file(handle.task_id), "ab", opener=private_opener) as fh:
+                    fh.write(got["err"])
+                run.err_offset += len(got["err"])
+            for request in got["requests"]:
+                try:
+                    validate_id(request["id"])
+                except (KeyError, OrchestraError, ValueError, TypeError):
+                    continue
+                requests.write_request(local_dir, request)
+                run.relayed.add(request["id"])
+            for rid, decision in got["decided"].items():
+                if rid in run.relayed and rid not in run.sent:
+                    requests.answer(
+                        local_dir,
+                        rid,
+                        decision["state"],
+                        message=decision.get("message"),
+                        always=decision.get("always"),
+                        by=str(decision.get("by") or "node"),
+                    )
+                    run.sent[rid] = decision["state"]
+            if len(got["log"]) < LOG_CHUNK:
+                if got["rc"] is not None:
+                    run.rc, run.ended = int(got["rc"]), True
+                return
+
+    @staticmethod
+    def _lose(run: _Run, why: str) -> None:
+        run.ended, run.rc, run.lost = True, None, why
+
+    def stop(self, handle: Handle, grace: float) -> Any:
+        run = self._run(handle)
+        if run.ended:
+            return run.rc
+        try:
+            ray.get(run.actor.stop.remote(grace), timeout=grace + CALL_TIMEOUT)
+        except rex.RayActorError as exc:
+            self._lose(run, f"the node running it died: {_first_line(exc)}")
+            return None
+        except Exception:
+            pass
+        self._pull(handle, run)
+        return run.rc
+
+    def adopt(self, task: Task) -> Handle | None:
+        """The task's actor, if it is alive and its agent was started (one that never started is ended)."""
+        self.connect()
+        actor = self._actor(task.id)
+        if actor is None:
+            return None
+        try:
+            status = ray.get(actor.status.remote(), timeout=CALL_TIMEOUT)
+        except Exception:
+            status = None
+        if not status or not status["started"]:
+            self._discard(actor)  # placed or set up, never started: the run is re-queued instead
+            return None
+        log_path = self.paths.log_file(task.id)
+        size = log_path.stat().st_size if log_path.exists() else 0
+        local_dir = self.paths.request_dir(task.id)
+        run = _Run(actor, log_offset=max(size - task.log_offset, 0))
+        run.relayed = {r["id"] for r in requests.requests(local_dir) if r.get("attempt") == task.attempts}
+        return Handle(
+            task.id,
+            task.pid or 0,
+            None,
+            task.log_offset,
+            "",
+            node=str(status["node"]),
+            node_id=str(status["node_id"]),
+            native=run,
+            sandboxed=task.produces != "verdict" and self.config.sandbox == "required",
+            adopted=True,
+        )
+
+    # -- finishing -------------------------------------------------------------------------
+
+    def collect(self, task: Task, handle: Handle | None) -> Collected:
+        """Commit the agent's leftovers on the node, bring the branch home as a pack, end the actor."""
+        self._prepared.pop(task.id, None)
+        run = handle.native if handle is not None and isinstance(handle.native, _Run) else None
+        if run is not None and run.lost:
+            if run.actor is not None:
+                self._discard(run.actor)
+            return Collected(lost=run.lost)
+        try:
+            self.connect()
+        except OrchestraError as exc:
+            return Collected(error=f"the branch stays on the node: {exc}")
+        actor = run.actor if run is not None and run.actor is not None else self._actor(task.id)
+        if actor is None:
+            return Collected()
+        message = (
+            f"orchestra: uncommitted work of task {task.id} ({task.role})\n\n{task.title}\n\n"
+            f"Committed by orchestra when the agent's run ended.\nOrchestra-Task: {task.id}"
+        )
+        try:
+            result = ray.get(
+                actor.finish.remote(message, self._identity(), list(task.copied)), timeout=TRANSFER_TIMEOUT
+            )
+        except rex.RayActorError as exc:
+            return Collected(lost=f"the node running it died before its branch came home: {_first_line(exc)}")
+        except Exception as exc:
+            self._discard(actor)
+            cause = exc.cause if isinstance(exc, rex.RayTaskError) and exc.cause else exc
+            return Collected(error=f"could not bring the branch home: {_first_line(cause)}")
+        try:
+            self._bring_home(task, result)
+        except OrchestraError as exc:
+            self._discard(actor)
+            return Collected(error=f"could not bring the branch home: {exc}")
+        try:
+            ray.get(actor.cleanup.remote(), timeout=CALL_TIMEOUT)
+        except Exception:
+            pass
+        self._discard(actor)
+        return Collected(commit=result.get("commit"))
+
+    def _bring_home(self, task: Task, result: dict[str, Any]) -> None:
+        head, base = result.get("head"), result.get("base")
+        if not head:
+            return
+        root = self.paths.root
+        if result.get("pack"):
+            transport.receive_pack(root, result["pack"], head)
+        old = refs.branch_head(root, task.branch)
+        if old == head:
+            return
+        if old and not refs.is_ancestor(root, old, head):
+            raise OrchestraError(f"{task.branch} moved here while the task ran on its node ({old[:12]}); not replaced")
+        if not refs.update_ref(root, task.branch, head, old, f"orchestra: task {task.id} from node ({base or ''})"):
+            raise OrchestraError(f"{task.branch} changed while its commits arrived")
+
+    def _identity(self) -> dict[str, str]:
+        """The coordinator's git identity for orchestra's own commit on the node (none of the node's)."""
+        env = repo.commit_identity_env(self.paths.root)
+        if env:
+            return env
+        name = git(self.paths.root, "config", "user.name", check=False).stdout.strip()
+        email = git(self.paths.root, "config", "user.email", check=False).stdout.strip()
+        if not email:
+            return {}
+        out = {"GIT_AUTHOR_EMAIL": email, "GIT_COMMITTER_EMAIL": email}
+        if name:
+            out.update({"GIT_AUTHOR_NAME": name, "GIT_COMMITTER_NAME": name})
+        return out
+
+    def workspace(self, task: Task) -> Path | None:
+        return None  # the checkout is on a node
+
+    # -- doctor ------------------------------------------------------------------------------
+
+    def cluster_report(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Reachability, then per alive node: versions, orchestra_agent slots, and `claude --version`."""
+        self.connect()
+        nodes = [n for n in ray.nodes() if n["Alive"]]
+        refs_ = [
+            probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
+                ["--version"]
+            )
+            for n in nodes
+            if n["Resources"].get(RESOURCE, 0) > 0
+        ]
+        probes = {p["node_id"]: p for p in ray.get(refs_, timeout=timeout)} if refs_ else {}
+        rows = []
+        for n in nodes:
+            row = {
+                "node_id": n["NodeID"],
+                "address": n.get("NodeManagerAddress"),
+                "slots": n["Resources"].get(RESOURCE, 0),
+            }
+            row.update(probes.get(n["NodeID"], {}))
+            rows.append(row)
+        return {
+            "address": self.config.ray_address,
+            "coordinator": {
+                "ray": ray.__version__,
+                "python": sys.version.split()[0],
+                "orchestra": orchestra.__version__,
+            },
+            "nodes": rows,
+            "slots": sum(r["slots"] for r in rows),
+        }
+
+
+def _feasible(resources: dict[str, float]) -> bool:
+    return any(n["Alive"] and all(n["Resources"].get(k, 0) >= v for k, v in resources.items()) for n in ray.nodes())
+
+
+def _first_line(exc: object) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("Traceback"):
+            return line.strip()[:300]
+    return type(exc).__name__

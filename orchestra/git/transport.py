@@ -1,0 +1,95 @@
+"""Moving commits between repositories that share no disk: packs of objects, then a ref.
+
+The Ray executor sends a task's starting commit to a machine that has no access to
+the repository, and brings the finished branch back. A pack (the body of a git
+bundle, without its ref list) carries just the objects the other side lacks: the
+sender leaves out everything reachable from commits the receiver says it has. The
+receiver indexes the pack, checks the commit is complete, and only then moves a ref,
+by compare-and-swap where the ref may already exist.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from orchestra.core.errors import GitError
+from orchestra.git.runner import argv, first_line, git, hardened_env
+
+_SHA = frozenset("0123456789abcdef")
+
+
+def _is_sha(text: str) -> bool:
+    return len(text) == 40 and set(text) <= _SHA
+
+
+def _run(repo: Path, args: list[str], data: bytes, timeout: float = 600) -> bytes:
+    try:
+        proc = subprocess.run(
+            argv(*args), cwd=repo, input=data, capture_output=True, env=hardened_env(), timeout=timeout
+        )
+    except FileNotFoundError as exc:
+        raise GitError("git is not installed or not on PATH") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise GitError(f"git {args[0]} timed out after {timeout}s") from exc
+    if proc.returncode != 0:
+        raise GitError(f"git {args[0]} failed: {first_line(proc.stderr.decode('utf-8', 'replace'))}")
+    return proc.stdout
+
+
+def known(repo: Path, shas: list[str]) -> list[str]:
+    """The commits among `shas` that `repo` has (what a pack for it may leave out)."""
+    wanted = [s for s in shas if _is_sha(s)]
+    if not wanted:
+        return []
+    out = _run(
+        repo, ["cat-file", "--batch-check=%(objectname) %(objecttype)"], "".join(s + "\n" for s in wanted).encode()
+    )
+    return [parts[0] for parts in (line.split() for line in out.decode().splitlines()) if parts[1:] == ["commit"]]
+
+
+def make_pack(repo: Path, tip: str, have: list[str]) -> bytes:
+    """The objects of `tip` that a repository holding the commits `have` lacks (b"" when none)."""
+    if not _is_sha(tip):
+        raise GitError(f"not a commit id: {tip!r}")
+    have = known(repo, have)
+    if tip in have:
+        return b""
+    spec = tip + "\n" + "".join(f"^{h}\n" for h in have)
+    return _run(repo, ["pack-objects", "--stdout", "--revs", "--delta-base-offset", "-q"], spec.encode())
+
+
+def receive_pack(repo: Path, pack: bytes, tip: str) -> None:
+    """Store a pack's objects in `repo` and check that `tip` is now a complete commit there."""
+    if not _is_sha(tip):
+        raise GitError(f"not a commit id: {tip!r}")
+    if pack:
+        _run(repo, ["index-pack", "--stdin", "--fix-thin"], pack)
+    if git(repo, "rev-list", "--quiet", "--objects", tip, "--not", "--all", check=False).returncode != 0:
+        raise GitError(f"commit {tip[:12]} is incomplete after receiving its objects")
+
+
+def init_mirror(path: Path) -> None:
+    """A bare repository that keeps what a machine received, so later tasks ship only what is new."""
+    if not (path / "HEAD").exists():
+        path.mkdir(parents=True, exist_ok=True)
+        git(path, "init", "--quiet", "--bare")
+
+
+def tips(repo: Path, prefix: str = "refs/orchestra/", limit: int = 64) -> list[str]:
+    """The newest commits under `prefix` (what this side can tell a sender it has)."""
+    out = git(
+        repo, "for-each-ref", "--sort=-committerdate", f"--count={limit}", "--format=%(objectname)", prefix, check=False
+    ).stdout
+    return list(dict.fromkeys(line.strip() for line in out.splitlines() if _is_sha(line.strip())))
+
+
+def keep(repo: Path, ref: str, sha: str) -> None:
+    """Point `ref` at `sha` (a mirror's record of what it holds)."""
+    git(repo, "update-ref", ref, sha)
+
+
+def checkout(mirror: Path, path: Path, branch: str, sha: str) -> None:
+    """A working checkout of `sha` on a new `branch`, sharing the mirror's objects."""
+    git(mirror.parent, "clone", "--quiet", "--shared", "--no-checkout", str(mirror), str(path))
+    git(path, "checkout", "--quiet", "-B", branch, sha)

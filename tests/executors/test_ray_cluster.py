@@ -1,0 +1,331 @@
+"""The Ray executor on a real cluster: a head and two worker nodes with two agent slots each.
+
+One cluster serves the whole module (starting one costs 10-20 s of CPU). The nodes
+run in a private network namespace and cannot see the coordinator's repositories
+(their directory is covered by an empty tmpfs in the nodes' mount namespace), so the
+repository can only reach them through orchestra's packs. Agents are the fake claude
+(fixtures/fake_claude), which the nodes find through their own ORCHESTRA_CLAUDE.
+The coordinator (`orchestra worker`, and every command that talks to the cluster)
+runs as a real process inside the namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import FAKE_CLAUDE, ROOT, make_orch, make_repo
+from raycluster import Cluster, unavailable, up
+
+WHY = unavailable()
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(WHY is not None, reason=f"Ray cluster tests: {WHY}")]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    coord = tmp_path_factory.mktemp("coordinator")  # every test repository lives here: masked on the nodes
+    nodes = tmp_path_factory.mktemp("nodes")
+    c = up(
+        mask=[coord],
+        node_root=nodes,
+        workers=[{"gpu_box": 1}, {"db_box": 1}],
+        env={
+            "PYTHONPATH": str(ROOT),
+            "ORCHESTRA_CLAUDE": str(FAKE_CLAUDE),
+            "FAKE_CLAUDE_LOG": str(nodes / "fake-invocations.jsonl"),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            # A dead node is known in about 2.5 s instead of 15.
+            "RAY_health_check_period_ms": "1000",
+            "RAY_health_check_timeout_ms": "1000",
+            "RAY_health_check_failure_threshold": "3",
+        },
+    )
+    c.coord_root = coord  # type: ignore[attr-defined]
+    c.node_root = nodes  # type: ignore[attr-defined]
+    try:
+        yield c
+    finally:
+        c.down()
+
+
+class Coord:
+    """orchestra on a repository whose executor is the cluster, run as processes inside its namespace."""
+
+    def __init__(self, cluster: Cluster, name: str, tmp_path: Path) -> None:
+        self.cluster = cluster
+        self.repo = make_repo(cluster.coord_root / name)  # type: ignore[attr-defined]
+        self.orch = make_orch(self.repo, tmp_path)
+        self.env = dict(self.orch.env)
+        self.env["FAKE_CLAUDE_LOG"] = str(cluster.node_root / "fake-invocations.jsonl")  # type: ignore[attr-defined]
+        self.env["RAY_AUTH_MODE"] = "disabled"
+        self.procs: list[subprocess.Popen[str]] = []
+        # Written directly: four `config set` processes cost seconds on a loaded machine.
+        state = self.repo / ".orchestra"
+        state.mkdir(exist_ok=True)
+        (state / "config.toml").write_text(
+            f'executor = "ray"\nray_address = "{cluster.address}"\nautostart = false\nkill_grace = 3.0\n'
+        )
+
+    def run(self, *args: str, check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            self.cluster.argv([sys.executable, "-m", "orchestra", *args]),
+            cwd=self.repo,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"orchestra {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def submit(self, prompt: str, *args: str) -> str:
+        return self.run("submit", "--no-start", *args, prompt, check=True).stdout.strip()
+
+    def show(self, task_id: str) -> dict[str, Any]:
+        return json.loads(self.run("show", task_id, "--json", check=True).stdout)
+
+    def start_worker(self, *args: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            self.cluster.argv([sys.executable, "-m", "orchestra", "worker", *args]),
+            cwd=self.repo,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def wait_for(self, predicate: Any, timeout: float = 60, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.3)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def invocations(self, task_id: str | None = None) -> list[dict[str, Any]]:
+        path = Path(self.env["FAKE_CLAUDE_LOG"])
+        if not path.exists():
+            return []
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if r["env"].get("ORCHESTRA_REPO", "").find("/tasks/") >= 0]
+        return [r for r in rows if task_id is None or r["env"].get("ORCHESTRA_TASK_ID") == task_id]
+
+    def branch_file(self, branch: str, path: str) -> str:
+        return subprocess.run(
+            ["git", "show", f"{branch}:{path}"], cwd=self.repo, capture_output=True, text=True, check=True
+        ).stdout
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+@pytest.fixture
+def coord(cluster: Cluster, tmp_path: Path, request: pytest.FixtureRequest) -> Any:
+    c = Coord(cluster, request.node.name.replace("[", "-").replace("]", ""), tmp_path)
+    yield c
+    c.close()
+
+
+def write_commit(name: str, *extra: str) -> str:
+    return "\n".join([f"task {name}", *extra, f"@fake write {name}.txt {name}\\n", f"@fake commit add {name}"])
+
+
+def test_eight_tasks_on_two_nodes_bring_every_branch_home(coord: Coord) -> None:
+    """8 tasks on 2 nodes x 2 slots: all succeed, each branch arrives here with its commit."""
+    coord.run("config", "set", "max_concurrent", "8", check=True)
+    ids = [coord.submit(write_commit(f"f{i}", "@fake sleep 1", f"@fake bash ls -A {coord.repo}")) for i in range(8)]
+    t0 = time.monotonic()
+    worker = coord.run("worker", "--until-idle", timeout=240)
+    took = time.monotonic() - t0
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+    nodes = set()
+    for i, tid in enumerate(ids):
+        task = coord.show(tid)
+        assert task["state"] == "succeeded", task
+        assert coord.branch_file(task["branch"], f"f{i}.txt") == f"f{i}\n"
+        nodes.add(task["node"])
+        # The transcript came home: the bash step's output shows the repository is hidden on the node.
+        log = (coord.repo / ".orchestra" / "logs" / f"{tid}.jsonl").read_text()
+        assert '"type":"result"' in log.replace(" ", "")
+        assert "README.md" not in log
+        runs = coord.invocations(tid)
+        assert len(runs) == 1, runs
+        assert not runs[0]["cwd"].startswith(str(coord.repo))
+    assert nodes == {"worker1", "worker2"}
+    listing = json.loads(coord.run("list", "--json", check=True).stdout)
+    assert {row["node"] for row in listing} == {"worker1", "worker2"}
+    print(f"8 tasks of 1 s on 2x2 slots: {took:.1f}s")
+
+
+def events(coord: Coord, task_id: str) -> list[dict[str, Any]]:
+    path = coord.repo / ".orchestra" / "events" / f"{task_id}.jsonl"
+    if not path.exists():
+        shown = coord.show(task_id)
+        return list(shown.get("events") or [])
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def agents_of(task_id: str) -> list[int]:
+    """Processes anywhere on the machine whose environment marks them as this task's agent (or its children)."""
+    marker = f"ORCHESTRA_TASK_ID={task_id}".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/environ", "rb") as fh:
+                    if marker in fh.read().split(b"\0"):
+                        found.append(int(name))
+            except OSError:
+                pass
+    return found
+
+
+def test_chained_tester_lands_on_the_node_with_its_resource(coord: Coord) -> None:
+    """A role's resources place its task; the tester's node gets the implementer's branch from here."""
+    with open(coord.repo / ".orchestra" / "config.toml", "a") as fh:
+        fh.write('\n[roles.dbtester]\nextends = "tester"\nresources = {db_box = 1}\n')
+    impl = coord.submit(write_commit("impl"), "--role", "implementer", "--resources", '{"gpu_box": 1}')
+    tester = coord.submit(write_commit("check"), "--role", "dbtester", "--on", impl)
+    assert coord.run("submit", "--no-start", "x", "--resources", '{"orchestra_agent": 1}').returncode != 0
+    worker = coord.run("worker", "--until-idle", timeout=180)
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+    i, t = coord.show(impl), coord.show(tester)
+    assert (i["state"], t["state"]) == ("succeeded", "succeeded"), (i, t)
+    assert (i["node"], t["node"]) == ("worker1", "worker2")
+    assert (
+        t["base_sha"]
+        == subprocess.run(
+            ["git", "rev-parse", i["branch"]], cwd=coord.repo, capture_output=True, text=True
+        ).stdout.strip()
+    )
+    assert coord.branch_file(t["branch"], "impl.txt") == "impl\n"
+    assert coord.branch_file(t["branch"], "check.txt") == "check\n"
+
+
+def test_permission_prompt_is_answered_from_the_coordinator(coord: Coord) -> None:
+    tid = coord.submit("guarded\n@fake ask bash printf allowed > effect.txt\n@fake text carried on")
+    coord.start_worker()
+    task = coord.wait_for(
+        lambda: (t := coord.show(tid))["state"] == "awaiting_input" and t.get("pending_request") and t,
+        what="the question to arrive here",
+    )
+    assert task["pending_request"]["input"]["command"] == "printf allowed > effect.txt"
+    status = coord.run("status", check=True).stdout
+    assert "WAITING FOR YOU" in status and "printf allowed > effect.txt" in status
+    assert coord.run("respond", tid, "--allow", check=True).stdout.strip() == f"{tid} allowed"
+    coord.wait_for(lambda: coord.show(tid)["state"] == "succeeded", what="success after the answer")
+    assert coord.branch_file(coord.show(tid)["branch"], "effect.txt") == "allowed"
+    assert len(coord.invocations(tid)) == 1
+
+
+def test_scheduler_sigkill_then_the_next_one_adopts_the_remote_agent(coord: Coord) -> None:
+    tid = coord.submit(write_commit("late", "@fake sleep 6"))
+    worker = coord.start_worker()
+    running = coord.wait_for(lambda: (t := coord.show(tid))["state"] == "running" and t.get("node") and t, what="start")
+    coord.wait_for(lambda: (coord.repo / ".orchestra" / "logs" / f"{tid}.jsonl").exists(), what="transcript")
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    time.sleep(1)
+    assert coord.show(tid)["state"] == "running"
+    assert agents_of(tid), "the agent on its node died with the scheduler"
+    again = coord.run("worker", "--until-idle", timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    done = coord.show(tid)
+    assert done["state"] == "succeeded" and done["attempts"] == 1 and done["node"] == running["node"]
+    assert "adopted" in again.stderr + again.stdout
+    assert len(coord.invocations(tid)) == 1  # it ran once
+    assert coord.branch_file(done["branch"], "late.txt") == "late\n"
+    assert '"type":"result"' in (coord.repo / ".orchestra" / "logs" / f"{tid}.jsonl").read_text().replace(" ", "")
+
+
+def test_stop_and_cancel_end_the_remote_process_group(coord: Coord) -> None:
+    stopped = coord.submit("stop me\n@fake child-sleep 120\n@fake sleep 120")
+    cancelled = coord.submit("cancel me\n@fake child-sleep 120\n@fake sleep 120")
+    coord.start_worker()
+    for tid in (stopped, cancelled):
+        coord.wait_for(lambda tid=tid: len(agents_of(tid)) >= 2, what=f"{tid}'s agent and its child")
+    coord.run("stop", stopped, check=True)
+    coord.run("cancel", cancelled, check=True)
+    coord.wait_for(lambda: not agents_of(stopped) and not agents_of(cancelled), timeout=30, what="the groups to end")
+    coord.wait_for(lambda: coord.show(cancelled)["state"] == "cancelled", what="cancelled")
+    coord.wait_for(lambda: coord.show(stopped)["state"] not in ("running", "queued"), what="stopped")
+
+
+def test_feature_workflow_runs_remotely_and_merges_here(coord: Coord) -> None:
+    approve = '{"verdict": "approve", "comments": [], "summary": "Looks right."}'
+    request = (
+        "Add a greeting module\n"
+        "@fake if-role architect write docs/design/greeting.md Use one function greet().\n"
+        '@fake if-role implementer if-new write greeting.py def greet():\\n    return "hi"\\n\n'
+        "@fake if-role implementer if-new commit Add greeting\n"
+        "@fake if-role tester write test_greeting.py from greeting import greet\\n\n"
+        "@fake if-role tester commit Test greeting\n"
+        f"@fake if-role reviewer structured {approve}\n"
+    )
+    wf = coord.run("workflow", "start", "--no-start", "feature", request, check=True).stdout.strip()
+    worker = coord.run("worker", "--until-idle", timeout=300)
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+    shown = json.loads(coord.run("workflow", "show", wf, "--json", check=True).stdout)
+    assert shown["state"] == "succeeded", shown
+    agents = [t for t in shown["tasks"].values() if t["produces"] != "merge"]
+    assert all(t["node"] in ("worker1", "worker2") for t in agents), agents
+    files = subprocess.run(
+        ["git", "ls-tree", "--name-only", "-r", "main"], cwd=coord.repo, capture_output=True, text=True
+    )
+    assert {"greeting.py", "test_greeting.py", "docs/design/greeting.md"} <= set(files.stdout.split())
+
+
+def test_unreachable_cluster_leaves_tasks_queued_and_says_why(cluster: Cluster, tmp_path: Path) -> None:
+    c = Coord(cluster, "unreachable", tmp_path)
+    try:
+        assert c.run("config", "get", "executor", check=True).stdout.strip() == "ray"
+        c.run("config", "set", "ray_address", "127.0.0.1:1", check=True)
+        tid = c.submit("never runs yet")
+        c.start_worker()
+        time.sleep(3)
+        assert c.show(tid)["state"] == "queued"
+        status = c.run("status", check=True).stdout
+        assert "no new starts: cannot reach the Ray cluster at 127.0.0.1:1" in status
+        doctor = c.run("doctor")
+        assert doctor.returncode != 0 and "cannot reach the Ray cluster at 127.0.0.1:1" in doctor.stdout
+    finally:
+        c.close()
+
+
+def test_doctor_reports_each_node(coord: Coord) -> None:
+    report = json.loads(coord.run("doctor", "--json").stdout)
+    nodes = {n.get("node"): n for n in report["cluster"]["nodes"] if n["slots"]}
+    assert set(nodes) == {"worker1", "worker2"} and report["cluster"]["slots"] == 4
+    assert all(n["ray"] == "2.60.0" and n["claude"] for n in nodes.values()), nodes
+
+
+# Last: it leaves the cluster one node short.
+def test_node_killed_mid_run_runs_again_elsewhere(coord: Coord) -> None:
+    tid = coord.submit(write_commit("survivor", "@fake sleep 8"))
+    coord.start_worker()
+    first = coord.wait_for(lambda: (t := coord.show(tid))["state"] == "running" and t.get("node") and t, what="start")
+    coord.wait_for(lambda: agents_of(tid), what="the agent")
+    coord.cluster.kill_node(first["node"])
+    done = coord.wait_for(lambda: (t := coord.show(tid))["state"] in ("succeeded", "failed") and t, timeout=90)
+    assert done["state"] == "succeeded", done
+    assert done["attempts"] == 2 and done["node"] != first["node"]
+    assert coord.branch_file(done["branch"], "survivor.txt") == "survivor\n"
