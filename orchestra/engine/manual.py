@@ -22,7 +22,7 @@ from orchestra.core.task import State, Task, now
 from orchestra.engine import tasks as task_cases
 from orchestra.engine.context import Context
 from orchestra.engine.scheduler import start_background
-from orchestra.git import refs, repo, review, worktrees
+from orchestra.git import refs, repo, review, workspace, worktrees
 
 DIFF_LIMIT = 400_000  # characters of diff a screen shows before naming the files left out
 STOP_WAIT_SLACK = 20.0  # seconds past kill_grace to wait for a stopped agent's end to be recorded
@@ -122,15 +122,23 @@ def finish_attach(ctx: Context, attach: Attach, exit_code: int | None) -> dict[s
     task = attach.task
     path = ctx.executor().workspace(task)
     commit: str | None = None
+    tip: str | None = None
+    problem: str | None = None
     if path is not None:
         identity = repo.commit_identity_env(ctx.root)
-        commit = worktrees.commit_leftovers(
+        done = worktrees.collect(
+            ctx.root,
             path,
-            f"orchestra: manual session on task {task.id} ({task.role})\n\n{task.title}\n\n"
-            f"Committed by orchestra when the person left 'orchestra attach'.\nOrchestra-Task: {task.id}",
+            task.branch,
+            task.branch_sha or workspace.UNKNOWN,
+            f"{' '.join(task.title.split())[:72] or 'manual session'}\n\n"
+            f"What the person left uncommitted when they left 'orchestra attach' (task {task.id}),"
+            f" committed by orchestra.\n\nOrchestra-Task: {task.id}",
             identity,
-            exclude=task.copied,
+            copied=task.copied,
+            label=task.id,
         )
+        commit, tip, problem = done.commit, done.tip, done.error
     head_after = refs.branch_head(ctx.root, task.branch)
     commits = 0
     if attach.head_before and head_after and head_after != attach.head_before:
@@ -146,9 +154,13 @@ def finish_attach(ctx: Context, attach: Attach, exit_code: int | None) -> dict[s
         "head_after": head_after,
         "commits": commits,
     }
+    if problem:
+        record["error"] = problem  # the work stays in the checkout; doctor reports it (work_not_home)
 
     def note(t: Task) -> None:
         t.manual_sessions.append(record)
+        if tip:
+            t.branch_sha = tip
 
     ctx.store.update(task.id, note, "manual_session", **{k: v for k, v in record.items() if k != "session_id"})
     return record

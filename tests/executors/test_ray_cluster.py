@@ -25,7 +25,11 @@ from conftest import FAKE_CLAUDE, ROOT, make_orch, make_repo
 from raycluster import Cluster, unavailable, up
 
 WHY = unavailable()
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(WHY is not None, reason=f"Ray cluster tests: {WHY}")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.xdist_group("ray-cluster"),  # one worker runs them all: one cluster, started once
+    pytest.mark.skipif(WHY is not None, reason=f"Ray cluster tests: {WHY}"),
+]
 
 
 @pytest.fixture(scope="module")

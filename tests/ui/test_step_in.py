@@ -77,7 +77,9 @@ def test_attach_resumes_the_session_then_commits_and_notes_it(orch, tmp_path: Pa
     assert proc.stdout == f"{task['id']}: committed your changes as {head[:10]} on {task['branch']}\n"
     assert git(orch.repo, "show", f"{task['branch']}:manual.txt") == "by hand"
     subject = git(orch.repo, "log", "-1", "--format=%s", task["branch"])
-    assert subject == f"orchestra: manual session on task {task['id']} (generalist)"
+    assert subject == task["title"]  # what the person left, committed under the task's title
+    body = git(orch.repo, "log", "-1", "--format=%b", task["branch"])
+    assert "orchestra attach" in body and f"Orchestra-Task: {task['id']}" in body
     after = orch.show(task["id"])
     assert after["state"] == "succeeded"
     [session] = after["manual_sessions"]
