@@ -154,18 +154,20 @@ SETTINGS: dict[str, Setting] = {
         Setting(
             "revision_rounds", 2, v.small_count, "revision rounds a workflow gets after a reviewer requests changes"
         ),
-        Setting("executor", "local", v.executor, "where agents run: local (this machine) or ray (a Ray cluster)"),
+        Setting("executor", "local", v.executor, "where agents run: local (this machine) or ray (a Ray cluster)", True),
         Setting(
             "ray_address",
             "",
             v.ray_address,
             "the Ray cluster's GCS address HOST:PORT, for executor = ray (ray://HOST:PORT for Ray Client)",
+            True,
         ),
         Setting(
             "ray_env",
             [],
             v.env_names,
             "names of environment variables forwarded to agents on Ray nodes (never sent by default)",
+            True,
         ),
         Setting(
             "resources",
@@ -173,7 +175,7 @@ SETTINGS: dict[str, Setting] = {
             v.resources,
             'custom Ray resources every task asks for, as JSON, e.g. {"gpu_box": 1} (executor = ray)',
         ),
-        Setting("merge_strategy", "merge", v.merge_strategy, "how workflows merge: merge, squash or ff-only"),
+        Setting("merge_strategy", "merge", v.merge_strategy, "how workflows merge: merge, squash, ff-only or pr"),
         Setting("merge_resolve", False, v.boolean, "on a merge conflict, start an implementer to resolve it and retry"),
         Setting(
             "merge_approval",

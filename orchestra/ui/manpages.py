@@ -109,7 +109,7 @@ EXTRA: dict[str, list[tuple[str, str]]] = {
             "changes .orchestra/ and never overwrites a file git ignores in your checkout; "
             "a branch that adds conflict markers is not merged. Over MCP, configure_orchestrator "
             "does not change settings that run commands or widen what agents may do "
-            "(claude_binary, claude_args, permission_mode, permission_prompts, sandbox, sandbox_allow_write, sandbox_allow_domains, copy, setup, "
+            "(claude_binary, claude_args, permission_mode, permission_prompts, sandbox, sandbox_allow_write, sandbox_allow_domains, executor, ray_address, ray_env, copy, setup, "
             "on_event, gate, merge_approval): a person sets those with orchestra config set.",
         ),
         (

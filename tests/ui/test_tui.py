@@ -241,7 +241,7 @@ def test_diff_transcript_reply_and_merge_with_confirmation(env):
             await pilot.pause()
             await pilot.press("y")
             await _until(pilot, lambda: git(orch.repo, "rev-parse", "main") != main_before, "the merge", timeout=60)
-            await _until(pilot, lambda: "merged" in app.message, "the merge message")
+            await _until(pilot, lambda: "merged" in app.message, "the merge message", timeout=90)
             await pilot.press("q")
 
     asyncio.run(scenario())
