@@ -30,7 +30,7 @@ def recover(ctx: Context, start_runner: StartRunner, bad: set[str]) -> None:
             worktrees.clear_interrupted_add(half)
     for path in merge.remove_stale_scratch(ctx):
         ctx.log(f"removed the checkout of a merge that was interrupted: {path}")
-    removed = tempfiles.remove_stale_temp_files(ctx.paths)
+    removed = tempfiles.remove_stale_temp_files(ctx.paths, history=False)  # doctor looks at the rest
     if removed:
         ctx.log(f"removed {len(removed)} temp file(s) of writers that died")
     for s in list(ctx.store.live().values()):
