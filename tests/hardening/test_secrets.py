@@ -8,12 +8,10 @@ recorded when it started, never from the reader's own environment.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 
-import pytest
 from hardening_helpers import git, mcp_call, mcp_read, mcp_run, merge_json
 
 SECRETS = {
@@ -145,12 +143,6 @@ def test_gate_output_is_masked_when_the_person_merging_has_the_secret(orch):
     assert git(orch.repo, "rev-list", "--count", "main") == "1"
 
 
-@pytest.mark.xfail(
-    importlib.util.find_spec("orchestra.git.workspace") is None,
-    reason="copied files are kept out of the agent's commits by the containment change (.git/info/exclude "
-    "in the task checkout, orchestra.git.workspace), which is not merged here yet",
-    strict=True,
-)
 def test_copied_files_never_block_a_merge(orch):
     """`copy = [".env"]` puts an untracked .env in each task checkout; the agent's own `git add -A`
     must not commit it, or the merge would have to overwrite the person's own .env."""
