@@ -413,7 +413,7 @@ def build_server(repo: Path) -> MCPServer:
         ref: Annotated[str, _doc("A task id or workflow id whose branch to merge.")],
         into: Annotated[str | None, _doc("The branch to merge into (default: the configured one).")] = None,
         strategy: Annotated[
-            str | None, _doc("How to merge: merge, squash or ff-only (default: the merge_strategy setting).")
+            str | None, _doc("How to merge: merge, squash, ff-only or pr (default: the merge_strategy setting).")
         ] = None,
         resolve: Annotated[bool, _doc("On conflicts, queue an agent to resolve them.")] = False,
     ) -> Result:
@@ -429,6 +429,17 @@ def build_server(repo: Path) -> MCPServer:
             outcome = done.result()
         data = outcome.to_dict()
         return _result({"ended": True, "merge": data}, str(data.get("message") or json.dumps(data, default=str)))
+
+    @server.tool(annotations=_acts())
+    def push_branch(
+        ref: Annotated[str, _doc("A finished task's id or a workflow id whose branch to push.")],
+        remote: Annotated[str | None, _doc("The git remote (default: origin, or the only remote).")] = None,
+        pr: Annotated[bool, _doc("Then open a pull request with `gh pr create`.")] = False,
+    ) -> Result:
+        """Push a task's or workflow's branch to a remote (hooks off, never over newer commits), optionally opening a PR."""
+        with _model_errors():
+            pushed = core().push(ref, remote=remote, pr=pr)
+        return _result({"push": pushed.to_dict()}, pushed.message)
 
     @server.tool(annotations=_acts())
     def retry_task(task_id: TaskId) -> Result:

@@ -217,7 +217,7 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
             if r.get("error"):
                 add("activity", f"  {'':<{idw}}  └ {r['error']}")
         if getattr(report, "more_failures", 0):
-            add("dim", f"  … and {report.more_failures} more failed (orchestra list --state failed)")
+            add("dim", f"  … and {report.more_failures} more failed (orchestra list --state failed --state timed_out)")
     for path in report.corrupt:
         add("warning", f"warning: corrupt task file {path.rsplit('/', 1)[-1]} (details on stderr)")
     return out

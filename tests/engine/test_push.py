@@ -155,3 +155,26 @@ def test_merge_strategy_pr_ends_a_workflow_with_a_pull_request(orch, tmp_path):
     assert "**approve** (review, task" in body and "- greeting.py:1: fine name" in body
     assert "3 passed in 0.01s" in body
     assert f"Opened by orchestra from workflow {wf_id} (feature)" in body
+
+
+def test_mcp_push_branch_pushes_like_the_cli_and_refuses_in_the_same_words(orch, tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hardening"))
+    from hardening_helpers import mcp_call, mcp_error, mcp_run
+
+    bare = remote(orch, tmp_path)
+    orch.run("config", "set", "autostart", "false", check=True)
+    task_id = orch.submit(WORK)
+    assert orch.work().returncode == 0
+    branch = orch.show(task_id)["branch"]
+
+    async def scenario(session):
+        data, text = await mcp_call(session, "push_branch", ref=task_id)
+        assert data["push"]["branch"] == branch and text.startswith(f"pushed {branch}")
+        refused = await mcp_error(session, "push_branch", ref=task_id, remote="--upload-pack=touch pwned")
+        assert "remote" in refused
+
+    mcp_run(orch, scenario)
+    assert git(bare, "rev-parse", f"refs/heads/{branch}") == git(orch.repo, "rev-parse", branch)
+    assert not (orch.repo / "pwned").exists()

@@ -39,6 +39,7 @@ EXPECTED_TOOLS = {
     "set_budget",
     "show_workflow",
     "show_diff",
+    "push_branch",
     "cancel_workflow",
 }
 
