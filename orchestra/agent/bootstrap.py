@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
-from orchestra.agent import processes
+from orchestra.agent import processes, sandbox
 from orchestra.core.config import Config
 from orchestra.core.errors import OrchestraError
 from orchestra.core.task import Task
@@ -78,10 +79,20 @@ def run_setup(config: Config, task: Task, root: Path, worktree: Path) -> None:
     )
     # ORCHESTRA_REPO plus ORCHESTRA_TASK_ID is how a restarted scheduler recognises an agent.
     env.pop("ORCHESTRA_REPO", None)
+    argv = ["sh", "-c", config.setup]
+    tmp = Path(tempfile.mkdtemp(prefix="orchestra-setup-"))
     try:
-        code, out = processes.run_captured(["sh", "-c", config.setup], worktree, env, float(config.setup_timeout))
+        if config.sandbox == sandbox.REQUIRED:
+            # The checkout may hold an agent's branch (a tester's): its package scripts run confined.
+            env["TMPDIR"] = str(tmp)
+            argv = sandbox.confine(
+                argv, worktree, tmp, list(config.sandbox_allow_write), network=bool(config.sandbox_allow_domains)
+            )
+        code, out = processes.run_captured(argv, worktree, env, float(config.setup_timeout))
     except OSError as exc:
         raise OrchestraError(f"setup command could not start: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     if code == 0:
         return
     out = out.strip()

@@ -113,3 +113,27 @@ def remove_tmpdir(root: Path, task_id: str) -> None:
         return
     if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid():
         shutil.rmtree(path, ignore_errors=True)
+
+
+def confine(
+    argv: list[str], workdir: Path, tmp: Path, allow_write: list[str] | None = None, network: bool = False
+) -> list[str]:
+    """`argv` wrapped in bubblewrap for the commands orchestra itself runs on a tree an agent wrote
+    (the merge gate, `setup`): such a tree's code (a conftest.py, a Makefile, package scripts) must
+    not write outside it or reach the network, as it could not from an agent's own Bash.
+
+    Everything is read-only but `workdir`, the private `tmp` (TMPDIR) and `allow_write`; the
+    network is cut unless `network` (sandbox_allow_domains set: bubblewrap cannot filter hosts).
+    Raises OSError when bwrap is not installed: such a command must not then run unconfined.
+    """
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise OSError("bubblewrap (bwrap) is not installed")
+    out = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    for path in [workdir, tmp, *(Path(os.path.expanduser(p)) for p in allow_write or [])]:
+        if path.exists():
+            out += ["--bind", str(path), str(path)]
+    if not network:
+        out.append("--unshare-net")
+    out += ["--unshare-pid", "--die-with-parent", "--new-session", "--chdir", str(workdir), "--", *argv]
+    return out

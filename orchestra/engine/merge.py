@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from orchestra.agent import processes
+from orchestra.agent import processes, sandbox
 from orchestra.core.crashpoints import crash_point
 from orchestra.core.errors import OrchestraError
 from orchestra.core.redact import mask_secrets
@@ -69,9 +71,31 @@ def run_gate(ctx: Context, command: str, cwd: Path, label: str, source: str, int
         }
     )
     timed_out = False
+    argv = ["sh", "-c", command]
+    confined = ctx.config.sandbox == sandbox.REQUIRED
+    tmp = Path(tempfile.mkdtemp(prefix="orchestra-gate-"))
+    if confined:
+        env["TMPDIR"] = str(tmp)
+        try:
+            argv = sandbox.confine(
+                argv,
+                cwd,
+                tmp,
+                list(ctx.config.sandbox_allow_write),
+                network=bool(ctx.config.sandbox_allow_domains),
+            )
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return {
+                "command": command,
+                "exit_code": -1,
+                "timed_out": False,
+                "log": str(log_path),
+                "tail": [f"the gate runs in a sandbox (sandbox = required) and cannot start: {exc}"],
+            }
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            ["sh", "-c", command],
+            argv,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -95,6 +119,7 @@ def run_gate(ctx: Context, command: str, cwd: Path, label: str, source: str, int
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+    shutil.rmtree(tmp, ignore_errors=True)
     tail = [mask_secrets(line) for line in _tail_lines(log_path, GATE_TAIL_LINES)]
     return {
         "command": command,

@@ -121,7 +121,10 @@ EXTRA: dict[str, list[tuple[str, str]]] = {
             "every run, resumed ones too, stops a run whose init line does not report the sandbox on, "
             "loads only the user's own Claude Code settings, and brings a task's work home only by "
             "fetching its branch. Its own git never runs hooks, fsmonitor, filters, drivers or pagers "
-            "from a checkout. With sandbox = off agents run unconfined and test runners and git "
+            "from a checkout. The gate and setup commands, which run code from agents' branches, run "
+            "in bubblewrap too: writable only their checkout, a private TMPDIR and sandbox_allow_write, "
+            "no network unless sandbox_allow_domains is set. "
+            "With sandbox = off agents run unconfined and test runners and git "
             "log/diff/show ask a person. See docs/security.md for the threat model and how to widen "
             "the box on purpose.",
         ),

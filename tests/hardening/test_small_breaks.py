@@ -169,6 +169,9 @@ def _alive(pid: int) -> bool:
 
 
 def test_a_gates_setsid_grandchild_never_outlives_it(orch):
+    # Unconfined (sandbox = off), where nothing but orchestra ends what the gate leaves behind; a
+    # confined gate runs in a pid namespace that ends with it (security/test_confined_commands.py).
+    orch.run("config", "set", "sandbox", "off", check=True)
     tid = orch.submit("work\n@fake write w.txt w\n@fake commit Add w")
     assert orch.work().returncode == 0
     pidfile = orch.repo / ".orchestra" / "grandchild.pid"
