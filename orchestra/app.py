@@ -22,18 +22,11 @@ from orchestra.core.task import Task
 from orchestra.core.templates import Template, load_templates
 from orchestra.core.values import did_you_mean
 from orchestra.core.workflow import Workflow
-from orchestra.engine import approvals, changes, manual, merge_command, push, settings, workflows
-from orchestra.engine import cleanup as cleanup_cases
-from orchestra.engine import doctor as doctor_cases
+from orchestra.engine import approvals, changes, settings, workflows
 from orchestra.engine import status as status_cases
 from orchestra.engine import tasks as task_cases
 from orchestra.engine.changes import Change
-from orchestra.engine.cleanup import CleanupReport
 from orchestra.engine.context import Context
-from orchestra.engine.doctor import DoctorReport
-from orchestra.engine.manual import Attach
-from orchestra.engine.push import PushResult
-from orchestra.engine.scheduler import Scheduler, start_background
 from orchestra.engine.status import StatusReport
 from orchestra.git.merging import MergeResult
 from orchestra.store.fingerprints import install_for_reading
@@ -41,7 +34,12 @@ from orchestra.store.paths import Paths
 from orchestra.store.tasks import Store
 
 if TYPE_CHECKING:
+    from orchestra.engine.cleanup import CleanupReport
+    from orchestra.engine.doctor import DoctorReport
+    from orchestra.engine.manual import Attach
     from orchestra.engine.prune import PruneReport
+    from orchestra.engine.push import PushResult
+    from orchestra.engine.scheduler import Scheduler
 
 
 class Orchestra:
@@ -69,6 +67,8 @@ class Orchestra:
         `start` is the front end's explicit choice (--start/--no-start); None follows
         the `autostart` setting. Returns whether one was started.
         """
+        from orchestra.engine.scheduler import start_background  # the scheduler's modules: ~15 ms, only autostart pays
+
         wanted = self.ctx.config.autostart if start is None else start
         return bool(wanted) and start_background(self.ctx)
 
@@ -256,18 +256,26 @@ class Orchestra:
 
     def worktree(self, ref: str) -> Path:
         """The task's checkout (`orchestra path`, `open`, the screen's `o`)."""
+        from orchestra.engine import manual  # only attach, open, path and the screen's diff pay
+
         return manual.worktree(self.ctx, ref)
 
     def diff(self, ref: str) -> str:
         """The task branch's diff against the commit it started from, as text."""
+        from orchestra.engine import manual  # only attach, open, path and the screen's diff pay
+
         return manual.diff(self.ctx, ref)
 
     def begin_attach(self, ref: str, *, stop: bool = False) -> Attach:
         """Get a task ready for an interactive Claude session; the front end runs `argv` in `cwd`."""
+        from orchestra.engine import manual  # only attach, open, path and the screen's diff pay
+
         return manual.begin_attach(self.ctx, ref, stop=stop)
 
     def finish_attach(self, attach: Attach, exit_code: int | None) -> dict[str, Any]:
         """After the session: commit what changed on the branch, note the session in the record."""
+        from orchestra.engine import manual  # only attach, open, path and the screen's diff pay
+
         return manual.finish_attach(self.ctx, attach, exit_code)
 
     # -- status -----------------------------------------------------------------------------
@@ -282,6 +290,8 @@ class Orchestra:
         return status_cases.workflow_spend(self.ctx, workflow_id)
 
     def doctor(self, fix: bool = False) -> DoctorReport:
+        from orchestra.engine import doctor as doctor_cases  # only doctor pays
+
         return doctor_cases.run(self.ctx, fix=fix)
 
     # -- settings ---------------------------------------------------------------------------
@@ -362,6 +372,8 @@ class Orchestra:
         resolve: bool = False,
         start: bool | None = None,
     ) -> MergeResult:
+        from orchestra.engine import merge_command  # merging's modules: only merge pays
+
         result = merge_command.manual(self.ctx, ref, into=into, strategy=strategy, resolve=resolve)
         if result.resolve_task or result.status == "approved":
             self.autostart(start)
@@ -369,9 +381,13 @@ class Orchestra:
 
     def push(self, ref: str, *, remote: str | None = None, pr: bool = False) -> PushResult:
         """Push a task's or workflow's branch to a remote; with `pr`, open a pull request for it."""
+        from orchestra.engine import push  # only push pays
+
         return push.push(self.ctx, ref, remote=remote, pr=pr)
 
     def cleanup(self, *, dry_run: bool = False, force: bool = False) -> CleanupReport:
+        from orchestra.engine import cleanup as cleanup_cases  # only cleanup pays
+
         return cleanup_cases.cleanup(self.ctx, dry_run=dry_run, force=force)
 
     def prune(self, *, before: object = None, keep: object = None, dry_run: bool = False) -> PruneReport:
@@ -382,4 +398,6 @@ class Orchestra:
     # -- the scheduler ------------------------------------------------------------------------
 
     def scheduler(self, **kwargs: Any) -> Scheduler:
+        from orchestra.engine.scheduler import Scheduler  # only a worker pays
+
         return Scheduler(self.ctx, **kwargs)
