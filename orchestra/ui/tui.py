@@ -384,6 +384,8 @@ class OrchestraTUI(App[int]):
                 text, error = call(), False
             except OrchestraError as exc:
                 text, error = str(exc), True
+            except Exception as exc:  # a bug must show on the screen, not end the worker in silence
+                text, error = f"{type(exc).__name__}: {exc}", True
             self.call_from_thread(self.say, text, error=error)
             self.call_from_thread(self.reload)
 

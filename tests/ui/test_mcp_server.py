@@ -289,6 +289,7 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("show_workflow", {"workflow_id": "wzzzzz"}, "no workflow wzzzzz"),
     ("cancel_workflow", {"workflow_id": "wzzzzz"}, "no workflow wzzzzz"),
     ("show_diff", {"ref": "{first}"}, "has not started yet"),
+    ("push_branch", {"ref": "nosuch"}, "no task or workflow"),
 ]
 
 
