@@ -333,6 +333,8 @@ def test_a_template_step_with_resources_gives_them_to_its_task(orch):
     wf_id = start(orch, "placed", "Add a greeting")
     wf = workflow(orch, wf_id)
     assert task_of(wf, "build")["resources"] == {"gpu_box": 2.0}
+    # Later steps and revision rounds are made from the workflow's own copy of the template.
+    assert {s["name"]: s["resources"] for s in wf["steps"]} == {"build": {"gpu_box": 2.0}, "test": {}}
     shown = json.loads(orch.run("show", task_of(wf, "build")["id"], "--json", check=True).stdout)
     assert shown["resources"] == {"gpu_box": 2.0}
 
