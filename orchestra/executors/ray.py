@@ -287,6 +287,12 @@ class NodeAgent:
                 except OrchestraError:
                     pass
             shutil.rmtree(self.root, ignore_errors=True)
+            try:  # what a node keeps stays bounded; a failure here costs disk, never a task
+                tasks = self.root.parent
+                live = {p.name for p in tasks.iterdir()} if tasks.is_dir() else set()
+                transport.prune_mirror(self.mirror, live)
+            except (OrchestraError, OSError):
+                pass
 
 
 def subprocess_run(argv: list[str], cwd: Path, out: Any, err: Any, env: dict[str, str]) -> int:
