@@ -11,6 +11,12 @@ Reported:
   time), and from the agent's end to the task's end (the branch fetched home), median
   and max, all tasks and after the first task on each node;
 - the same tasks on the local executor at -j 8, in the same run, as the baseline.
+
+Most of the dispatch time is the new Python worker process Ray starts for each task's actor
+(0.75-1 CPU-s each, measured; Ray reuses no idle or prestarted worker for an actor). A raylet
+starts at most max(1, min(cores, --num-cpus)) workers at once, so with `--num-cpus 0` a node
+starts its actors one after another; `--worker-cpus N` starts the nodes with `--num-cpus N`
+to measure the other way (on 2 shared cores it was slower: every start competes for the CPU).
 """
 
 from __future__ import annotations
@@ -70,7 +76,13 @@ def _run(args: Any) -> list[Result]:
             "ORCHESTRA_CLAUDE": str(FAKE_CLAUDE),
             "FAKE_CLAUDE_LOG": str(log),
         }
-        cluster = up(mask=[coord], node_root=tmp / "nodes", workers=[{"orchestra_agent": slots}] * 2, env=env_extra)
+        cluster = up(
+            mask=[coord],
+            node_root=tmp / "nodes",
+            workers=[{"orchestra_agent": slots}] * 2,
+            env=env_extra,
+            worker_cpus=getattr(args, "worker_cpus", 0),
+        )
         try:
             # Ray arm
             repo = make_repo(coord / "repo")
@@ -138,7 +150,8 @@ def _run(args: Any) -> list[Result]:
                     + (f"; after each node's first task: median {statistics.median(warm_in):.2f}s" if warm_in else ""),
                     f"agent end -> branch home, task ended: median {statistics.median(dispatch_out):.2f}s, "
                     f"max {max(dispatch_out):.2f}s",
-                    f"cluster start-up {cluster.startup_seconds:.1f}s (not counted)",
+                    f"cluster start-up {cluster.startup_seconds:.1f}s (not counted); "
+                    f"worker nodes started with --num-cpus {getattr(args, 'worker_cpus', 0)}",
                 ],
             )
         )
@@ -146,4 +159,8 @@ def _run(args: Any) -> list[Result]:
 
 
 if __name__ == "__main__":
-    run_main(_run, base_parser(__doc__.splitlines()[0]))
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument(
+        "--worker-cpus", type=int, default=0, help="--num-cpus of each worker node (default 0, as the README shows)"
+    )
+    run_main(_run, parser)

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from orchestra.core.errors import ConfigError, InvalidInput
 from orchestra.core.graph import any_cycle, topo_order
 from orchestra.core.roles import Role, load_roles
+from orchestra.core.values import resources as v_resources
 
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "templates"
 
-_STEP_FIELDS = {"name", "role", "prompt", "on", "after", "revise", "review", "title"}
+_STEP_FIELDS = {"name", "role", "prompt", "on", "after", "revise", "review", "title", "resources"}
 _TEMPLATE_FIELDS = {"name", "description", "subject", "step"}
 
 
@@ -31,6 +32,9 @@ class Step:
     after: tuple[str, ...] = ()
     revise: bool = False  # takes the reviewers' comments in a revision round
     review: bool = False  # a read-only pass of its role that returns a verdict
+    # custom Ray resources this step's tasks ask for (executor = ray), on top of its role's:
+    # so one template can send its tests to the database box without a role of its own
+    resources: dict[str, float] = field(default_factory=dict)
 
     @property
     def deps(self) -> list[str]:
@@ -45,6 +49,7 @@ class Step:
             "after": list(self.after),
             "revise": self.revise,
             "review": self.review,
+            "resources": dict(self.resources),
         }
 
 
@@ -165,7 +170,17 @@ def parse_template(name: str, data: dict[str, Any], where: str, roles: dict[str,
             if not isinstance(value, bool):
                 raise bad(f"{label}: field {key!r}: expected true or false")
             flags[key] = value
-        steps.append(Step(step_name, role, prompt.strip(), on, tuple(after), flags["revise"], flags["review"]))
+        step_resources: dict[str, float] = {}
+        if "resources" in raw:
+            if roles[role].agentless:
+                raise bad(f"{label}: field 'resources': role {role!r} has no agent and runs on the coordinator")
+            try:
+                step_resources = v_resources(raw["resources"], "resources")
+            except InvalidInput as exc:
+                raise bad(f"{label}: field 'resources': {exc}") from None
+        steps.append(
+            Step(step_name, role, prompt.strip(), on, tuple(after), flags["revise"], flags["review"], step_resources)
+        )
     names = [s.name for s in steps]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

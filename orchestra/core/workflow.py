@@ -59,6 +59,7 @@ class Workflow:
                 tuple(s.get("after", [])),
                 bool(s.get("revise")),
                 bool(s.get("review")),
+                dict(s.get("resources") or {}),  # absent in workflows started before steps had resources
             )
             for s in self.steps
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,26 +159,44 @@ def _check_executor(ctx: Context, report: DoctorReport) -> bool:
     except Exception as exc:  # a cluster that answers TCP but not Ray: say so, do not crash doctor
         report.findings.append(Finding("executor_unreachable", "ray", f"the Ray cluster does not answer: {exc}", False))
         return True
-    mine = report.cluster["coordinator"]
-    if not report.cluster["slots"]:
-        report.findings.append(
+    report.findings.extend(cluster_findings(report.cluster, ctx.config.sandbox))
+    return False
+
+
+def cluster_findings(cluster: Mapping[str, Any], sandbox_mode: str) -> list[Finding]:
+    """What is wrong with each node that offers slots, from `cluster_report`'s survey.
+
+    Separate from the survey so that what counts as a problem is checked without a cluster. Only
+    nodes with slots count: the others never run an agent. A node without bwrap or socat is a
+    problem only when the sandbox is required, since then every writing agent sent there fails.
+    """
+    out: list[Finding] = []
+    mine = cluster["coordinator"]
+    if not cluster["slots"]:
+        out.append(
             Finding("cluster_no_slots", "ray", "no node offers the orchestra_agent resource; no agent can start", False)
         )
-    for node in report.cluster["nodes"]:
+    for node in cluster["nodes"]:
         if not node.get("slots"):
             continue
         name = str(node.get("node") or node["node_id"][:12])
         for key in ("ray", "python", "orchestra"):
             theirs = node.get(key)
             if theirs and key != "python" and theirs != mine[key]:
-                report.findings.append(
-                    Finding("cluster_version", name, f"{key} {theirs} on the node, {mine[key]} here", False)
-                )
+                out.append(Finding("cluster_version", name, f"{key} {theirs} on the node, {mine[key]} here", False))
         if node.get("claude_error"):
-            report.findings.append(
-                Finding("cluster_claude", name, f"claude does not run: {node['claude_error']}", False)
+            out.append(Finding("cluster_claude", name, f"claude does not run: {node['claude_error']}", False))
+        if sandbox_mode == sandbox.REQUIRED and node.get("sandbox_missing"):
+            out.append(
+                Finding(
+                    "cluster_sandbox",
+                    name,
+                    f"the agent sandbox is required but unavailable on this node: {node['sandbox_missing']}",
+                    False,
+                    note='install bubblewrap and socat on the node, or set sandbox = "off"',
+                )
             )
-    return False
+    return out
 
 
 def _check_index(paths: Paths, store: Store, report: DoctorReport, fix: bool) -> dict[str, Task]:

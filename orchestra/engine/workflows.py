@@ -320,6 +320,7 @@ def _create_step_task(
                 workflow=wf.id,
                 step=step.name,
                 round=wf.round,
+                resources=dict(step.resources) if step.resources else None,
             ),
         )
     tasks[task.id] = task
@@ -406,6 +407,7 @@ def _start_revision(ctx: Context, wf: Workflow, tasks: dict[str, Task], comments
             revision_of=prev.id,
             continue_session=prev.session_id,
             branch=prev.branch,
+            resources=dict(revise.resources) if revise.resources else None,  # a revision runs where the step does
         ),
     )
     ctx.store.append_event(task.id, "revision", round=new_round, branch=prev.branch, resumes=prev.session_id)

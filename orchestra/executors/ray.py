@@ -47,7 +47,7 @@ import ray.exceptions as rex
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 import orchestra
-from orchestra.agent import bootstrap, claude, permissions, processes
+from orchestra.agent import bootstrap, claude, permissions, processes, sandbox
 from orchestra.core.config import CLAUDE_ENV, Config
 from orchestra.core.crashpoints import ENV as CRASH_ENV
 from orchestra.core.errors import OrchestraError
@@ -287,6 +287,12 @@ class NodeAgent:
                 except OrchestraError:
                     pass
             shutil.rmtree(self.root, ignore_errors=True)
+            try:  # what a node keeps stays bounded; a failure here costs disk, never a task
+                tasks = self.root.parent
+                live = {p.name for p in tasks.iterdir()} if tasks.is_dir() else set()
+                transport.prune_mirror(self.mirror, live)
+            except (OrchestraError, OSError):
+                pass
 
 
 def subprocess_run(argv: list[str], cwd: Path, out: Any, err: Any, env: dict[str, str]) -> int:
@@ -333,13 +339,19 @@ RemoteNodeAgent: Any = ray.remote(NodeAgent)
 
 @ray.remote(num_cpus=0, max_retries=0)
 def probe(claude_args: list[str]) -> dict[str, Any]:
-    """What doctor checks on each node: versions, slots, and that `claude` runs there."""
+    """What doctor checks on each node: versions, slots, that `claude` runs there, and its sandbox.
+
+    The sandbox tools are looked up on this node's PATH (the one its agents get), because a node
+    without them fails every task that changes files when `sandbox = "required"`, only once it runs.
+    """
     out: dict[str, Any] = {
         "node_id": ray.get_runtime_context().get_node_id(),
         "node": node_name(),
         "ray": ray.__version__,
         "python": sys.version.split()[0],
         "orchestra": orchestra.__version__,
+        "sandbox_tools": {name: shutil.which(name) for name in sandbox.BINARIES},
+        "sandbox_missing": sandbox.unavailable(),
     }
     try:
         binary = claude.resolve_binary(os.environ.get(CLAUDE_ENV) or "claude")

@@ -93,3 +93,34 @@ def checkout(mirror: Path, path: Path, branch: str, sha: str) -> None:
     """A working checkout of `sha` on a new `branch`, sharing the mirror's objects."""
     git(mirror.parent, "clone", "--quiet", "--shared", "--no-checkout", str(mirror), str(path))
     git(path, "checkout", "--quiet", "-B", branch, sha)
+
+
+def prune_mirror(repo: Path, live: set[str], keep_newest: int = 64, expire_days: int = 14) -> list[str]:
+    """Keep a node's mirror bounded: forget what old finished tasks left, then let git collect it.
+
+    Every task leaves `refs/orchestra/base/<id>` and `refs/orchestra/done/<id>`, so without this a
+    node's mirror grows with every task it ever ran. The refs of `live` tasks (their checkouts
+    borrow the mirror's objects through `clone --shared`) and the `keep_newest` newest commits
+    (what `tips` offers senders, so later packs stay small) stay; once there are twice that many,
+    the rest are deleted. Objects no longer reachable are removed by `git gc` only once older than
+    `expire_days`, so a pack another task received a moment ago, before its ref was written, is
+    never lost. Returns the deleted refs.
+    """
+    out = git(
+        repo,
+        "for-each-ref",
+        "--sort=-committerdate",
+        "--format=%(refname)",
+        "refs/orchestra/base/",
+        "refs/orchestra/done/",
+        check=False,
+    ).stdout
+    refs_ = [line.strip() for line in out.splitlines() if line.strip()]
+    if len(refs_) <= 2 * keep_newest:
+        return []  # slack: one gc per `keep_newest` refs, not one per task
+    doomed = [r for i, r in enumerate(refs_) if i >= keep_newest and r.rsplit("/", 1)[-1] not in live]
+    if not doomed:
+        return []
+    _run(repo, ["update-ref", "--stdin"], "".join(f"delete {r}\n" for r in doomed).encode())
+    git(repo, "-c", f"gc.pruneExpire={int(expire_days)}.days.ago", "gc", "--quiet", check=False, timeout=600)
+    return doomed

@@ -719,9 +719,11 @@ def doctor_text(report: Any) -> str:
         )
         for n in cluster["nodes"]:
             claude_s = n.get("claude") or n.get("claude_error") or "-"
+            # a node without slots is not probed: it has no sandbox to speak of
+            box = "" if "sandbox_tools" not in n else f"  sandbox {'ok' if not n.get('sandbox_missing') else 'missing'}"
             notes.append(
                 f"  {n.get('node') or n['node_id'][:12]:<16} slots {n.get('slots', 0):g}  ray {n.get('ray', '?')}  "
-                f"python {n.get('python', '?')}  orchestra {n.get('orchestra', '?')}  claude {claude_s}"
+                f"python {n.get('python', '?')}  orchestra {n.get('orchestra', '?')}  claude {claude_s}{box}"
             )
     if not report.findings:
         return "\n".join([f"{report.root}: no problems found", *notes])

@@ -165,3 +165,19 @@ def test_a_review_pass_of_a_writing_role_counts_as_a_review():
         {"subject": "range", "step": [step("arch", "architect", review=True), step("rep", "report", after=["arch"])]}
     )
     assert tpl.subject == "range" and [s.name for s in tpl.steps] == ["arch", "rep"]
+
+
+def test_a_step_carries_its_own_resources_and_a_bad_one_is_refused_with_the_step():
+    """A template places one step on a particular node (executor = ray) without a role of its own."""
+    tpl = parse({"step": [step("build", "implementer"), step("test", "tester", on="build", resources={"db_box": 1})]})
+    assert tpl.step("test").resources == {"db_box": 1.0} and tpl.step("build").resources == {}
+    assert tpl.step("test").to_dict()["resources"] == {"db_box": 1.0}
+    assert "step 'a': field 'resources': invalid resources: 'orchestra_agent' is set by orchestra" in refused(
+        {"step": [step("a", "tester", resources={"orchestra_agent": 1})]}
+    )
+    assert "step 'a': field 'resources': invalid resources: db_box must be a number above 0" in refused(
+        {"step": [step("a", "tester", resources={"db_box": 0})]}
+    )
+    assert "step 'm': field 'resources': role 'merge' has no agent" in refused(
+        {"step": [step("a", "implementer"), step("m", "merge", on="a", resources={"db_box": 1})]}
+    )

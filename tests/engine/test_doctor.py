@@ -172,3 +172,26 @@ def test_interrupted_worktree_add_is_reported_and_cleared(orch):
     assert code == 0 and report["ok"]
     assert not admin.exists() and not wt.exists()
     assert git(orch.repo, "worktree", "list").count("\n") == 0  # git works again
+
+
+def _survey(**node: object) -> dict:
+    """A `cluster_report` as a Ray cluster of one coordinator and one node with two slots would give it."""
+    versions = {"ray": "2.60.0", "python": "3.11.7", "orchestra": "1.0.0"}
+    row = {"node_id": "f" * 40, "node": "gpu1", "slots": 2, **versions, "claude": "2.0.0 (Claude Code)"}
+    row.update(node)
+    return {"address": "10.0.0.5:6379", "coordinator": versions, "nodes": [row], "slots": 2}
+
+
+def test_a_node_without_the_sandbox_tools_is_a_problem_only_when_the_sandbox_is_required():
+    from orchestra.engine.doctor import cluster_findings
+
+    lacking = _survey(sandbox_tools={"bwrap": None, "socat": "/usr/bin/socat"}, sandbox_missing="bwrap is absent")
+    (finding,) = cluster_findings(lacking, "required")
+    assert (finding.kind, finding.subject) == ("cluster_sandbox", "gpu1")
+    assert "bwrap is absent" in finding.detail and 'sandbox = "off"' in (finding.note or "")
+    assert cluster_findings(lacking, "off") == []
+    equipped = _survey(sandbox_tools={"bwrap": "/usr/bin/bwrap", "socat": "/usr/bin/socat"}, sandbox_missing=None)
+    assert cluster_findings(equipped, "required") == []
+    # A node with no slots never runs an agent, so what it lacks does not matter.
+    idle = {**_survey(slots=0, sandbox_missing="bwrap is absent"), "slots": 0}
+    assert [f.kind for f in cluster_findings(idle, "required")] == ["cluster_no_slots"]

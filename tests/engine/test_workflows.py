@@ -321,6 +321,24 @@ def test_user_template_with_an_architect_review_pass(orch):
     assert "--settings" not in argv and "acceptEdits" not in argv
 
 
+def test_a_template_step_with_resources_gives_them_to_its_task(orch):
+    """`resources` on a step reaches the step's task, merged over its role's (where executor = ray places it)."""
+    config(orch, '[roles.dbtester]\nextends = "tester"\nresources = {db_box = 1}\n')
+    wdir = orch.repo / ".orchestra" / "workflows"
+    wdir.mkdir(parents=True)
+    (wdir / "placed.toml").write_text(
+        '[[step]]\nname = "build"\nrole = "implementer"\nresources = {gpu_box = 2}\n'
+        '[[step]]\nname = "test"\nrole = "dbtester"\non = "build"\n'
+    )
+    wf_id = start(orch, "placed", "Add a greeting")
+    wf = workflow(orch, wf_id)
+    assert task_of(wf, "build")["resources"] == {"gpu_box": 2.0}
+    # Later steps and revision rounds are made from the workflow's own copy of the template.
+    assert {s["name"]: s["resources"] for s in wf["steps"]} == {"build": {"gpu_box": 2.0}, "test": {}}
+    shown = json.loads(orch.run("show", task_of(wf, "build")["id"], "--json", check=True).stdout)
+    assert shown["resources"] == {"gpu_box": 2.0}
+
+
 def test_template_validation_errors_name_the_file_and_the_problem(orch):
     wdir = orch.repo / ".orchestra" / "workflows"
     wdir.mkdir(parents=True)

@@ -157,6 +157,7 @@ def up(
     env: dict[str, str],
     port: int = 6379,
     timeout: float = 120,
+    worker_cpus: int = 0,
 ) -> Cluster:
     """Head (no slots) plus one worker node per entry of `workers` (its resources); `env` reaches every node."""
     t0 = time.monotonic()
@@ -257,6 +258,8 @@ def up(
                 "--temp-dir",
                 str(temp_root / name),
                 *common,
+                # last wins: a node's CPUs also bound how many Ray workers it starts at once (at least 1)
+                *(["--num-cpus", str(worker_cpus)] if worker_cpus else []),
             ]
             # cd after mounting: a cwd inside a masked directory would still show its files.
             script = f'{mount} && cd "$ORCHESTRA_NODE_DIR/.." && shift {len(mask)} && exec "$@"'

@@ -320,6 +320,13 @@ def test_doctor_reports_each_node(coord: Coord) -> None:
     nodes = {n.get("node"): n for n in report["cluster"]["nodes"] if n["slots"]}
     assert set(nodes) == {"worker1", "worker2"} and report["cluster"]["slots"] == 4
     assert all(n["ray"] == "2.60.0" and n["claude"] for n in nodes.values()), nodes
+    # Each node looks for the sandbox's tools on its own PATH; these nodes have both.
+    for n in nodes.values():
+        assert n["sandbox_missing"] is None and all(n["sandbox_tools"][b] for b in ("bwrap", "socat")), n
+    assert not [f for f in report["findings"] if f["kind"] == "cluster_sandbox"]
+    text = coord.run("doctor").stdout
+    node_lines = [line for line in text.splitlines() if line.lstrip().startswith(("worker1 ", "worker2 "))]
+    assert len(node_lines) == 2 and all("sandbox ok" in line for line in node_lines), text
 
 
 # Last: it leaves the cluster one node short.
