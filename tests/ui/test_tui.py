@@ -241,7 +241,12 @@ def test_diff_transcript_reply_and_merge_with_confirmation(env):
             await pilot.pause()
             await pilot.press("y")
             await _until(pilot, lambda: git(orch.repo, "rev-parse", "main") != main_before, "the merge", timeout=60)
-            await _until(pilot, lambda: "merged" in app.message or app.message.startswith("merge"), "the merge message", timeout=90)
+            await _until(
+                pilot,
+                lambda: "merged" in app.message or app.message.startswith("merge"),
+                "the merge message",
+                timeout=90,
+            )
             assert "merged" in app.message, app.message
             await pilot.press("q")
 
