@@ -248,9 +248,12 @@ class Task:
         self.started_at = now()
         self.log_offset = log_offset
 
-    def start_agentless(self) -> None:
-        """A merge run now, in the caller's process (orchestra merge)."""
+    def start_agentless(self, pid: int | None = None, proc_start: int | None = None) -> None:
+        """A merge run now, in the caller's process (orchestra merge), which `pid` names: a scheduler
+        must not take a merge another process is running for a run whose agent died."""
         self.claim(0)
+        if pid:
+            self.record_process(pid, proc_start)
 
     def record_process(
         self,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from orchestra.agent import processes
 from orchestra.core.redact import mask_data, mask_secrets
 from orchestra.core.task import MergeSpec, State, Task
 from orchestra.engine.context import Context
@@ -44,7 +46,7 @@ def new_agentless_task(
             manual=manual,
         )
         if running:
-            task.start_agentless()
+            task.start_agentless(os.getpid(), processes.proc_start_time(os.getpid()))
         ctx.store.save(task, "submitted", role=role, depends_on=task.depends_on)
     return task
 

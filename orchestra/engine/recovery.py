@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from orchestra.agent import processes
 from orchestra.agent.outcome import read_outcome
 from orchestra.core.crashpoints import crash_point
 from orchestra.core.errors import OrchestraError
@@ -48,6 +49,8 @@ def recover(ctx: Context, start_runner: StartRunner, bad: set[str]) -> None:
 def recover_one(ctx: Context, task: Task, start_runner: StartRunner) -> None:
     """Settle one live task whose scheduler died."""
     crash_point("recover")
+    if run_elsewhere(task):
+        return  # a person's `orchestra merge` (CLI, MCP, the screen) is running it right now
     handle: Handle | None = None if task.agentless else ctx.executor().adopt(task)
     if handle is not None:
         if handle.pid != task.pid or handle.node != task.node:
@@ -74,6 +77,13 @@ def recover_one(ctx: Context, task: Task, start_runner: StartRunner) -> None:
     session = outcome.session_id or task.session_id
     ctx.store.update(task.id, lambda t: t.requeue(session=session), "requeued", reason="agent died", resume=session)
     ctx.log(f"{task.id} agent died; " + (f"will resume session {session}" if session else "will run again"))
+
+
+def run_elsewhere(task: Task) -> bool:
+    """Whether an agentless task (a merge) is being run by a live process: the one that recorded it."""
+    if not task.agentless or not task.pid or task.proc_start is None:
+        return False
+    return processes.proc_start_time(task.pid) == task.proc_start
 
 
 def give_back(ctx: Context, task_id: str, why: str) -> None:
