@@ -87,10 +87,12 @@ def measured(argv: list[str], cwd: Path, env: dict[str, str], stdin: Any = None)
         stdin=stdin if stdin is not None else subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        check=True,
     )
-    cpu, rss_kb, code = proc.stdout.split()
-    return float(cpu), int(rss_kb) / 1024, int(code)
+    try:
+        cpu, rss_kb, code = proc.stdout.split()
+        return float(cpu), int(rss_kb) / 1024, int(code)
+    except ValueError:
+        raise BenchError(f"could not measure {' '.join(argv[2:])}: {proc.stderr.strip()[-400:]}") from None
 
 
 def grow(repo: Path, start: int, stop: int, base: str) -> None:
