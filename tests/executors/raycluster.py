@@ -226,10 +226,10 @@ def up(
                 start_new_session=True,
             )
         cluster.nodes.append(Node("head", head, head_log, {}))
-        # Workers may start once the head's GCS holds the session name (written just before this file).
-        marker = temp_root / "head" / "session_latest" / "logs" / "ray_client_server.out"
+        # Workers may start once the head says its runtime started (its GCS holds the session name by
+        # then). Not a file of the Ray client server: a plain `pip install ray` does not start one.
         deadline = time.monotonic() + timeout
-        while not marker.exists():
+        while b"Ray runtime started" not in head_log.read_bytes():
             if head.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the head did not start:\n{head_log.read_text()[-3000:]}")
             time.sleep(0.05)
