@@ -11,7 +11,6 @@ test goes, so pytest shows them when an assertion fails.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -21,33 +20,17 @@ import uuid
 from pathlib import Path
 
 import pytest
+from real_claude import claude_or_skip, messages_stub
 
 ROOT = Path(__file__).resolve().parents[2]
-STUB_PATH = ROOT / "fixtures" / "messages_stub.py"
 
 
-def _load_stub_module():
-    name = "orchestra_test_messages_stub"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, STUB_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ms = _load_stub_module()
+ms = messages_stub()
 
 
 @pytest.fixture(scope="module")
 def claude_bin() -> str:
-    try:
-        binary, reason = ms.locate_claude()
-    except ms.ClaudeMisconfigured as e:
-        pytest.fail(str(e))
-    if binary is None:
-        pytest.skip(reason)
+    binary = claude_or_skip()
     print(f"claude binary: {binary} ({ms.claude_version(binary)})")
     return binary
 

@@ -5,44 +5,21 @@ Moved from tooling/test_messages_stub.py, which keeps the stub's own HTTP contra
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from real_claude import claude_or_skip, messages_stub
 
 ROOT = Path(__file__).resolve().parents[2]
-STUB_PATH = ROOT / "fixtures" / "messages_stub.py"
 
 
-def _load_stub_module():
-    name = "orchestra_test_messages_stub"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, STUB_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ms = _load_stub_module()
+ms = messages_stub()
 
 
 # ----------------------------------------------------------------------------- real CLI
-
-
-def _claude_or_skip() -> str:
-    try:
-        binary, reason = ms.locate_claude()
-    except ms.ClaudeMisconfigured as e:
-        pytest.fail(str(e))
-    if binary is None:
-        pytest.skip(reason)
-    return binary
 
 
 def _git(cwd, *args):
@@ -77,7 +54,7 @@ def _run_claude(binary, stub, tmp_path, prompt, *args, env_extra=None):
 
 @pytest.mark.e2e
 def test_real_claude_writes_a_file_through_the_stub(tmp_path):
-    binary = _claude_or_skip()
+    binary = claude_or_skip()
     content = f"hello from the stub {os.getpid()}\n"
     with ms.MessagesStub({"vars": {"content": content}}) as stub:
         repo, proc, lines = _run_claude(
@@ -108,7 +85,7 @@ def test_real_claude_writes_a_file_through_the_stub(tmp_path):
 
 @pytest.mark.e2e
 def test_real_claude_runs_bash_and_recovers_from_a_529(tmp_path):
-    binary = _claude_or_skip()
+    binary = claude_or_skip()
     script = {
         "scenarios": {
             "bash-flaky": [

@@ -19,10 +19,8 @@ socat; skipped with the reason otherwise.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,39 +28,19 @@ import time
 from pathlib import Path
 
 import pytest
+from real_claude import claude_or_skip, messages_stub
 
 ROOT = Path(__file__).resolve().parents[2]
-STUB_PATH = ROOT / "fixtures" / "messages_stub.py"
 
 pytestmark = pytest.mark.e2e
 
 
-def _load_stub():
-    name = "orchestra_test_messages_stub"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, STUB_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ms = _load_stub()
+ms = messages_stub()
 
 
 @pytest.fixture(scope="module")
 def claude_bin() -> str:
-    try:
-        binary, reason = ms.locate_claude()
-    except ms.ClaudeMisconfigured as e:
-        pytest.fail(str(e))
-    if binary is None:
-        pytest.skip(reason)
-    missing = [b for b in ("bwrap", "socat") if shutil.which(b) is None]
-    if missing:
-        pytest.skip(f"Claude Code's sandbox needs {' and '.join(missing)}, not installed here")
-    return binary
+    return claude_or_skip(needs=("bwrap", "socat"), why="Claude Code's sandbox needs")
 
 
 def _git(repo: Path, *args: str) -> str:
