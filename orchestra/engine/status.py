@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestra.agent import sandbox, transcript
+from orchestra.agent import sandbox
 from orchestra.core.errors import CorruptTaskFile, OrchestraError
 from orchestra.core.spend import budget_message, totals
 from orchestra.core.task import FINAL_STATES, LIVE_STATES, State, busy_slots, now
@@ -196,6 +196,8 @@ def activity(ctx: Context, task_id: str, corrupt: dict[str, str] | None = None) 
         return {}
     except OrchestraError:
         return {}
+    from orchestra.agent import transcript  # ~30 ms: only a status with live agents pays
+
     events, complete = transcript.tail_events(ctx.paths.log_file(task.id), task.log_offset)
     info = transcript.summarize(events)
     out: dict[str, Any] = {

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from orchestra.agent import transcript
 from orchestra.core.redact import mask_secrets
 from orchestra.core.spend import tokens
 from orchestra.core.task import Task
@@ -527,6 +526,8 @@ def transcript_tail(paths: Any, task: Task, lines: int = 40, *, color: bool = Fa
 
     Shared by `orchestra logs`-style displays and the MCP `process_details` tool.
     """
+    from orchestra.agent import transcript  # ~30 ms: only `show` and the dashboard's transcript pay
+
     events, _ = transcript.tail_events(paths.log_file(task.id), 0)
     out: list[str] = []
     for event in events:
