@@ -36,6 +36,7 @@ from common import (
     Result,
     base_parser,
     bench_env,
+    finished_task_file,
     make_repo,
     median,
     orchestra_argv,
@@ -97,45 +98,16 @@ def measured(argv: list[str], cwd: Path, env: dict[str, str], stdin: Any = None)
 
 def grow(repo: Path, start: int, stop: int, base: str) -> None:
     """Finished task files number `start` .. `stop - 1`, written directly (no caches touched)."""
-    from orchestra.core.task import State, Task
-    from orchestra.store.files import write_atomic
     from orchestra.store.paths import Paths
 
     paths = Paths(root=repo)
     paths.ensure()
-    finals = [State.SUCCEEDED] * 17 + [State.FAILED, State.CANCELLED, State.TIMED_OUT]
     t0 = 1_700_000_000.0
     for i in range(start, stop):
         task_id = f"h{i:07d}"  # eight characters: never one of the six-character ids orchestra makes
-        state = finals[i % len(finals)]
-        created = t0 + i * 30
-        title = f"Task {i}: implement part {i} of the feature"
-        task = Task(
-            id=task_id,
-            prompt=f"{title}\n\nDetails of what to do for part {i}, as a person would write them. " * 3,
-            role=("implementer", "tester", "reviewer", "generalist")[i % 4],
-            title=title,
-            priority=i % 5,
-            base_sha=base,
-            branch=f"orchestra/{task_id}-task-{i}",
-            worktree=str(paths.worktree(task_id)),
-            state=state,
-            attempts=1,
-            session_id=str(uuid.UUID(int=i + 1)),
-            created_at=created,
-            updated_at=created + 300,
-            started_at=created + 5,
-            finished_at=created + 300,
-            exit_code=0 if state == State.SUCCEEDED else 1,
-            error=None if state == State.SUCCEEDED else f"{state} for a reason",
-            cost_usd=round(0.05 + (i % 17) * 0.013, 6),
-            num_turns=3 + i % 11,
-            input_tokens=20_000 + i % 1000,
-            output_tokens=500 + i % 100,
-            result=f"Implemented part {i}; tests pass. " * 4,
+        finished_task_file(
+            paths, task_id, i, base, t0 + i * 30, input_tokens=20_000 + i % 1000, output_tokens=500 + i % 100
         )
-        data = json.dumps(task.to_dict(), indent=1, sort_keys=True).encode("utf-8")
-        write_atomic(paths.task_file(task_id), data, durable=False)
 
 
 def add_live(repo: Path) -> list[str]:

@@ -15,7 +15,6 @@ import argparse
 import json
 import re
 import sys
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -28,6 +27,7 @@ from common import (
     base_parser,
     bench_env,
     children_cpu,
+    finished_task_file,
     make_repo,
     median,
     orchestra_argv,
@@ -45,8 +45,7 @@ HEAVY = ("git", "rich", "mcp", "pydantic", "anyio", "httpx", "filelock", "orches
 
 def populate(repo: Path, n: int) -> None:
     """n finished tasks, as a long-lived repository would have them."""
-    from orchestra.core.task import State, Task, new_task_id
-    from orchestra.store.files import write_atomic
+    from orchestra.core.task import new_task_id
     from orchestra.store.paths import Paths
     from orchestra.store.tasks import Store
 
@@ -54,7 +53,6 @@ def populate(repo: Path, n: int) -> None:
     paths.ensure()
     store = Store(paths)
     base = run_git(repo, "rev-parse", "HEAD")
-    finals = [State.SUCCEEDED] * 17 + [State.FAILED, State.CANCELLED, State.TIMED_OUT]
     t0 = 1_750_000_000.0
     ids: set[str] = set()
     with store.locked():
@@ -63,39 +61,7 @@ def populate(repo: Path, n: int) -> None:
             while task_id in ids:
                 task_id = new_task_id()
             ids.add(task_id)
-            state = finals[i % len(finals)]
-            created = t0 + i * 60
-            title = f"Task {i}: implement part {i} of the feature"
-            task = Task(
-                id=task_id,
-                prompt=f"{title}\n\nDetails of what to do for part {i}, as a person would write them. " * 3,
-                role=("implementer", "tester", "reviewer", "generalist")[i % 4],
-                title=title,
-                priority=i % 5,
-                base_sha=base,
-                branch=f"orchestra/{task_id}-task-{i}",
-                worktree=str(paths.worktree(task_id)),
-                state=state,
-                attempts=1,
-                session_id=str(uuid.UUID(int=i + 1)),
-                created_at=created,
-                updated_at=created + 300,
-                started_at=created + 5,
-                finished_at=created + 300,
-                exit_code=0 if state == State.SUCCEEDED else 1,
-                error=None if state == State.SUCCEEDED else f"{state} for a reason",
-                cost_usd=round(0.05 + (i % 17) * 0.013, 6),
-                num_turns=3 + i % 11,
-                result=f"Implemented part {i}; tests pass. " * 4,
-            )
-            data = json.dumps(task.to_dict(), indent=1, sort_keys=True).encode("utf-8")
-            write_atomic(paths.task_file(task_id), data, durable=False)
-            store.append_event(task_id, "submitted", role=task.role, priority=task.priority)
-            store.append_event(task_id, "finished", state=str(state), exit_code=task.exit_code)
-        index = store.rebuild_index()
-    made = index["finished"]["tasks"] + len(index["tasks"])
-    if made != n or index["corrupt"]:
-        raise BenchError(f"the generated store has {made} tasks and {len(index['corrupt'])} corrupt")
+            finished_task_file(paths, task_id, i, base, t0 + i * 60)
 
 
 def heavy_imports(repo: Path, env: dict[str, str]) -> tuple[list[str], list[tuple[int, str]]]:

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -157,6 +158,46 @@ def bench_env(tmp: Path, claude: Path) -> dict[str, str]:
         }
     )
     return env
+
+
+FINAL_STATES_MIX = ["succeeded"] * 17 + ["failed", "cancelled", "timed_out"]
+
+
+def finished_task_file(paths: Any, task_id: str, i: int, base: str, created: float, **extra: Any) -> None:
+    """Task number `i` as months of use leave it (ended, with spend and a result), written directly.
+
+    One shape for every benchmark that grows a history, so their figures describe the same tasks.
+    """
+    from orchestra.core.task import State, Task
+    from orchestra.store.files import write_atomic
+
+    state = State(FINAL_STATES_MIX[i % len(FINAL_STATES_MIX)])
+    title = f"Task {i}: implement part {i} of the feature"
+    task = Task(
+        id=task_id,
+        prompt=f"{title}\n\nDetails of what to do for part {i}, as a person would write them. " * 3,
+        role=("implementer", "tester", "reviewer", "generalist")[i % 4],
+        title=title,
+        priority=i % 5,
+        base_sha=base,
+        branch=f"orchestra/{task_id}-task-{i}",
+        worktree=str(paths.worktree(task_id)),
+        state=state,
+        attempts=1,
+        session_id=str(uuid.UUID(int=i + 1)),
+        created_at=created,
+        updated_at=created + 300,
+        started_at=created + 5,
+        finished_at=created + 300,
+        exit_code=0 if state == State.SUCCEEDED else 1,
+        error=None if state == State.SUCCEEDED else f"{state} for a reason",
+        cost_usd=round(0.05 + (i % 17) * 0.013, 6),
+        num_turns=3 + i % 11,
+        result=f"Implemented part {i}; tests pass. " * 4,
+        **extra,
+    )
+    data = json.dumps(task.to_dict(), indent=1, sort_keys=True).encode("utf-8")
+    write_atomic(paths.task_file(task_id), data, durable=False)
 
 
 def orchestra_argv(*args: str) -> list[str]:
