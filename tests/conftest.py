@@ -226,6 +226,26 @@ class Orch:
     def work(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return self.run("worker", "--until-idle", *args, timeout=timeout)
 
+    def crash_at(
+        self, point: str, *args: str, input: str | None = None, why: str = "", timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """`orchestra ARGS` as a real process, killed by itself at crash point `point` (SIGKILL);
+        the test fails when the command never got there."""
+        proc = subprocess.run(
+            [sys.executable, "-m", "orchestra", *args],
+            cwd=self.repo,
+            env=dict(self.env, ORCHESTRA_TEST_CRASH_AT=point),
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert proc.returncode == -signal.SIGKILL, (
+            f"{why}orchestra {' '.join(args)} never reached {point}: {proc.stdout}\n{proc.stderr}"
+        )
+        return proc
+
     def start_worker(self, *args: str) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "orchestra", "worker", *args],

@@ -76,17 +76,7 @@ class Trial:
         return f"[{self.label}, ORCHESTRA_CRASH_SEED={SEED}]"
 
     def crash_at(self, point: str) -> None:
-        env = dict(self.orch.env, ORCHESTRA_TEST_CRASH_AT=point)
-        proc = subprocess.run(
-            [sys.executable, "-m", "orchestra", "worker", "--until-idle", "-j", "2"],
-            cwd=self.orch.repo,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert proc.returncode == -signal.SIGKILL, f"{self.why()} never reached {point}: {proc.stderr}"
+        self.orch.crash_at(point, "worker", "--until-idle", "-j", "2", why=f"{self.why()} ", timeout=60)
 
     def kill_after(self, delay: float) -> None:
         worker = self.orch.start_worker("--until-idle", "-j", "2")

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from conftest import git, plant_half_made_worktree
@@ -49,16 +48,7 @@ def test_finds_every_kind_of_problem_and_fixes_only_what_loses_nothing(orch, tmp
     assert orch.work().returncode == 0
     # A run that ended while no scheduler watched: the scheduler died before recording it.
     unwatched = orch.submit("finished unobserved\n@fake write d.txt d")
-    env = dict(orch.env, ORCHESTRA_TEST_CRASH_AT="before_finalize")
-    crashed = subprocess.run(
-        [sys.executable, "-m", "orchestra", "worker", "--until-idle"],
-        cwd=orch.repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert crashed.returncode == -9
+    orch.crash_at("before_finalize", "worker", "--until-idle", timeout=60)
     # A running task whose agent is dead, with no scheduler.
     dead = orch.submit("agent died")
     from orchestra.app import Orchestra

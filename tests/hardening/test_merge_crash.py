@@ -5,9 +5,6 @@ and of a workflow). After a restart the target holds exactly one merge and the w
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 
 import pytest
 from hardening_helpers import git, run_json
@@ -31,16 +28,7 @@ def _setup(orch, strategy: str, extra: str = "") -> None:
 
 
 def _killed_at(orch, point: str, *args: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "orchestra", *args],
-        cwd=orch.repo,
-        env=dict(orch.env, ORCHESTRA_TEST_CRASH_AT=point),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == -signal.SIGKILL, f"never reached {point}: {proc.stdout}\n{proc.stderr}"
+    orch.crash_at(point, *args)
 
 
 def _assert_landed_once(orch, strategy: str, before: str, source_sha: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -327,16 +326,7 @@ def test_a_tool_shell_that_outlived_its_agent_is_not_adopted_and_the_task_resume
         "--role",
         "implementer",
     )
-    env = dict(orch.env, ORCHESTRA_TEST_CRASH_AT="after_spawn")
-    crashed = subprocess.run(
-        [sys.executable, "-m", "orchestra", "worker", "--until-idle"],
-        cwd=orch.repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert crashed.returncode == -signal.SIGKILL
+    orch.crash_at("after_spawn", "worker", "--until-idle", timeout=60)
     assert orch.show(tid)["pid"] is None  # killed before it recorded its agent
     marker = f"ORCHESTRA_TASK_ID={tid}"
     orch.wait_for(
@@ -369,16 +359,7 @@ def test_an_adopted_run_that_ends_without_a_result_is_resumed(orch, tmp_path: Pa
         "--role",
         "implementer",
     )
-    env = dict(orch.env, ORCHESTRA_TEST_CRASH_AT="after_started")
-    crashed = subprocess.run(
-        [sys.executable, "-m", "orchestra", "worker", "--until-idle"],
-        cwd=orch.repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert crashed.returncode == -signal.SIGKILL
+    orch.crash_at("after_started", "worker", "--until-idle", timeout=60)
     assert orch.show(tid)["pid"]  # the agent lives on
     worker = orch.start_worker("--until-idle")
     events = orch.repo / ".orchestra" / "events" / f"{tid}.jsonl"

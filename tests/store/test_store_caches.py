@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -27,18 +26,7 @@ pytestmark = pytest.mark.crash
 
 
 def _crash(orch, point: str, *args: str, input: str | None = None) -> None:
-    env = dict(orch.env, ORCHESTRA_TEST_CRASH_AT=point)
-    proc = subprocess.run(
-        [sys.executable, "-m", "orchestra", *args],
-        cwd=orch.repo,
-        env=env,
-        input=input,
-        stdin=None if input is not None else subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == -signal.SIGKILL, f"{args} never reached {point}: {proc.stdout}{proc.stderr}"
+    orch.crash_at(point, *args, input=input, timeout=60)
 
 
 def _status(orch) -> dict:

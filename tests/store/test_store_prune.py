@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -111,16 +108,7 @@ def test_a_crash_while_pruning_loses_nothing(orch):
     ids = populate(orch.repo, 20, t0=NOON_UTC, spacing=DAY)
     for tid in ids:
         (orch.repo / ".orchestra" / "events" / f"{tid}.jsonl").write_text('{"event":"submitted"}\n')
-    env = dict(orch.env, ORCHESTRA_TEST_CRASH_AT="between_remove_and_index")
-    proc = subprocess.run(
-        [sys.executable, "-m", "orchestra", "prune", "--keep", "5"],
-        cwd=orch.repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    orch.crash_at("between_remove_and_index", "prune", "--keep", "5", timeout=60)
     (archive,) = (orch.repo / ".orchestra" / "archive").glob("*.jsonl.gz")
     assert [r["id"] for r in list(read_archive(archive))[1:]] == ids[:15]  # written before anything was removed
     assert _files(orch) == set(ids[15:])
