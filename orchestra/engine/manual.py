@@ -11,12 +11,13 @@ in the task's record.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestra.agent import claude
+from orchestra.agent import claude, sandbox
 from orchestra.core.errors import InvalidInput, OrchestraError
 from orchestra.core.task import State, Task, now
 from orchestra.engine import tasks as task_cases
@@ -100,7 +101,17 @@ def begin_attach(ctx: Context, ref: str, *, stop: bool = False) -> Attach:
         if not task.session_id:
             raise InvalidInput(f"task {task.id}'s agent stopped before Claude Code started a session")
     head = refs.branch_head(ctx.root, task.branch)
-    return Attach(task, [binary, "--resume", str(task.session_id)], path, head, now(), stopped)
+    return Attach(task, attach_argv(ctx, binary, str(task.session_id)), path, head, now(), stopped)
+
+
+def attach_argv(ctx: Context, binary: str, session_id: str) -> list[str]:
+    """The interactive session gets the box the agent had: the checkout is the agent's, and a
+    `.claude/settings.json` it planted there (hooks) must not run as the person, nor outside the sandbox."""
+    argv = [binary, "--resume", session_id, *sandbox.CLI_FLAGS]
+    if ctx.config.sandbox == sandbox.REQUIRED:
+        box = sandbox.settings(list(ctx.config.sandbox_allow_write), list(ctx.config.sandbox_allow_domains))
+        argv += ["--settings", json.dumps({"sandbox": box})]
+    return argv
 
 
 def _stop_and_settle(ctx: Context, task: Task) -> Task:

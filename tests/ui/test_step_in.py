@@ -72,7 +72,13 @@ def test_attach_resumes_the_session_then_commits_and_notes_it(orch, tmp_path: Pa
     )
     orch.env["ORCHESTRA_CLAUDE"] = str(stand_in)
     proc = orch.run("attach", task["id"], check=True)
-    assert record.read_text() == f"{task['worktree']}|--resume|{task['session_id']}|"
+    cwd, *argv, _ = record.read_text().split("|")
+    assert cwd == task["worktree"] and argv[:4] == ["--resume", task["session_id"], "--setting-sources", "user"]
+    # The person's session keeps the agent's box: settings planted in the checkout are not loaded, and
+    # its commands run in the sandbox.
+    assert argv[4] == "--settings" and len(argv) == 6
+    box = json.loads(argv[5])["sandbox"]
+    assert box["enabled"] is True and box["failIfUnavailable"] is True and box["allowUnsandboxedCommands"] is False
     head = git(orch.repo, "rev-parse", task["branch"])
     assert proc.stdout == f"{task['id']}: committed your changes as {head[:10]} on {task['branch']}\n"
     assert git(orch.repo, "show", f"{task['branch']}:manual.txt") == "by hand"
@@ -110,7 +116,8 @@ def test_attach_refuses_a_running_task_unless_told_to_stop_it(orch, tmp_path: Pa
     assert proc.stderr.startswith(f"{tid}: stopped its agent (work kept)\n")
     task = orch.show(tid)
     assert task["state"] == "cancelled" and task["manual_sessions"][0]["stopped_agent"] is True
-    assert git(orch.repo, "show", f"{task['branch']}:attached.txt") == f"--resume {task['session_id']}"
+    attached = git(orch.repo, "show", f"{task['branch']}:attached.txt")
+    assert attached.startswith(f"--resume {task['session_id']} --setting-sources user --settings ")
     assert git(orch.repo, "show", f"{task['branch']}:started.txt") == "yes"
 
 
