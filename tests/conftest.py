@@ -45,6 +45,31 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return min(2 * (os.cpu_count() or 1), 8)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-xdist's own, which marks the grouped tests
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest first: the Ray cluster's group, then the other slow tests, then the rest.
+
+    With xdist the wall time is that of the busiest worker, and the cluster group runs on
+    one worker for minutes: started last, everyone else would wait for it. That group must
+    stay on one worker (one cluster), so a pytest that spreads it is refused: pytest-xdist
+    marks a grouped test by appending `@group` to its node id, which pytest 9.2 ignores.
+    """
+    if getattr(config.option, "loadgroup", False):
+        for item in items:
+            if item.get_closest_marker("xdist_group") is not None and "@" not in item.nodeid:
+                raise pytest.UsageError(
+                    "pytest-xdist cannot group tests with this pytest (see the pin in pyproject.toml)"
+                )
+
+    def weight(item: pytest.Item) -> int:
+        group = item.get_closest_marker("xdist_group")
+        if group is not None and group.args and group.args[0] == "ray-cluster":
+            return 0
+        return 1 if item.get_closest_marker("slow") is not None else 2
+
+    items.sort(key=weight)
+
+
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
