@@ -40,7 +40,10 @@ from common import (
 
 STATUS_TARGET_MS = 150.0
 # Imports that would make every command slow; they must stay out of `status`.
-HEAVY = ("git", "rich", "mcp", "pydantic", "anyio", "httpx", "filelock", "orchestra.agent.transcript")
+HEAVY = (
+    *("git", "rich", "mcp", "pydantic", "anyio", "httpx", "filelock", "orchestra.agent.transcript"),
+    *("orchestra.engine.workflows", "orchestra.executors.local", "tomllib", "hashlib", "socket"),
+)
 
 
 def populate(repo: Path, n: int) -> None:

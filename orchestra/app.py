@@ -22,13 +22,12 @@ from orchestra.core.task import Task
 from orchestra.core.templates import Template, load_templates
 from orchestra.core.values import did_you_mean
 from orchestra.core.workflow import Workflow
-from orchestra.engine import approvals, changes, settings, workflows
+from orchestra.engine import approvals, changes, settings
 from orchestra.engine import status as status_cases
 from orchestra.engine import tasks as task_cases
 from orchestra.engine.changes import Change
 from orchestra.engine.context import Context
 from orchestra.engine.status import StatusReport
-from orchestra.git.merging import MergeResult
 from orchestra.store.fingerprints import install_for_reading
 from orchestra.store.paths import Paths
 from orchestra.store.tasks import Store
@@ -40,6 +39,7 @@ if TYPE_CHECKING:
     from orchestra.engine.prune import PruneReport
     from orchestra.engine.push import PushResult
     from orchestra.engine.scheduler import Scheduler
+    from orchestra.git.merging import MergeResult
 
 
 class Orchestra:
@@ -332,17 +332,25 @@ class Orchestra:
         approve_merge: bool = False,
         start: bool | None = None,
     ) -> Workflow:
+        from orchestra.engine import workflows  # with merge, push and forge: ~10 ms that status and list skip
+
         wf = workflows.start(self.ctx, template, request, base=base, into=into, approve_merge=approve_merge)
         self.autostart(start)
         return wf
 
     def workflows(self) -> builtins.list[Workflow]:
+        from orchestra.engine import workflows  # with merge, push and forge: ~10 ms that status and list skip
+
         return workflows.listing(self.ctx)
 
     def workflow(self, ref: str) -> Workflow:
+        from orchestra.engine import workflows  # with merge, push and forge: ~10 ms that status and list skip
+
         return workflows.get(self.ctx, ref)
 
     def workflow_tasks(self, wf: Workflow) -> dict[str, Task]:
+        from orchestra.engine import workflows  # with merge, push and forge: ~10 ms that status and list skip
+
         return workflows.tasks_of(self.ctx, wf)
 
     def wait_workflow(self, ref: str, timeout: float | None = None, poll: float = 0.3) -> tuple[Workflow, bool]:
@@ -350,6 +358,8 @@ class Orchestra:
 
         Returns the workflow and whether a task of it is awaiting input.
         """
+        from orchestra.engine import workflows  # with merge, push and forge: ~10 ms that status and list skip
+
         deadline = time.monotonic() + timeout if timeout else None
         wf_id = workflows.resolve(self.ctx, ref)
         while True:
@@ -361,6 +371,8 @@ class Orchestra:
             time.sleep(poll)
 
     def cancel_workflow(self, ref: str) -> Workflow:
+        from orchestra.engine import workflows  # with merge, push and forge: ~10 ms that status and list skip
+
         return workflows.cancel(self.ctx, ref)
 
     def merge(

@@ -24,12 +24,12 @@ import json
 import os
 import re
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestra.agent import sandbox
+from orchestra.core import tomlfile
 from orchestra.core.config import Config
 from orchestra.core.errors import ConfigError, OrchestraError
 from orchestra.core.roles import SANDBOX_ONLY_ALLOW, Role
@@ -64,10 +64,7 @@ def load_table(config: Config) -> dict[str, Any]:
     path = config.source
     if path is None:
         return {}
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    data = tomlfile.read(Path(path))
     table = data.get("permissions", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: 'permissions' must be a table")

@@ -14,7 +14,6 @@ and the `.git` deny rules make their refusals final instead of questions to a pe
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import stat
@@ -88,6 +87,8 @@ def problem(mode: str, path: str | None = None) -> str | None:
 
 def tmpdir(root: Path, task_id: str) -> Path:
     """A short private temp directory per task (Claude Code ignores long ones: socket paths)."""
+    import hashlib  # loads OpenSSL, ~3 ms: status never makes a task's temp directory
+
     digest = hashlib.sha256(str(root).encode()).hexdigest()[:6]
     return Path("/tmp") / f"orch-{digest}-{task_id}"
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestra.core import tomlfile
 from orchestra.core import values as v
 from orchestra.core.errors import ConfigError, InvalidInput
 from orchestra.core.values import did_you_mean, parse_duration
@@ -234,9 +234,10 @@ def load_config(path: Path) -> Config:
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    data = tomlfile.loads(text, path)
     values: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, dict) and key not in SETTINGS:
@@ -275,8 +276,7 @@ def with_setting(text: str, key: str, value: object, where: object = "config.tom
     else:
         lines.insert(first_table, new_line)
     out = "\n".join(lines) + "\n"
-    try:
-        tomllib.loads(out)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: refusing to write invalid TOML: {exc}") from None
+    problem = tomlfile.parse(out)[1]
+    if problem is not None:
+        raise ConfigError(f"{where}: refusing to write invalid TOML: {problem}")
     return out

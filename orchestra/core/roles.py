@@ -8,11 +8,11 @@ reviewer is given no tool that can write.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from orchestra.core import tomlfile
 from orchestra.core.errors import ConfigError, InvalidInput
 from orchestra.core.task import AGENTLESS_PRODUCTS, Task
 from orchestra.core.values import PERMISSION_MODES, did_you_mean, parse_duration, parse_usd
@@ -351,12 +351,7 @@ def _user_role_tables(state: Path) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    return tomlfile.read(path)
 
 
 def _role_from_table(where: str, name: str, table: dict[str, Any], known: dict[str, Role]) -> Role:

@@ -7,8 +7,8 @@ caller can put a task somewhere the state machine does not allow.
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 import time
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
@@ -86,8 +86,17 @@ ID_LENGTH = 6
 _ID_RE = re.compile(r"^[a-z0-9]{2,32}$")
 
 
+def random_text(alphabet: str, length: int) -> str:
+    """Uniform characters from the OS's random source (what `secrets.choice` uses, without its imports)."""
+    limit = 256 - 256 % len(alphabet)  # bytes at or above this would favour the first letters
+    out: list[str] = []
+    while len(out) < length:
+        out.extend(alphabet[b % len(alphabet)] for b in os.urandom(2 * length) if b < limit)
+    return "".join(out[:length])
+
+
 def new_task_id() -> str:
-    return secrets.choice(_ID_ALPHABET[:23]) + "".join(secrets.choice(_ID_ALPHABET) for _ in range(ID_LENGTH - 1))
+    return random_text(_ID_ALPHABET[:23], 1) + random_text(_ID_ALPHABET, ID_LENGTH - 1)
 
 
 def validate_id(text: str) -> str:

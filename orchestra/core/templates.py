@@ -6,12 +6,12 @@ with its file and step, so a bad template never starts a workflow half way.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestra.core import tomlfile
 from orchestra.core.errors import ConfigError, InvalidInput
 from orchestra.core.graph import any_cycle, topo_order
 from orchestra.core.roles import Role, load_roles
@@ -238,12 +238,7 @@ def validate_name(name: str, what: str = "template name") -> str:
 
 
 def _read_template_file(path: Path, roles: dict[str, Role], source: str) -> Template:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    data = tomlfile.read(path)
     if "name" in data and data["name"] != path.stem:
         raise ConfigError(f"{path}: field 'name': {data['name']!r} does not match the file name {path.stem!r}")
     tpl = parse_template(path.stem, data, str(path), roles)

@@ -7,7 +7,6 @@ front end refuses bad input with the same words.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 import shlex
@@ -270,5 +269,7 @@ def priority(value: object) -> int:
 
 def did_you_mean(word: str, known: Iterable[str]) -> str:
     """` (did you mean 'x'?)` when a known word is close enough to be the one meant, else nothing."""
+    import difflib  # only a refused word pays for it
+
     close = difflib.get_close_matches(str(word), list(known), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""

@@ -69,7 +69,7 @@ def _cleanup(ctx: Context, *, dry_run: bool, force: bool) -> CleanupReport:
             busy.add(t.id)
             if t.on:
                 busy.add(t.on)
-    for wf_id in records.ids(ctx.store):
+    for wf_id in records.unfinished_ids(ctx.store):
         try:
             wf = records.load(ctx.store, wf_id)
         except OrchestraError:

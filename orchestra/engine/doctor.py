@@ -28,6 +28,7 @@ from orchestra.engine.tempfiles import stale_temp_files
 from orchestra.executors import quick_problems
 from orchestra.git import refs, workspace, worktrees
 from orchestra.store import history
+from orchestra.store import workflows as records
 from orchestra.store.locks import exclusive
 from orchestra.store.paths import Paths
 from orchestra.store.scheduler import scheduler_pid
@@ -100,6 +101,7 @@ def run(ctx: Context, fix: bool = False) -> DoctorReport:
     if _check_executor(ctx, report):
         return report  # with the cluster unreachable, nothing can tell running agents from dead ones
     tasks = _check_index(paths, store, report, fix)
+    _check_unfinished_workflows(store, report, fix)
     _check_running(ctx, tasks, report, fix and sched is None)
     # Not while a cleanup removes worktrees and branches: one half removed is no problem to report.
     with exclusive(paths.cleanup_lock, CLEANUP_LOCK_TIMEOUT, "a cleanup is still running; run doctor when it ends"):
@@ -244,6 +246,34 @@ def _check_index(paths: Paths, store: Store, report: DoctorReport, fix: bool) ->
             Finding("corrupt_task_file", path, reason, False, note="kept as it is: repair or move it by hand")
         )
     return tasks
+
+
+def _check_unfinished_workflows(store: Store, report: DoctorReport, fix: bool) -> None:
+    """The unfinished-workflows cache must name every workflow whose record is not finished."""
+    live_dir = store.paths.workflows / records.LIVE_DIR
+    if not live_dir.is_dir():
+        return  # the first reader builds it
+    with store.locked():
+        marked = {p.name for p in live_dir.iterdir()}
+        missing = []
+        for wf_id in records.ids(store):
+            try:
+                if not records.load(store, wf_id).final and wf_id not in marked:
+                    missing.append(wf_id)
+            except OrchestraError:
+                continue  # corrupt records are reported where they are read
+        if not missing:
+            return
+        finding = Finding(
+            "unfinished_workflows_cache",
+            str(live_dir),
+            f"does not name unfinished workflow(s) {', '.join(missing)}: status and a starting scheduler miss them",
+            True,
+        )
+        if fix:
+            records.rebuild_unfinished(store)
+            finding.fixed, finding.note = True, "rebuilt from the workflow records"
+        report.findings.append(finding)
 
 
 def _compare_caches(

@@ -134,7 +134,7 @@ def status(ctx: Context, recent: int = 5) -> StatusReport:
 def _merges_waiting(ctx: Context) -> list[dict[str, Any]]:
     """Workflows stopped before their merge for a person's approval, each with what it would merge."""
     rows = []
-    for wf_id in records.ids(ctx.store):
+    for wf_id in records.unfinished_ids(ctx.store):
         try:
             wf = records.load(ctx.store, wf_id)
         except OrchestraError:

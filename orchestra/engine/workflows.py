@@ -183,7 +183,7 @@ def task_finished(ctx: Context, task: Task) -> None:
 
 def advance_all(ctx: Context) -> None:
     """After a restart: catch up on workflows whose tasks ended while no hook ran."""
-    for wf_id in records.ids(ctx.store):
+    for wf_id in records.unfinished_ids(ctx.store):
         try:
             wf = records.load(ctx.store, wf_id)
             if not wf.final:

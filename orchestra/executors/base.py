@@ -13,7 +13,6 @@ after a scheduler restart, and brings the branch home when the run ends.
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -92,6 +91,8 @@ def reachable(address: str, timeout: float = 1.0) -> str | None:
         host, port = parse_address(address)
     except ValueError:
         return f"bad ray_address {address!r}"
+    import socket  # ~3 ms: only executor = ray reaches a cluster
+
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return None

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ BY_RULE = "rule"  # decided by a rule a person allowed for the rest of the task
 
 
 def new_request_id() -> str:
-    return "r" + secrets.token_hex(6)
+    return "r" + os.urandom(6).hex()
 
 
 def _request_file(directory: Path, rid: str) -> Path:
@@ -83,7 +82,7 @@ def answer(
     }
     target = _answer_file(directory, rid)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = directory / f".{rid}.answer.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp = directory / f".{rid}.answer.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     write_atomic(tmp, json.dumps(decision).encode())
     try:
         os.link(tmp, target)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-import secrets
+import os
+import shutil
+from pathlib import Path
 
 from orchestra.core.errors import InvalidInput, OrchestraError
-from orchestra.core.task import now, validate_id
+from orchestra.core.task import now, random_text, validate_id
 from orchestra.core.workflow import Workflow
 from orchestra.store.files import write_atomic
 from orchestra.store.tasks import Store
@@ -26,18 +28,85 @@ def load(store: Store, wf_id: str) -> Workflow:
 
 
 def save(store: Store, wf: Workflow) -> None:
-    """Write a workflow record; the caller holds the store lock, like every other state change."""
+    """Write a workflow record; the caller holds the store lock, like every other state change.
+
+    The unfinished set's marker is made before a record says unfinished and removed only
+    after it says finished, so a crash in between leaves a marker too many, never one too few.
+    """
     store.require_lock()
     wf.updated_at = now()
     d = store.paths.workflows
     if not d.is_dir():
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _live_dir(store).mkdir(mode=0o700, exist_ok=True)  # no records yet: the empty set is exact
+    marker = _live_dir(store) / validate_id(wf.id)
+    tracked = marker.parent.is_dir()
+    if tracked and not wf.final:
+        marker.touch(mode=0o600)
     write_atomic(store.paths.workflow_file(wf.id), json.dumps(wf.to_dict(), indent=1, sort_keys=True).encode())
+    if tracked and wf.final:
+        marker.unlink(missing_ok=True)
 
 
 def remove(store: Store, wf_id: str) -> None:
     store.require_lock()
     store.paths.workflow_file(validate_id(wf_id)).unlink(missing_ok=True)
+    (_live_dir(store) / wf_id).unlink(missing_ok=True)
+
+
+def _live_dir(store: Store) -> Path:
+    return store.paths.workflows / LIVE_DIR
+
+
+LIVE_DIR = "unfinished"
+
+
+def unfinished_ids(store: Store) -> list[str]:
+    """Workflows that may not have finished: what status and a starting scheduler look at.
+
+    A cache of one empty file per workflow (so its cost follows the unfinished work, not
+    every workflow ever run); it may name a finished one, never miss an unfinished one.
+    When it is missing (a person deleted it, or an older orchestra wrote the records) it
+    is rebuilt from the records under the store lock.
+    """
+    d = _live_dir(store)
+    if not d.is_dir():
+        if not store.paths.workflows.is_dir():
+            return []
+        rebuild_unfinished(store, force=False)
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if _is_id(n))
+
+
+def rebuild_unfinished(store: Store, *, force: bool = True) -> None:
+    """Make the unfinished set again from every record (doctor --fix, or a first read)."""
+    with store.locked():
+        d = _live_dir(store)
+        if d.is_dir() and not force:
+            return  # another reader rebuilt it while this one waited for the lock
+        tmp = store.paths.workflows / f".{LIVE_DIR}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(mode=0o700)
+        for wf_id in ids(store):
+            try:
+                keep = not load(store, wf_id).final
+            except OrchestraError:
+                keep = True  # a corrupt record is for its readers to name, not for this cache to hide
+            if keep:
+                (tmp / wf_id).touch(mode=0o600)
+        shutil.rmtree(d, ignore_errors=True)
+        os.rename(tmp, d)
+
+
+def _is_id(name: str) -> bool:
+    try:
+        validate_id(name)
+    except InvalidInput:
+        return False
+    return True
 
 
 def ids(store: Store) -> list[str]:
@@ -62,7 +131,7 @@ def resolve(store: Store, text: str) -> str | None:
 def new_id(store: Store) -> str:
     taken = set(ids(store))
     for _ in range(100):
-        wf_id = "w" + "".join(secrets.choice(_ALPHABET) for _ in range(5))
+        wf_id = "w" + random_text(_ALPHABET, 5)
         if wf_id not in taken and not store.paths.task_file(wf_id).exists():  # ids are one namespace
             return wf_id
     raise OrchestraError("could not find an unused workflow id")

@@ -66,6 +66,11 @@ FILES = [
     (".orchestra/requests/ID/", "Permission requests of a task waiting for a person; see orchestra-respond(1)."),
     (".orchestra/workflows/ID.json", "One file per workflow; see orchestra-workflow(1)."),
     (
+        ".orchestra/workflows/unfinished/",
+        "A cache: one empty file per workflow that has not finished, so status reads only those records. "
+        "Rebuilt from the records when missing; doctor checks it; safe to delete.",
+    ),
+    (
         ".orchestra/index.json, .orchestra/history.jsonl",
         "Caches: the unfinished tasks and running totals, and one line per task that ended. "
         "Rebuilt from the task files when missing or in doubt; safe to delete.",

@@ -66,3 +66,39 @@ def test_without_approval_the_workflow_merges_on_its_own(orch):
     assert orch.work().returncode == 0
     assert _wf(orch, wf_id)["state"] == "succeeded"
     assert git(orch.repo, "rev-parse", "main") != main_before
+
+
+def test_the_unfinished_workflows_cache_is_rebuilt_and_checked_by_doctor(orch):
+    """status reads only unfinished workflows' records, through a cache a person may delete.
+
+    Deleted, it is rebuilt at the next read; missing an entry (damaged by hand), doctor names
+    it and --fix rebuilds it, so a workflow waiting for its merge never drops out of status.
+    """
+    wf_id = orch.run("workflow", "start", "--no-start", "--approve-merge", "feature", REQUEST, check=True).stdout
+    wf_id = wf_id.strip()
+    assert orch.work().returncode == 0
+    cache = orch.repo / ".orchestra" / "workflows" / "unfinished"
+    assert sorted(p.name for p in cache.iterdir()) == [wf_id]
+
+    def waiting() -> list[str]:
+        return [w["id"] for w in json.loads(orch.run("status", "--json", check=True).stdout)["awaiting_merge"]]
+
+    for p in cache.iterdir():
+        p.unlink()
+    cache.rmdir()
+    assert waiting() == [wf_id]
+    assert sorted(p.name for p in cache.iterdir()) == [wf_id]
+
+    (cache / wf_id).unlink()
+    assert waiting() == []  # what a damaged cache costs, until doctor
+    report = json.loads(orch.run("doctor", "--json").stdout)
+    assert [(f["kind"], f["fixed"]) for f in report["findings"]] == [("unfinished_workflows_cache", False)]
+    assert wf_id in report["findings"][0]["detail"]
+    orch.run("doctor", "--fix", check=True)
+    assert waiting() == [wf_id]
+
+    orch.run("merge", wf_id, "--no-start", check=True)
+    assert orch.work().returncode == 0
+    assert _wf(orch, wf_id)["state"] == "succeeded"
+    assert list(cache.iterdir()) == []  # a finished workflow leaves the cache
+    assert json.loads(orch.run("doctor", "--json").stdout)["findings"] == []
