@@ -232,9 +232,12 @@ def batch_file(tmp: Path, n: int = 100) -> Path:
 
 
 def measure_size(
-    repo: Path, env: dict[str, str], tmp: Path, n: int, runs: int, json_runs: int
+    repo: Path, env: dict[str, str], tmp: Path, n: int, runs: int, json_runs: int, warm: bool = True
 ) -> dict[str, dict[str, float]]:
-    """Every figure at one size; the caches are rebuilt by orchestra from the task files first."""
+    """Every figure at one size; the caches are rebuilt by orchestra from the task files first.
+
+    `warm=False` (check-only) skips the untimed first run of each command: nothing is judged then.
+    """
     state = repo / ".orchestra"
     for name in ("index.json", "history.jsonl"):
         (state / name).unlink(missing_ok=True)
@@ -259,7 +262,7 @@ def measure_size(
     }
     samples: dict[str, list[tuple[float, float]]] = {k: [] for k in commands}
     submits: list[tuple[float, float]] = []
-    for argv in commands.values():
+    for argv in commands.values() if warm else ():
         measured(argv, repo, env)  # warm
     for i in range(runs):
         for name, argv in commands.items():
@@ -279,7 +282,7 @@ def measure_size(
     out["MCP status_dashboard"] = {"rss": after, "rss_idle": before}
     batch = batch_file(tmp)
     batch_cpu = []
-    for _ in range(max(2, runs // 2)):
+    for _ in range(max(2 if warm else 1, runs // 2)):
         with open(batch) as fh:
             cpu, rss, code = measured(orchestra_argv("submit", "--no-start", "--batch", "-"), repo, env, stdin=fh)
         if code != 0:
@@ -339,7 +342,8 @@ def run(args: argparse.Namespace) -> list[Result]:
             grow(repo, have, n, base)
             gen_notes.append(f"{n}: {time.perf_counter() - t0:.0f} s to write")
             have = n
-            results[n] = measure_size(repo, env, tmp, n, runs, 1 if n >= 100_000 or args.check_only else 3)
+            json_runs = 1 if n >= 100_000 or args.check_only else 3
+            results[n] = measure_size(repo, env, tmp, n, runs, json_runs, warm=not args.check_only)
             print(f"   ... {n} done", flush=True)
     return report(results, sizes, runs, gen_notes, judged=not args.check_only)
 
