@@ -11,14 +11,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestra.core.config import Config, load_config
 from orchestra.core.roles import Role, load_roles
-from orchestra.executors import make
-from orchestra.executors.base import Executor
 from orchestra.git.repo import find_root
 from orchestra.store.paths import Paths
 from orchestra.store.tasks import Store
+
+if TYPE_CHECKING:
+    from orchestra.executors.base import Executor
 
 
 def _stderr_log(msg: str) -> None:
@@ -56,5 +58,7 @@ class Context:
     def executor(self) -> Executor:
         """Where agents of this repository run (config `executor`); made once per context."""
         if self._executor is None:
+            from orchestra.executors import make  # the executor seam: ~3 ms that status and list skip
+
             self._executor = make(self.config.executor_name, self.paths, self.config)
         return self._executor
