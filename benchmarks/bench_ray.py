@@ -9,19 +9,23 @@ Reported:
 - makespan of the Ray run against the ideal (tasks / slots x task seconds), target <= 1.15x;
 - dispatch overhead per task: from the claim to the agent running (the fake's own start
   time), and from the agent's end to the task's end (the branch fetched home), median
-  and max, all tasks and after the first task on each node;
-- the same tasks on the local executor at -j 8, in the same run, as the baseline.
+  and max, all tasks and after the first task on each node (target <= 1 s);
+- the same tasks on the local executor at -j 8, in the same run, as the baseline, with
+  its own claim -> agent running (the fake's start-up is in both);
+- the machine's load average before the run: on a small shared machine it moves every figure.
 
-Most of the dispatch time is the new Python worker process Ray starts for each task's actor
-(0.75-1 CPU-s each, measured; Ray reuses no idle or prestarted worker for an actor). A raylet
-starts at most max(1, min(cores, --num-cpus)) workers at once, so with `--num-cpus 0` a node
-starts its actors one after another; `--worker-cpus N` starts the nodes with `--num-cpus N`
-to measure the other way (on 2 shared cores it was slower: every start competes for the CPU).
+The first task on each node pays for that node's host, a Ray worker process (0.75-1 CPU-s,
+measured; more on a loaded machine): hosts are started on every node with slots when the
+scheduler places its first task, so the first wave waits for them once. Later tasks reuse
+the host: a placement group for the slot, a git pack, a clone and the agent's start.
+`--worker-cpus N` starts the nodes with `--num-cpus N` (a raylet starts at most
+max(1, min(cores, --num-cpus)) workers at once; that mattered when every task was a worker).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -52,6 +56,15 @@ TARGET = 1.15
 
 def _prompt(i: int, seconds: float) -> str:
     return f"task {i}\n@fake sleep {seconds}\n@fake write out{i}.txt {i}\\n\n@fake commit add out{i}"
+
+
+def _starts(log: Path) -> dict[str, float]:
+    """Task id -> when its (fake) agent started, from the fake's invocation log."""
+    starts = {}
+    for line in log.read_text().splitlines():
+        row = json.loads(line)
+        starts[row["env"].get("ORCHESTRA_TASK_ID")] = row["time"]
+    return starts
 
 
 def _tasks(repo: Path, env: dict[str, str]) -> list[dict[str, Any]]:
@@ -93,6 +106,7 @@ def _run(args: Any) -> list[Result]:
                 orchestra(repo, env, "config", "set", key, value)
             for i in range(n):
                 submit(repo, env, _prompt(i, seconds))
+            load = os.getloadavg()
             t0 = time.monotonic()
             proc = subprocess.run(
                 cluster.argv([sys.executable, "-m", "orchestra", "worker", "--until-idle", "-j", str(2 * slots)]),
@@ -106,10 +120,7 @@ def _run(args: Any) -> list[Result]:
             if proc.returncode != 0:
                 raise BenchError(f"ray worker exited {proc.returncode}: {proc.stderr[-2000:]}")
             expect_all_succeeded(repo, env, n)
-            starts = {}
-            for line in log.read_text().splitlines():
-                row = json.loads(line)
-                starts[row["env"].get("ORCHESTRA_TASK_ID")] = row["time"]
+            starts = _starts(log)
             tasks = _tasks(repo, env)
             tasks.sort(key=lambda t: t["started_at"])
             seen: set[str] = set()
@@ -127,6 +138,7 @@ def _run(args: Any) -> list[Result]:
             local_repo = make_repo(tmp / "local-repo")
             (tmp / "local").mkdir()
             lenv = bench_env(tmp / "local", FAKE_CLAUDE)
+            lenv["FAKE_CLAUDE_LOG"] = str(tmp / "fake-local.jsonl")
             orchestra(local_repo, lenv, "config", "set", "autostart", "false")
             for i in range(n):
                 submit(local_repo, lenv, _prompt(i, seconds))
@@ -134,6 +146,8 @@ def _run(args: Any) -> list[Result]:
             orchestra(local_repo, lenv, "worker", "--until-idle", "-j", str(2 * slots), timeout=60 + 10 * n * seconds)
             local_makespan = time.monotonic() - t0
             expect_all_succeeded(local_repo, lenv, n)
+            local_starts = _starts(tmp / "fake-local.jsonl")
+            local_in = [local_starts[t["id"]] - t["started_at"] for t in _tasks(local_repo, lenv)]
         finally:
             cluster.down()
         results.append(
@@ -147,11 +161,13 @@ def _run(args: Any) -> list[Result]:
                 details=[
                     f"makespan {ray_makespan:.1f}s (ray) vs {local_makespan:.1f}s (local -j {2 * slots})",
                     f"claim -> agent running: median {statistics.median(dispatch_in):.2f}s, max {max(dispatch_in):.2f}s"
-                    + (f"; after each node's first task: median {statistics.median(warm_in):.2f}s" if warm_in else ""),
+                    + (f"; after each node's first task: median {statistics.median(warm_in):.2f}s" if warm_in else "")
+                    + f" (local: median {statistics.median(local_in):.2f}s)",
                     f"agent end -> branch home, task ended: median {statistics.median(dispatch_out):.2f}s, "
                     f"max {max(dispatch_out):.2f}s",
                     f"cluster start-up {cluster.startup_seconds:.1f}s (not counted); "
-                    f"worker nodes started with --num-cpus {getattr(args, 'worker_cpus', 0)}",
+                    f"worker nodes started with --num-cpus {getattr(args, 'worker_cpus', 0)}; "
+                    f"load average {load[0]:.1f} before the run on {os.cpu_count()} cores",
                 ],
             )
         )
