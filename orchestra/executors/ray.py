@@ -95,6 +95,7 @@ HOST_THREADS = 512  # a run needs up to three calls at once (wait, pull, stop): 
 NODE_LABEL = "ray.io/node-id"  # every node carries this label (Ray >= 2.49): a bundle selector on it pins a slot
 WAIT_MIN = 0.5  # the least a wait() blocks: a poll is a network round trip
 LOG_CHUNK = 4 << 20
+FREE_WAIT = 0.5  # the longest a freed slot waits to show in Ray's resource view (it takes 20-100 ms)
 
 
 def namespace_for(root: Path) -> str:
@@ -645,13 +646,24 @@ class RayExecutor:
         self._free(task_id, slot)
 
     def _free(self, task_id: str, slot: PlacementGroup | None = None) -> None:
-        """Give the task's slot back to its node."""
+        """Give the task's slot back, and wait (briefly) until Ray's view of the cluster shows the room.
+
+        Why wait: a slot asked for before that view catches up (tens of milliseconds) stays pending
+        until Ray's next placement retry, about a second later; so the next task, claimed as soon as
+        this one is finished, would start a second late. Others' slots changing meanwhile can hide
+        the room, hence the bound."""
         slot = slot or self._slot(task_id)
-        if slot is not None:
-            try:
-                remove_placement_group(slot)
-            except Exception:
-                pass
+        if slot is None:
+            return
+        try:
+            held = placement_group_table(slot).get("state") == "CREATED"
+            before = ray.available_resources().get(RESOURCE, 0.0)
+            remove_placement_group(slot)
+            deadline = time.monotonic() + FREE_WAIT
+            while held and time.monotonic() < deadline and ray.available_resources().get(RESOURCE, 0.0) <= before:
+                time.sleep(0.01)
+        except Exception:
+            pass
 
     def _cancelled(self, task_id: str) -> bool:
         try:
