@@ -11,8 +11,8 @@ repositories' task ids never meet):
   a threaded process that runs every agent the repository has on that node. Why not
   an actor per task (as before): each actor is a new Python worker process (about a
   CPU-second, and Ray reuses no idle worker for an actor), so dispatch cost seconds;
-  a host pays that once per node, and is warmed on every node when a scheduler first
-  places a task. Why not Ray Jobs: a job gives no calls into the running agent (stream
+  a host pays that once per node, is warmed on every node when a scheduler first
+  places a task, and ends after `ORCHESTRA_HOST_IDLE` seconds without a run. Why not Ray Jobs: a job gives no calls into the running agent (stream
   the transcript, relay permission answers, stop its process group), and its driver
   would need the repository on the node.
 - The task's run inside the host (`NodeAgent`), keyed by task id.
@@ -88,6 +88,8 @@ from orchestra.store.tasks import Store
 RESOURCE = "orchestra_agent"
 NODE_DIR_ENV = "ORCHESTRA_NODE_DIR"
 NODE_NAME_ENV = "ORCHESTRA_NODE_NAME"
+HOST_IDLE_ENV = "ORCHESTRA_HOST_IDLE"
+HOST_IDLE = 1800.0  # a host that has held no run this long ends (ORCHESTRA_HOST_IDLE, seconds, on the node)
 CALL_TIMEOUT = 60.0  # the longest one control call (pull, stop, start) may take
 TRANSFER_TIMEOUT = 900.0  # packs in and out, clone, setup
 UNAVAILABLE_LIMIT = 120.0  # a host unreachable this long (not known dead) counts as lost
@@ -392,6 +394,10 @@ class UnknownTask(OrchestraError):
     """The host does not hold this task's run: it was never opened there, or this host replaced a dead one."""
 
 
+class HostRetired(OrchestraError):
+    """The host is ending (idle too long): the caller starts a new one."""
+
+
 _CALLS = frozenset({"setup", "start", "status", "pull", "wait", "stop", "finish"})
 
 
@@ -400,6 +406,9 @@ class NodeHost:
 
     Calls come from several coordinator threads at once (a threaded actor): the table of runs has
     its own lock, and each run serialises its own state changes with NodeAgent.lock.
+
+    A host that has held no run for `ORCHESTRA_HOST_IDLE` seconds ends itself, so the hosts of a
+    repository no longer used, or of an older orchestra, do not keep a process on every node.
     """
 
     def __init__(self, namespace: str) -> None:
@@ -408,6 +417,27 @@ class NodeHost:
         self.closing: dict[str, threading.Thread] = {}
         self.lock = threading.Lock()
         self.started = time.time()
+        self.busy = time.monotonic()  # when it last held a run
+        self.retired = False
+        self.idle = float(os.environ.get(HOST_IDLE_ENV) or HOST_IDLE)
+        threading.Thread(target=self._watch_idle, daemon=True).start()
+
+    def _watch_idle(self) -> None:
+        me = ray.get_runtime_context().current_actor
+        while True:
+            time.sleep(min(max(self.idle / 4, 0.5), 60.0))
+            with self.lock:
+                due = not self.agents and not self.closing and time.monotonic() - self.busy >= self.idle
+            if due:
+                me.retire.remote()  # an actor may end itself only from one of its own calls
+
+    def retire(self) -> None:
+        """End this host if it still holds no run (see _watch_idle)."""
+        with self.lock:
+            if self.agents or self.closing or time.monotonic() - self.busy < self.idle:
+                return
+            self.retired = True
+        ray.actor.exit_actor()
 
     def info(self) -> dict[str, Any]:
         ctx = ray.get_runtime_context()
@@ -435,7 +465,10 @@ class NodeHost:
         if closing is not None:
             closing.join()  # its cleanup removes the directory this run is about to make
         with self.lock:
+            if self.retired:
+                raise HostRetired(f"the host on {node_name()} is ending (idle)")
             self.agents[agent.task_id] = agent
+            self.busy = time.monotonic()
         return {"info": self.info(), "have": agent.have()}
 
     def call(self, task_id: str, method: str, *args: Any) -> Any:
@@ -452,6 +485,7 @@ class NodeHost:
         """End the run's agent and forget it; its files stay (the branch may be all that is left of the work)."""
         with self.lock:
             agent = self.agents.pop(validate_id(task_id), None)
+            self.busy = time.monotonic()
         if agent is not None:
             agent.stop(grace)
 
@@ -472,6 +506,7 @@ class NodeHost:
             with self.lock:
                 if self.closing.get(agent.task_id) is threading.current_thread():
                     del self.closing[agent.task_id]
+                self.busy = time.monotonic()
 
 
 RemoteNodeHost: Any = ray.remote(NodeHost)
@@ -692,8 +727,7 @@ class RayExecutor:
         host = None
         try:
             node_id = self._placed(slot, bundle, task, pin, pin_name)
-            host = self._host(node_id)
-            opened = dict(ray.get(host.open.remote(task.id), timeout=CALL_TIMEOUT))
+            host, opened = self._open(node_id, task.id)
             info = opened["info"]
             tip = refs.branch_head(self.paths.root, task.branch) or launch.base_sha
             pack = transport.make_pack(self.paths.root, tip, opened["have"])
@@ -726,6 +760,19 @@ class RayExecutor:
         if holder is None or not holder.node_id:
             return None, ""
         return holder.node_id, holder.node or holder.node_id[:12]
+
+    def _open(self, node_id: str, task_id: str) -> tuple[Any, dict[str, Any]]:
+        """Open the run in the node's host; a host that is ending (idle) as we call it is replaced."""
+        deadline = time.monotonic() + 10
+        while True:
+            host = self._host(node_id)
+            try:
+                return host, dict(ray.get(host.open.remote(task_id), timeout=CALL_TIMEOUT))
+            except (rex.RayActorError, rex.RayTaskError) as exc:
+                retiring = isinstance(exc, rex.RayActorError) or isinstance(exc.cause, HostRetired)
+                if not retiring or time.monotonic() > deadline or not _alive(node_id):
+                    raise
+                time.sleep(0.25)  # until Ray has let go of the ended host's name
 
     def _placed(
         self, slot: PlacementGroup, bundle: dict[str, float], task: Task, pin: str | None, pin_name: str

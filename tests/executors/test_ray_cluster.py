@@ -49,6 +49,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
             "RAY_health_check_period_ms": "1000",
             "RAY_health_check_timeout_ms": "1000",
             "RAY_health_check_failure_threshold": "3",
+            # Hosts idle this long end: the module's earlier repositories do not keep one on each node.
+            "ORCHESTRA_HOST_IDLE": "15",
         },
     )
     c.coord_root = coord  # type: ignore[attr-defined]
@@ -329,7 +331,9 @@ def guard_owner(task_id: str) -> int | None:
 
 
 def test_later_tasks_on_a_node_run_in_its_host(coord: Coord) -> None:
-    """A node's host starts once: the next task there runs in the same process, paying no Ray worker start."""
+    """A node's host starts once: the next task there runs in the same process, paying no Ray worker start.
+
+    Once idle for ORCHESTRA_HOST_IDLE (15 s here) the host ends, and the next task there starts a new one."""
     first = coord.submit(write_commit("h1", "@fake sleep 4"), "--resources", '{"gpu_box": 1}')
     second = coord.submit(write_commit("h2", "@fake sleep 4"), "--resources", '{"gpu_box": 1}', "--after", first)
     coord.start_worker()
@@ -340,6 +344,11 @@ def test_later_tasks_on_a_node_run_in_its_host(coord: Coord) -> None:
     assert title.startswith(b"ray::NodeHost"), title
     assert [coord.show(t)["node"] for t in (first, second)] == ["worker1", "worker1"]
     assert coord.branch_file(coord.show(second)["branch"], "h2.txt") == "h2\n"
+    coord.wait_for(lambda: not Path(f"/proc/{owners[0]}").exists(), timeout=90, what="the idle host to end")
+    third = coord.submit(write_commit("h3", "@fake sleep 3"), "--resources", '{"gpu_box": 1}')
+    new_owner = coord.wait_for(lambda: guard_owner(third), what=f"{third}'s agent")
+    coord.wait_for(lambda: coord.show(third)["state"] == "succeeded", what="the third task to succeed")
+    assert new_owner != owners[0]
 
 
 def test_respond_resumes_the_session_on_its_node(coord: Coord) -> None:
