@@ -12,9 +12,10 @@ repositories' task ids never meet):
   an actor per task (as before): each actor is a new Python worker process (about a
   CPU-second, and Ray reuses no idle worker for an actor), so dispatch cost seconds;
   a host pays that once per node, is warmed on every node when a scheduler first
-  places a task, and ends after `ORCHESTRA_HOST_IDLE` seconds without a run. Why not Ray Jobs: a job gives no calls into the running agent (stream
-  the transcript, relay permission answers, stop its process group), and its driver
-  would need the repository on the node.
+  places a task, and ends after `ORCHESTRA_HOST_IDLE` seconds without a run. Why not
+  Ray Jobs: a job gives no calls into the running agent (stream the transcript, relay
+  permission answers, stop its process group), and its driver would need the
+  repository on the node.
 - The task's run inside the host (`NodeAgent`), keyed by task id.
 
 A scheduler that dies leaves all three; the next one finds the run again by name

@@ -351,6 +351,20 @@ def test_later_tasks_on_a_node_run_in_its_host(coord: Coord) -> None:
     assert new_owner != owners[0]
 
 
+def test_a_dead_host_costs_its_runs_one_attempt(coord: Coord) -> None:
+    """A host that dies takes its agents with it (their guard ends them); the run is lost, not adopted or judged,
+    and the task runs again in a new host."""
+    tid = coord.submit(write_commit("rehosted", "@fake sleep 6"))
+    coord.start_worker()
+    owner = coord.wait_for(lambda: guard_owner(tid), what="the agent")
+    os.kill(owner, signal.SIGKILL)
+    again = coord.wait_for(lambda: (o := guard_owner(tid)) and o != owner and o, timeout=90, what="a run in a new host")
+    done = coord.wait_for(lambda: (t := coord.show(tid))["state"] in ("succeeded", "failed") and t, timeout=90)
+    assert done["state"] == "succeeded" and done["attempts"] == 2, done
+    assert again != owner and len(coord.invocations(tid)) == 2
+    assert coord.branch_file(done["branch"], "rehosted.txt") == "rehosted\n"
+
+
 def test_respond_resumes_the_session_on_its_node(coord: Coord) -> None:
     """`respond "text"` reaches the node holding the session (the fake keeps sessions per node: elsewhere it fails)."""
     tid = coord.submit("ask me\n@fake if-new text Which colour?")
