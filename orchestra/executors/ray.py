@@ -63,6 +63,7 @@ from typing import Any
 
 import ray
 import ray.exceptions as rex
+from ray.util import list_named_actors
 from ray.util.placement_group import (
     PlacementGroup,
     get_placement_group,
@@ -629,12 +630,6 @@ class RayExecutor:
         node = str(table.get("bundles_to_node_id", {}).get(0) or "")
         return node if node.strip("f") else None  # a nil id is all f's
 
-    def _find_host(self, node_id: str) -> Any | None:
-        try:
-            return ray.get_actor(host_name(node_id), namespace=self.namespace)
-        except ValueError:
-            return None
-
     def _host(self, node_id: str) -> Any:
         """The node's host, started there if it is not running (every caller gets the same one)."""
         return RemoteNodeHost.options(
@@ -649,11 +644,35 @@ class RayExecutor:
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
         ).remote(self.namespace)
 
-    def _locate(self, task_id: str) -> Any | None:
-        """The host of the task's node, found by its slot: how a scheduler that did not start the run finds it."""
-        slot = self._slot(task_id)
+    def _hosts_on(self, node_id: str) -> list[Any]:
+        """The node's hosts, this version's first: a run started before an upgrade is in an older one."""
+        mine = host_name(node_id)
+        names = [mine] + sorted(
+            n for n in list_named_actors() if n.startswith("host-") and n.endswith(f"-{node_id}") and n != mine
+        )
+        found = []
+        for name in names:
+            try:
+                found.append(ray.get_actor(name, namespace=self.namespace))
+            except ValueError:
+                pass
+        return found
+
+    def _holder(self, task_id: str, slot: PlacementGroup | None = None) -> tuple[Any, dict[str, Any]] | None:
+        """The host holding the task's run, found by its slot (how a scheduler that did not start the run finds
+        it), with the run's status. UnknownTask from the others: a host never pretends to know a run."""
+        slot = slot or self._slot(task_id)
         node = self._slot_node(slot) if slot is not None else None
-        return self._find_host(node) if node else None
+        for host in self._hosts_on(node) if node else []:
+            try:
+                return host, dict(ray.get(host.call.remote(task_id, "status"), timeout=CALL_TIMEOUT))
+            except Exception:
+                continue
+        return None
+
+    def _locate(self, task_id: str) -> Any | None:
+        held = self._holder(task_id)
+        return held[0] if held else None
 
     def _warm(self) -> None:
         """Start a host on every node with slots, once: only the first task after a node joins pays for its host."""
@@ -670,13 +689,14 @@ class RayExecutor:
     def _discard(self, task_id: str, host: Any | None = None, slot: PlacementGroup | None = None) -> None:
         """End the task's agent (the guard would too), forget its run on the host, and free its slot."""
         slot = slot or self._slot(task_id)
-        if host is None and slot is not None:
+        hosts = [host] if host is not None else []
+        if not hosts and slot is not None:
             node = self._slot_node(slot)
-            host = self._find_host(node) if node else None
-        if host is not None:
-            grace = float(self.config.kill_grace)
+            hosts = self._hosts_on(node) if node else []
+        grace = float(self.config.kill_grace)
+        for h in hosts:
             try:
-                ray.get(host.discard.remote(task_id, grace), timeout=grace + 15)
+                ray.get(h.discard.remote(task_id, grace), timeout=grace + 15)
             except Exception:
                 pass
         self._free(task_id, slot)
@@ -977,17 +997,11 @@ class RayExecutor:
         slot = self._slot(task.id)
         if slot is None:
             return None
-        node = self._slot_node(slot)
-        host = self._find_host(node) if node else None
-        status = None
-        if host is not None:
-            try:
-                status = ray.get(host.call.remote(task.id, "status"), timeout=CALL_TIMEOUT)
-            except Exception:  # UnknownTask included: a host that replaced a dead one never pretends to know a run
-                status = None
-        if not status or not status["started"]:
-            self._discard(task.id, host, slot)  # placed or set up, never started: the run is re-queued instead
+        held = self._holder(task.id, slot)
+        if held is None or not held[1]["started"]:
+            self._discard(task.id, held[0] if held else None, slot)  # gone, or never started: re-queued instead
             return None
+        host, status = held
         local_dir = self.paths.request_dir(task.id)
         run = _Run(
             host,
