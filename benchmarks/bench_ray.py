@@ -6,26 +6,34 @@ the coordinator's directory masked on the nodes; see tests/executors/raycluster.
 the fake claude as the agent. Needs root and `pip install 'orchestra[ray]'`.
 
 Reported:
-- makespan of the Ray run against the ideal (tasks / slots x task seconds), target <= 1.15x;
+- makespan of the Ray run against the ideal (tasks / slots x task seconds), target <= 1.15x,
+  twice: on a fresh cluster (each node's host starts with the first wave), then the same
+  number of new tasks on the same repository with its hosts up;
 - dispatch overhead per task: from the claim to the agent running (the fake's own start
   time), and from the agent's end to the task's end (the branch fetched home), median
-  and max, all tasks and after the first task on each node;
-- the same tasks on the local executor at -j 8, in the same run, as the baseline.
+  and max, all tasks, after the first task on each node (target <= 1 s), and for the tasks
+  claimed once a slot came free (the second wave: no start-up rush of 8 agents on the machine);
+- the same tasks on the local executor at -j 8, in the same run, as the baseline, with
+  its own claim -> agent running (the fake's start-up is in both);
+- the machine's load average before the run: on a small shared machine it moves every figure.
 
-Most of the dispatch time is the new Python worker process Ray starts for each task's actor
-(0.75-1 CPU-s each, measured; Ray reuses no idle or prestarted worker for an actor). A raylet
-starts at most max(1, min(cores, --num-cpus)) workers at once, so with `--num-cpus 0` a node
-starts its actors one after another; `--worker-cpus N` starts the nodes with `--num-cpus N`
-to measure the other way (on 2 shared cores it was slower: every start competes for the CPU).
+The first task on each node pays for that node's host, a Ray worker process (0.75-1 CPU-s,
+measured; more on a loaded machine): hosts are started on every node with slots when the
+scheduler places its first task, so the first wave waits for them once. Later tasks reuse
+the host: a placement group for the slot, a git pack, a clone and the agent's start.
+`--worker-cpus N` starts the nodes with `--num-cpus N` (a raylet starts at most
+max(1, min(cores, --num-cpus)) workers at once; that mattered when every task was a worker).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +62,71 @@ def _prompt(i: int, seconds: float) -> str:
     return f"task {i}\n@fake sleep {seconds}\n@fake write out{i}.txt {i}\\n\n@fake commit add out{i}"
 
 
+def _starts(log: Path) -> dict[str, float]:
+    """Task id -> when its (fake) agent started, from the fake's invocation log."""
+    starts = {}
+    for line in log.read_text().splitlines():
+        row = json.loads(line)
+        starts[row["env"].get("ORCHESTRA_TASK_ID")] = row["time"]
+    return starts
+
+
 def _tasks(repo: Path, env: dict[str, str]) -> list[dict[str, Any]]:
     out = orchestra(repo, env, "list", "--json").stdout
     return [json.loads(orchestra(repo, env, "show", t["id"], "--json").stdout) for t in json.loads(out)]
+
+
+@dataclass
+class _Batch:
+    """One `worker --until-idle` over `n` new tasks: its makespan and each task's dispatch."""
+
+    makespan: float
+    load: float  # the 1-minute load average just before it
+    dispatch_in: list[float]  # claim -> agent running
+    warm_in: list[float]  # the same, after each node's first task of the batch
+    steady_in: list[float]  # the same, for tasks claimed once a slot came free (not in the first wave)
+    dispatch_out: list[float]  # agent end -> task ended, its branch home
+
+
+def _steady(tasks: list[dict[str, Any]], starts: dict[str, float], seconds: float) -> list[float]:
+    """Claim -> agent running of the tasks claimed once a slot came free (later than the first wave's claims,
+    which all come at once): no start-up rush."""
+    first = min(t["started_at"] for t in tasks)
+    return [starts[t["id"]] - t["started_at"] for t in tasks if t["started_at"] >= first + seconds / 2]
+
+
+def _ray_batch(cluster: Any, repo: Path, env: dict[str, str], log: Path, n: int, seconds: float, jobs: int) -> _Batch:
+    done = {t["id"] for t in _tasks(repo, env)}
+    for i in range(n):
+        submit(repo, env, _prompt(len(done) + i, seconds))
+    load = os.getloadavg()[0]
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        cluster.argv([sys.executable, "-m", "orchestra", "worker", "--until-idle", "-j", str(jobs)]),
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60 + 10 * n * seconds,
+    )
+    makespan = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise BenchError(f"ray worker exited {proc.returncode}: {proc.stderr[-2000:]}")
+    expect_all_succeeded(repo, env, len(done) + n)
+    starts = _starts(log)
+    tasks = sorted((t for t in _tasks(repo, env) if t["id"] not in done), key=lambda t: t["started_at"])
+    seen: set[str] = set()
+    batch = _Batch(
+        makespan, load, dispatch_in=[], warm_in=[], dispatch_out=[], steady_in=_steady(tasks, starts, seconds)
+    )
+    for t in tasks:
+        began = starts[t["id"]]
+        batch.dispatch_in.append(began - t["started_at"])
+        batch.dispatch_out.append(t["finished_at"] - (began + seconds))
+        if t["node"] in seen:
+            batch.warm_in.append(began - t["started_at"])
+        seen.add(t["node"])
+    return batch
 
 
 def _run(args: Any) -> list[Result]:
@@ -66,7 +136,6 @@ def _run(args: Any) -> list[Result]:
     why = unavailable()
     if why:
         raise BenchError(f"cannot start a Ray cluster here: {why}")
-    results = []
     with workdir(args.keep, prefix="orchestra-bench-ray-") as tmp:
         coord = tmp / "coord"
         coord.mkdir()
@@ -84,49 +153,21 @@ def _run(args: Any) -> list[Result]:
             worker_cpus=getattr(args, "worker_cpus", 0),
         )
         try:
-            # Ray arm
+            # Ray arm: a fresh cluster (each node's host starts with the first wave), then the same
+            # repository again, its hosts up (as on a cluster that has run tasks before).
             repo = make_repo(coord / "repo")
             (tmp / "ray").mkdir()
             env = bench_env(tmp / "ray", FAKE_CLAUDE)
             env.update({"FAKE_CLAUDE_LOG": str(log), "RAY_AUTH_MODE": "disabled"})
             for key, value in (("executor", "ray"), ("ray_address", cluster.address), ("autostart", "false")):
                 orchestra(repo, env, "config", "set", key, value)
-            for i in range(n):
-                submit(repo, env, _prompt(i, seconds))
-            t0 = time.monotonic()
-            proc = subprocess.run(
-                cluster.argv([sys.executable, "-m", "orchestra", "worker", "--until-idle", "-j", str(2 * slots)]),
-                cwd=repo,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=60 + 10 * n * seconds,
-            )
-            ray_makespan = time.monotonic() - t0
-            if proc.returncode != 0:
-                raise BenchError(f"ray worker exited {proc.returncode}: {proc.stderr[-2000:]}")
-            expect_all_succeeded(repo, env, n)
-            starts = {}
-            for line in log.read_text().splitlines():
-                row = json.loads(line)
-                starts[row["env"].get("ORCHESTRA_TASK_ID")] = row["time"]
-            tasks = _tasks(repo, env)
-            tasks.sort(key=lambda t: t["started_at"])
-            seen: set[str] = set()
-            dispatch_in, dispatch_out, warm_in = [], [], []
-            for t in tasks:
-                began = starts[t["id"]]
-                dispatch_in.append(began - t["started_at"])
-                dispatch_out.append(t["finished_at"] - (began + seconds))
-                if t["node"] in seen:
-                    warm_in.append(began - t["started_at"])
-                seen.add(t["node"])
-            ideal = n / (2 * slots) * seconds
-            ratio = ray_makespan / ideal
+            cold = _ray_batch(cluster, repo, env, log, n, seconds, 2 * slots)
+            warm = _ray_batch(cluster, repo, env, log, n, seconds, 2 * slots)
             # Local arm, same tasks, same machine.
             local_repo = make_repo(tmp / "local-repo")
             (tmp / "local").mkdir()
             lenv = bench_env(tmp / "local", FAKE_CLAUDE)
+            lenv["FAKE_CLAUDE_LOG"] = str(tmp / "fake-local.jsonl")
             orchestra(local_repo, lenv, "config", "set", "autostart", "false")
             for i in range(n):
                 submit(local_repo, lenv, _prompt(i, seconds))
@@ -134,22 +175,40 @@ def _run(args: Any) -> list[Result]:
             orchestra(local_repo, lenv, "worker", "--until-idle", "-j", str(2 * slots), timeout=60 + 10 * n * seconds)
             local_makespan = time.monotonic() - t0
             expect_all_succeeded(local_repo, lenv, n)
+            local_starts = _starts(tmp / "fake-local.jsonl")
+            local_tasks = _tasks(local_repo, lenv)
+            local_in = [local_starts[t["id"]] - t["started_at"] for t in local_tasks]
+            local_steady = _steady(local_tasks, local_starts, seconds)
         finally:
             cluster.down()
+    ideal = n / (2 * slots) * seconds
+    results = []
+    for label, batch in (("fresh cluster", cold), ("hosts up", warm)):
+        ratio = batch.makespan / ideal
         results.append(
             Result(
-                f"ray: {n} tasks of {seconds:g} s on 2 nodes x {slots} slots",
+                f"ray ({label}): {n} tasks of {seconds:g} s on 2 nodes x {slots} slots",
                 f"{ratio:.2f}x the ideal {ideal:g}s",
                 value=round(ratio, 3),
                 target=TARGET,
                 unit="x",
                 judged=not args.check_only,
                 details=[
-                    f"makespan {ray_makespan:.1f}s (ray) vs {local_makespan:.1f}s (local -j {2 * slots})",
-                    f"claim -> agent running: median {statistics.median(dispatch_in):.2f}s, max {max(dispatch_in):.2f}s"
-                    + (f"; after each node's first task: median {statistics.median(warm_in):.2f}s" if warm_in else ""),
-                    f"agent end -> branch home, task ended: median {statistics.median(dispatch_out):.2f}s, "
-                    f"max {max(dispatch_out):.2f}s",
+                    f"makespan {batch.makespan:.1f}s (ray) vs {local_makespan:.1f}s (local -j {2 * slots})",
+                    f"claim -> agent running: median {statistics.median(batch.dispatch_in):.2f}s, "
+                    f"max {max(batch.dispatch_in):.2f}s"
+                    + (
+                        f"; after each node's first task: median {statistics.median(batch.warm_in):.2f}s"
+                        if batch.warm_in
+                        else ""
+                    )
+                    + f" (local: median {statistics.median(local_in):.2f}s)",
+                    "claimed once a slot came free (no start-up rush): "
+                    + (f"median {statistics.median(batch.steady_in):.2f}s" if batch.steady_in else "none")
+                    + (f" (local: median {statistics.median(local_steady):.2f}s)" if local_steady else ""),
+                    f"agent end -> branch home, task ended: median {statistics.median(batch.dispatch_out):.2f}s, "
+                    f"max {max(batch.dispatch_out):.2f}s",
+                    f"load average {batch.load:.1f} before the run on {os.cpu_count()} cores; "
                     f"cluster start-up {cluster.startup_seconds:.1f}s (not counted); "
                     f"worker nodes started with --num-cpus {getattr(args, 'worker_cpus', 0)}",
                 ],

@@ -10,6 +10,9 @@ starts ARGV in its own session, writes RUN_DIR/pids.json once it runs, and when 
 ends writes RUN_DIR/rc. If the owner dies first it ends ARGV's whole process group:
 SIGTERM, then SIGKILL after ORCHESTRA_GUARD_GRACE seconds. stdout and stderr are
 inherited: the caller points them at the transcript and stderr files.
+
+It imports only the standard library, so it can start as `python -S -I guard.py …`
+(no site-packages, no environment): a quarter of a second less of every dispatch.
 """
 
 from __future__ import annotations

@@ -1,23 +1,41 @@
-"""The Ray executor: each agent in a detached named actor on a node of a Ray cluster.
+"""The Ray executor: each agent on a node of a Ray cluster, in that node's long-lived host.
 
-Why detached *named actors* (not Ray Jobs): an actor is a process we can call while
-it runs (stream the transcript, relay permission answers, stop the process group),
-it lives on when the scheduler that made it dies, and a new scheduler finds it again
-by name (`task-<id>` in a namespace per repository) without any record of ours. A Ray
-Job gives none of these calls, and its driver would need the repository on the node.
+Three Ray objects per repository (each in a namespace per repository, so two
+repositories' task ids never meet):
+
+- A *slot* is a detached named placement group, `task-<id>`, of one bundle
+  `{"orchestra_agent": 1, **resources}`. Reserving it starts no process, so a task
+  waiting for room costs nothing on any node; which node it got is in the group's
+  table; a resumed session's slot is pinned to its node by the `ray.io/node-id` label.
+- A *host* is one detached named actor per node, `host-<orchestra version>-<node id>`,
+  a threaded process that runs every agent the repository has on that node. Why not
+  an actor per task (as before): each actor is a new Python worker process (about a
+  CPU-second, and Ray reuses no idle worker for an actor), so dispatch cost seconds;
+  a host pays that once per node, is warmed on every node when a scheduler first
+  places a task, and ends after `ORCHESTRA_HOST_IDLE` seconds without a run. Why not
+  Ray Jobs: a job gives no calls into the running agent (stream the transcript, relay
+  permission answers, stop its process group), and its driver would need the
+  repository on the node.
+- The task's run inside the host (`NodeAgent`), keyed by task id.
+
+A scheduler that dies leaves all three; the next one finds the run again by name
+(slot -> node -> host -> task) without any record of ours. A host knows only the
+runs opened in it: one that replaced a dead host knows none (UnknownTask), so such a
+run counts as lost, never as adopted. An agent runs under a guard that ends its
+process group if its host dies.
 
 What stays as it is locally: the queue, the logs and the request files live on the
 coordinator. The node gets the task's starting commit as a pack through Ray's object
 store (only what its mirror lacks), clones it under its own orchestra directory
 (`ORCHESTRA_NODE_DIR`, else `~/.orchestra-node`), runs its own `claude` (its PATH or
-`ORCHESTRA_CLAUDE`) under a guard that ends the process group if the actor dies, and
-hands the finished branch back as a pack that becomes `orchestra/<id>-<slug>` here.
+`ORCHESTRA_CLAUDE`), and hands the finished branch back as a pack that becomes
+`orchestra/<id>-<slug>` here.
 
-Retries are orchestra's own: actors have `max_restarts=0` and `max_task_retries=0`.
-A node that dies fails the actor (ActorDiedError); the run counts as an attempt and
-the task is queued again to run wherever there is room. Nothing secret goes into
-`runtime_env` (Ray shows and logs it): only the variables named in `ray_env` travel,
-as arguments of the start call.
+Retries are orchestra's own: hosts have `max_restarts=0` and `max_task_retries=0`.
+A node that dies takes its host with it (ActorDiedError); the run counts as an
+attempt and the task is queued again to run wherever there is room. Nothing secret
+goes into `runtime_env` (Ray shows and logs it): only the variables named in
+`ray_env` travel, as arguments of the start call.
 
 Only this module imports Ray (an import-linter contract keeps it so).
 """
@@ -29,6 +47,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -44,29 +63,43 @@ from typing import Any
 
 import ray
 import ray.exceptions as rex
+from ray.util import list_named_actors
+from ray.util.placement_group import (
+    PlacementGroup,
+    get_placement_group,
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 import orchestra
-from orchestra.agent import bootstrap, claude, permissions, processes, sandbox
+from orchestra.agent import bootstrap, claude, guard, permissions, processes, sandbox
 from orchestra.core.config import CLAUDE_ENV, Config
 from orchestra.core.crashpoints import ENV as CRASH_ENV
 from orchestra.core.errors import OrchestraError
 from orchestra.core.task import Task, validate_id
 from orchestra.executors.base import RUNNING, Collected, Handle, Launch, reachable
-from orchestra.git import refs, repo, transport, worktrees
+from orchestra.git import refs, repo, transport, workspace, worktrees
 from orchestra.git.runner import git
 from orchestra.store import requests
 from orchestra.store.files import private_opener
 from orchestra.store.paths import Paths
+from orchestra.store.tasks import Store
 
 RESOURCE = "orchestra_agent"
 NODE_DIR_ENV = "ORCHESTRA_NODE_DIR"
 NODE_NAME_ENV = "ORCHESTRA_NODE_NAME"
+HOST_IDLE_ENV = "ORCHESTRA_HOST_IDLE"
+HOST_IDLE = 1800.0  # a host that has held no run this long ends (ORCHESTRA_HOST_IDLE, seconds, on the node)
 CALL_TIMEOUT = 60.0  # the longest one control call (pull, stop, start) may take
 TRANSFER_TIMEOUT = 900.0  # packs in and out, clone, setup
-UNAVAILABLE_LIMIT = 120.0  # an actor unreachable this long (not known dead) counts as lost
+UNAVAILABLE_LIMIT = 120.0  # a host unreachable this long (not known dead) counts as lost
+HOST_THREADS = 512  # a run needs up to three calls at once (wait, pull, stop): room for ~170 agents a node
+NODE_LABEL = "ray.io/node-id"  # every node carries this label (Ray >= 2.49): a bundle selector on it pins a slot
 WAIT_MIN = 0.5  # the least a wait() blocks: a poll is a network round trip
 LOG_CHUNK = 4 << 20
+FREE_WAIT = 0.5  # the longest a freed slot waits to show in Ray's resource view (it takes 20-100 ms)
 
 
 def namespace_for(root: Path) -> str:
@@ -74,8 +107,16 @@ def namespace_for(root: Path) -> str:
     return "orchestra-" + hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:12]
 
 
-def actor_name(task_id: str) -> str:
+def slot_name(task_id: str) -> str:
+    """The task's placement group: its slot, and how a new scheduler finds its node."""
     return f"task-{validate_id(task_id)}"
+
+
+def host_name(node_id: str) -> str:
+    """The node's host. The version is in the name: a host runs the code it started with."""
+    if not re.fullmatch(r"[0-9a-f]{16,64}", node_id):
+        raise OrchestraError(f"not a Ray node id: {node_id!r}")
+    return f"host-{orchestra.__version__}-{node_id}"
 
 
 # -- on the node ---------------------------------------------------------------------------
@@ -110,6 +151,7 @@ class NodeAgent:
         self.pgid: int | None = None
         self.guard_pid: int | None = None
         self.copied: list[str] = []
+        self.err_home = 0  # how much of the coordinator's stderr file earlier runs wrote: where this run's starts
         self.lock = threading.Lock()
 
     def info(self) -> dict[str, Any]:
@@ -127,8 +169,13 @@ class NodeAgent:
         transport.init_mirror(self.mirror)
         return transport.tips(self.mirror)
 
-    def setup(self, pack: bytes, tip: str, branch: str, copies: bytes, config: Config, task: Task) -> dict[str, Any]:
-        """Make the checkout of `tip` on `branch`, put the copied files in, run `setup`."""
+    def setup(
+        self, pack: bytes, tip: str, branch: str, copies: bytes, copied: list[str], config: Config, task: Task
+    ) -> dict[str, Any]:
+        """Make the checkout of `tip` on `branch`, put the copied files in, run `setup`.
+
+        The copied paths (this run's and earlier runs') go into the checkout's exclude list before
+        the agent runs, as locally: whatever it does, `git add -A` leaves them off the branch."""
         with self.lock:
             shutil.rmtree(self.root, ignore_errors=True)  # a task id reused on this node starts clean
             self.root.mkdir(mode=0o700, parents=True)
@@ -139,15 +186,17 @@ class NodeAgent:
             transport.checkout(self.mirror, self.checkout, branch, tip)
             self.base, self.branch = tip, branch
             self.copied = _extract(copies, self.checkout)
+            workspace.write_excludes(self.checkout, sorted({*task.copied, *copied}))
             if config.setup:
                 bootstrap.run_setup(config, task, self.checkout, self.checkout)
             return {"head": tip, "copied": self.copied}
 
-    def start(self, run: dict[str, Any], env: dict[str, str]) -> int:
+    def start(self, run: dict[str, Any], env: dict[str, str], err_home: int = 0) -> int:
         """Start Claude Code under the guard; returns its process group."""
         with self.lock:
             if self.pgid is not None:
                 raise OrchestraError("this task's agent was started already")
+            self.err_home = err_home
             binary = claude.resolve_binary(os.environ.get(CLAUDE_ENV) or "claude")
             extra = list(run["claude_args"])
             if run["prompt_tool"]:
@@ -169,12 +218,15 @@ class NodeAgent:
             full_env.update(env)
             full_env.update({processes.TASK_ENV: self.task_id, processes.REPO_ENV: str(self.checkout)})
             self.run_dir.mkdir(mode=0o700, exist_ok=True)
-            guard = [sys.executable, "-m", "orchestra.agent.guard", str(os.getpid()), str(self.run_dir), "--", *argv]
+            # -S -I: the guard needs only the standard library, and skipping site-packages' start-up
+            # hooks (the editable install's finder, setuptools' shim) saves ~0.25 s of every dispatch.
+            guard_argv = [sys.executable, "-S", "-I", guard.__file__, str(os.getpid()), str(self.run_dir), "--"]
+            guard_argv += argv
             with (
                 open(self.log_path, "ab", opener=private_opener) as out,
                 open(self.err_path, "ab", opener=private_opener) as err,
             ):
-                first = subprocess_run(guard, self.checkout, out, err, full_env)
+                first = subprocess_run(guard_argv, self.checkout, out, err, full_env)
             if first != 0:
                 raise OrchestraError(f"the guard could not start the agent (exit {first})")
             pids = self.run_dir / "pids.json"
@@ -201,7 +253,13 @@ class NodeAgent:
         return None
 
     def status(self) -> dict[str, Any]:
-        return {**self.info(), "started": self.pgid is not None, "rc": self.rc(), "checkout": str(self.checkout)}
+        return {
+            **self.info(),
+            "started": self.pgid is not None,
+            "rc": self.rc(),
+            "checkout": str(self.checkout),
+            "err_home": self.err_home,
+        }
 
     def pull(
         self,
@@ -334,7 +392,126 @@ def _extract(data: bytes, into: Path) -> list[str]:
     return copied
 
 
-RemoteNodeAgent: Any = ray.remote(NodeAgent)
+class UnknownTask(OrchestraError):
+    """The host does not hold this task's run: it was never opened there, or this host replaced a dead one."""
+
+
+class HostRetired(OrchestraError):
+    """The host is ending (idle too long): the caller starts a new one."""
+
+
+_CALLS = frozenset({"setup", "start", "status", "pull", "wait", "stop", "finish"})
+
+
+class NodeHost:
+    """Every agent of one repository on one node, in one long-lived process (see the module's docstring).
+
+    Calls come from several coordinator threads at once (a threaded actor): the table of runs has
+    its own lock, and each run serialises its own state changes with NodeAgent.lock.
+
+    A host that has held no run for `ORCHESTRA_HOST_IDLE` seconds ends itself, so the hosts of a
+    repository no longer used, or of an older orchestra, do not keep a process on every node.
+    """
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.agents: dict[str, NodeAgent] = {}
+        self.closing: dict[str, threading.Thread] = {}
+        self.lock = threading.Lock()
+        self.started = time.time()
+        self.busy = time.monotonic()  # when it last held a run
+        self.retired = False
+        self.idle = float(os.environ.get(HOST_IDLE_ENV) or HOST_IDLE)
+        threading.Thread(target=self._watch_idle, daemon=True).start()
+
+    def _watch_idle(self) -> None:
+        me = ray.get_runtime_context().current_actor
+        while True:
+            time.sleep(min(max(self.idle / 4, 0.5), 60.0))
+            with self.lock:
+                due = not self.agents and not self.closing and time.monotonic() - self.busy >= self.idle
+            if due:
+                me.retire.remote()  # an actor may end itself only from one of its own calls
+
+    def retire(self) -> None:
+        """End this host if it still holds no run (see _watch_idle)."""
+        with self.lock:
+            if self.agents or self.closing or time.monotonic() - self.busy < self.idle:
+                return
+            self.retired = True
+        ray.actor.exit_actor()
+
+    def info(self) -> dict[str, Any]:
+        ctx = ray.get_runtime_context()
+        with self.lock:
+            held = len(self.agents)
+        return {
+            "node_id": ctx.get_node_id(),
+            "node": node_name(),
+            "pid": os.getpid(),
+            "host_started": self.started,
+            "runs": held,
+            "ray": ray.__version__,
+            "python": sys.version.split()[0],
+            "orchestra": orchestra.__version__,
+        }
+
+    def open(self, task_id: str) -> dict[str, Any]:
+        """A new run of the task here, ending what an earlier run of it left; returns what the mirror holds."""
+        agent = NodeAgent(task_id, self.namespace)
+        with self.lock:
+            old = self.agents.pop(agent.task_id, None)
+            closing = self.closing.get(agent.task_id)
+        if old is not None:
+            old.stop(10.0)
+        if closing is not None:
+            closing.join()  # its cleanup removes the directory this run is about to make
+        with self.lock:
+            if self.retired:
+                raise HostRetired(f"the host on {node_name()} is ending (idle)")
+            self.agents[agent.task_id] = agent
+            self.busy = time.monotonic()
+        return {"info": self.info(), "have": agent.have()}
+
+    def call(self, task_id: str, method: str, *args: Any) -> Any:
+        """One of the run's own methods (only those in _CALLS)."""
+        if method not in _CALLS:
+            raise OrchestraError(f"no call {method!r} on a node")
+        with self.lock:
+            agent = self.agents.get(validate_id(task_id))
+        if agent is None:
+            raise UnknownTask(f"the host on {node_name()} holds no run of task {task_id}")
+        return getattr(agent, method)(*args)
+
+    def discard(self, task_id: str, grace: float) -> None:
+        """End the run's agent and forget it; its files stay (the branch may be all that is left of the work)."""
+        with self.lock:
+            agent = self.agents.pop(validate_id(task_id), None)
+            self.busy = time.monotonic()
+        if agent is not None:
+            agent.stop(grace)
+
+    def close(self, task_id: str) -> None:
+        """The branch is home: forget the run, and clean up after it in the background (no one waits for that)."""
+        with self.lock:
+            agent = self.agents.pop(validate_id(task_id), None)
+            if agent is None:
+                return
+            thread = threading.Thread(target=self._cleanup, args=(agent,), daemon=True)
+            self.closing[agent.task_id] = thread
+            thread.start()
+
+    def _cleanup(self, agent: NodeAgent) -> None:
+        try:
+            agent.cleanup()
+        finally:
+            with self.lock:
+                if self.closing.get(agent.task_id) is threading.current_thread():
+                    del self.closing[agent.task_id]
+                self.busy = time.monotonic()
+
+
+RemoteNodeHost: Any = ray.remote(NodeHost)
 
 
 @ray.remote(num_cpus=0, max_retries=0)
@@ -370,7 +547,7 @@ def probe(claude_args: list[str]) -> dict[str, Any]:
 class _Run:
     """The coordinator's view of one remote run."""
 
-    actor: Any
+    host: Any  # the node's host actor; None once it is known gone
     log_offset: int = 0  # bytes of the node's transcript already appended here
     err_offset: int = 0
     relayed: set[str] = field(default_factory=set)  # questions copied here
@@ -392,8 +569,10 @@ class RayExecutor:
         self.paths = paths
         self.config = config
         self.namespace = namespace_for(paths.root)
-        self._prepared: dict[str, tuple[Any, dict[str, Any], str, list[str]]] = {}
+        self._prepared: dict[str, tuple[Any, dict[str, Any]]] = {}
         self._problem_cache: tuple[float, list[str]] = (0.0, [])
+        self._warmed = False
+        self._store = Store(paths)
 
     # -- the cluster ---------------------------------------------------------------------
 
@@ -436,80 +615,210 @@ class RayExecutor:
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise OrchestraError(f"cannot join the Ray cluster at {self.config.ray_address}: {exc}") from None
 
-    def _actor(self, task_id: str) -> Any | None:
+    def _slot(self, task_id: str) -> PlacementGroup | None:
         try:
-            return ray.get_actor(actor_name(task_id), namespace=self.namespace)
+            return get_placement_group(slot_name(task_id))
         except ValueError:
             return None
 
-    def _discard(self, actor: Any) -> None:
-        """Stop the agent (the guard would too) and end the actor."""
+    @staticmethod
+    def _slot_node(slot: PlacementGroup) -> str | None:
+        """The node holding the slot, once it is placed (None while it waits, or moves off a dead node)."""
+        table = placement_group_table(slot)
+        if table.get("state") != "CREATED":
+            return None
+        node = str(table.get("bundles_to_node_id", {}).get(0) or "")
+        return node if node.strip("f") else None  # a nil id is all f's
+
+    def _host(self, node_id: str) -> Any:
+        """The node's host, started there if it is not running (every caller gets the same one)."""
+        return RemoteNodeHost.options(
+            name=host_name(node_id),
+            namespace=self.namespace,
+            get_if_exists=True,
+            lifetime="detached",
+            max_restarts=0,
+            max_task_retries=0,
+            num_cpus=0,
+            max_concurrency=HOST_THREADS,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+        ).remote(self.namespace)
+
+    def _hosts_on(self, node_id: str) -> list[Any]:
+        """The node's hosts, this version's first: a run started before an upgrade is in an older one."""
+        mine = host_name(node_id)
+        names = [mine] + sorted(
+            n for n in list_named_actors() if n.startswith("host-") and n.endswith(f"-{node_id}") and n != mine
+        )
+        found = []
+        for name in names:
+            try:
+                found.append(ray.get_actor(name, namespace=self.namespace))
+            except ValueError:
+                pass
+        return found
+
+    def _holder(self, task_id: str, slot: PlacementGroup | None = None) -> tuple[Any, dict[str, Any]] | None:
+        """The host holding the task's run, found by its slot (how a scheduler that did not start the run finds
+        it), with the run's status. UnknownTask from the others: a host never pretends to know a run."""
+        slot = slot or self._slot(task_id)
+        node = self._slot_node(slot) if slot is not None else None
+        for host in self._hosts_on(node) if node else []:
+            try:
+                return host, dict(ray.get(host.call.remote(task_id, "status"), timeout=CALL_TIMEOUT))
+            except Exception:
+                continue
+        return None
+
+    def _locate(self, task_id: str) -> Any | None:
+        held = self._holder(task_id)
+        return held[0] if held else None
+
+    def _warm(self) -> None:
+        """Start a host on every node with slots, once: only the first task after a node joins pays for its host."""
+        if self._warmed:
+            return
+        self._warmed = True
         try:
-            ray.get(actor.stop.remote(float(self.config.kill_grace)), timeout=float(self.config.kill_grace) + 15)
+            for n in ray.nodes():
+                if n["Alive"] and n["Resources"].get(RESOURCE, 0) > 0:
+                    self._host(n["NodeID"]).info.remote()
+        except Exception:  # warming is an optimisation: prepare starts a missing host itself
+            pass
+
+    def _discard(self, task_id: str, host: Any | None = None, slot: PlacementGroup | None = None) -> None:
+        """End the task's agent (the guard would too), forget its run on the host, and free its slot."""
+        slot = slot or self._slot(task_id)
+        hosts = [host] if host is not None else []
+        if not hosts and slot is not None:
+            node = self._slot_node(slot)
+            hosts = self._hosts_on(node) if node else []
+        grace = float(self.config.kill_grace)
+        for h in hosts:
+            try:
+                ray.get(h.discard.remote(task_id, grace), timeout=grace + 15)
+            except Exception:
+                pass
+        self._free(task_id, slot)
+
+    def _free(self, task_id: str, slot: PlacementGroup | None = None) -> None:
+        """Give the task's slot back, and wait (briefly) until Ray's view of the cluster shows the room.
+
+        Why wait: a slot asked for before that view catches up (tens of milliseconds) stays pending
+        until Ray's next placement retry, about a second later; so the next task, claimed as soon as
+        this one is finished, would start a second late. Others' slots changing meanwhile can hide
+        the room, hence the bound."""
+        slot = slot or self._slot(task_id)
+        if slot is None:
+            return
+        try:
+            held = placement_group_table(slot).get("state") == "CREATED"
+            before = ray.available_resources().get(RESOURCE, 0.0)
+            remove_placement_group(slot)
+            deadline = time.monotonic() + FREE_WAIT
+            while held and time.monotonic() < deadline and ray.available_resources().get(RESOURCE, 0.0) <= before:
+                time.sleep(0.01)
         except Exception:
             pass
+
+    def _cancelled(self, task_id: str) -> bool:
         try:
-            ray.kill(actor, no_restart=True)
-        except Exception:
-            pass
+            return bool(self._store.load(task_id).cancel_requested)
+        except OrchestraError:
+            return False
 
     # -- starting ------------------------------------------------------------------------
 
     def prepare(self, launch: Launch, bootstrap_needed: bool) -> list[str]:
-        """Place the task's actor on a node with a free slot, ship its starting commit, copy files, run setup."""
+        """Reserve a slot on a node, open the run in that node's host, ship its starting commit, copy files, run setup."""
         self.connect()
+        self._warm()
         task = launch.task
-        stale = self._actor(task.id)
-        if stale is not None:
-            self._discard(stale)  # a previous attempt's actor (its branch is home or lost): not this run's
-        options: dict[str, Any] = {
-            "name": actor_name(task.id),
-            "namespace": self.namespace,
-            "lifetime": "detached",
-            "max_restarts": 0,
-            "max_task_retries": 0,
-            "num_cpus": 0,
-            "max_concurrency": 4,  # pulls must not queue behind a long setup or stop
-            "resources": {RESOURCE: 1, **launch.resources},
-        }
-        if launch.resume and task.node_id:
-            # The session lives in that node's Claude Code state: the answer must reach the same node.
-            if not any(n["NodeID"] == task.node_id and n["Alive"] for n in ray.nodes()):
-                raise OrchestraError(
-                    f"the session to resume is on node {task.node or task.node_id[:12]}, which has left the cluster; "
-                    "retry the task to start it afresh"
-                )
-            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(task.node_id, soft=False)
-        actor = RemoteNodeAgent.options(**options).remote(task.id, self.namespace)
+        self._discard(task.id)  # a previous attempt's slot and run (its branch is home or lost): not this run's
+        bundle = {RESOURCE: 1.0, **launch.resources}
+        pin, pin_name = self._session_node(task)
+        if pin and not _alive(pin):
+            raise OrchestraError(_left(pin_name))
+        slot = placement_group(
+            [bundle],
+            name=slot_name(task.id),
+            lifetime="detached",
+            bundle_label_selector=[{NODE_LABEL: pin}] if pin else None,
+        )
+        host = None
         try:
-            info = self._placed(actor, options["resources"])
-            have = ray.get(actor.have.remote(), timeout=CALL_TIMEOUT)
+            node_id = self._placed(slot, bundle, task, pin, pin_name)
+            host, opened = self._open(node_id, task.id)
+            info = opened["info"]
             tip = refs.branch_head(self.paths.root, task.branch) or launch.base_sha
-            pack = transport.make_pack(self.paths.root, tip, have)
+            pack = transport.make_pack(self.paths.root, tip, opened["have"])
             copies, copied = self._copies(task)
-            ray.get(actor.setup.remote(pack, tip, task.branch, copies, self.config, task), timeout=TRANSFER_TIMEOUT)
+            ray.get(
+                host.call.remote(task.id, "setup", pack, tip, task.branch, copies, copied, self.config, task),
+                timeout=TRANSFER_TIMEOUT,
+            )
         except BaseException as exc:
-            self._discard(actor)
+            self._discard(task.id, host, slot)
             if isinstance(exc, rex.RayActorError):
-                raise OrchestraError(f"the task's actor ended before it started: {_first_line(exc)}") from None
+                raise OrchestraError(f"the node's host ended before the agent started: {_first_line(exc)}") from None
             if isinstance(exc, rex.RayTaskError):
                 raise OrchestraError(_first_line(exc.cause if exc.cause else exc)) from None
             raise
-        self._prepared[task.id] = (actor, info, tip, copied)
+        self._prepared[task.id] = (host, info)
         return copied
 
-    def _placed(self, actor: Any, resources: dict[str, float]) -> dict[str, Any]:
-        """Wait until the actor has a slot; fail when no node could ever give it one."""
-        ref = actor.info.remote()
+    def _session_node(self, task: Task) -> tuple[str | None, str]:
+        """The node holding the Claude Code session this run resumes, if it resumes one: it must run there.
+
+        Known from the task itself before `launch.resume` is set (prepare runs first): a reply or a
+        crash resumes the task's own session, a workflow revision continues its earlier round's."""
+        holder = task if task.resume_session else None
+        if task.continue_session and task.revision_of and not holder:
+            try:
+                holder = self._store.load(task.revision_of)
+            except OrchestraError:
+                holder = None
+        if holder is None or not holder.node_id:
+            return None, ""
+        return holder.node_id, holder.node or holder.node_id[:12]
+
+    def _open(self, node_id: str, task_id: str) -> tuple[Any, dict[str, Any]]:
+        """Open the run in the node's host; a host that is ending (idle) as we call it is replaced."""
+        deadline = time.monotonic() + 10
+        while True:
+            host = self._host(node_id)
+            try:
+                return host, dict(ray.get(host.open.remote(task_id), timeout=CALL_TIMEOUT))
+            except (rex.RayActorError, rex.RayTaskError) as exc:
+                retiring = isinstance(exc, rex.RayActorError) or isinstance(exc.cause, HostRetired)
+                if not retiring or time.monotonic() > deadline or not _alive(node_id):
+                    raise
+                time.sleep(0.25)  # until Ray has let go of the ended host's name
+
+    def _placed(
+        self, slot: PlacementGroup, bundle: dict[str, float], task: Task, pin: str | None, pin_name: str
+    ) -> str:
+        """Wait until the slot is reserved on a node, and return that node.
+
+        Fails when no node could ever give it one (or the pinned node left), and when the task is
+        cancelled meanwhile: a task can wait here for as long as every slot is taken."""
+        ready = slot.ready()
         next_check = 0.0
         while True:
-            ready, _ = ray.wait([ref], timeout=1.0)
-            if ready:
-                return dict(ray.get(ref))
+            done, _ = ray.wait([ready], timeout=0.5)
+            if done:
+                node = self._slot_node(slot)
+                if node:
+                    return node
+                time.sleep(0.2)  # placed, then its node died: Ray places it again
+            if self._cancelled(task.id):
+                raise OrchestraError("cancelled while waiting for a free slot")
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + 5
-                if not _feasible(resources):
-                    raise OrchestraError(f"no node of the Ray cluster offers {json.dumps(resources, sort_keys=True)}")
+                if pin and not _alive(pin):
+                    raise OrchestraError(_left(pin_name))
+                if not _feasible(bundle, pin):
+                    raise OrchestraError(f"no node of the Ray cluster offers {json.dumps(bundle, sort_keys=True)}")
 
     def _copies(self, task: Task) -> tuple[bytes, list[str]]:
         """The `copy` files as a tar: each run starts in a new checkout on whichever node it gets."""
@@ -527,8 +836,8 @@ class RayExecutor:
         task = launch.task
         prepared = self._prepared.pop(task.id, None)
         if prepared is None:
-            raise OrchestraError("the task's actor was not prepared")
-        actor, info, _tip, _copied = prepared
+            raise OrchestraError("the task's run was not prepared")
+        host, info = prepared
         run = {
             "role": launch.role,
             "prompt": launch.prompt,
@@ -545,12 +854,12 @@ class RayExecutor:
         for name in self.config.ray_env_names:  # only what the user named; never the coordinator's keys by default
             if name in os.environ:
                 env[name] = os.environ[name]
-        log_path = self.paths.log_file(task.id)
-        offset = log_path.stat().st_size if log_path.exists() else 0
+        offset = _size(self.paths.log_file(task.id))
+        err_home = _size(self.paths.stderr_file(task.id))
         try:
-            pgid = int(ray.get(actor.start.remote(run, env), timeout=CALL_TIMEOUT))
+            pgid = int(ray.get(host.call.remote(task.id, "start", run, env, err_home), timeout=CALL_TIMEOUT))
         except Exception as exc:
-            self._discard(actor)
+            self._discard(task.id, host)
             cause = exc.cause if isinstance(exc, rex.RayTaskError) and exc.cause else exc
             raise OrchestraError(f"cannot start the agent on {info['node']}: {_first_line(cause)}") from None
         return Handle(
@@ -561,7 +870,7 @@ class RayExecutor:
             "",
             node=str(info["node"]),
             node_id=str(info["node_id"]),
-            native=_Run(actor),
+            native=_Run(host),
             sandboxed=launch.sandbox is not None,  # the node's init line must then say the sandbox is on
         )
 
@@ -579,7 +888,7 @@ class RayExecutor:
             return
         seconds = max(seconds, WAIT_MIN)
         try:
-            ray.get(run.actor.wait.remote(seconds), timeout=seconds + CALL_TIMEOUT)
+            ray.get(run.host.call.remote(handle.task_id, "wait", seconds), timeout=seconds + CALL_TIMEOUT)
         except Exception:
             time.sleep(seconds)  # the next poll says what happened
 
@@ -590,8 +899,8 @@ class RayExecutor:
 
     def _run(self, handle: Handle) -> _Run:
         if not isinstance(handle.native, _Run):
-            actor = self._actor(handle.task_id)
-            handle.native = _Run(actor) if actor is not None else _Run(None, ended=True, lost="its actor is gone")
+            host = self._locate(handle.task_id)
+            handle.native = _Run(host) if host is not None else _Run(None, ended=True, lost="its node's host is gone")
         return handle.native
 
     def _pull(self, handle: Handle, run: _Run) -> None:
@@ -609,7 +918,9 @@ class RayExecutor:
         while True:
             try:
                 got = ray.get(
-                    run.actor.pull.remote(run.log_offset, run.err_offset, sorted(run.relayed), answers, always),
+                    run.host.call.remote(
+                        handle.task_id, "pull", run.log_offset, run.err_offset, sorted(run.relayed), answers, always
+                    ),
                     timeout=CALL_TIMEOUT,
                 )
             except rex.ActorUnavailableError:
@@ -619,6 +930,11 @@ class RayExecutor:
                 return
             except rex.RayActorError as exc:
                 self._lose(run, f"the node running it died ({handle.node or 'unknown node'}): {_first_line(exc)}")
+                return
+            except rex.RayTaskError as exc:
+                if not isinstance(exc.cause, UnknownTask):
+                    raise
+                self._lose(run, _first_line(exc.cause))
                 return
             except rex.GetTimeoutError:
                 return
@@ -666,7 +982,7 @@ class RayExecutor:
         if run.ended:
             return run.rc
         try:
-            ray.get(run.actor.stop.remote(grace), timeout=grace + CALL_TIMEOUT)
+            ray.get(run.host.call.remote(handle.task_id, "stop", grace), timeout=grace + CALL_TIMEOUT)
         except rex.RayActorError as exc:
             self._lose(run, f"the node running it died: {_first_line(exc)}")
             return None
@@ -676,22 +992,22 @@ class RayExecutor:
         return run.rc
 
     def adopt(self, task: Task) -> Handle | None:
-        """The task's actor, if it is alive and its agent was started (one that never started is ended)."""
+        """The task's run, if its node's host holds it and its agent was started (one that never started is ended)."""
         self.connect()
-        actor = self._actor(task.id)
-        if actor is None:
+        slot = self._slot(task.id)
+        if slot is None:
             return None
-        try:
-            status = ray.get(actor.status.remote(), timeout=CALL_TIMEOUT)
-        except Exception:
-            status = None
-        if not status or not status["started"]:
-            self._discard(actor)  # placed or set up, never started: the run is re-queued instead
+        held = self._holder(task.id, slot)
+        if held is None or not held[1]["started"]:
+            self._discard(task.id, held[0] if held else None, slot)  # gone, or never started: re-queued instead
             return None
-        log_path = self.paths.log_file(task.id)
-        size = log_path.stat().st_size if log_path.exists() else 0
+        host, status = held
         local_dir = self.paths.request_dir(task.id)
-        run = _Run(actor, log_offset=max(size - task.log_offset, 0))
+        run = _Run(
+            host,
+            log_offset=max(_size(self.paths.log_file(task.id)) - task.log_offset, 0),
+            err_offset=max(_size(self.paths.stderr_file(task.id)) - int(status.get("err_home") or 0), 0),
+        )
         run.relayed = {r["id"] for r in requests.requests(local_dir) if r.get("attempt") == task.attempts}
         return Handle(
             task.id,
@@ -709,19 +1025,19 @@ class RayExecutor:
     # -- finishing -------------------------------------------------------------------------
 
     def collect(self, task: Task, handle: Handle | None) -> Collected:
-        """Commit the agent's leftovers on the node, bring the branch home as a pack, end the actor."""
+        """Commit the agent's leftovers on the node, bring the branch home as a pack, free the slot."""
         self._prepared.pop(task.id, None)
         run = handle.native if handle is not None and isinstance(handle.native, _Run) else None
         if run is not None and run.lost:
-            if run.actor is not None:
-                self._discard(run.actor)
+            self._discard(task.id, run.host)
             return Collected(lost=run.lost)
         try:
             self.connect()
         except OrchestraError as exc:
             return Collected(error=f"the branch stays on the node: {exc}")
-        actor = run.actor if run is not None and run.actor is not None else self._actor(task.id)
-        if actor is None:
+        host = run.host if run is not None and run.host is not None else self._locate(task.id)
+        if host is None:
+            self._discard(task.id)
             return Collected()
         message = (
             f"orchestra: uncommitted work of task {task.id} ({task.role})\n\n{task.title}\n\n"
@@ -729,24 +1045,28 @@ class RayExecutor:
         )
         try:
             result = ray.get(
-                actor.finish.remote(message, self._identity(), list(task.copied)), timeout=TRANSFER_TIMEOUT
+                host.call.remote(task.id, "finish", message, self._identity(), list(task.copied)),
+                timeout=TRANSFER_TIMEOUT,
             )
         except rex.RayActorError as exc:
+            self._discard(task.id)
             return Collected(lost=f"the node running it died before its branch came home: {_first_line(exc)}")
         except Exception as exc:
-            self._discard(actor)
+            self._discard(task.id, host)
             cause = exc.cause if isinstance(exc, rex.RayTaskError) and exc.cause else exc
+            if isinstance(cause, UnknownTask):
+                return Collected(lost=_first_line(cause))
             return Collected(error=f"could not bring the branch home: {_first_line(cause)}")
         try:
             self._bring_home(task, result)
         except OrchestraError as exc:
-            self._discard(actor)
+            self._discard(task.id, host)
             return Collected(error=f"could not bring the branch home: {exc}")
         try:
-            ray.get(actor.cleanup.remote(), timeout=CALL_TIMEOUT)
+            ray.get(host.close.remote(task.id), timeout=CALL_TIMEOUT)  # the node cleans up in the background
         except Exception:
             pass
-        self._discard(actor)
+        self._free(task.id)
         return Collected(commit=result.get("commit"))
 
     def _bring_home(self, task: Task, result: dict[str, Any]) -> None:
@@ -816,8 +1136,29 @@ class RayExecutor:
         }
 
 
-def _feasible(resources: dict[str, float]) -> bool:
-    return any(n["Alive"] and all(n["Resources"].get(k, 0) >= v for k, v in resources.items()) for n in ray.nodes())
+def _feasible(resources: dict[str, float], node_id: str | None = None) -> bool:
+    """Whether some alive node (`node_id`, when given) has at least `resources` in all: else the slot waits forever."""
+    return any(
+        n["Alive"]
+        and (node_id is None or n["NodeID"] == node_id)
+        and all(n["Resources"].get(k, 0) >= v for k, v in resources.items())
+        for n in ray.nodes()
+    )
+
+
+def _alive(node_id: str) -> bool:
+    return any(n["NodeID"] == node_id and n["Alive"] for n in ray.nodes())
+
+
+def _left(node: str) -> str:
+    return f"the session to resume is on node {node}, which has left the cluster; retry the task to start it afresh"
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _first_line(exc: object) -> str:

@@ -10,7 +10,10 @@ by compare-and-swap where the ref may already exist.
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from orchestra.core.errors import GitError
@@ -70,10 +73,24 @@ def receive_pack(repo: Path, pack: bytes, tip: str) -> None:
 
 
 def init_mirror(path: Path) -> None:
-    """A bare repository that keeps what a machine received, so later tasks ship only what is new."""
-    if not (path / "HEAD").exists():
-        path.mkdir(parents=True, exist_ok=True)
-        git(path, "init", "--quiet", "--bare")
+    """A bare repository that keeps what a machine received, so later tasks ship only what is new.
+
+    Made beside its place and renamed into it: the first tasks on a node open it at the same
+    moment, and two `git init` in one directory fail on each other's config lock.
+    """
+    if (path / "HEAD").exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    try:
+        git(tmp, "init", "--quiet", "--bare")
+        try:
+            os.rename(tmp, path)  # replaces an empty directory, never a repository
+        except OSError:
+            if not (path / "HEAD").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def tips(repo: Path, prefix: str = "refs/orchestra/", limit: int = 64) -> list[str]:

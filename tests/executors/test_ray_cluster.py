@@ -49,6 +49,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
             "RAY_health_check_period_ms": "1000",
             "RAY_health_check_timeout_ms": "1000",
             "RAY_health_check_failure_threshold": "3",
+            # Hosts idle this long end: the module's earlier repositories do not keep one on each node.
+            "ORCHESTRA_HOST_IDLE": "15",
         },
     )
     c.coord_root = coord  # type: ignore[attr-defined]
@@ -315,6 +317,105 @@ def test_unreachable_cluster_leaves_tasks_queued_and_says_why(cluster: Cluster, 
         c.close()
 
 
+def guard_owner(task_id: str) -> int | None:
+    """The process the task's guard watches (its argv: guard.py OWNER RUN_DIR -- ...): the host running the agent."""
+    for pid in agents_of(task_id):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for i, arg in enumerate(argv[:-1]):
+            if arg.endswith(b"/guard.py"):
+                return int(argv[i + 1])
+    return None
+
+
+def test_later_tasks_on_a_node_run_in_its_host(coord: Coord) -> None:
+    """A node's host starts once: the next task there runs in the same process, paying no Ray worker start.
+
+    Once idle for ORCHESTRA_HOST_IDLE (15 s here) the host ends, and the next task there starts a new one."""
+    first = coord.submit(write_commit("h1", "@fake sleep 4"), "--resources", '{"gpu_box": 1}')
+    second = coord.submit(write_commit("h2", "@fake sleep 4"), "--resources", '{"gpu_box": 1}', "--after", first)
+    coord.start_worker()
+    owners = [coord.wait_for(lambda tid=tid: guard_owner(tid), what=f"{tid}'s agent") for tid in (first, second)]
+    title = Path(f"/proc/{owners[1]}/cmdline").read_bytes()
+    coord.wait_for(lambda: coord.show(second)["state"] == "succeeded", what="the second task to succeed")
+    assert owners[0] == owners[1], owners
+    assert title.startswith(b"ray::NodeHost"), title
+    assert [coord.show(t)["node"] for t in (first, second)] == ["worker1", "worker1"]
+    assert coord.branch_file(coord.show(second)["branch"], "h2.txt") == "h2\n"
+    coord.wait_for(lambda: not Path(f"/proc/{owners[0]}").exists(), timeout=90, what="the idle host to end")
+    third = coord.submit(write_commit("h3", "@fake sleep 3"), "--resources", '{"gpu_box": 1}')
+    new_owner = coord.wait_for(lambda: guard_owner(third), what=f"{third}'s agent")
+    coord.wait_for(lambda: coord.show(third)["state"] == "succeeded", what="the third task to succeed")
+    assert new_owner != owners[0]
+
+
+def test_a_dead_host_costs_its_runs_one_attempt(coord: Coord) -> None:
+    """A host that dies takes its agents with it (their guard ends them); the run is lost, not adopted or judged,
+    and the task runs again in a new host."""
+    tid = coord.submit(write_commit("rehosted", "@fake sleep 6"))
+    coord.start_worker()
+    owner = coord.wait_for(lambda: guard_owner(tid), what="the agent")
+    os.kill(owner, signal.SIGKILL)
+    again = coord.wait_for(lambda: (o := guard_owner(tid)) and o != owner and o, timeout=90, what="a run in a new host")
+    done = coord.wait_for(lambda: (t := coord.show(tid))["state"] in ("succeeded", "failed") and t, timeout=90)
+    assert done["state"] == "succeeded" and done["attempts"] == 2, done
+    assert again != owner and len(coord.invocations(tid)) == 2
+    assert coord.branch_file(done["branch"], "rehosted.txt") == "rehosted\n"
+
+
+def test_respond_resumes_the_session_on_its_node(coord: Coord) -> None:
+    """`respond "text"` reaches the node holding the session (the fake keeps sessions per node: elsewhere it fails)."""
+    tid = coord.submit("ask me\n@fake if-new text Which colour?")
+    worker = coord.run("worker", "--until-idle", timeout=120)
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+    first = coord.show(tid)
+    assert first["state"] == "succeeded" and first["result"] == "Which colour?", first
+    coord.run("respond", tid, "--no-start", "Blue.\n@fake write answer.txt blue\n@fake commit Use blue", check=True)
+    worker = coord.run("worker", "--until-idle", timeout=120)
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+    second = coord.show(tid)
+    assert second["state"] == "succeeded" and second["attempts"] == 2, second
+    assert second["node"] == first["node"] and second["session_id"] == first["session_id"]
+    runs = coord.invocations(tid)
+    assert [r["resume"] for r in runs] == [None, first["session_id"]]
+    assert coord.branch_file(second["branch"], "answer.txt") == "blue"
+
+
+def test_copy_files_and_setup_reach_the_node(coord: Coord) -> None:
+    """`copy` files travel with the task and `setup` runs in the node's checkout; the copies stay off the branch."""
+    (coord.repo / ".env.local").write_text("TOKEN=from-the-coordinator\n")
+    with open(coord.repo / ".orchestra" / "config.toml", "a") as fh:
+        fh.write('copy = [".env.local"]\nsetup = "cp .env.local setup-saw.txt"\n')
+    tid = coord.submit("use the env\n@fake bash cat .env.local\n@fake write done.txt ok\n@fake commit done")
+    worker = coord.run("worker", "--until-idle", timeout=120)
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+    task = coord.show(tid)
+    assert task["state"] == "succeeded" and task["copied"] == [".env.local"], task
+    assert "TOKEN=from-the-coordinator" in (coord.repo / ".orchestra" / "logs" / f"{tid}.jsonl").read_text()
+    assert coord.branch_file(task["branch"], "setup-saw.txt") == "TOKEN=from-the-coordinator\n"
+    tracked = subprocess.run(
+        ["git", "ls-tree", "--name-only", "-r", task["branch"]], cwd=coord.repo, capture_output=True, text=True
+    ).stdout.split()
+    assert ".env.local" not in tracked
+
+
+def test_cancel_reaches_a_task_waiting_for_a_slot(coord: Coord) -> None:
+    """A task waiting for room (every slot it could use is taken) is cancelled at once, not once placed."""
+    blocker = coord.submit("hold the gpu\n@fake sleep 120", "--resources", '{"gpu_box": 1}')
+    coord.start_worker()
+    coord.wait_for(lambda: agents_of(blocker), what="the blocker's agent")
+    waiting = coord.submit("wait for the gpu\n@fake write never.txt x", "--resources", '{"gpu_box": 1}')
+    coord.wait_for(lambda: coord.show(waiting)["state"] == "running", what="the second task to be claimed")
+    coord.run("cancel", waiting, check=True)
+    done = coord.wait_for(lambda: (t := coord.show(waiting))["state"] == "cancelled" and t, what="cancelled")
+    assert not done.get("node") and coord.invocations(waiting) == []
+    assert coord.show(blocker)["state"] == "running"
+    coord.run("cancel", blocker, check=True)
+    coord.wait_for(lambda: not agents_of(blocker), timeout=30, what="the blocker to end")
+
+
 def test_doctor_reports_each_node(coord: Coord) -> None:
     report = json.loads(coord.run("doctor", "--json").stdout)
     nodes = {n.get("node"): n for n in report["cluster"]["nodes"] if n["slots"]}
@@ -331,12 +432,20 @@ def test_doctor_reports_each_node(coord: Coord) -> None:
 
 # Last: it leaves the cluster one node short.
 def test_node_killed_mid_run_runs_again_elsewhere(coord: Coord) -> None:
-    tid = coord.submit(write_commit("survivor", "@fake sleep 8"))
+    """The killed node's run is lost and runs again elsewhere; a session left on that node cannot be resumed."""
+    tid = coord.submit(write_commit("survivor", "@fake sleep 12"))
     coord.start_worker()
     first = coord.wait_for(lambda: (t := coord.show(tid))["state"] == "running" and t.get("node") and t, what="start")
     coord.wait_for(lambda: agents_of(tid), what="the agent")
+    box = {"worker1": "gpu_box", "worker2": "db_box"}[first["node"]]
+    asker = coord.submit("ask on the doomed node\n@fake text Which colour?", "--resources", json.dumps({box: 1}))
+    coord.wait_for(lambda: coord.show(asker)["state"] == "succeeded", what="a session on that node")
+    assert coord.show(tid)["state"] == "running" and agents_of(tid), "the survivor ended before its node was killed"
     coord.cluster.kill_node(first["node"])
     done = coord.wait_for(lambda: (t := coord.show(tid))["state"] in ("succeeded", "failed") and t, timeout=90)
     assert done["state"] == "succeeded", done
     assert done["attempts"] == 2 and done["node"] != first["node"]
     assert coord.branch_file(done["branch"], "survivor.txt") == "survivor\n"
+    coord.run("respond", asker, "Blue.", check=True)
+    failed = coord.wait_for(lambda: (t := coord.show(asker))["state"] == "failed" and t, what="the resume to fail")
+    assert f"on node {first['node']}, which has left the cluster" in failed["error"], failed

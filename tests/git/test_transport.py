@@ -1,9 +1,11 @@
-"""orchestra.git.transport.prune_mirror: a node's mirror stays bounded and never loses a live task's objects."""
+"""orchestra.git.transport: a node's mirror is made once however many tasks open it, stays bounded, and never
+loses a live task's objects."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 from orchestra.git import transport
@@ -50,3 +52,26 @@ def test_old_finished_tasks_refs_go_and_live_checkouts_keep_working(tmp_path: Pa
     # Below twice keep_newest nothing is touched: no gc after every task.
     assert transport.prune_mirror(mirror, live=set(), keep_newest=64) == []
     assert _orchestra_refs(mirror) == left
+
+
+def test_tasks_opening_a_new_mirror_at_once_all_get_it(tmp_path: Path) -> None:
+    """The first tasks on a node (threads of one host) create its mirror together: none fails on git's lock."""
+    mirror = tmp_path / "ns" / "mirror.git"
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def opener() -> None:
+        start.wait()
+        try:
+            transport.init_mirror(mirror)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=opener) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    assert _git(mirror, "rev-parse", "--is-bare-repository") == "true"
+    assert [p.name for p in mirror.parent.iterdir()] == ["mirror.git"]  # no temporary left behind
