@@ -32,7 +32,7 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="session")  # not "module": xdist interleaves other modules' tests, which tore it down
+@pytest.fixture(scope="session")  # started once, whatever else its worker runs between the group's tests
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
     coord = tmp_path_factory.mktemp("coordinator")  # every test repository lives here: masked on the nodes
     nodes = tmp_path_factory.mktemp("nodes")
