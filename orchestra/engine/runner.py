@@ -273,8 +273,12 @@ def finalize(
     handle: Handle | None = None,
     timed_out: bool = False,
     launch_error: str | None = None,
+    lost_at_launch: str | None = None,
 ) -> Task:
-    """Record the end of a run: commit the agent's leftovers, judge the outcome, move the task on."""
+    """Record the end of a run: commit the agent's leftovers, judge the outcome, move the task on.
+
+    `lost_at_launch`: the machine went away while the run was being started (RunLost); there is nothing to collect.
+    """
     crash_point("before_finalize")
     task = ctx.store.load(task_id)
     # Read the log even without a pid: the scheduler may have died after spawning the agent
@@ -291,7 +295,9 @@ def finalize(
         elif outcome.succeeded:
             launch_error = "Claude Code did not say whether its sandbox was on (no init line); not trusted"
     unfinished = merge.unfinished_resolution(ctx, task) if task.resolves else None
-    if unfinished:
+    if lost_at_launch:
+        collected = Collected(lost=lost_at_launch)
+    elif unfinished:
         collected = Collected(error=unfinished)  # never commit a half-done merge: its markers would reach a target
     else:
         try:

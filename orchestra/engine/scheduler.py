@@ -28,7 +28,7 @@ from orchestra.core.spend import budget_message
 from orchestra.core.task import BLOCKING_STATES, State, Task, busy_slots
 from orchestra.engine import recovery, runner, workflows
 from orchestra.engine.context import Context
-from orchestra.executors.base import Handle
+from orchestra.executors.base import Handle, RunLost
 from orchestra.store import fingerprints, ratelimit
 from orchestra.store import scheduler as record
 from orchestra.store.files import private_opener
@@ -488,6 +488,8 @@ class Scheduler:
         if handle is None:
             try:
                 handle = runner.launch(ctx, task_id)
+            except RunLost as exc:
+                return runner.finalize(ctx, task_id, exit_code=None, lost_at_launch=str(exc))
             except OrchestraError as exc:
                 return runner.finalize(ctx, task_id, exit_code=None, launch_error=str(exc))
         exit_code, ended_by = runner.watch(ctx, task_id, handle, lambda: self.stopping)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestra.core.config import Config
+from orchestra.core.errors import OrchestraError
 from orchestra.core.roles import Role
 from orchestra.core.task import Task
 
@@ -69,6 +70,14 @@ class Collected:
     # The machine the run was on is gone, and the run with it: the attempt is lost, not judged,
     # and the task runs again elsewhere (counted in attempts). The reason, for the record.
     lost: str | None = None
+
+
+class RunLost(OrchestraError):
+    """The machine a run was being started on went away before its agent ran.
+
+    Like `Collected.lost`: the attempt counts, but nothing is judged, and the task runs again
+    wherever there is room. A launch failure of any other kind fails the task.
+    """
 
 
 RUNNING = object()

@@ -79,7 +79,7 @@ from orchestra.core.config import CLAUDE_ENV, Config
 from orchestra.core.crashpoints import ENV as CRASH_ENV
 from orchestra.core.errors import OrchestraError
 from orchestra.core.task import Task, validate_id
-from orchestra.executors.base import RUNNING, Collected, Handle, Launch, reachable
+from orchestra.executors.base import RUNNING, Collected, Handle, Launch, RunLost, reachable
 from orchestra.git import refs, repo, transport, workspace, worktrees
 from orchestra.git.runner import git
 from orchestra.store import requests
@@ -759,8 +759,8 @@ class RayExecutor:
             )
         except BaseException as exc:
             self._discard(task.id, host, slot)
-            if isinstance(exc, rex.RayActorError):
-                raise OrchestraError(f"the node's host ended before the agent started: {_first_line(exc)}") from None
+            if isinstance(exc, rex.RayActorError):  # the host died (or its node): the attempt is lost, not failed
+                raise RunLost(f"the node's host ended before the agent started: {_first_line(exc)}") from None
             if isinstance(exc, rex.RayTaskError):
                 raise OrchestraError(_first_line(exc.cause if exc.cause else exc)) from None
             raise
@@ -784,7 +784,7 @@ class RayExecutor:
 
     def _open(self, node_id: str, task_id: str) -> tuple[Any, dict[str, Any]]:
         """Open the run in the node's host; a host that is ending (idle) as we call it is replaced."""
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30  # a loaded cluster can take that long to let a dead host's name go
         while True:
             host = self._host(node_id)
             try:
@@ -860,6 +860,8 @@ class RayExecutor:
             pgid = int(ray.get(host.call.remote(task.id, "start", run, env, err_home), timeout=CALL_TIMEOUT))
         except Exception as exc:
             self._discard(task.id, host)
+            if isinstance(exc, rex.RayActorError):  # the host died as it started the agent: lost, not failed
+                raise RunLost(f"the host on {info['node']} ended as the agent started: {_first_line(exc)}") from None
             cause = exc.cause if isinstance(exc, rex.RayTaskError) and exc.cause else exc
             raise OrchestraError(f"cannot start the agent on {info['node']}: {_first_line(cause)}") from None
         return Handle(

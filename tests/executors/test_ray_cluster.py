@@ -449,3 +449,45 @@ def test_node_killed_mid_run_runs_again_elsewhere(coord: Coord) -> None:
     coord.run("respond", asker, "Blue.", check=True)
     failed = coord.wait_for(lambda: (t := coord.show(asker))["state"] == "failed" and t, what="the resume to fail")
     assert f"on node {first['node']}, which has left the cluster" in failed["error"], failed
+
+
+def host_of(pid: int) -> int | None:
+    """The node host a process runs under: its nearest ancestor titled `ray::NodeHost`."""
+    while pid > 1:
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::NodeHost"):
+                return pid
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return None
+        pid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+    return None
+
+
+def test_a_host_that_dies_while_a_task_starts_costs_one_attempt(coord: Coord) -> None:
+    """The host ends during the task's setup, before any agent ran: that attempt is lost, never a failure.
+
+    The setup waits on its first run only (a gate file the nodes share), so the second attempt is quick.
+    """
+    gate = coord.cluster.node_root / f"gate-{coord.repo.name}"  # type: ignore[attr-defined]
+    with open(coord.repo / ".orchestra" / "config.toml", "a") as fh:
+        # Unconfined, so setup may write the gate outside its checkout; the sandbox is not this test's subject.
+        fh.write(f'sandbox = "off"\nsetup = "test -e {gate} || {{ touch {gate}; exec sleep 60; }}"\n')
+    tid = coord.submit(write_commit("late"))
+    coord.start_worker()
+
+    def setup_host() -> int | None:
+        for pid in agents_of(tid):
+            try:
+                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep\0"):
+                    return host_of(pid)
+            except OSError:
+                continue
+        return None
+
+    os.kill(coord.wait_for(setup_host, what="the task's setup on a node"), signal.SIGKILL)
+    done = coord.wait_for(lambda: (t := coord.show(tid))["state"] in ("succeeded", "failed") and t, timeout=120)
+    assert done["state"] == "succeeded" and done["attempts"] == 2, done
+    assert len(coord.invocations(tid)) == 1  # the lost attempt never reached the agent
+    events = [json.loads(line) for line in (coord.repo / ".orchestra" / "events" / f"{tid}.jsonl").open()]
+    assert [e.get("reason") for e in events if e["event"] == "requeued"] == ["node lost"], events
