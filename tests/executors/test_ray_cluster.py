@@ -356,7 +356,8 @@ def test_a_dead_host_costs_its_runs_one_attempt(coord: Coord) -> None:
     and the task runs again in a new host."""
     tid = coord.submit(write_commit("rehosted", "@fake sleep 6"))
     coord.start_worker()
-    owner = coord.wait_for(lambda: guard_owner(tid), what="the agent")
+    # Once the agent itself runs (its invocation is logged): earlier is the case of the test after setup below.
+    owner = coord.wait_for(lambda: coord.invocations(tid) and guard_owner(tid), what="the agent")
     os.kill(owner, signal.SIGKILL)
     again = coord.wait_for(lambda: (o := guard_owner(tid)) and o != owner and o, timeout=90, what="a run in a new host")
     done = coord.wait_for(lambda: (t := coord.show(tid))["state"] in ("succeeded", "failed") and t, timeout=90)
