@@ -170,6 +170,14 @@ SETTINGS: dict[str, Setting] = {
             True,
         ),
         Setting(
+            "ray_git_remote",
+            "",
+            v.git_remote,
+            "a git URL the coordinator and every Ray node can reach: the repository travels through it "
+            "instead of Ray's object store (empty: packs through Ray)",
+            True,
+        ),
+        Setting(
             "resources",
             {},
             v.resources,

@@ -182,6 +182,52 @@ def ray_address(value: object, what: str) -> str:
     return text
 
 
+_GIT_SCHEMES = ("ssh", "git+ssh", "ssh+git", "git", "http", "https", "file")
+_SCP_LIKE = re.compile(r"^(?:[^@/:\s]+@)?([^@/:\s]+):(?!//)\S")
+
+
+def git_remote(value: object, what: str) -> str:
+    """A git URL both the coordinator and every node can reach (empty: none).
+
+    The value reaches `git push` and `git fetch` as an argument, so what git would read as an
+    option (a leading `-`, also as an ssh host) or as a remote helper that runs commands
+    (`ext::`, `fd::`, any `helper::address`) is refused, and so are control characters. A
+    relative path is refused too: the coordinator and each node would resolve it differently.
+    A password in the URL is refused: the setting travels to the nodes, and each machine uses
+    its own credentials.
+    """
+    text = optional_string(value, what)
+    if not text:
+        return ""
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise InvalidInput(f"invalid {what} {text!r}: contains a control character")
+    if text.startswith("-"):
+        raise InvalidInput(f"invalid {what} {text!r}: a git URL cannot start with '-'")
+    if "::" in text.split("/", 1)[0] or text.lower().startswith(("ext::", "fd::")):
+        raise InvalidInput(f"invalid {what} {text!r}: remote helpers (ext::, fd::, NAME::) are not allowed")
+    scheme, sep, rest = text.partition("://")
+    if sep:
+        if scheme.lower() not in _GIT_SCHEMES:
+            raise InvalidInput(f"invalid {what} {text!r}: use one of {', '.join(s + '://' for s in _GIT_SCHEMES)}")
+        userinfo, _, host = rest.split("/", 1)[0].rpartition("@")
+        if ":" in userinfo:
+            raise InvalidInput(
+                f"invalid {what}: a password in the URL would travel to every node; "
+                "use each machine's own credential helper or ssh key"
+            )
+        if host.startswith("-") or (scheme.lower() != "file" and not host):
+            raise InvalidInput(f"invalid {what} {text!r}: bad host {host!r}")
+        return text
+    if text.startswith("/"):
+        return text
+    m = _SCP_LIKE.match(text)
+    if m and not m.group(1).startswith("-"):
+        return text
+    raise InvalidInput(
+        f"invalid {what} {text!r}: expected a git URL (ssh://, https://, file:///…, user@host:path) or an absolute path"
+    )
+
+
 def relative_paths(value: object, what: str) -> list[str]:
     """Repository-relative paths (a TOML array, or a space-separated string on the command line)."""
     paths = string_list(value, what)

@@ -29,7 +29,12 @@ coordinator. The node gets the task's starting commit as a pack through Ray's ob
 store (only what its mirror lacks), clones it under its own orchestra directory
 (`ORCHESTRA_NODE_DIR`, else `~/.orchestra-node`), runs its own `claude` (its PATH or
 `ORCHESTRA_CLAUDE`), and hands the finished branch back as a pack that becomes
-`orchestra/<id>-<slug>` here.
+`orchestra/<id>-<slug>` here. With `ray_git_remote` set, a shared git remote carries the
+commits instead of Ray (for repositories too big for the object store): the coordinator
+pushes the starting commit to `refs/orchestra/base/<id>` there and the node fetches it into
+its mirror; the node pushes the finished branch to `refs/orchestra/done/<id>`, and the
+coordinator fetches it and deletes both refs once the branch is home. Each machine uses its
+own git credentials; only the URL and commit ids go through Ray.
 
 Retries are orchestra's own: hosts have `max_restarts=0` and `max_task_retries=0`.
 A node that dies takes its host with it (ActorDiedError); the run counts as an
@@ -112,6 +117,16 @@ def slot_name(task_id: str) -> str:
     return f"task-{validate_id(task_id)}"
 
 
+def base_ref(task_id: str) -> str:
+    """The task's starting commit, on a node's mirror and on the shared remote."""
+    return f"refs/orchestra/base/{validate_id(task_id)}"
+
+
+def done_ref(task_id: str) -> str:
+    """The task's finished branch, on a node's mirror and on the shared remote."""
+    return f"refs/orchestra/done/{validate_id(task_id)}"
+
+
 def host_name(node_id: str) -> str:
     """The node's host. The version is in the name: a host runs the code it started with."""
     if not re.fullmatch(r"[0-9a-f]{16,64}", node_id):
@@ -174,15 +189,20 @@ class NodeAgent:
     ) -> dict[str, Any]:
         """Make the checkout of `tip` on `branch`, put the copied files in, run `setup`.
 
-        The copied paths (this run's and earlier runs') go into the checkout's exclude list before
-        the agent runs, as locally: whatever it does, `git add -A` leaves them off the branch."""
+        `tip` comes in `pack`, or, with `ray_git_remote` set, from that remote (the node's own
+        credentials fetch it; the coordinator pushed it there). The copied paths (this run's and
+        earlier runs') go into the checkout's exclude list before the agent runs, as locally:
+        whatever it does, `git add -A` leaves them off the branch."""
         with self.lock:
             shutil.rmtree(self.root, ignore_errors=True)  # a task id reused on this node starts clean
             self.root.mkdir(mode=0o700, parents=True)
             self.request_dir.mkdir(mode=0o700)
             transport.init_mirror(self.mirror)
-            transport.receive_pack(self.mirror, pack, tip)
-            transport.keep(self.mirror, f"refs/orchestra/base/{self.task_id}", tip)
+            if config.ray_git_remote:
+                transport.fetch_ref(self.mirror, str(config.ray_git_remote), base_ref(self.task_id), tip)
+            else:
+                transport.receive_pack(self.mirror, pack, tip)
+            transport.keep(self.mirror, base_ref(self.task_id), tip)
             transport.checkout(self.mirror, self.checkout, branch, tip)
             self.base, self.branch = tip, branch
             self.copied = _extract(copies, self.checkout)
@@ -322,14 +342,23 @@ class NodeAgent:
             time.sleep(0.05)
         return self.rc()
 
-    def finish(self, message: str, identity: dict[str, str], exclude: list[str]) -> dict[str, Any]:
-        """Commit what the agent left; the branch's new commits as a pack, with its head."""
+    def finish(self, message: str, identity: dict[str, str], exclude: list[str], remote: str = "") -> dict[str, Any]:
+        """Commit what the agent left; the branch's new commits as a pack, with its head.
+
+        With a shared `remote`, the new commits go there instead (`pushed`), as the task's done
+        ref. They are pushed from the mirror, not the checkout: the agent could have written the
+        checkout's git config (an `insteadOf`, an ssh command), never the mirror's."""
         with self.lock:
             if self.base is None or not (self.checkout / ".git").exists():
                 return {"head": None, "commit": None, "pack": b"", "base": self.base}
             commit = worktrees.commit_leftovers(self.checkout, message, identity, exclude=exclude)
             head = refs.branch_head(self.checkout, self.branch) or self.base
             pack = transport.make_pack(self.checkout, head, [self.base]) if head != self.base else b""
+            if remote and pack:
+                transport.receive_pack(self.mirror, pack, head)
+                transport.keep(self.mirror, done_ref(self.task_id), head)
+                transport.push_ref(self.mirror, remote, head, done_ref(self.task_id))
+                return {"head": head, "commit": commit, "pack": b"", "base": self.base, "pushed": True}
             return {"head": head, "commit": commit, "pack": pack, "base": self.base}
 
     def cleanup(self) -> None:
@@ -338,10 +367,11 @@ class NodeAgent:
             head = refs.branch_head(self.checkout, self.branch) if (self.checkout / ".git").exists() else None
             if head and head != self.base:
                 try:
-                    transport.receive_pack(
-                        self.mirror, transport.make_pack(self.checkout, head, [self.base or head]), head
-                    )
-                    transport.keep(self.mirror, f"refs/orchestra/done/{self.task_id}", head)
+                    if not transport.known(self.mirror, [head]):  # finish put it there when it pushed to a remote
+                        transport.receive_pack(
+                            self.mirror, transport.make_pack(self.checkout, head, [self.base or head]), head
+                        )
+                    transport.keep(self.mirror, done_ref(self.task_id), head)
                 except OrchestraError:
                     pass
             shutil.rmtree(self.root, ignore_errors=True)
@@ -751,7 +781,11 @@ class RayExecutor:
             host, opened = self._open(node_id, task.id)
             info = opened["info"]
             tip = refs.branch_head(self.paths.root, task.branch) or launch.base_sha
-            pack = transport.make_pack(self.paths.root, tip, opened["have"])
+            if self._remote:  # the node fetches it from there with its own credentials
+                transport.push_ref(self.paths.root, self._remote, tip, base_ref(task.id))
+                pack = b""
+            else:
+                pack = transport.make_pack(self.paths.root, tip, opened["have"])
             copies, copied = self._copies(task)
             ray.get(
                 host.call.remote(task.id, "setup", pack, tip, task.branch, copies, copied, self.config, task),
@@ -759,6 +793,7 @@ class RayExecutor:
             )
         except BaseException as exc:
             self._discard(task.id, host, slot)
+            self._forget_remote(task.id)
             if isinstance(exc, rex.RayActorError):  # the host died (or its node): the attempt is lost, not failed
                 raise RunLost(f"the node's host ended before the agent started: {_first_line(exc)}") from None
             if isinstance(exc, rex.RayTaskError):
@@ -766,6 +801,22 @@ class RayExecutor:
             raise
         self._prepared[task.id] = (host, info)
         return copied
+
+    @property
+    def _remote(self) -> str:
+        """The shared git remote the repository travels through, or "" for packs through Ray."""
+        return str(self.config.ray_git_remote or "")
+
+    def _forget_remote(self, task_id: str) -> None:
+        """Delete the task's refs on the shared remote (its branch is home, or this run is over).
+
+        A failure costs a stale ref there, never the task: the next run of the task overwrites it."""
+        if not self._remote:
+            return
+        try:
+            transport.delete_refs(self.paths.root, self._remote, [base_ref(task_id), done_ref(task_id)])
+        except OrchestraError:
+            pass
 
     def _session_node(self, task: Task) -> tuple[str | None, str]:
         """The node holding the Claude Code session this run resumes, if it resumes one: it must run there.
@@ -1032,6 +1083,7 @@ class RayExecutor:
         run = handle.native if handle is not None and isinstance(handle.native, _Run) else None
         if run is not None and run.lost:
             self._discard(task.id, run.host)
+            self._forget_remote(task.id)
             return Collected(lost=run.lost)
         try:
             self.connect()
@@ -1040,16 +1092,15 @@ class RayExecutor:
         host = run.host if run is not None and run.host is not None else self._locate(task.id)
         if host is None:
             self._discard(task.id)
+            self._forget_remote(task.id)
             return Collected()
         message = (
             f"orchestra: uncommitted work of task {task.id} ({task.role})\n\n{task.title}\n\n"
             f"Committed by orchestra when the agent's run ended.\nOrchestra-Task: {task.id}"
         )
+        args = (message, self._identity(), list(task.copied))
         try:
-            result = ray.get(
-                host.call.remote(task.id, "finish", message, self._identity(), list(task.copied)),
-                timeout=TRANSFER_TIMEOUT,
-            )
+            result = self._finish(host, task.id, args)
         except rex.RayActorError as exc:
             self._discard(task.id)
             return Collected(lost=f"the node running it died before its branch came home: {_first_line(exc)}")
@@ -1064,6 +1115,7 @@ class RayExecutor:
         except OrchestraError as exc:
             self._discard(task.id, host)
             return Collected(error=f"could not bring the branch home: {exc}")
+        self._forget_remote(task.id)
         try:
             ray.get(host.close.remote(task.id), timeout=CALL_TIMEOUT)  # the node cleans up in the background
         except Exception:
@@ -1071,12 +1123,30 @@ class RayExecutor:
         self._free(task.id)
         return Collected(commit=result.get("commit"))
 
+    def _finish(self, host: Any, task_id: str, args: tuple[Any, ...]) -> dict[str, Any]:
+        """The node's `finish`, told the shared remote when one is set.
+
+        A run in an older orchestra's host (started before an upgrade, adopted since) knows no
+        remote and takes three arguments: it sends its pack through Ray, as it always did."""
+        if not self._remote:
+            return dict(ray.get(host.call.remote(task_id, "finish", *args), timeout=TRANSFER_TIMEOUT))
+        try:
+            return dict(ray.get(host.call.remote(task_id, "finish", *args, self._remote), timeout=TRANSFER_TIMEOUT))
+        except rex.RayTaskError as exc:
+            if not isinstance(exc.cause, TypeError):
+                raise
+        return dict(ray.get(host.call.remote(task_id, "finish", *args), timeout=TRANSFER_TIMEOUT))
+
     def _bring_home(self, task: Task, result: dict[str, Any]) -> None:
         head, base = result.get("head"), result.get("base")
         if not head:
             return
         root = self.paths.root
-        if result.get("pack"):
+        if result.get("pushed"):
+            if not self._remote:
+                raise OrchestraError("the node pushed the branch to ray_git_remote, which is no longer set")
+            transport.fetch_ref(root, self._remote, done_ref(task.id), str(head))
+        elif result.get("pack"):
             transport.receive_pack(root, result["pack"], head)
         old = refs.branch_head(root, task.branch)
         if old == head:

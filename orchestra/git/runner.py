@@ -34,6 +34,16 @@ HARDENED_CONFIG: tuple[tuple[str, str], ...] = (
     ("gc.auto", "0"),
     ("maintenance.auto", "false"),
 )
+# `git fetch` that moves no ref of its own (no FETCH_HEAD, no tags) and starts nothing else (submodules, gc).
+QUIET_FETCH: tuple[str, ...] = (
+    "fetch",
+    "--quiet",
+    "--no-tags",
+    "--no-write-fetch-head",
+    "--no-recurse-submodules",
+    "--no-auto-gc",
+    "--no-auto-maintenance",
+)
 _DIFF_FAMILY = frozenset({"diff", "log", "show", "format-patch", "diff-tree", "whatchanged"})
 
 

@@ -6,6 +6,12 @@ bundle, without its ref list) carries just the objects the other side lacks: the
 sender leaves out everything reachable from commits the receiver says it has. The
 receiver indexes the pack, checks the commit is complete, and only then moves a ref,
 by compare-and-swap where the ref may already exist.
+
+For repositories too big to send that way, a shared git remote (the `ray_git_remote`
+setting) carries the commits instead: the sender pushes to a ref of orchestra's own
+there (`refs/orchestra/...`), the receiver fetches it, and the sender deletes the ref
+once the commit is home. Each side uses its own git credentials; only the URL and the
+commit id travel between them.
 """
 
 from __future__ import annotations
@@ -17,13 +23,69 @@ import tempfile
 from pathlib import Path
 
 from orchestra.core.errors import GitError
-from orchestra.git.runner import argv, first_line, git, hardened_env
+from orchestra.git.runner import QUIET_FETCH, argv, first_line, git, hardened_env
 
 _SHA = frozenset("0123456789abcdef")
 
 
 def _is_sha(text: str) -> bool:
     return len(text) == 40 and set(text) <= _SHA
+
+
+# Remote helpers that run commands are off for these calls whatever the config says (ext:: is off for all).
+_REMOTE_GUARD = ("-c", "protocol.fd.allow=never", "-c", "protocol.ext.allow=never")
+_PUSH = ("push", "--quiet", "--no-verify", "--recurse-submodules=no")
+REMOTE_TIMEOUT = 900.0
+
+
+def _orchestra_ref(ref: str) -> str:
+    """Only refs of orchestra's own on a shared remote are ever written or deleted there."""
+    parts = ref.split("/")
+    if len(parts) != 4 or parts[:2] != ["refs", "orchestra"] or not all(p.isalnum() and p.islower() for p in parts[2:]):
+        raise GitError(f"not a ref of orchestra's own: {ref!r}")
+    return ref
+
+
+def _url(url: str) -> str:
+    if not url or url.startswith("-") or any(ord(c) < 32 or ord(c) == 127 for c in url):
+        raise GitError(f"not a git URL: {url!r}")
+    return url
+
+
+def _remote(
+    repo: Path, url: str, command: tuple[str, ...], specs: list[str], timeout: float, check: bool = True
+) -> bool:
+    """git `command` (push or fetch) of `specs` against the shared remote; a failure names the command and the remote."""
+    proc = git(repo, *_REMOTE_GUARD, *command, "--", _url(url), *specs, check=False, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise GitError(f"git {command[0]} {url} failed: {first_line(proc.stderr or proc.stdout)}")
+    return proc.returncode == 0
+
+
+def push_ref(repo: Path, url: str, sha: str, ref: str, timeout: float = REMOTE_TIMEOUT) -> None:
+    """Point `ref` on the remote at the commit `sha` of `repo`, sending what the remote lacks.
+
+    Forced: the ref is the task's own, and an earlier run of the task may have left it elsewhere."""
+    if not _is_sha(sha):
+        raise GitError(f"not a commit id: {sha!r}")
+    _remote(repo, url, _PUSH, [f"+{sha}:{_orchestra_ref(ref)}"], timeout)
+
+
+def fetch_ref(repo: Path, url: str, ref: str, sha: str, timeout: float = REMOTE_TIMEOUT) -> None:
+    """Fetch the remote's `ref` into `repo` (no local ref moves) and check it brought the complete commit `sha`.
+
+    The ref holding some other commit (a later run of the task pushed over it) fails the check."""
+    if not _is_sha(sha):
+        raise GitError(f"not a commit id: {sha!r}")
+    _remote(repo, url, QUIET_FETCH, [_orchestra_ref(ref)], timeout)
+    receive_pack(repo, b"", sha)
+
+
+def delete_refs(repo: Path, url: str, refs_: list[str], timeout: float = 120.0) -> bool:
+    """Delete orchestra's `refs_` on the remote; True when git reported no failure (a missing ref is one)."""
+    if not refs_:
+        return True
+    return _remote(repo, url, _PUSH, [":" + _orchestra_ref(r) for r in refs_], timeout, check=False)
 
 
 def _run(repo: Path, args: list[str], data: bytes, timeout: float = 600) -> bytes:

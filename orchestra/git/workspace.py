@@ -29,7 +29,7 @@ from pathlib import Path
 
 from orchestra.core.errors import GitError
 from orchestra.git.repo import git_common_dir
-from orchestra.git.runner import git
+from orchestra.git.runner import QUIET_FETCH, git
 from orchestra.store.files import write_atomic
 
 # Mount placeholders Claude Code's sandbox binds over paths in the working directory (/dev/null,
@@ -423,13 +423,7 @@ def bring_home(repo: Path, path: Path, branch: str, expected: str | None, label:
         return Homecoming(new, False)  # nothing new: nothing to fetch
     fetch = git(
         repo,
-        "fetch",
-        "--quiet",
-        "--no-tags",
-        "--no-write-fetch-head",
-        "--no-recurse-submodules",
-        "--no-auto-gc",
-        "--no-auto-maintenance",
+        *QUIET_FETCH,
         str(path),
         f"refs/heads/{branch}",
         check=False,

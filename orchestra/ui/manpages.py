@@ -114,7 +114,7 @@ EXTRA: dict[str, list[tuple[str, str]]] = {
             "changes .orchestra/ and never overwrites a file git ignores in your checkout; "
             "a branch that adds conflict markers is not merged. Over MCP, configure_orchestrator "
             "does not change settings that run commands or widen what agents may do "
-            "(claude_binary, claude_args, permission_mode, permission_prompts, sandbox, sandbox_allow_write, sandbox_allow_domains, executor, ray_address, ray_env, copy, setup, "
+            "(claude_binary, claude_args, permission_mode, permission_prompts, sandbox, sandbox_allow_write, sandbox_allow_domains, executor, ray_address, ray_env, ray_git_remote, copy, setup, "
             "on_event, gate, merge_approval): a person sets those with orchestra config set.",
         ),
         (
@@ -204,7 +204,10 @@ EXTRA: dict[str, list[tuple[str, str]]] = {
             "'{\"gpu_box\": 1}', so the task runs only on a node started with that resource; roles "
             "(resources = {gpu_box = 1}) and the setting resources do the same for all their tasks. "
             "The task's starting commit travels to the node through Ray, and its branch comes back here "
-            "as orchestra/ID-SLUG. Only the environment variables named in ray_env are sent along.",
+            "as orchestra/ID-SLUG. Only the environment variables named in ray_env are sent along. "
+            "With ray_git_remote = URL (a git remote this machine and every node reach with their own "
+            "credentials) the commits travel through that remote instead, under refs/orchestra/, which "
+            "are deleted once the branch is home.",
         ),
     ],
     "serve": [

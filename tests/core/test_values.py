@@ -130,3 +130,47 @@ def test_modes_prefixes_and_strategies():
 def test_did_you_mean():
     assert values.did_you_mean("implementor", ["implementer", "tester"]) == " (did you mean 'implementer'?)"
     assert values.did_you_mean("zzz", ["implementer", "tester"]) == ""
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "git@github.com:team/repo.git",
+        "ssh://git@git.example:2222/team/repo.git",
+        "https://git.example/team/repo.git",
+        "https://ci@git.example/team/repo.git",
+        "file:///srv/git/repo.git",
+        "/srv/git/repo.git",
+    ],
+)
+def test_git_remotes_that_every_machine_can_use(url):
+    assert values.git_remote(f"  {url} ", "ray_git_remote") == url
+
+
+@pytest.mark.parametrize(
+    "bad, why",
+    [
+        ("--upload-pack=touch pwned", "cannot start with '-'"),
+        ("-oProxyCommand=x:repo", "cannot start with '-'"),
+        ("ext::sh -c touch% pwned", "remote helpers"),
+        ("fd::3", "remote helpers"),
+        ("EXT::sh", "remote helpers"),
+        ("custom::somewhere", "remote helpers"),
+        ("ssh://-oProxyCommand=touch%20pwned/repo", "bad host"),
+        ("https://git.example/repo\nfetch = x", "control character"),
+        ("https://git.example/repo\x1b[2J", "control character"),
+        ("https://ci:hunter2@git.example/repo.git", "password in the URL"),
+        ("ftp://git.example/repo.git", "use one of"),
+        ("repo.git", "absolute path"),
+        ("../shared.git", "absolute path"),
+    ],
+)
+def test_bad_git_remotes_are_refused_in_one_line(bad, why):
+    message = refused(values.git_remote, bad, "ray_git_remote")
+    assert message.startswith("invalid ray_git_remote") and why in message and "\n" not in message, message
+    assert "hunter2" not in message
+
+
+def test_git_remote_must_be_a_string():
+    assert "expected a string" in refused(values.git_remote, 5, "ray_git_remote")

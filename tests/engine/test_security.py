@@ -202,3 +202,16 @@ def test_cleanup_never_follows_a_symlink_out_of_the_worktrees_dir(orch, tmp_path
         assert (outside / "keep.txt").read_text() == "do not delete\n"
         assert wt.is_symlink()
     assert "symlink" in orch.run("cleanup", "--force").stdout
+
+
+@pytest.mark.parametrize("url", ["--upload-pack=touch pwned", "ext::sh -c touch% pwned", "fd::7", "shared.git"])
+def test_ray_git_remote_refuses_what_git_would_run_or_read_as_an_option(orch, url: str):
+    proc = orch.run("config", "set", "ray_git_remote", "--", url)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("orchestra: error: invalid ray_git_remote"), proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    config = orch.repo / ".orchestra" / "config.toml"
+    assert not config.exists() or "ray_git_remote" not in config.read_text()
+    assert not list(orch.repo.glob("pwned*"))
+    orch.run("config", "set", "ray_git_remote", "git@git.example:team/repo.git", check=True)
+    assert orch.run("config", "get", "ray_git_remote", check=True).stdout.strip() == "git@git.example:team/repo.git"

@@ -227,6 +227,56 @@ def test_chained_tester_lands_on_the_node_with_its_resource(coord: Coord) -> Non
     assert coord.branch_file(t["branch"], "check.txt") == "check\n"
 
 
+def remote_refs(remote: Path) -> dict[str, str]:
+    out = subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname) %(objectname)", "refs/orchestra/"],
+        cwd=remote,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(line.split() for line in out.splitlines())
+
+
+def has_commit(repo: Path, sha: str) -> bool:
+    return subprocess.run(["git", "cat-file", "-e", f"{sha}^{{commit}}"], cwd=repo).returncode == 0
+
+
+def test_git_remote_carries_the_repository_instead_of_ray(coord: Coord, tmp_path: Path) -> None:
+    """With ray_git_remote, commits travel through a shared remote: the base there, fetched by the node; the
+    finished branch pushed there by the node and fetched here; the remote's orchestra refs gone once home.
+
+    The remote is outside the masked directory (the nodes reach it at the same file:// URL), and a chained
+    tester on the other node gets the implementer's branch through it too."""
+    remote = tmp_path / "shared.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", str(remote)], check=True)
+    coord.run("config", "set", "ray_git_remote", remote.as_uri(), check=True)
+    impl = coord.submit(write_commit("carried", "@fake sleep 3"), "--resources", '{"gpu_box": 1}')
+    tester = coord.submit(write_commit("checked"), "--role", "tester", "--resources", '{"db_box": 1}', "--on", impl)
+    coord.start_worker()
+    # While the implementer runs, its starting commit waits on the remote under orchestra's own ref.
+    base = coord.wait_for(lambda: remote_refs(remote).get(f"refs/orchestra/base/{impl}"), what="the base ref")
+    assert base == coord.show(impl)["base_sha"]
+    t = coord.wait_for(lambda: (t := coord.show(tester))["state"] in ("succeeded", "failed") and t, timeout=120)
+    i = coord.show(impl)
+    assert (i["state"], t["state"]) == ("succeeded", "succeeded"), (i, t)
+    assert (i["node"], t["node"]) == ("worker1", "worker2")
+    assert coord.branch_file(i["branch"], "carried.txt") == "carried\n"
+    assert coord.branch_file(t["branch"], "carried.txt") == "carried\n"
+    assert coord.branch_file(t["branch"], "checked.txt") == "checked\n"
+    heads = {
+        b: subprocess.run(["git", "rev-parse", b], cwd=coord.repo, capture_output=True, text=True).stdout.strip()
+        for b in (i["branch"], t["branch"])
+    }
+    assert t["base_sha"] == heads[i["branch"]]
+    # Both finished commits reached the remote (the nodes pushed them: no pack came through Ray) ...
+    assert all(has_commit(remote, sha) for sha in heads.values()), heads
+    # ... and once each branch was home, orchestra's refs there were deleted; nothing else was written.
+    coord.wait_for(lambda: not remote_refs(remote), timeout=30, what="the remote's orchestra refs to go")
+    listed = subprocess.run(["git", "for-each-ref"], cwd=remote, capture_output=True, text=True, check=True)
+    assert listed.stdout == ""
+
+
 def test_permission_prompt_is_answered_from_the_coordinator(coord: Coord) -> None:
     tid = coord.submit("guarded\n@fake ask bash printf allowed > effect.txt\n@fake text carried on")
     coord.start_worker()

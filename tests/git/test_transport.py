@@ -75,3 +75,53 @@ def test_tasks_opening_a_new_mirror_at_once_all_get_it(tmp_path: Path) -> None:
     assert errors == []
     assert _git(mirror, "rev-parse", "--is-bare-repository") == "true"
     assert [p.name for p in mirror.parent.iterdir()] == ["mirror.git"]  # no temporary left behind
+
+
+def test_a_shared_remote_carries_commits_under_orchestras_own_refs_only(tmp_path: Path) -> None:
+    """push_ref / fetch_ref / delete_refs (ray_git_remote): only refs/orchestra/<kind>/<id> are written or deleted
+    there, a fetch moves no local ref and checks it brought the very commit, and nothing else of the remote moves."""
+    src = tmp_path / "src"
+    src.mkdir()
+    _git(src, "init", "-q")
+    (src / "f.txt").write_text("one\n")
+    _git(src, "add", "f.txt")
+    _git(src, "commit", "-qm", "one")
+    sha = _git(src, "rev-parse", "HEAD")
+    remote = tmp_path / "shared.git"
+    _git(tmp_path, "init", "-q", "--bare", str(remote))
+    _git(src, "push", "-q", str(remote), "HEAD:refs/heads/main")  # someone else's branch: never touched
+    url = remote.as_uri()
+    transport.push_ref(src, url, sha, "refs/orchestra/base/abc1")
+    assert _orchestra_refs(remote) == {"refs/orchestra/base/abc1"}
+    mirror = tmp_path / "mirror.git"
+    transport.init_mirror(mirror)
+    transport.fetch_ref(mirror, url, "refs/orchestra/base/abc1", sha)
+    assert _git(mirror, "cat-file", "-t", sha) == "commit" and _orchestra_refs(mirror) == set()
+    other = "1" * 40
+    try:
+        transport.fetch_ref(mirror, url, "refs/orchestra/base/abc1", other)
+        raise AssertionError("a ref holding another commit was accepted")
+    except transport.GitError as exc:
+        assert "incomplete" in str(exc)
+    for bad_ref in ("refs/heads/main", "refs/orchestra/base/../x", "refs/orchestra/base/-x", "refs/tags/v1"):
+        try:
+            transport.push_ref(src, url, sha, bad_ref)
+            raise AssertionError(f"{bad_ref} was pushed")
+        except transport.GitError as exc:
+            assert "not a ref of orchestra's own" in str(exc)
+    for bad_url in ("--upload-pack=touch pwned", "file:///x\nfoo"):
+        try:
+            transport.push_ref(src, bad_url, sha, "refs/orchestra/base/abc1")
+            raise AssertionError(f"{bad_url!r} was used")
+        except transport.GitError as exc:
+            assert "not a git URL" in str(exc)
+    try:
+        transport.fetch_ref(mirror, (tmp_path / "missing.git").as_uri(), "refs/orchestra/base/abc1", sha)
+        raise AssertionError("a missing remote was fetched from")
+    except transport.GitError as exc:
+        assert str(exc).startswith("git fetch file://") and "\n" not in str(exc)
+    # Deleting what is there and what is not: the rest of the remote stays as it was.
+    assert transport.delete_refs(src, url, ["refs/orchestra/base/abc1", "refs/orchestra/done/abc1"]) in (True, False)
+    assert _orchestra_refs(remote) == set()
+    assert _git(remote, "rev-parse", "refs/heads/main") == sha
+    assert not list(tmp_path.glob("pwned*")) and not list(Path.cwd().glob("pwned*"))
