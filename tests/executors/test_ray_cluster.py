@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -99,9 +101,10 @@ class Coord:
     def show(self, task_id: str) -> dict[str, Any]:
         return json.loads(self.run("show", task_id, "--json", check=True).stdout)
 
-    def start_worker(self, *args: str) -> subprocess.Popen[str]:
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """`orchestra ARGS` left running (ended by close()); stdout a pipe, stderr merged into it."""
         proc = subprocess.Popen(
-            self.cluster.argv([sys.executable, "-m", "orchestra", "worker", *args]),
+            self.cluster.argv([sys.executable, "-m", "orchestra", *args]),
             cwd=self.repo,
             env=self.env,
             stdin=subprocess.DEVNULL,
@@ -112,6 +115,9 @@ class Coord:
         )
         self.procs.append(proc)
         return proc
+
+    def start_worker(self, *args: str) -> subprocess.Popen[str]:
+        return self.start("worker", *args)
 
     def wait_for(self, predicate: Any, timeout: float = 60, what: str = "condition") -> Any:
         deadline = time.monotonic() + timeout
@@ -291,6 +297,60 @@ def test_permission_prompt_is_answered_from_the_coordinator(coord: Coord) -> Non
     coord.wait_for(lambda: coord.show(tid)["state"] == "succeeded", what="success after the answer")
     assert coord.branch_file(coord.show(tid)["branch"], "effect.txt") == "allowed"
     assert len(coord.invocations(tid)) == 1
+
+
+def fake_agents_of(task_id: str) -> list[int]:
+    """The task's fake claude processes (its guard and host carry the same marker, so look at argv too)."""
+    found = []
+    for pid in agents_of(task_id):
+        try:
+            if str(FAKE_CLAUDE).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+def test_logs_follow_streams_a_remote_transcript_while_it_runs(coord: Coord) -> None:
+    """`orchestra logs --follow` here prints what the agent on its node said while it still runs, then the rest,
+    and exits by itself (status 0) once the task ends."""
+    tid = coord.submit("follow me\n@fake text early-bird-words\n@fake sleep 8\n@fake text late-owl-words")
+    follow = coord.start("logs", "--follow", tid)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        assert follow.stdout is not None
+        for line in follow.stdout:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    coord.start_worker()
+    seen: list[str] = []
+    at_early: tuple[str, list[int]] | None = None
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            line = lines.get(timeout=max(deadline - time.monotonic(), 0.1))
+        except queue.Empty:
+            state = coord.show(tid)["state"]
+            raise AssertionError(f"logs --follow still running 120 s on (task {state}): {seen}") from None
+        if line is None:
+            break
+        seen.append(line)
+        if "early-bird-words" in line and at_early is None:
+            # The agent is still in its 8 s sleep: the line came while it ran, not copied home afterwards.
+            at_early = (coord.show(tid)["state"], fake_agents_of(tid))
+    assert follow.wait(timeout=30) == 0, seen
+    assert at_early is not None, seen
+    state, agents = at_early
+    assert state == "running", (state, seen)
+    assert agents, f"the agent had ended when its early text arrived: {seen}"
+    early = next(i for i, line in enumerate(seen) if "early-bird-words" in line)
+    late = next((i for i, line in enumerate(seen) if "late-owl-words" in line), None)
+    assert late is not None and late > early, seen
+    assert any("success" in line for line in seen[late:]), seen
+    assert coord.show(tid)["state"] == "succeeded"
 
 
 def test_scheduler_sigkill_then_the_next_one_adopts_the_remote_agent(coord: Coord) -> None:
