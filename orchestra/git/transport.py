@@ -22,7 +22,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from orchestra.core.errors import GitError
+from orchestra.core.errors import GitError, InvalidInput
+from orchestra.core.values import git_remote
 from orchestra.git.runner import QUIET_FETCH, argv, first_line, git, hardened_env
 
 _SHA = frozenset("0123456789abcdef")
@@ -47,9 +48,14 @@ def _orchestra_ref(ref: str) -> str:
 
 
 def _url(url: str) -> str:
-    if not url or url.startswith("-") or any(ord(c) < 32 or ord(c) == 127 for c in url):
-        raise GitError(f"not a git URL: {url!r}")
-    return url
+    """The setting's own check again, at the last step before git: nothing else reaches the command line."""
+    try:
+        checked = git_remote(url, "remote")
+    except InvalidInput as exc:
+        raise GitError(f"not a git URL: {exc}") from None
+    if not checked:
+        raise GitError("not a git URL: ''")
+    return checked
 
 
 def _remote(
