@@ -81,7 +81,7 @@ def validate_state(value: str) -> str:
 PRODUCTS = ("branch", "verdict", "merge", "report")
 AGENTLESS_PRODUCTS = frozenset({"merge", "report"})
 
-_ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: easy to read and type
+ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: easy to read and type
 ID_LENGTH = 6
 _ID_RE = re.compile(r"^[a-z0-9]{2,32}$")
 
@@ -96,12 +96,16 @@ def random_text(alphabet: str, length: int) -> str:
 
 
 def new_task_id() -> str:
-    return random_text(_ID_ALPHABET[:23], 1) + random_text(_ID_ALPHABET, ID_LENGTH - 1)
+    return random_text(ID_ALPHABET[:23], 1) + random_text(ID_ALPHABET, ID_LENGTH - 1)
+
+
+def is_valid_id(text: object) -> bool:
+    return isinstance(text, str) and _ID_RE.match(text) is not None
 
 
 def validate_id(text: str) -> str:
     """Ids reach paths and branch names, so anything but [a-z0-9] is refused outright."""
-    if not isinstance(text, str) or not _ID_RE.match(text):
+    if not is_valid_id(text):
         raise InvalidInput(f"invalid task id {text!r}: task ids are lowercase letters and digits")
     return text
 

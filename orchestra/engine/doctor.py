@@ -250,18 +250,12 @@ def _check_index(paths: Paths, store: Store, report: DoctorReport, fix: bool) ->
 
 def _check_unfinished_workflows(store: Store, report: DoctorReport, fix: bool) -> None:
     """The unfinished-workflows cache must name every workflow whose record is not finished."""
-    live_dir = store.paths.workflows / records.LIVE_DIR
+    live_dir = store.paths.workflows / records.UNFINISHED_DIR
     if not live_dir.is_dir():
         return  # the first reader builds it
     with store.locked():
-        marked = {p.name for p in live_dir.iterdir()}
-        missing = []
-        for wf_id in records.ids(store):
-            try:
-                if not records.load(store, wf_id).final and wf_id not in marked:
-                    missing.append(wf_id)
-            except OrchestraError:
-                continue  # corrupt records are reported where they are read
+        unfinished, _ = records.unfinished_on_record(store)  # corrupt records are reported where they are read
+        missing = sorted(unfinished - {p.name for p in live_dir.iterdir()})
         if not missing:
             return
         finding = Finding(

@@ -8,12 +8,10 @@ import shutil
 from pathlib import Path
 
 from orchestra.core.errors import InvalidInput, OrchestraError
-from orchestra.core.task import now, random_text, validate_id
+from orchestra.core.task import ID_ALPHABET, is_valid_id, now, random_text, validate_id
 from orchestra.core.workflow import Workflow
 from orchestra.store.files import write_atomic
 from orchestra.store.tasks import Store
-
-_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 
 
 def load(store: Store, wf_id: str) -> Workflow:
@@ -38,8 +36,8 @@ def save(store: Store, wf: Workflow) -> None:
     d = store.paths.workflows
     if not d.is_dir():
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _live_dir(store).mkdir(mode=0o700, exist_ok=True)  # no records yet: the empty set is exact
-    marker = _live_dir(store) / validate_id(wf.id)
+        _unfinished_dir(store).mkdir(mode=0o700, exist_ok=True)  # no records yet: the empty set is exact
+    marker = _unfinished_dir(store) / validate_id(wf.id)
     tracked = marker.parent.is_dir()
     if tracked and not wf.final:
         marker.touch(mode=0o600)
@@ -51,14 +49,14 @@ def save(store: Store, wf: Workflow) -> None:
 def remove(store: Store, wf_id: str) -> None:
     store.require_lock()
     store.paths.workflow_file(validate_id(wf_id)).unlink(missing_ok=True)
-    (_live_dir(store) / wf_id).unlink(missing_ok=True)
+    (_unfinished_dir(store) / wf_id).unlink(missing_ok=True)
 
 
-def _live_dir(store: Store) -> Path:
-    return store.paths.workflows / LIVE_DIR
+def _unfinished_dir(store: Store) -> Path:
+    return store.paths.workflows / UNFINISHED_DIR
 
 
-LIVE_DIR = "unfinished"
+UNFINISHED_DIR = "unfinished"
 
 
 def unfinished_ids(store: Store) -> list[str]:
@@ -69,7 +67,7 @@ def unfinished_ids(store: Store) -> list[str]:
     When it is missing (a person deleted it, or an older orchestra wrote the records) it
     is rebuilt from the records under the store lock.
     """
-    d = _live_dir(store)
+    d = _unfinished_dir(store)
     if not d.is_dir():
         if not store.paths.workflows.is_dir():
             return []
@@ -78,35 +76,35 @@ def unfinished_ids(store: Store) -> list[str]:
         names = os.listdir(d)
     except FileNotFoundError:
         return []
-    return sorted(n for n in names if _is_id(n))
+    return sorted(n for n in names if is_valid_id(n))
 
 
 def rebuild_unfinished(store: Store, *, force: bool = True) -> None:
     """Make the unfinished set again from every record (doctor --fix, or a first read)."""
     with store.locked():
-        d = _live_dir(store)
+        d = _unfinished_dir(store)
         if d.is_dir() and not force:
             return  # another reader rebuilt it while this one waited for the lock
-        tmp = store.paths.workflows / f".{LIVE_DIR}.{os.getpid()}.tmp"
+        tmp = store.paths.workflows / f".{UNFINISHED_DIR}.{os.getpid()}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(mode=0o700)
-        for wf_id in ids(store):
-            try:
-                keep = not load(store, wf_id).final
-            except OrchestraError:
-                keep = True  # a corrupt record is for its readers to name, not for this cache to hide
-            if keep:
-                (tmp / wf_id).touch(mode=0o600)
+        unfinished, unreadable = unfinished_on_record(store)
+        for wf_id in unfinished | unreadable:  # a corrupt record is for its readers to name, not for this to hide
+            (tmp / wf_id).touch(mode=0o600)
         shutil.rmtree(d, ignore_errors=True)
         os.rename(tmp, d)
 
 
-def _is_id(name: str) -> bool:
-    try:
-        validate_id(name)
-    except InvalidInput:
-        return False
-    return True
+def unfinished_on_record(store: Store) -> tuple[set[str], set[str]]:
+    """What every record says, read one by one: the unfinished workflows, and the records that cannot be read."""
+    unfinished, unreadable = set(), set()
+    for wf_id in ids(store):
+        try:
+            if not load(store, wf_id).final:
+                unfinished.add(wf_id)
+        except OrchestraError:
+            unreadable.add(wf_id)
+    return unfinished, unreadable
 
 
 def ids(store: Store) -> list[str]:
@@ -131,7 +129,7 @@ def resolve(store: Store, text: str) -> str | None:
 def new_id(store: Store) -> str:
     taken = set(ids(store))
     for _ in range(100):
-        wf_id = "w" + random_text(_ALPHABET, 5)
+        wf_id = "w" + random_text(ID_ALPHABET, 5)
         if wf_id not in taken and not store.paths.task_file(wf_id).exists():  # ids are one namespace
             return wf_id
     raise OrchestraError("could not find an unused workflow id")
