@@ -797,7 +797,7 @@ class RayExecutor:
             if isinstance(exc, rex.RayActorError):  # the host died (or its node): the attempt is lost, not failed
                 raise RunLost(f"the node's host ended before the agent started: {_first_line(exc)}") from None
             if isinstance(exc, rex.RayTaskError):
-                raise OrchestraError(_first_line(exc.cause if exc.cause else exc)) from None
+                raise OrchestraError(_first_line(_cause(exc))) from None
             raise
         self._prepared[task.id] = (host, info)
         return copied
@@ -913,7 +913,7 @@ class RayExecutor:
             self._discard(task.id, host)
             if isinstance(exc, rex.RayActorError):  # the host died as it started the agent: lost, not failed
                 raise RunLost(f"the host on {info['node']} ended as the agent started: {_first_line(exc)}") from None
-            cause = exc.cause if isinstance(exc, rex.RayTaskError) and exc.cause else exc
+            cause = _cause(exc)
             raise OrchestraError(f"cannot start the agent on {info['node']}: {_first_line(cause)}") from None
         return Handle(
             task.id,
@@ -1106,7 +1106,7 @@ class RayExecutor:
             return Collected(lost=f"the node running it died before its branch came home: {_first_line(exc)}")
         except Exception as exc:
             self._discard(task.id, host)
-            cause = exc.cause if isinstance(exc, rex.RayTaskError) and exc.cause else exc
+            cause = _cause(exc)
             if isinstance(cause, UnknownTask):
                 return Collected(lost=_first_line(cause))
             return Collected(error=f"could not bring the branch home: {_first_line(cause)}")
@@ -1231,6 +1231,11 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """What a remote call raised on the node, rather than Ray's wrapper around it."""
+    return exc.cause if isinstance(exc, rex.RayTaskError) and exc.cause else exc
 
 
 def _first_line(exc: object) -> str:
