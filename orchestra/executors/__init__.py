@@ -6,7 +6,7 @@ import importlib.util
 
 from orchestra.core.config import Config
 from orchestra.core.errors import ConfigError
-from orchestra.executors.base import Executor, reachable
+from orchestra.executors.base import Executor, cluster_problem
 from orchestra.store.paths import Paths
 
 EXECUTORS = ("local", "ray")
@@ -18,9 +18,7 @@ def quick_problems(config: Config) -> list[str]:
         return []
     if importlib.util.find_spec("ray") is None:
         return ["executor = ray but Ray is not installed (pip install 'orchestra[ray]')"]
-    if not config.ray_address:
-        return ["executor = ray but ray_address is not set (orchestra config set ray_address HOST:6379)"]
-    why = reachable(str(config.ray_address))
+    why = cluster_problem(config)
     return [why] if why else []
 
 

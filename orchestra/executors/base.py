@@ -90,6 +90,14 @@ def parse_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def cluster_problem(config: Config) -> str | None:
+    """Why the configured Ray cluster cannot take runs now: no address, or nothing answers there."""
+    address = str(config.ray_address or "")
+    if not address:
+        return "executor = ray but ray_address is not set (orchestra config set ray_address HOST:6379)"
+    return reachable(address)
+
+
 def reachable(address: str, timeout: float = 1.0) -> str | None:
     """None when a TCP connection to the address opens, else why not.
 

@@ -84,7 +84,7 @@ from orchestra.core.config import CLAUDE_ENV, Config
 from orchestra.core.crashpoints import ENV as CRASH_ENV
 from orchestra.core.errors import OrchestraError
 from orchestra.core.task import Task, validate_id
-from orchestra.executors.base import RUNNING, Collected, Handle, Launch, RunLost, reachable
+from orchestra.executors.base import RUNNING, Collected, Handle, Launch, RunLost, cluster_problem
 from orchestra.git import refs, repo, transport, workspace, worktrees
 from orchestra.git.runner import git
 from orchestra.store import requests
@@ -615,12 +615,8 @@ class RayExecutor:
         at, found = self._problem_cache
         if time.monotonic() - at < 2.0:
             return found
-        address = str(self.config.ray_address or "")
-        if not address:
-            found = ["executor = ray but ray_address is not set (orchestra config set ray_address HOST:6379)"]
-        else:
-            why = reachable(address)
-            found = [why] if why else []
+        why = cluster_problem(self.config)
+        found = [why] if why else []
         self._problem_cache = (time.monotonic(), found)
         return found
 
