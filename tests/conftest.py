@@ -271,11 +271,11 @@ class Orch:
         )
         return proc
 
-    def start_worker(self, *args: str) -> subprocess.Popen[str]:
+    def start_worker(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "orchestra", "worker", *args],
             cwd=self.repo,
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

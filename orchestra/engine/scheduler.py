@@ -162,17 +162,34 @@ class Scheduler:
                         f"tasks recorded as running with no agent: {', '.join(unsettled)}; "
                         "run 'orchestra doctor' to see why"
                     )
-                if self.until_idle:
-                    self.log("nothing left to do; scheduler exits")
-                    return 1 if unsettled else 0
                 idle_since = idle_since or time.monotonic()
-                if self.idle_exit and time.monotonic() - idle_since >= self.idle_exit:
-                    self.log(f"idle for {self.idle_exit:.0f}s; scheduler exits")
+                idle_for = time.monotonic() - idle_since
+                if (self.until_idle or (self.idle_exit and idle_for >= self.idle_exit)) and self._quit_if_quiet(
+                    last_index_key
+                ):
+                    self.log(
+                        "nothing left to do; scheduler exits"
+                        if self.until_idle
+                        else f"idle for {self.idle_exit:.0f}s; scheduler exits"
+                    )
                     return 1 if unsettled else 0
             else:
                 idle_since = None
             self.wake.wait(POLL_SECONDS)
         return 0
+
+    def _quit_if_quiet(self, seen: object) -> bool:
+        """Give up the scheduler's claim, unless the queue changed since the last pass.
+
+        Under the store lock, so a submit lands either before this look (and is run) or after the
+        claim is gone (and its autostart starts a new scheduler): never stranded between the two.
+        """
+        crash_point("scheduler_idle")
+        with self.ctx.store.locked():
+            if self.wake.is_set() or _stat_key(self.ctx.paths.index) != seen:
+                return False
+            self.release()
+        return True
 
     def _unsettled(self) -> list[str]:
         """Live records nobody runs: re-settled now when possible, else named."""
