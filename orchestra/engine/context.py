@@ -55,6 +55,12 @@ class Context:
         elif self._executor is not None:
             self._executor.config = self.config
 
+    def close_executor(self) -> None:
+        """Close the executor if this context made one (nothing to do for those that never ran a task)."""
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
+
     def executor(self) -> Executor:
         """Where agents of this repository run (config `executor`); made once per context."""
         if self._executor is None:

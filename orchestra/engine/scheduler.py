@@ -131,6 +131,8 @@ class Scheduler:
                     f"scheduler stopping; {len(alive)} agent(s) keep running and will be adopted: {', '.join(alive)}"
                 )
             self.release()
+            if not alive:  # a runner still talking to its executor keeps it open until the process ends
+                self.ctx.close_executor()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 

@@ -159,6 +159,11 @@ class Executor(Protocol):
         does. Empty when runs can start; the local machine is always there."""
         return []
 
+    def close(self) -> None:
+        """Let go of what this process holds open to reach its runs (their runs go on).
+
+        Called by a scheduler that ends with no runner left, so its exit is not kept waiting."""
+
     def problems(self) -> list[str]:
         """Why runs that need the sandbox cannot start here (for doctor and status): such tasks fail at
         once with the reason. Empty when they can."""

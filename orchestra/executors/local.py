@@ -205,6 +205,9 @@ class LocalExecutor:
     def unreachable(self) -> list[str]:
         return []  # this machine is always there
 
+    def close(self) -> None:
+        """Nothing is held open: each run is a process group of its own."""
+
     def problems(self) -> list[str]:
         why = sandbox.problem(self.config.sandbox)
         return [why] if why else []

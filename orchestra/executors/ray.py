@@ -602,6 +602,7 @@ class RayExecutor:
         self._prepared: dict[str, tuple[Any, dict[str, Any]]] = {}
         self._problem_cache: tuple[float, list[str]] = (0.0, [])
         self._warmed = False
+        self._connected = False  # this executor joined the cluster (a test process may have joined it itself)
         self._store = Store(paths)
 
     # -- the cluster ---------------------------------------------------------------------
@@ -619,6 +620,14 @@ class RayExecutor:
         found = [why] if why else []
         self._problem_cache = (time.monotonic(), found)
         return found
+
+    def close(self) -> None:
+        """Leave the cluster now: Ray's own exit hook would first sleep half a second for its log printer.
+
+        Detached hosts, slots and the agents in them are not this driver's and go on."""
+        if self._connected and ray.is_initialized():
+            ray.shutdown()
+        self._connected = False
 
     def connect(self) -> None:
         """Join the cluster as a driver (once per process); OrchestraError when it is not reachable."""
@@ -640,6 +649,7 @@ class RayExecutor:
                 )
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise OrchestraError(f"cannot join the Ray cluster at {self.config.ray_address}: {exc}") from None
+            self._connected = True
 
     def _slot(self, task_id: str) -> PlacementGroup | None:
         try:
