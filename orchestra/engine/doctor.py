@@ -178,6 +178,8 @@ def cluster_findings(cluster: Mapping[str, Any], sandbox_mode: str) -> list[Find
         out.append(
             Finding("cluster_no_slots", "ray", "no node offers the orchestra_agent resource; no agent can start", False)
         )
+    if mine.get("remote_error"):
+        out.append(_remote_finding("coordinator", mine["remote_error"], "from here"))
     for node in cluster["nodes"]:
         if not node.get("slots"):
             continue
@@ -188,6 +190,8 @@ def cluster_findings(cluster: Mapping[str, Any], sandbox_mode: str) -> list[Find
                 out.append(Finding("cluster_version", name, f"{key} {theirs} on the node, {mine[key]} here", False))
         if node.get("claude_error"):
             out.append(Finding("cluster_claude", name, f"claude does not run: {node['claude_error']}", False))
+        if node.get("remote_error"):
+            out.append(_remote_finding(name, node["remote_error"], "with the node's own credentials"))
         if sandbox_mode == sandbox.REQUIRED and node.get("sandbox_missing"):
             out.append(
                 Finding(
@@ -511,3 +515,14 @@ def _scan(directory: Path) -> list[os.DirEntry[str]]:
         return sorted(os.scandir(directory), key=lambda e: e.name)
     except OSError:
         return []
+
+
+def _remote_finding(where: str, error: str, how: str) -> Finding:
+    """ray_git_remote unreadable somewhere: every task that starts or ends there fails to move its commits."""
+    return Finding(
+        "cluster_remote",
+        where,
+        f"ray_git_remote cannot be read {how}: {error}",
+        False,
+        note="give it access to the remote, or unset ray_git_remote to send commits through Ray",
+    )

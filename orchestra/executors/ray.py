@@ -545,8 +545,9 @@ RemoteNodeHost: Any = ray.remote(NodeHost)
 
 
 @ray.remote(num_cpus=0, max_retries=0)
-def probe(claude_args: list[str]) -> dict[str, Any]:
-    """What doctor checks on each node: versions, slots, that `claude` runs there, and its sandbox.
+def probe(claude_args: list[str], remote: str = "") -> dict[str, Any]:
+    """What doctor checks on each node: versions, slots, that `claude` runs there, its sandbox, and that
+    it can read `ray_git_remote` (when set) with the node's own credentials.
 
     The sandbox tools are looked up on this node's PATH (the one its agents get), because a node
     without them fails every task that changes files when `sandbox = "required"`, only once it runs.
@@ -567,6 +568,9 @@ def probe(claude_args: list[str]) -> dict[str, Any]:
         out["claude_error"] = None if proc.returncode == 0 else f"{binary} exited {proc.returncode}"
     except (OrchestraError, OSError, subprocess.TimeoutExpired) as exc:
         out["claude"], out["claude_error"] = None, str(exc)
+    if remote:
+        with tempfile.TemporaryDirectory(prefix="orchestra-probe-") as tmp:
+            out["remote_error"] = transport.unreachable(remote, Path(tmp))
     return out
 
 
@@ -1187,7 +1191,7 @@ class RayExecutor:
         nodes = [n for n in ray.nodes() if n["Alive"]]
         refs_ = [
             probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
-                ["--version"]
+                ["--version"], self._remote
             )
             for n in nodes
             if n["Resources"].get(RESOURCE, 0) > 0
@@ -1208,7 +1212,9 @@ class RayExecutor:
                 "ray": ray.__version__,
                 "python": sys.version.split()[0],
                 "orchestra": orchestra.__version__,
+                "remote_error": transport.unreachable(self._remote, self.paths.root) if self._remote else None,
             },
+            "remote": self._remote or None,
             "nodes": rows,
             "slots": sum(r["slots"] for r in rows),
         }

@@ -87,6 +87,18 @@ def fetch_ref(repo: Path, url: str, ref: str, sha: str, timeout: float = REMOTE_
     receive_pack(repo, b"", sha)
 
 
+def unreachable(url: str, cwd: Path, timeout: float = 30.0) -> str | None:
+    """Why `url` cannot be read from this machine with its own credentials, or None when it answers.
+
+    Lists only orchestra's refs there, so a large remote costs nothing; writing is not tried, since
+    a test write would be a write to someone's remote."""
+    try:
+        _remote(cwd, url, ("ls-remote", "--quiet"), ["refs/orchestra/"], timeout)
+    except GitError as exc:
+        return str(exc)
+    return None
+
+
 def delete_refs(repo: Path, url: str, refs_: list[str], timeout: float = 120.0) -> bool:
     """Delete orchestra's `refs_` on the remote; True when git reported no failure (a missing ref is one)."""
     if not refs_:

@@ -165,7 +165,11 @@ EXTRA: dict[str, list[tuple[str, str]]] = {
             "socat missing (sandbox_unavailable), and a note when sandbox = off; commits left in a "
             "finished task's checkout that never came home (work_not_home); a task branch that no "
             "longer contains what orchestra left on it (branch_rewritten); and, as notices that do not "
-            "fail it, refs of the main repository that moved since a running task started.",
+            "fail it, refs of the main repository that moved since a running task started. With "
+            "executor = ray, it surveys the cluster: each node's versions, slots, claude and sandbox "
+            "tools (cluster_version, cluster_claude, cluster_sandbox), and, with ray_git_remote set, "
+            "that this machine and each node can read that remote with their own credentials "
+            "(cluster_remote).",
         ),
     ],
     "wait": [

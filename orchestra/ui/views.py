@@ -722,9 +722,10 @@ def doctor_text(report: Any) -> str:
             claude_s = n.get("claude") or n.get("claude_error") or "-"
             # a node without slots is not probed: it has no sandbox to speak of
             box = "" if "sandbox_tools" not in n else f"  sandbox {'ok' if not n.get('sandbox_missing') else 'missing'}"
+            remote = "" if "remote_error" not in n else f"  remote {'unreachable' if n['remote_error'] else 'ok'}"
             notes.append(
                 f"  {n.get('node') or n['node_id'][:12]:<16} slots {n.get('slots', 0):g}  ray {n.get('ray', '?')}  "
-                f"python {n.get('python', '?')}  orchestra {n.get('orchestra', '?')}  claude {claude_s}{box}"
+                f"python {n.get('python', '?')}  orchestra {n.get('orchestra', '?')}  claude {claude_s}{box}{remote}"
             )
     if not report.findings:
         return "\n".join([f"{report.root}: no problems found", *notes])

@@ -185,3 +185,15 @@ def test_a_node_without_the_sandbox_tools_is_a_problem_only_when_the_sandbox_is_
     # A node with no slots never runs an agent, so what it lacks does not matter.
     idle = {**_survey(slots=0, sandbox_missing="bwrap is absent"), "slots": 0}
     assert [f.kind for f in cluster_findings(idle, "required")] == ["cluster_no_slots"]
+
+
+def test_a_shared_remote_that_a_node_or_the_coordinator_cannot_read_is_named_where():
+    from orchestra.engine.doctor import cluster_findings
+
+    assert cluster_findings(_survey(remote_error=None), "off") == []
+    (finding,) = cluster_findings(_survey(remote_error="git ls-remote file:///x failed: not found"), "off")
+    assert (finding.kind, finding.subject) == ("cluster_remote", "gpu1")
+    assert "node's own credentials" in finding.detail and "not found" in finding.detail
+    here = _survey()
+    here["coordinator"] = {**here["coordinator"], "remote_error": "git ls-remote ssh://h/r failed: denied"}
+    assert [(f.kind, f.subject) for f in cluster_findings(here, "off")] == [("cluster_remote", "coordinator")]

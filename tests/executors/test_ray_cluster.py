@@ -528,7 +528,14 @@ def test_cancel_reaches_a_task_waiting_for_a_slot(coord: Coord) -> None:
 
 
 def test_doctor_reports_each_node(coord: Coord) -> None:
+    """Versions, slots, claude and the sandbox per node; and a shared remote only the coordinator can read
+    (it lies in the directory the nodes cannot see) is a problem on each node, not here."""
+    hidden = coord.repo.parent / f"{coord.repo.name}-remote.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", str(hidden)], check=True)
+    coord.run("config", "set", "ray_git_remote", hidden.as_uri(), check=True)
     report = json.loads(coord.run("doctor", "--json").stdout)
+    remote = [(f["kind"], f["subject"]) for f in report["findings"] if f["kind"] == "cluster_remote"]
+    assert sorted(remote) == [("cluster_remote", "worker1"), ("cluster_remote", "worker2")], report["findings"]
     nodes = {n.get("node"): n for n in report["cluster"]["nodes"] if n["slots"]}
     assert set(nodes) == {"worker1", "worker2"} and report["cluster"]["slots"] == 4
     assert all(n["ray"] == "2.60.0" and n["claude"] for n in nodes.values()), nodes
@@ -539,6 +546,7 @@ def test_doctor_reports_each_node(coord: Coord) -> None:
     text = coord.run("doctor").stdout
     node_lines = [line for line in text.splitlines() if line.lstrip().startswith(("worker1 ", "worker2 "))]
     assert len(node_lines) == 2 and all("sandbox ok" in line for line in node_lines), text
+    assert all("remote unreachable" in line for line in node_lines), text
 
 
 # Last: it leaves the cluster one node short.

@@ -125,3 +125,15 @@ def test_a_shared_remote_carries_commits_under_orchestras_own_refs_only(tmp_path
     assert _orchestra_refs(remote) == set()
     assert _git(remote, "rev-parse", "refs/heads/main") == sha
     assert not list(tmp_path.glob("pwned*")) and not list(Path.cwd().glob("pwned*"))
+
+
+def test_a_remote_that_cannot_be_read_is_said_so_in_one_line_and_nothing_runs(tmp_path: Path) -> None:
+    """What doctor asks of ray_git_remote on each machine: readable, or why not; a hostile URL is refused before git."""
+    remote = tmp_path / "shared.git"
+    _git(tmp_path, "init", "-q", "--bare", str(remote))
+    assert transport.unreachable(remote.as_uri(), tmp_path) is None
+    why = transport.unreachable((tmp_path / "missing.git").as_uri(), tmp_path)
+    assert why and why.startswith("git ls-remote file://") and "\n" not in why
+    why = transport.unreachable("--upload-pack=touch pwned", tmp_path)
+    assert why and "not a git URL" in why
+    assert not list(tmp_path.glob("pwned*"))
