@@ -184,6 +184,14 @@ class NodeAgent:
         transport.init_mirror(self.mirror)
         return transport.tips(self.mirror)
 
+    def receive(self, pack: bytes, tip: str) -> None:
+        """Store `tip`'s objects in the node's mirror ahead of setup, kept under this task's base ref: the
+        node's other new tasks then find it there and are sent nothing."""
+        with self.lock:
+            transport.init_mirror(self.mirror)
+            transport.receive_pack(self.mirror, pack, tip)
+            transport.keep(self.mirror, base_ref(self.task_id), tip)
+
     def setup(
         self, pack: bytes, tip: str, branch: str, copies: bytes, copied: list[str], config: Config, task: Task
     ) -> dict[str, Any]:
@@ -430,7 +438,7 @@ class HostRetired(OrchestraError):
     """The host is ending (idle too long): the caller starts a new one."""
 
 
-_CALLS = frozenset({"setup", "start", "status", "pull", "wait", "stop", "finish"})
+_CALLS = frozenset({"have", "receive", "setup", "start", "status", "pull", "wait", "stop", "finish"})
 
 
 class NodeHost:
@@ -607,6 +615,7 @@ class RayExecutor:
         self._problem_cache: tuple[float, list[str]] = (0.0, [])
         self._warmed = False
         self._connected = False  # this executor joined the cluster (a test process may have joined it itself)
+        self._shipping: dict[str, threading.Lock] = {}  # per node: one pack sent there at a time
         self._store = Store(paths)
 
     # -- the cluster ---------------------------------------------------------------------
@@ -795,7 +804,8 @@ class RayExecutor:
                 transport.push_ref(self.paths.root, self._remote, tip, base_ref(task.id))
                 pack = b""
             else:
-                pack = transport.make_pack(self.paths.root, tip, opened["have"])
+                self._ship(host, node_id, task.id, tip, opened["have"])
+                pack = b""
             copies, copied = self._copies(task)
             ray.get(
                 host.call.remote(task.id, "setup", pack, tip, task.branch, copies, copied, self.config, task),
@@ -811,6 +821,21 @@ class RayExecutor:
             raise
         self._prepared[task.id] = (host, info)
         return copied
+
+    def _ship(self, host: Any, node_id: str, task_id: str, tip: str, have: list[str]) -> None:
+        """Put `tip` in the node's mirror, if it lacks it, one task at a time per node.
+
+        Why one at a time: the first tasks sent to a new node all find its mirror empty, and each
+        would otherwise be sent the whole repository at once (for a 50 MB repository and 4 slots,
+        200 MB packed here, carried and indexed there). The one that waited asks again, and is
+        usually sent nothing."""
+        if tip in transport.known(self.paths.root, have):
+            return
+        with self._shipping.setdefault(node_id, threading.Lock()):
+            have = list(ray.get(host.call.remote(task_id, "have"), timeout=CALL_TIMEOUT))
+            pack = transport.make_pack(self.paths.root, tip, have)
+            if pack:
+                ray.get(host.call.remote(task_id, "receive", pack, tip), timeout=TRANSFER_TIMEOUT)
 
     @property
     def _remote(self) -> str:

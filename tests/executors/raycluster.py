@@ -158,6 +158,7 @@ def up(
     port: int = 6379,
     timeout: float = 120,
     worker_cpus: int = 0,
+    object_store_mb: int = 100,
 ) -> Cluster:
     """Head (no slots) plus one worker node per entry of `workers` (its resources); `env` reaches every node."""
     t0 = time.monotonic()
@@ -190,7 +191,7 @@ def up(
         "--num-cpus",
         "0",
         "--object-store-memory",
-        str(100 * 1024 * 1024),
+        str(object_store_mb * 1024 * 1024),
         "--include-log-monitor",
         "false",
         "--node-ip-address",
