@@ -19,6 +19,8 @@ from orchestra.engine.context import Context
 from orchestra.git import refs, review
 from orchestra.store import workflows as records
 
+SCREEN_LIMIT = 400_000  # characters of diff a screen shows before naming the files left out
+
 
 @dataclass
 class Change:
@@ -155,6 +157,19 @@ def diff_lines(ctx: Context, change: Change) -> Iterator[str]:
 def stat_text(ctx: Context, change: Change) -> str:
     """git's own `--stat` picture of the change."""
     return review.stat_text(ctx.root, change.base, change.head)
+
+
+def screen_text(ctx: Context, change: Change, limit: int = SCREEN_LIMIT) -> str:
+    """The change for a screen: a summary line, git's stat, then the diff up to `limit` characters,
+    naming the files left out (a generated file must not fill the person's terminal)."""
+    header = f"{change.branch}: {change.stat.summary()} against {change.base[:10]}"
+    if not change.stat.count:
+        return header
+    shown, left_out, _total = review.bounded_diff(ctx.root, change.base, change.head, limit)
+    parts = [header, stat_text(ctx, change), "", *shown]
+    if left_out:
+        parts.append(f"… {len(left_out)} more file(s) too large to show here: {', '.join(left_out)}")
+    return "\n".join(p.rstrip("\n") for p in parts)
 
 
 def default_target(ctx: Context, task: Task) -> str:

@@ -20,12 +20,12 @@ from typing import Any
 from orchestra.agent import claude, sandbox
 from orchestra.core.errors import InvalidInput, OrchestraError
 from orchestra.core.task import State, Task, now
+from orchestra.engine import changes
 from orchestra.engine import tasks as task_cases
 from orchestra.engine.context import Context
 from orchestra.engine.scheduler import start_background
-from orchestra.git import refs, repo, review, workspace, worktrees
+from orchestra.git import refs, repo, workspace, worktrees
 
-DIFF_LIMIT = 400_000  # characters of diff a screen shows before naming the files left out
 STOP_WAIT_SLACK = 20.0  # seconds past kill_grace to wait for a stopped agent's end to be recorded
 
 
@@ -40,21 +40,16 @@ def worktree(ctx: Context, ref: str) -> Path:
     return path
 
 
-def diff(ctx: Context, ref: str, limit: int = DIFF_LIMIT) -> str:
-    """What the task's branch changed against the commit it started from: stat, then the diff."""
+def diff(ctx: Context, ref: str) -> str:
+    """What the task's branch changed, as the screen shows it; the reason as the text when there is nothing yet.
+
+    The same change, and the same words, as `orchestra diff` (engine.changes)."""
     task = task_cases.get(ctx, ref)
-    head = refs.branch_head(ctx.root, task.branch) if task.branch else None
-    if not task.base_sha or head is None:
-        return f"task {task.id} has no branch yet ({task.state}): nothing to show"
-    stat = review.diff_stat(ctx.root, task.base_sha, head)
-    header = f"{task.branch}: {stat.summary()} against {task.base_sha[:10]}"
-    if not stat.count:
-        return header
-    shown, left_out, _total = review.bounded_diff(ctx.root, task.base_sha, head, limit)
-    parts = [header, review.stat_text(ctx.root, task.base_sha, head), "", *shown]
-    if left_out:
-        parts.append(f"… {len(left_out)} more file(s) too large to show here: {', '.join(left_out)}")
-    return "\n".join(p.rstrip("\n") for p in parts)
+    try:
+        change = changes.of_task(ctx, task, with_commits=False)
+    except InvalidInput as exc:
+        return str(exc)
+    return changes.screen_text(ctx, change)
 
 
 # -- attach: an interactive Claude session on the task's branch ---------------------------

@@ -276,7 +276,7 @@ def test_fits_80x24_and_quits_cleanly(env):
             await pilot.press("v")
             await pilot.pause()
             assert isinstance(app.screen, DiffScreen) and app.screen.lines() == [
-                f"task {tid} has no branch yet (queued): nothing to show"
+                f"task {tid} has not started yet (queued): nothing changed so far"
             ]
             await pilot.press("escape", "q")
         assert app.return_value == 0
