@@ -240,3 +240,28 @@ def test_attach_resumes_the_real_session_and_commits_what_changed(tmp_path, clau
     sessions = {r["headers"].get("X-Claude-Code-Session-Id") for r in stub.requests if r["route"] == "/v1/messages"}
     assert task["session_id"] in sessions
     assert any("please write manual.txt" in t for body in stub.message_requests() for t in ms.user_texts(body))
+
+
+def test_o_opens_the_editor_in_the_tasks_worktree_and_comes_back(orch, terminal):
+    """`o` leaves the screen for $EDITOR in the selected task's checkout, and the screen comes back after it.
+
+    A real terminal is needed (the headless test driver cannot suspend); the agent is the fake claude."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (apt-get install tmux)")
+    tid = orch.submit("write it\n@fake write w.txt w\n@fake commit add w")
+    orch.run("worker", "--until-idle", check=True)
+    where = orch.run("path", tid, check=True).stdout.strip()
+    seen = terminal.tmp_path / "editor-saw.txt"
+    editor = terminal.tmp_path / "editor"
+    editor.write_text(f'#!/bin/sh\nprintf "%s|%s" "$(pwd)" "$*" > {shlex.quote(str(seen))}\n')
+    editor.chmod(0o755)
+    env = dict(orch.env, EDITOR=f"{editor} --wait", TERM="xterm-256color")
+    env.pop("VISUAL", None)
+    terminal.start([sys.executable, "-m", "orchestra", "tui"], cwd=orch.repo, env=env)
+    terminal.wait_for(lambda s: f"{tid}  succeeded" in s, "the task on the screen")
+    terminal.keys("o")
+    screen = terminal.wait_for(lambda s: f"back from {tid}'s worktree" in s, "the screen to come back")
+    assert f"{tid}  succeeded" in screen
+    assert seen.read_text() == f"{os.path.realpath(where)}|--wait ."
+    terminal.keys("q")
+    terminal.wait_for(lambda s: "EXIT=0" in s, "orchestra tui to quit")
