@@ -94,8 +94,11 @@ def run(ctx: Context, fix: bool = False) -> DoctorReport:
     paths, store = ctx.paths, ctx.store
     sched = scheduler_pid(paths)
     report = DoctorReport(root=paths.root, fix=fix, scheduler_pid=sched)
-    _check_sandbox(ctx, report)
-    _check_claude(ctx, report)
+    # With executor = ray the agents, their claude and their sandbox are on the nodes (cluster_* findings).
+    agents_here = ctx.config.executor_name == "local"
+    _check_sandbox(ctx, report, agents_here)
+    if agents_here:
+        _check_claude(ctx, report)
     if not paths.state.is_dir():
         return report
     if _check_executor(ctx, report):
@@ -118,12 +121,14 @@ def run(ctx: Context, fix: bool = False) -> DoctorReport:
     return report
 
 
-def _check_sandbox(ctx: Context, report: DoctorReport) -> None:
-    """Whether agents can start in their sandbox (bubblewrap and socat on PATH), or run unconfined."""
+def _check_sandbox(ctx: Context, report: DoctorReport, agents_here: bool) -> None:
+    """Whether agents can start in their sandbox (bubblewrap and socat on PATH), or run unconfined.
+
+    Only a problem where agents run: a coordinator of a Ray cluster needs neither tool."""
     mode = ctx.config.sandbox
     missing = sandbox.unavailable()
     report.sandbox = {"setting": mode, "available": missing is None, "missing": missing}
-    why = sandbox.problem(mode)
+    why = sandbox.problem(mode) if agents_here else None
     if why:
         report.findings.append(
             Finding("sandbox_unavailable", "sandbox", why, False, note="agents that change files do not start")

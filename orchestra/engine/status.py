@@ -125,7 +125,8 @@ def status(ctx: Context, recent: int = 5) -> StatusReport:
     report.merges_waiting = _merges_waiting(ctx)
     report.recent, report.more_failures = _recent(view, counts, recent)
     report.paused_until = ratelimit.paused_until(ctx.paths)
-    report.sandbox = {"setting": ctx.config.sandbox, "problem": sandbox.problem(ctx.config.sandbox)}
+    here = ctx.config.executor_name == "local"  # elsewhere, each node's sandbox is its own (doctor checks them)
+    report.sandbox = {"setting": ctx.config.sandbox, "problem": sandbox.problem(ctx.config.sandbox) if here else None}
     report.executor = ctx.config.executor_name
     report.executor_problems = quick_problems(ctx.config)
     return report

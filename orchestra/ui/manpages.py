@@ -161,8 +161,9 @@ EXTRA: dict[str, list[tuple[str, str]]] = {
         ),
         (
             "CHECKS",
-            "Besides the repairs above, doctor reports: the agent sandbox required but bubblewrap or "
-            "socat missing (sandbox_unavailable), and a note when sandbox = off; commits left in a "
+            "Besides the repairs above, doctor reports: claude that does not run (claude_does_not_run) "
+            "and the agent sandbox required but bubblewrap or socat missing (sandbox_unavailable), both "
+            "only where agents run (executor = local), and a note when sandbox = off; commits left in a "
             "finished task's checkout that never came home (work_not_home); a task branch that no "
             "longer contains what orchestra left on it (branch_rewritten); and, as notices that do not "
             "fail it, refs of the main repository that moved since a running task started. With "

@@ -719,8 +719,12 @@ def doctor_text(report: Any) -> str:
             f"cluster  {cluster['address']}: {len(cluster['nodes'])} node(s), {cluster['slots']:g} agent slot(s)"
         )
         for n in cluster["nodes"]:
+            if not n.get("slots"):  # not probed: it never runs an agent
+                notes.append(
+                    f"  {n.get('node') or n['node_id'][:12]:<16} slots 0  (no orchestra_agent: runs no agents)"
+                )
+                continue
             claude_s = n.get("claude") or n.get("claude_error") or "-"
-            # a node without slots is not probed: it has no sandbox to speak of
             box = "" if "sandbox_tools" not in n else f"  sandbox {'ok' if not n.get('sandbox_missing') else 'missing'}"
             remote = "" if "remote_error" not in n else f"  remote {'unreachable' if n['remote_error'] else 'ok'}"
             notes.append(

@@ -82,6 +82,25 @@ def test_without_bubblewrap_agents_do_not_start_and_status_and_doctor_say_why(or
     assert doctor.returncode == 0 and 'agents run unconfined: sandbox = "off"' in doctor.stdout
 
 
+def test_a_ray_coordinator_needs_neither_the_sandbox_tools_nor_claude(orch, tmp_path: Path):
+    """With executor = ray the agents run on the nodes, with the nodes' claude and sandbox (doctor checks each
+    node): a coordinator without bubblewrap, socat or claude is no problem, and status does not say agents
+    cannot start. What it does say is that the cluster does not answer (nothing listens at this address)."""
+    orch.env["PATH"] = _bin_without_sandbox(tmp_path)
+    orch.env["ORCHESTRA_CLAUDE"] = "no-such-claude-here"
+    _set(orch, executor="ray", ray_address="127.0.0.1:9", autostart=False)
+    orch.submit("work\n@fake write a.txt a", "--role", "implementer")
+    status = orch.run("status", check=True).stdout
+    assert "agents cannot start" not in status and "no new starts: cannot reach the Ray cluster" in status
+    assert json.loads(orch.run("status", "--json", check=True).stdout)["sandbox"]["problem"] is None
+    doctor = json.loads(orch.run("doctor", "--json").stdout)
+    assert [f["kind"] for f in doctor["findings"]] == ["executor_unreachable"]
+    # The same machine as a local executor: both are problems again.
+    _set(orch, executor="local")
+    doctor = json.loads(orch.run("doctor", "--json").stdout)
+    assert sorted(f["kind"] for f in doctor["findings"]) == ["claude_does_not_run", "sandbox_unavailable"]
+
+
 def test_the_allow_list_keeps_test_runners_and_git_output_only_in_the_sandbox():
     from orchestra.agent import permissions, sandbox
     from orchestra.core.config import Config
