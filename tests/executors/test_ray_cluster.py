@@ -34,17 +34,34 @@ pytestmark = [
 ]
 
 
+STUB_PORT = 18123  # the Messages-API stub, inside the cluster's own network namespace (nothing else there)
+
+
 @pytest.fixture(scope="session")  # started once, whatever else its worker runs between the group's tests
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
     coord = tmp_path_factory.mktemp("coordinator")  # every test repository lives here: masked on the nodes
     nodes = tmp_path_factory.mktemp("nodes")
+    # The nodes' claude: the fake, or the real CLI for a run whose coordinator forwards (ray_env) where it is.
+    claude = nodes / "claude"
+    claude.write_text(
+        '#!/bin/sh\nif [ -n "$ORCHESTRA_TEST_REAL_CLAUDE" ]; then exec "$ORCHESTRA_TEST_REAL_CLAUDE" "$@"; fi\n'
+        f'exec "{FAKE_CLAUDE}" "$@"\n'
+    )
+    claude.chmod(0o755)
     c = up(
         mask=[coord],
         node_root=nodes,
         workers=[{"gpu_box": 1}, {"db_box": 1}],
         env={
             "PYTHONPATH": str(ROOT),
-            "ORCHESTRA_CLAUDE": str(FAKE_CLAUDE),
+            "ORCHESTRA_CLAUDE": str(claude),
+            # Each node's own model access (credentials stay on the nodes): the stub, for the real CLI.
+            "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{STUB_PORT}",
+            "ANTHROPIC_API_KEY": "sk-test-dummy",
+            "DISABLE_TELEMETRY": "1",
+            "DISABLE_AUTOUPDATER": "1",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "CLAUDE_CODE_MAX_RETRIES": "1",
             "FAKE_CLAUDE_LOG": str(nodes / "fake-invocations.jsonl"),
             "GIT_CONFIG_NOSYSTEM": "1",
             # A dead node is known in about 2.5 s instead of 15.
@@ -547,6 +564,43 @@ def test_doctor_reports_each_node(coord: Coord) -> None:
     node_lines = [line for line in text.splitlines() if line.lstrip().startswith(("worker1 ", "worker2 "))]
     assert len(node_lines) == 2 and all("sandbox ok" in line for line in node_lines), text
     assert all("remote unreachable" in line for line in node_lines), text
+
+
+@pytest.mark.e2e
+def test_the_real_claude_code_cli_on_a_node_asks_here_and_its_commit_comes_home(coord: Coord) -> None:
+    """The real CLI as the agent on a node, against the Messages-API stub in the nodes' network: its permission
+    question reaches status here, the answer reaches it there, and the commit it made comes home."""
+    from real_claude import STUB_PATH, claude_or_skip
+
+    claude = claude_or_skip()
+    stub = subprocess.Popen(
+        coord.cluster.argv([sys.executable, str(STUB_PATH), "--port", str(STUB_PORT)]),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert stub.stdout is not None and stub.stdout.readline().startswith("http://127.0.0.1:")
+        coord.env["ORCHESTRA_TEST_REAL_CLAUDE"] = claude
+        with open(coord.repo / ".orchestra" / "config.toml", "a") as fh:
+            fh.write('ray_env = ["ORCHESTRA_TEST_REAL_CLAUDE"]\n')
+        tid = coord.submit("[[scenario:write-commit]] Add hello.txt and commit it.", "--role", "implementer")
+        coord.start_worker()
+        coord.wait_for(lambda: coord.show(tid)["state"] == "awaiting_input", timeout=120, what="the agent's question")
+        status = coord.run("status", check=True).stdout
+        assert f"{tid}" in status and "asks: Bash: git add hello.txt" in status, status
+        coord.run("respond", tid, "--allow", check=True)
+        done = coord.wait_for(lambda: (t := coord.show(tid))["state"] in ("succeeded", "failed") and t, timeout=120)
+        assert done["state"] == "succeeded", done
+        assert done["node"] in ("worker1", "worker2") and done["cost_usd"] > 0, done
+        assert coord.branch_file(done["branch"], "hello.txt") == "hello from the stub\n"
+        assert coord.invocations(tid) == []  # the fake never ran: the real CLI did
+        log = coord.run("logs", tid, check=True).stdout  # the node's transcript, streamed here
+        assert "→ Write" in log and "hello.txt" in log and "✓ success" in log, log
+    finally:
+        os.killpg(stub.pid, signal.SIGTERM)
+        stub.wait(timeout=30)
 
 
 # Last: it leaves the cluster one node short.
