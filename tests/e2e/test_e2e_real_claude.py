@@ -325,3 +325,55 @@ def test_real_claude_bash_call_waits_for_a_person_and_runs_once_allowed(tmp_path
     ]
     assert results and not any(r.get("is_error") for r in results), results
     assert not (repo / "bash-effect.txt").exists()
+
+
+@pytest.mark.e2e
+def test_a_feature_workflow_of_real_claude_runs_every_step_and_merges(tmp_path, claude_bin):
+    """design → implement → test → review → merge, every agent the real CLI against the stub.
+
+    One script serves every role (the marker is in the request each step's prompt carries): a Write, then the
+    verdict through StructuredOutput (a tool only the reviewer has: the reviewer cannot Write, the others have
+    no StructuredOutput), then a last text. The reviewer's structured verdict decides; the merge lands on main."""
+    repo, home = _make_repo(tmp_path)
+    initial = _git(repo, "rev-parse", "HEAD")
+    verdict = {"verdict": "approve", "comments": [], "summary": "Looks right."}
+    script = {
+        "scenarios": {
+            "wf": [
+                {"tool_use": {"name": "Write", "input": {"file_path": "{{cwd}}/feature.txt", "content": "feature\n"}}},
+                {"tool_use": {"name": "StructuredOutput", "input": verdict}},
+                {"text": "Done."},
+            ]
+        }
+    }
+    stub = ms.MessagesStub(script)
+    base_url = stub.start()
+    try:
+        env = ms.claude_env(base_url, home, ORCHESTRA_CLAUDE=claude_bin)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+        orchestra = [sys.executable, "-m", "orchestra"]
+        _, out, _ = _run(
+            [*orchestra, "workflow", "start", "feature", "--no-start", "[[scenario:wf]] Add feature.txt"],
+            cwd=repo,
+            env=env,
+            timeout=60,
+            label="orchestra workflow start",
+        )
+        wf_id = out.strip()
+        _run([*orchestra, "worker", "--until-idle"], cwd=repo, env=env, timeout=300, label="orchestra worker")
+        wf = _json_out([*orchestra, "workflow", "show", wf_id, "--json"], cwd=repo, env=env, label="workflow show")
+    finally:
+        stub.stop()
+    assert wf["state"] == "succeeded", wf
+    steps = {i["step"]: wf["tasks"][i["task"]] for i in wf["instances"]}
+    assert set(steps) == {"design", "implement", "test", "review", "merge"}
+    assert all(t["state"] == "succeeded" for t in steps.values()), {n: t["state"] for n, t in steps.items()}
+    assert steps["review"]["structured_output"] == verdict  # what the reviewer handed StructuredOutput
+    assert all(t["cost_usd"] > 0 for n, t in steps.items() if n != "merge")
+    assert wf["merge"]["status"] == "merged" and wf["merge"]["into"] == "main"
+    # The merge moved main (and its checkout) past where the workflow started, with the agents' file on it.
+    assert _git(repo, "merge-base", "--is-ancestor", initial, "main") == ""
+    assert _git(repo, "rev-parse", "main") != initial
+    assert _git(repo, "show", "main:feature.txt", strip=False) == "feature\n"
+    assert (repo / "feature.txt").read_text() == "feature\n"
+    assert _status_outside_orchestra(repo) == []
