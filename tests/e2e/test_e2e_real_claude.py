@@ -109,8 +109,7 @@ def test_implementer_task_runs_real_claude_and_commits_on_its_branch(tmp_path, c
     stub = ms.MessagesStub({"vars": {"file": "hello.txt", "content": content}})
     base_url = stub.start()
     try:
-        env = ms.claude_env(base_url, home, ORCHESTRA_CLAUDE=claude_bin)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+        env = _env(base_url, home, claude_bin)
         orchestra = [sys.executable, "-m", "orchestra"]
 
         _, out, _ = _run(
@@ -225,6 +224,13 @@ def test_implementer_task_runs_real_claude_and_commits_on_its_branch(tmp_path, c
     assert (repo / "README.md").read_text() == "# e2e repo\n"
 
 
+def _env(base_url: str, home: Path, claude_bin: str) -> dict[str, str]:
+    """orchestra's environment: the real CLI, all its model traffic to the stub, this checkout's package first."""
+    env = ms.claude_env(base_url, home, ORCHESTRA_CLAUDE=claude_bin)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return env
+
+
 def _json_out(argv, *, cwd, env, label):
     _, out, _ = _run(argv, cwd=cwd, env=env, timeout=60, label=label)
     return json.loads(out)
@@ -247,8 +253,7 @@ def test_real_claude_bash_call_waits_for_a_person_and_runs_once_allowed(tmp_path
     base_url = stub.start()
     worker = None
     try:
-        env = ms.claude_env(base_url, home, ORCHESTRA_CLAUDE=claude_bin)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+        env = _env(base_url, home, claude_bin)
         orchestra = [sys.executable, "-m", "orchestra"]
         _, out, _ = _run(
             [*orchestra, "submit", "--role", "implementer", "--no-start", "[[scenario:bash]] Run the command."],
@@ -349,8 +354,7 @@ def test_a_feature_workflow_of_real_claude_runs_every_step_and_merges(tmp_path, 
     stub = ms.MessagesStub(script)
     base_url = stub.start()
     try:
-        env = ms.claude_env(base_url, home, ORCHESTRA_CLAUDE=claude_bin)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+        env = _env(base_url, home, claude_bin)
         orchestra = [sys.executable, "-m", "orchestra"]
         _, out, _ = _run(
             [*orchestra, "workflow", "start", "feature", "--no-start", "[[scenario:wf]] Add feature.txt"],
