@@ -566,6 +566,27 @@ def test_doctor_reports_each_node(coord: Coord) -> None:
     assert all("remote unreachable" in line for line in node_lines), text
 
 
+def test_the_coordinators_secrets_stay_home_unless_named_in_ray_env(coord: Coord) -> None:
+    """An agent on a node has that node's own key, never the coordinator's; of the coordinator's variables it
+    gets only those named in ray_env."""
+    coord.env.update(ANTHROPIC_API_KEY="sk-coordinator-secret", FORWARD_ME="forwarded", KEEP_ME="kept-home")
+    with open(coord.repo / ".orchestra" / "config.toml", "a") as fh:
+        fh.write('ray_env = ["FORWARD_ME"]\n')
+    probe = "; ".join(
+        f"printf '%s' \"${name}\" > {name}.txt" for name in ("ANTHROPIC_API_KEY", "FORWARD_ME", "KEEP_ME")
+    )
+    tid = coord.submit(f"task env\n@fake bash {probe}\n@fake commit add env")
+    worker = coord.run("worker", "--until-idle", timeout=120)
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+    task = coord.show(tid)
+    assert task["state"] == "succeeded", task
+    seen = {
+        name: coord.branch_file(task["branch"], f"{name}.txt")
+        for name in ("ANTHROPIC_API_KEY", "FORWARD_ME", "KEEP_ME")
+    }
+    assert seen == {"ANTHROPIC_API_KEY": "sk-test-dummy", "FORWARD_ME": "forwarded", "KEEP_ME": ""}, seen
+
+
 @pytest.mark.e2e
 def test_the_real_claude_code_cli_on_a_node_asks_here_and_its_commit_comes_home(coord: Coord) -> None:
     """The real CLI as the agent on a node, against the Messages-API stub in the nodes' network: its permission
