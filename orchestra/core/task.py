@@ -261,6 +261,15 @@ class Task:
         self.started_at = now()
         self.log_offset = log_offset
 
+    def unclaim(self) -> None:
+        """The run never began: where runs start did not answer. Back to the queue as it was, the attempt not
+        counted (nothing ran, nothing was spent), its session and next prompt kept for the run that will."""
+        self._move(State.QUEUED)
+        self.attempts = max(self.attempts - 1, 0)
+        self.started_at = None
+        self.pid = None
+        self.proc_start = None
+
     def start_agentless(self, pid: int | None = None, proc_start: int | None = None) -> None:
         """A merge run now, in the caller's process (orchestra merge), which `pid` names: a scheduler
         must not take a merge another process is running for a run whose agent died."""

@@ -164,7 +164,8 @@ def _check_executor(ctx: Context, report: DoctorReport) -> bool:
     try:
         report.cluster = survey()
     except Exception as exc:  # a cluster that answers TCP but not Ray: say so, do not crash doctor
-        report.findings.append(Finding("executor_unreachable", "ray", f"the Ray cluster does not answer: {exc}", False))
+        why = str(exc) if isinstance(exc, OrchestraError) else f"the Ray cluster does not answer: {exc}"
+        report.findings.append(Finding("executor_unreachable", "ray", why, False))
         return True
     report.findings.extend(cluster_findings(report.cluster, ctx.config.sandbox))
     return False

@@ -265,6 +265,22 @@ def output_error(task: Task, outcome: Outcome) -> str | None:
     return f"no verdict: {problem}" if problem else None
 
 
+def unclaim(ctx: Context, task_id: str, why: str) -> Task:
+    """The run never began because where runs start did not let us in: the task waits in the queue as it was
+    (or ends, when it was cancelled meanwhile)."""
+    why = mask_secrets(why)
+
+    def put_back(t: Task) -> None:
+        if t.cancel_requested:
+            t.finish(State.CANCELLED, "cancelled")
+        else:
+            t.unclaim()
+
+    task = ctx.store.update(task_id, put_back, "requeued", reason="executor unreachable", error=why)
+    ctx.log(f"{task_id} {'cancelled' if task.state == State.CANCELLED else 'back in the queue'}: {why}")
+    return task
+
+
 def finalize(
     ctx: Context,
     task_id: str,

@@ -28,7 +28,7 @@ from orchestra.core.spend import budget_message
 from orchestra.core.task import BLOCKING_STATES, State, Task, busy_slots
 from orchestra.engine import recovery, runner, workflows
 from orchestra.engine.context import Context
-from orchestra.executors.base import Handle, RunLost
+from orchestra.executors.base import Handle, RunLost, Unreachable
 from orchestra.store import fingerprints, ratelimit
 from orchestra.store import scheduler as record
 from orchestra.store.files import private_opener
@@ -507,6 +507,9 @@ class Scheduler:
         if handle is None:
             try:
                 handle = runner.launch(ctx, task_id)
+            except Unreachable as exc:
+                self.wake.set()  # the pass that follows sees unreachable() and starts nothing more
+                return runner.unclaim(ctx, task_id, str(exc))
             except RunLost as exc:
                 return runner.finalize(ctx, task_id, exit_code=None, lost_at_launch=str(exc))
             except OrchestraError as exc:

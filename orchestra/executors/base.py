@@ -80,6 +80,12 @@ class RunLost(OrchestraError):
     """
 
 
+class Unreachable(OrchestraError):
+    """Where runs start did not let this machine in (a Ray cluster that answers but refuses to let it join:
+    a missing or wrong token, a version it cannot talk to). The run never began: the task goes back to the
+    queue as it was, and `unreachable()` says why, so nothing more starts until it does let it in."""
+
+
 RUNNING = object()
 
 

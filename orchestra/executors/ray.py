@@ -47,6 +47,7 @@ Only this module imports Ray (an import-linter contract keeps it so).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -62,6 +63,7 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,7 +86,7 @@ from orchestra.core.config import CLAUDE_ENV, Config
 from orchestra.core.crashpoints import ENV as CRASH_ENV
 from orchestra.core.errors import OrchestraError
 from orchestra.core.task import Task, validate_id
-from orchestra.executors.base import RUNNING, Collected, Handle, Launch, RunLost, cluster_problem
+from orchestra.executors.base import RUNNING, Collected, Handle, Launch, RunLost, Unreachable, cluster_problem
 from orchestra.git import refs, repo, transport, workspace, worktrees
 from orchestra.git.runner import git
 from orchestra.store import requests
@@ -104,6 +106,8 @@ HOST_THREADS = 512  # a run needs up to three calls at once (wait, pull, stop): 
 NODE_LABEL = "ray.io/node-id"  # every node carries this label (Ray >= 2.49): a bundle selector on it pins a slot
 WAIT_MIN = 0.5  # the least a wait() blocks: a poll is a network round trip
 LOG_CHUNK = 4 << 20
+JOIN_TRIES = 5  # seconds Ray keeps asking a cluster that answers to let this machine join
+JOIN_BACKOFF = 30.0  # after the cluster refused to let us join: no new run tries again for this long
 FREE_WAIT = 0.5  # the longest a freed slot waits to show in Ray's resource view (it takes 20-100 ms)
 
 
@@ -615,6 +619,7 @@ class RayExecutor:
         self._problem_cache: tuple[float, list[str]] = (0.0, [])
         self._warmed = False
         self._connected = False  # this executor joined the cluster (a test process may have joined it itself)
+        self._join_failed: tuple[float, str] = (0.0, "")  # when, and why, the cluster last refused to let us join
         self._shipping: dict[str, threading.Lock] = {}  # per node: one pack sent there at a time
         self._store = Store(paths)
 
@@ -625,7 +630,11 @@ class RayExecutor:
         return []
 
     def unreachable(self) -> list[str]:
-        """Why no run can start now: no address, or nothing answers there (checked at most every 2 s)."""
+        """Why no run can start now: no address, nothing answers there (checked at most every 2 s), or the
+        cluster refused to let this machine join a moment ago (tried again after JOIN_BACKOFF)."""
+        failed_at, refused = self._join_failed
+        if refused and time.monotonic() - failed_at < JOIN_BACKOFF:
+            return [refused]
         at, found = self._problem_cache
         if time.monotonic() - at < 2.0:
             return found
@@ -646,7 +655,7 @@ class RayExecutor:
         self._connected = False
 
     def connect(self) -> None:
-        """Join the cluster as a driver (once per process); OrchestraError when it is not reachable."""
+        """Join the cluster as a driver (once per process); Unreachable when it does not answer or let us in."""
         if ray.is_initialized():
             return
         with _CONNECT_LOCK:
@@ -655,16 +664,23 @@ class RayExecutor:
             self._problem_cache = (0.0, [])
             found = self.unreachable()
             if found:
-                raise OrchestraError(found[0])
+                raise Unreachable(found[0])
+            # Ray tries 20 times, a second apart, to be let in (read when joining; it also bounds a GCS this
+            # process would start, and a driver starts none); the scheduler tries again later anyway.
+            os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(JOIN_TRIES))
             try:
-                ray.init(
-                    address=str(self.config.ray_address),
-                    namespace=self.namespace,
-                    log_to_driver=False,
-                    logging_level=logging.ERROR,
-                )
+                with _without_ray_core_lines():
+                    ray.init(
+                        address=str(self.config.ray_address),
+                        namespace=self.namespace,
+                        log_to_driver=False,
+                        logging_level=logging.ERROR,
+                    )
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise OrchestraError(f"cannot join the Ray cluster at {self.config.ray_address}: {exc}") from None
+                why = f"cannot join the Ray cluster at {self.config.ray_address}: {_refusal(exc)}"
+                self._join_failed = (time.monotonic(), why)
+                raise Unreachable(why) from None
+            self._join_failed = (0.0, "")
             self._connected = True
 
     def _slot(self, task_id: str) -> PlacementGroup | None:
@@ -1246,6 +1262,43 @@ class RayExecutor:
             "nodes": rows,
             "slots": sum(r["slots"] for r in rows),
         }
+
+
+_RAY_CORE_LINE = re.compile(rb"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [DIWEF] \d+ \d+\] \S+\.(cc|h):\d+: ")
+
+
+@contextlib.contextmanager
+def _without_ray_core_lines() -> Iterator[None]:
+    """Keep the log lines Ray's C++ core writes straight to fd 2 while it joins off the person's terminal.
+
+    A refused join logs the same warning once a second for about 20 s before Ray gives up, and every join
+    logs a warning about this machine's IP address; orchestra says what matters in one line instead.
+    Anything else written to stderr meanwhile is passed on."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = b"".join(line for line in caught.read().splitlines(keepends=True) if not _RAY_CORE_LINE.match(line))
+            if kept:
+                os.write(2, kept)
+
+
+def _refusal(exc: BaseException) -> str:
+    """Why a cluster that answers did not let this machine join, in words that say what to do."""
+    cause = str(exc.__cause__ or "")
+    if "InvalidAuthToken" in cause or "Unauthenticated" in cause:
+        where = "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token"
+        if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+            return f"the cluster requires its token (set RAY_AUTH_MODE=token, and the token in {where})"
+        return f"the cluster refused this machine's token (from {where})"
+    return _first_line(exc)
 
 
 def _feasible(resources: dict[str, float], node_id: str | None = None) -> bool:

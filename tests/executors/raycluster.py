@@ -75,6 +75,8 @@ class Cluster:
     temp_root: Path
     nodes: list[Node] = field(default_factory=list)
     startup_seconds: float = 0.0
+    coord_root: Path = Path("/nonexistent")  # what the nodes cannot see: where coordinators' repositories go
+    node_root: Path = Path("/nonexistent")  # the nodes' own directories
 
     @property
     def address(self) -> str:
@@ -159,6 +161,7 @@ def up(
     timeout: float = 120,
     worker_cpus: int = 0,
     object_store_mb: int = 100,
+    auth_token: str | None = None,
 ) -> Cluster:
     """Head (no slots) plus one worker node per entry of `workers` (its resources); `env` reaches every node."""
     t0 = time.monotonic()
@@ -168,6 +171,8 @@ def up(
     base = dict(os.environ)
     base.update(env)
     base.update({"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"})
+    if auth_token:  # Ray's token authentication, on every node
+        base.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": auth_token})
     my_ns = _netns("self")
     holder = subprocess.Popen(
         ["unshare", "--net", "sleep", "infinity"],
@@ -184,7 +189,7 @@ def up(
             pass
         time.sleep(0.005)
     subprocess.run(["nsenter", "-t", str(holder.pid), "-n", "ip", "link", "set", "lo", "up"], check=True)
-    cluster = Cluster(holder.pid, _netns(holder.pid), port, temp_root)
+    cluster = Cluster(holder.pid, _netns(holder.pid), port, temp_root, coord_root=mask[0], node_root=node_root)
     common = [
         "--block",
         "--disable-usage-stats",

@@ -72,8 +72,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
             "ORCHESTRA_HOST_IDLE": "15",
         },
     )
-    c.coord_root = coord  # type: ignore[attr-defined]
-    c.node_root = nodes  # type: ignore[attr-defined]
     try:
         yield c
     finally:
@@ -85,10 +83,10 @@ class Coord:
 
     def __init__(self, cluster: Cluster, name: str, tmp_path: Path) -> None:
         self.cluster = cluster
-        self.repo = make_repo(cluster.coord_root / name)  # type: ignore[attr-defined]
+        self.repo = make_repo(cluster.coord_root / name)
         self.orch = make_orch(self.repo, tmp_path)
         self.env = dict(self.orch.env)
-        self.env["FAKE_CLAUDE_LOG"] = str(cluster.node_root / "fake-invocations.jsonl")  # type: ignore[attr-defined]
+        self.env["FAKE_CLAUDE_LOG"] = str(cluster.node_root / "fake-invocations.jsonl")
         self.env["RAY_AUTH_MODE"] = "disabled"
         self.procs: list[subprocess.Popen[str]] = []
         # Written directly: four `config set` processes cost seconds on a loaded machine.
@@ -663,7 +661,7 @@ def test_a_host_that_dies_while_a_task_starts_costs_one_attempt(coord: Coord) ->
 
     The setup waits on its first run only (a gate file the nodes share), so the second attempt is quick.
     """
-    gate = coord.cluster.node_root / f"gate-{coord.repo.name}"  # type: ignore[attr-defined]
+    gate = coord.cluster.node_root / f"gate-{coord.repo.name}"
     with open(coord.repo / ".orchestra" / "config.toml", "a") as fh:
         # Unconfined, so setup may write the gate outside its checkout; the sandbox is not this test's subject.
         fh.write(f'sandbox = "off"\nsetup = "test -e {gate} || {{ touch {gate}; exec sleep 60; }}"\n')
