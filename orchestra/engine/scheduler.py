@@ -36,6 +36,9 @@ from orchestra.store.scheduler import scheduler_pid
 
 POLL_SECONDS = 0.2
 FAIL_BATCH = 1000  # queued tasks failed under one hold of the store lock
+YIELD_SECONDS = (
+    0.05  # the store lock left free this long, ten of its waiters' polls, before the scheduler takes it again
+)
 
 __all__ = ["Scheduler", "scheduler_pid", "start_background"]
 
@@ -187,6 +190,7 @@ class Scheduler:
         claim is gone (and its autostart starts a new scheduler): never stranded between the two.
         """
         crash_point("scheduler_idle")
+        time.sleep(YIELD_SECONDS)  # a submit already waiting for the lock lands before this look, and is run
         with self.ctx.store.locked():
             if self.wake.is_set() or _stat_key(self.ctx.paths.index) != seen:
                 return False
@@ -341,6 +345,7 @@ class Scheduler:
         if said != self._executor_said:
             self._executor_said = said
             self.log(f"no new starts: {said}" if said else "the executor can start runs again")
+            record.note_no_starts(self.ctx.paths, said)
         return bool(found)
 
     def _fail_cycles(self, queued: list[dict[str, Any]], live: dict[str, dict[str, Any]]) -> bool:
@@ -386,6 +391,8 @@ class Scheduler:
         ended: list[Task] = []
         # Batches of FAIL_BATCH under one lock each: other writers (a submit, a starting agent) get in between.
         for i in range(0, len(failing), FAIL_BATCH):
+            if i:
+                time.sleep(YIELD_SECONDS)  # a writer waiting for the lock (it polls) gets it now, not after us
             batch: list[Task] = []
             with store.locked():
                 for task_id, reason in failing[i : i + FAIL_BATCH]:

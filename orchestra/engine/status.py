@@ -23,7 +23,7 @@ from orchestra.engine.context import Context
 from orchestra.executors import quick_problems
 from orchestra.store import ratelimit
 from orchestra.store import workflows as records
-from orchestra.store.scheduler import max_concurrent_flag, scheduler_pid
+from orchestra.store.scheduler import max_concurrent_flag, no_starts, scheduler_pid
 from orchestra.store.tasks import View
 
 
@@ -118,7 +118,8 @@ def status(ctx: Context, recent: int = 5) -> StatusReport:
         report.waiting.append(row)
     report.running.sort(key=lambda r: r.get("started_at") or 0)
     report.waiting.sort(key=lambda r: r.get("started_at") or 0)
-    report.queued = _queue(ctx, view) if counts.get(State.QUEUED) else []
+    report.executor_problems = _no_starts(ctx)
+    report.queued = _queue(ctx, view, report.executor_problems) if counts.get(State.QUEUED) else []
     if live_workflows:
         report.workflows = _workflow_rows(ctx, view, live_workflows)
     report.merges = view.manual_counts()
@@ -128,7 +129,6 @@ def status(ctx: Context, recent: int = 5) -> StatusReport:
     here = ctx.config.executor_name == "local"  # elsewhere, each node's sandbox is its own (doctor checks them)
     report.sandbox = {"setting": ctx.config.sandbox, "problem": sandbox.problem(ctx.config.sandbox) if here else None}
     report.executor = ctx.config.executor_name
-    report.executor_problems = quick_problems(ctx.config)
     return report
 
 
@@ -278,10 +278,15 @@ def queue(ctx: Context) -> list[dict[str, Any]]:
     under WAITS FOR: a dependency, a retry time, a rate-limit pause, the budget, the
     slots (waiting agents hold none, up to max_waiting) or no scheduler at all.
     """
-    return _queue(ctx, ctx.store.view())
+    return _queue(ctx, ctx.store.view(), _no_starts(ctx))
 
 
-def _queue(ctx: Context, view: View) -> list[dict[str, Any]]:
+def _no_starts(ctx: Context) -> list[str]:
+    """Why nothing can start: the cluster does not answer here, or the live scheduler says it refuses it."""
+    return quick_problems(ctx.config) or [why for why in [no_starts(ctx.paths)] if why]
+
+
+def _queue(ctx: Context, view: View, stopped: list[str]) -> list[dict[str, Any]]:
     rows = []
     t = now()
     for s in view.live.values():
@@ -309,7 +314,9 @@ def _queue(ctx: Context, view: View) -> list[dict[str, Any]]:
     running_scheduler = scheduler_pid(ctx.paths) is not None
     for position, row in enumerate(rows, 1):
         row["position"] = position
-        row["why"] = _why(row, t, limit, paused, over, running_scheduler)
+        row["why"] = _why(row, t, limit, paused, over, running_scheduler) or (
+            f"no new starts: {stopped[0]}" if stopped and row["ready"] else None
+        )
         if row["why"] is None and row["ready"] and (row.get("not_before") or 0) <= t:
             if free > 0:
                 free -= 1

@@ -32,6 +32,30 @@ def max_concurrent_flag(paths: Paths) -> int | None:
     return None
 
 
+def note_no_starts(paths: Paths, why: str | None) -> None:
+    """What the live scheduler says stops every new start (a cluster that refuses it), for status to show."""
+    try:
+        info = json.loads(paths.scheduler_info.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(info, dict) or info.get("pid") != os.getpid():
+        return  # only the scheduler that wrote the record speaks in it
+    info["no_starts"] = why
+    write_atomic(paths.scheduler_info, json.dumps(info).encode())
+
+
+def no_starts(paths: Paths) -> str | None:
+    """Why the live scheduler starts nothing, in its own words; None when it does, or none runs."""
+    if not holder_alive(paths.scheduler_lock):
+        return None
+    try:
+        info = json.loads(paths.scheduler_info.read_text())
+    except (OSError, ValueError):
+        return None
+    why = info.get("no_starts") if isinstance(info, dict) else None
+    return why if isinstance(why, str) and why else None
+
+
 def claim(paths: Paths, max_concurrent: int, from_flag: bool = False) -> Held | None:
     """Become the repository's scheduler; None when another one is.
 

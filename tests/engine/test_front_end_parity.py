@@ -149,6 +149,9 @@ def test_mcp_merge_uses_the_configured_strategy_and_starts_the_resolver(orch) ->
         ((failed, text, data),) = _mcp_calls(orch, [("merge", {"ref": other, "into": "main", "resolve": True})])
         assert not failed, text
         assert data["merge"]["status"] == "conflict" and data["merge"]["resolve_task"]
-        assert Orchestra(orch.repo).status().scheduler_pid, "no scheduler was started for the resolver"
+        # Started detached: it holds the scheduler's claim once its process is up, a moment after the call.
+        orch.wait_for(
+            lambda: Orchestra(orch.repo).status().scheduler_pid, timeout=60, what="a scheduler for the resolver"
+        )
     finally:
         _stop_scheduler(orch)

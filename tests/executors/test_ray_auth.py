@@ -1,5 +1,5 @@
 """Ray's token authentication: a coordinator without the cluster's token, or with another, is refused; its tasks
-stay queued with their attempts uncounted, and the scheduler and doctor say why in one line. With the token,
+stay queued with their attempts uncounted, and the scheduler, status and doctor say why in one line. With the token,
 they run. A cluster of its own (one node), in a network namespace of its own, so it runs beside the main group's."""
 
 from __future__ import annotations
@@ -60,6 +60,14 @@ def test_without_the_clusters_token_nothing_runs_nothing_is_lost_and_it_says_why
             (finding,) = json.loads(doctor.stdout)["findings"]
             assert finding["kind"] == "executor_unreachable" and words in finding["detail"], finding
             assert TOKEN not in doctor.stdout + doctor.stderr + said
+        # A scheduler left running says it too, and `status` shows what it said.
+        coord.env["RAY_AUTH_MODE"] = "disabled"
+        coord.env.pop("RAY_AUTH_TOKEN", None)
+        coord.start_worker()
+        status = coord.wait_for(lambda: "no new starts" in (out := coord.run("status").stdout) and out, timeout=90)
+        assert f"!! no new starts: cannot join the Ray cluster at {cluster.address}" in status, status
+        assert "requires its token" in " ".join(status.split()), status
+        coord.close()
         coord.env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=TOKEN)
         worker = coord.run("worker", "--until-idle", timeout=120)
         assert worker.returncode == 0, worker.stdout + worker.stderr
