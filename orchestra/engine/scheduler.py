@@ -36,9 +36,8 @@ from orchestra.store.scheduler import scheduler_pid
 
 POLL_SECONDS = 0.2
 FAIL_BATCH = 1000  # queued tasks failed under one hold of the store lock
-YIELD_SECONDS = (
-    0.05  # the store lock left free this long, ten of its waiters' polls, before the scheduler takes it again
-)
+# The store lock left free this long (ten of its waiters' polls) before the scheduler takes it again.
+YIELD_SECONDS = 0.05
 
 __all__ = ["Scheduler", "scheduler_pid", "start_background"]
 
