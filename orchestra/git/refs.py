@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import time
 from pathlib import Path
 
 from orchestra.core.errors import InvalidInput
@@ -70,6 +73,35 @@ def update_ref(repo: Path, branch: str, new: str, old: str | None, message: str)
     if old is not None:
         args.append(old)
     return git(repo, *args, check=False).returncode == 0
+
+
+def clear_stale_lock(common_dir: Path, branch: str, settle: float = 0.2) -> bool:
+    """Remove the lock a git killed while writing `branch` left behind; True when one was removed.
+
+    Git holds a ref's lock only while it writes the ref (milliseconds), and never cleans up after a
+    process that died holding it: every later write of the branch then fails ("File exists"). The
+    same lock file still there `settle` seconds later is nobody's. For orchestra's own task branches
+    only: a person's branch is left to the person, as git itself asks."""
+    parts = branch.split("/")
+    if not branch or any(part in ("", ".", "..") or part.endswith(".lock") for part in parts):
+        return False
+    lock = common_dir.joinpath("refs", "heads", *parts[:-1], parts[-1] + ".lock")
+
+    def mark() -> tuple[int, int] | None:
+        st = os.lstat(lock)
+        return (st.st_ino, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
+
+    try:
+        first = mark()
+        if first is None:
+            return False
+        time.sleep(settle)
+        if mark() != first:
+            return False
+        os.unlink(lock)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def delete_branch(repo: Path, branch: str, expected: str) -> tuple[bool, str]:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestra.core.errors import GitError
+from orchestra.git import refs
 from orchestra.git.repo import git_common_dir
 from orchestra.git.runner import QUIET_FETCH, git
 from orchestra.store.files import write_atomic
@@ -475,7 +476,13 @@ def _forget_kept(repo: Path, label: str) -> None:
 
 
 def _update_ref(repo: Path, branch: str, new: str, old: str, message: str) -> bool:
-    return git(repo, "update-ref", "-m", message, f"refs/heads/{branch}", new, old, check=False).returncode == 0
+    """Move the task's branch home (a compare-and-swap), past a lock a killed git left on it (a crash)."""
+    for _ in range(2):
+        if git(repo, "update-ref", "-m", message, f"refs/heads/{branch}", new, old, check=False).returncode == 0:
+            return True
+        if not refs.clear_stale_lock(git_common_dir(repo), branch):
+            return False
+    return False
 
 
 def _keep(repo: Path, branch: str, label: str, new: str, why: str) -> Homecoming:

@@ -51,6 +51,12 @@ def ensure_worktree(
         tip = refs.branch_head(repo, branch)  # an existing branch: a retried, resumed or revised task
         if tip is None and refs.update_ref(repo, branch, base_sha, workspace.ZERO, "orchestra: new task branch"):
             tip = base_sha
+        if (
+            tip is None
+            and refs.clear_stale_lock(git_common_dir(repo), branch)  # a git killed as it made the branch (a crash)
+            and refs.update_ref(repo, branch, base_sha, workspace.ZERO, "orchestra: new task branch")
+        ):
+            tip = base_sha
         if tip is None:
             raise GitError(f"could not create branch {branch} at {base_sha[:12]}")
     else:

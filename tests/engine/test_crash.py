@@ -207,6 +207,35 @@ def test_worktree_add_killed_half_way_is_redone_not_committed_as_deletions(orch)
     assert "locked" not in git(orch.repo, "worktree", "list", "--porcelain")
 
 
+def test_a_git_killed_while_it_made_the_task_branch_does_not_fail_the_task(orch):
+    """SIGKILL of the scheduler's process group can kill a `git update-ref` holding the new branch's lock;
+    git never removes such a lock, and every later write of the branch failed ("could not create
+    branch"). Found by the random-moment trials; here the lock is planted as git leaves it."""
+    tid = orch.submit("after a killed update-ref\n@fake write new.txt new")
+    branch = orch.show(tid)["branch"]
+    lock = orch.repo / ".git" / "refs" / "heads" / f"{branch}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text("0" * 40 + "\n")  # half written by the killed git
+    assert orch.work().returncode == 0
+    task = orch.show(tid)
+    assert task["state"] == "succeeded", task["error"]
+    assert git(orch.repo, "show", f"{branch}:new.txt") == "new"
+    assert not lock.exists()
+    # The same when the lock was left as a run's commits came home: the next run's come home past it.
+    lock.write_text("0" * 40 + "\n")
+    orch.run("respond", tid, "--no-start", "more\n@fake write more.txt more", check=True)
+    assert orch.work().returncode == 0
+    assert orch.state(tid) == "succeeded"
+    assert git(orch.repo, "show", f"{branch}:more.txt") == "more"
+    assert not lock.exists()
+    # A lock on the person's own branch is theirs to remove: orchestra leaves it, as git asks.
+    theirs = orch.repo / ".git" / "refs" / "heads" / "feature.lock"
+    theirs.write_text("")
+    other = orch.submit("on main again\n@fake write b.txt b")
+    assert orch.work().returncode == 0 and orch.state(other) == "succeeded"
+    assert theirs.exists()
+
+
 def test_worktree_add_killed_while_writing_metadata_does_not_break_later_adds(orch):
     """Killed mid-write, `git worktree add` can leave an empty `commondir` that makes every later
     `git worktree add` (and `git branch`) die; prune skips it because it stays locked."""
