@@ -78,14 +78,19 @@ def update_ref(repo: Path, branch: str, new: str, old: str | None, message: str)
 def clear_stale_lock(common_dir: Path, branch: str, settle: float = 0.2) -> bool:
     """Remove the lock a git killed while writing `branch` left behind; True when one was removed.
 
-    Git holds a ref's lock only while it writes the ref (milliseconds), and never cleans up after a
-    process that died holding it: every later write of the branch then fails ("File exists"). The
-    same lock file still there `settle` seconds later is nobody's. For orchestra's own task branches
-    only: a person's branch is left to the person, as git itself asks."""
+    For orchestra's own task branches only: a person's branch is left to the person, as git asks."""
     parts = branch.split("/")
     if not branch or any(part in ("", ".", "..") or part.endswith(".lock") for part in parts):
         return False
-    lock = common_dir.joinpath("refs", "heads", *parts[:-1], parts[-1] + ".lock")
+    return remove_stale_lock(common_dir.joinpath("refs", "heads", *parts[:-1], parts[-1] + ".lock"), settle)
+
+
+def remove_stale_lock(lock: Path, settle: float = 0.2) -> bool:
+    """Remove a git lock file (a ref's, an index's) that nobody holds; True when one was removed.
+
+    Git holds such a lock only while it writes (milliseconds), and never cleans up after a process
+    that died holding it: every later write then fails ("File exists"). The same regular file, still
+    there and unchanged `settle` seconds later, is nobody's."""
 
     def mark() -> tuple[int, int] | None:
         st = os.lstat(lock)

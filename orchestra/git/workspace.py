@@ -310,7 +310,12 @@ def commit_leftovers(
     file of its own, passes `exclude_by_pathspec`.
     """
     spec = [f":(exclude,literal){p}" for p in exclude] if exclude_by_pathspec else []
-    git(path, "add", "--all", "--", ".", *spec)
+    add = ("add", "--all", "--", ".", *spec)
+    if git(path, *add, check=False).returncode != 0:
+        dot_git = path / ".git"  # the agent has ended: a lock on its index is a git killed in a crash
+        if dot_git.is_dir() and not dot_git.is_symlink():
+            refs.remove_stale_lock(dot_git / "index.lock")
+        git(path, *add)  # git's own words when it still fails
     skipped = _unstage(path, exclude)
     proc = git(
         path,

@@ -236,6 +236,17 @@ def test_a_git_killed_while_it_made_the_task_branch_does_not_fail_the_task(orch)
     assert theirs.exists()
 
 
+def test_a_git_killed_while_it_staged_the_agents_work_does_not_fail_the_task(orch):
+    """A SIGKILL while orchestra's `git add` of the agent's leftovers ran leaves the checkout's index.lock;
+    the restarted scheduler failed the task ("git add failed: Unable to create .../index.lock"). Found by the
+    random-moment trials; here the lock is left where the killed git leaves it, as the run ends."""
+    tid = orch.submit("leave work uncommitted\n@fake write notes.txt n\n@fake bash : > .git/index.lock")
+    assert orch.work().returncode == 0
+    task = orch.show(tid)
+    assert task["state"] == "succeeded", task["error"]
+    assert git(orch.repo, "show", f"{task['branch']}:notes.txt") == "n"
+
+
 def test_worktree_add_killed_while_writing_metadata_does_not_break_later_adds(orch):
     """Killed mid-write, `git worktree add` can leave an empty `commondir` that makes every later
     `git worktree add` (and `git branch`) die; prune skips it because it stays locked."""
