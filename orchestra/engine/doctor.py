@@ -25,7 +25,7 @@ from orchestra.engine import recovery, refguard
 from orchestra.engine.context import Context
 from orchestra.engine.scheduler import Scheduler  # doctor --fix borrows the scheduler's lock and runners
 from orchestra.engine.tempfiles import stale_temp_files
-from orchestra.executors import quick_problems
+from orchestra.executors import agents_run_here, quick_problems
 from orchestra.git import refs, workspace, worktrees
 from orchestra.store import history
 from orchestra.store import workflows as records
@@ -94,8 +94,7 @@ def run(ctx: Context, fix: bool = False) -> DoctorReport:
     paths, store = ctx.paths, ctx.store
     sched = scheduler_pid(paths)
     report = DoctorReport(root=paths.root, fix=fix, scheduler_pid=sched)
-    # With executor = ray the agents, their claude and their sandbox are on the nodes (cluster_* findings).
-    agents_here = ctx.config.executor_name == "local"
+    agents_here = agents_run_here(ctx.config)  # else on the nodes: the cluster_* findings
     _check_sandbox(ctx, report, agents_here)
     if agents_here:
         _check_claude(ctx, report)

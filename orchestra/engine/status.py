@@ -20,7 +20,7 @@ from orchestra.core.task import FINAL_STATES, LIVE_STATES, State, busy_slots, no
 from orchestra.core.workflow import Workflow
 from orchestra.engine import approvals, changes
 from orchestra.engine.context import Context
-from orchestra.executors import quick_problems
+from orchestra.executors import agents_run_here, quick_problems
 from orchestra.store import ratelimit
 from orchestra.store import workflows as records
 from orchestra.store.scheduler import max_concurrent_flag, no_starts, scheduler_pid
@@ -126,7 +126,7 @@ def status(ctx: Context, recent: int = 5) -> StatusReport:
     report.merges_waiting = _merges_waiting(ctx)
     report.recent, report.more_failures = _recent(view, counts, recent)
     report.paused_until = ratelimit.paused_until(ctx.paths)
-    here = ctx.config.executor_name == "local"  # elsewhere, each node's sandbox is its own (doctor checks them)
+    here = agents_run_here(ctx.config)
     report.sandbox = {"setting": ctx.config.sandbox, "problem": sandbox.problem(ctx.config.sandbox) if here else None}
     report.executor = ctx.config.executor_name
     return report

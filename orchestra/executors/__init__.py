@@ -12,6 +12,11 @@ from orchestra.store.paths import Paths
 EXECUTORS = ("local", "ray")
 
 
+def agents_run_here(config: Config) -> bool:
+    """Whether this machine's claude and sandbox tools are the agents' (else each node's, which doctor surveys)."""
+    return config.executor_name == "local"
+
+
 def quick_problems(config: Config) -> list[str]:
     """Why runs cannot start, found without loading the executor (status must stay fast: Ray takes seconds to import)."""
     if config.executor_name != "ray":

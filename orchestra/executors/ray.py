@@ -1207,7 +1207,9 @@ class RayExecutor:
             return
         if old and not refs.is_ancestor(root, old, head):
             raise OrchestraError(f"{task.branch} moved here while the task ran on its node ({old[:12]}); not replaced")
-        if not refs.update_ref(root, task.branch, head, old, f"orchestra: task {task.id} from node ({base or ''})"):
+        if not refs.update_task_branch(
+            root, task.branch, head, old, f"orchestra: task {task.id} from node ({base or ''})"
+        ):
             raise OrchestraError(f"{task.branch} changed while its commits arrived")
 
     def _identity(self) -> dict[str, str]:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from orchestra.core.errors import InvalidInput
+from orchestra.git.repo import git_common_dir
 from orchestra.git.runner import git
 
 
@@ -75,14 +76,18 @@ def update_ref(repo: Path, branch: str, new: str, old: str | None, message: str)
     return git(repo, *args, check=False).returncode == 0
 
 
-def clear_stale_lock(common_dir: Path, branch: str, settle: float = 0.2) -> bool:
-    """Remove the lock a git killed while writing `branch` left behind; True when one was removed.
+def update_task_branch(repo: Path, branch: str, new: str, old: str | None, message: str) -> bool:
+    """update_ref for orchestra's own task branches, past a lock a git killed in a crash left on one.
 
-    For orchestra's own task branches only: a person's branch is left to the person, as git asks."""
+    Git never removes such a lock, so every later write of the branch would fail ("File exists").
+    Only task branches: a lock on a person's branch is left to the person, as git asks."""
+    if update_ref(repo, branch, new, old, message):
+        return True
     parts = branch.split("/")
     if not branch or any(part in ("", ".", "..") or part.endswith(".lock") for part in parts):
         return False
-    return remove_stale_lock(common_dir.joinpath("refs", "heads", *parts[:-1], parts[-1] + ".lock"), settle)
+    lock = git_common_dir(repo).joinpath("refs", "heads", *parts[:-1], parts[-1] + ".lock")
+    return remove_stale_lock(lock) and update_ref(repo, branch, new, old, message)
 
 
 def remove_stale_lock(lock: Path, settle: float = 0.2) -> bool:

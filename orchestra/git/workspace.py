@@ -446,7 +446,7 @@ def bring_home(repo: Path, path: Path, branch: str, expected: str | None, label:
         why = f"branch {branch} is checked out in {holder}, so its new commits ({new[:12]}) stay in {path}"
         return _keep(repo, branch, label, new, why)
     message = f"orchestra: task {label} brought home"
-    if expected not in (None, UNKNOWN) and _update_ref(repo, branch, new, expected, message):
+    if expected not in (None, UNKNOWN) and refs.update_task_branch(repo, branch, new, expected, message):
         _forget_kept(repo, label)
         return Homecoming(new, True)  # where orchestra left it: the usual case, one compare-and-swap
     current = _main_tip(repo, branch)
@@ -462,7 +462,7 @@ def bring_home(repo: Path, path: Path, branch: str, expected: str | None, label:
             f"branch {branch} moved in the main repository {moved} (to {current[:12]}) and the task's "
             f"commits ({new[:12]}) do not build on it; they stay in {path}",
         )
-    if not _update_ref(repo, branch, new, current or ZERO, message):
+    if not refs.update_task_branch(repo, branch, new, current or ZERO, message):
         return _keep(repo, branch, label, new, f"branch {branch} moved while it was brought home; they stay in {path}")
     _forget_kept(repo, label)
     return Homecoming(new, True)
@@ -478,16 +478,6 @@ def _forget_kept(repo: Path, label: str) -> None:
         kept = False
     if kept:
         git(repo, "update-ref", "-d", name, check=False)
-
-
-def _update_ref(repo: Path, branch: str, new: str, old: str, message: str) -> bool:
-    """Move the task's branch home (a compare-and-swap), past a lock a killed git left on it (a crash)."""
-    for _ in range(2):
-        if git(repo, "update-ref", "-m", message, f"refs/heads/{branch}", new, old, check=False).returncode == 0:
-            return True
-        if not refs.clear_stale_lock(git_common_dir(repo), branch):
-            return False
-    return False
 
 
 def _keep(repo: Path, branch: str, label: str, new: str, why: str) -> Homecoming:

@@ -45,16 +45,12 @@ def ensure_worktree(
                 clear_interrupted_add(half)
         if os.path.lexists(path / ".git") and not workspace.is_task_repo(path):
             _retire_linked_worktree(repo, path, branch)
-    if workspace.is_task_repo(path) or not refs.update_ref(
+    if workspace.is_task_repo(path) or not refs.update_task_branch(
         repo, branch, base_sha, workspace.ZERO, "orchestra: new task branch"
     ):
         tip = refs.branch_head(repo, branch)  # an existing branch: a retried, resumed or revised task
-        if tip is None and refs.update_ref(repo, branch, base_sha, workspace.ZERO, "orchestra: new task branch"):
-            tip = base_sha
-        if (
-            tip is None
-            and refs.clear_stale_lock(git_common_dir(repo), branch)  # a git killed as it made the branch (a crash)
-            and refs.update_ref(repo, branch, base_sha, workspace.ZERO, "orchestra: new task branch")
+        if tip is None and refs.update_task_branch(
+            repo, branch, base_sha, workspace.ZERO, "orchestra: new task branch"
         ):
             tip = base_sha
         if tip is None:
