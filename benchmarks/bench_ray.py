@@ -119,6 +119,8 @@ class _Batch:
     warm_in: list[float]  # the same, after each node's first task of the batch
     steady_in: list[float]  # the same, for tasks claimed once a slot came free (not in the first wave)
     dispatch_out: list[float]  # agent end -> task ended, its branch home
+    to_first_claim: float = 0.0  # the worker's start -> its first claim (process start, joining the cluster)
+    after_last_end: float = 0.0  # the last task ended -> the worker's exit
 
 
 def _steady(tasks: list[dict[str, Any]], starts: dict[str, float], seconds: float) -> list[float]:
@@ -134,6 +136,7 @@ def _ray_batch(cluster: Any, repo: Path, env: dict[str, str], log: Path, n: int,
         submit(repo, env, _prompt(len(done) + i, seconds))
     load = os.getloadavg()[0]
     t0 = time.monotonic()
+    wall0 = time.time()
     proc = subprocess.run(
         cluster.argv([sys.executable, "-m", "orchestra", "worker", "--until-idle", "-j", str(jobs)]),
         cwd=repo,
@@ -143,6 +146,7 @@ def _ray_batch(cluster: Any, repo: Path, env: dict[str, str], log: Path, n: int,
         timeout=60 + 10 * n * seconds,
     )
     makespan = time.monotonic() - t0
+    wall1 = time.time()
     if proc.returncode != 0:
         raise BenchError(f"ray worker exited {proc.returncode}: {proc.stderr[-2000:]}")
     expect_all_succeeded(repo, env, len(done) + n)
@@ -150,7 +154,14 @@ def _ray_batch(cluster: Any, repo: Path, env: dict[str, str], log: Path, n: int,
     tasks = sorted((t for t in _tasks(repo, env) if t["id"] not in done), key=lambda t: t["started_at"])
     seen: set[str] = set()
     batch = _Batch(
-        makespan, load, dispatch_in=[], warm_in=[], dispatch_out=[], steady_in=_steady(tasks, starts, seconds)
+        makespan,
+        load,
+        dispatch_in=[],
+        warm_in=[],
+        dispatch_out=[],
+        steady_in=_steady(tasks, starts, seconds),
+        to_first_claim=min(t["started_at"] for t in tasks) - wall0,
+        after_last_end=wall1 - max(t["finished_at"] for t in tasks),
     )
     for t in tasks:
         began = starts[t["id"]]
@@ -258,6 +269,8 @@ def _run(args: Any) -> list[Result]:
                     + (f" (local: median {statistics.median(local_steady):.2f}s)" if local_steady else ""),
                     f"agent end -> branch home, task ended: median {statistics.median(batch.dispatch_out):.2f}s, "
                     f"max {max(batch.dispatch_out):.2f}s",
+                    f"worker start -> first claim {batch.to_first_claim:.2f}s; "
+                    f"last task ended -> worker exit {batch.after_last_end:.2f}s",
                     f"load average {batch.load:.1f} before the run on {os.cpu_count()} cores; "
                     f"cluster start-up {cluster.startup_seconds:.1f}s (not counted); "
                     f"worker nodes started with --num-cpus {getattr(args, 'worker_cpus', 0)}",

@@ -83,11 +83,19 @@ def update_task_branch(repo: Path, branch: str, new: str, old: str | None, messa
     Only task branches: a lock on a person's branch is left to the person, as git asks."""
     if update_ref(repo, branch, new, old, message):
         return True
+    lock = branch_lock(git_common_dir(repo), branch)
+    return lock is not None and remove_stale_lock(lock) and update_ref(repo, branch, new, old, message)
+
+
+def branch_lock(git_dir: Path, branch: str) -> Path | None:
+    """Where git locks `branch` while it writes it, inside `git_dir` (None for a name that is no branch's)."""
     parts = branch.split("/")
     if not branch or any(part in ("", ".", "..") or part.endswith(".lock") for part in parts):
-        return False
-    lock = git_common_dir(repo).joinpath("refs", "heads", *parts[:-1], parts[-1] + ".lock")
-    return remove_stale_lock(lock) and update_ref(repo, branch, new, old, message)
+        return None
+    lock = git_dir.joinpath("refs", "heads", *parts[:-1], parts[-1] + ".lock")
+    if os.path.realpath(lock.parent) != os.path.join(os.path.realpath(git_dir), "refs", "heads", *parts[:-1]):
+        return None  # a link on the way: not git's own lock
+    return lock
 
 
 def remove_stale_lock(lock: Path, settle: float = 0.2) -> bool:

@@ -317,27 +317,35 @@ def commit_leftovers(
             refs.remove_stale_lock(dot_git / "index.lock")
         git(path, *add)  # git's own words when it still fails
     skipped = _unstage(path, exclude)
-    proc = git(
-        path,
-        "-c",
-        "core.abbrev=40",
-        "commit",
-        "--no-verify",
-        "--no-status",
-        "--no-edit",
-        "-m",
-        message,
-        check=False,
-        env=identity,
-    )
+    commit = ("-c", "core.abbrev=40", "commit", "--no-verify", "--no-status", "--no-edit", "-m", message)
+    proc = git(path, *commit, check=False, env=identity)
     if proc.returncode != 0:
         if git(path, "diff", "--cached", "--quiet", "--ignore-submodules=all", check=False).returncode == 0:
             return None, skipped  # nothing to commit
+        if _remove_commit_locks(path):
+            proc = git(path, *commit, check=False, env=identity)
+    if proc.returncode != 0:
         raise GitError(f"could not commit the agent's changes in {path}: {proc.stderr.strip() or proc.stdout.strip()}")
     # "[branch <sha>] message" names the commit; asking git again would cost a process per task.
     m = _COMMIT_LINE.match(proc.stdout)
     sha = m.group(1) if m else git(path, "rev-parse", "HEAD").stdout.strip()
     return sha, skipped
+
+
+def _remove_commit_locks(path: Path) -> bool:
+    """Remove the locks a `git commit` killed in a crash leaves in a task repository: HEAD's, the index's
+    and its branch's. The agent has ended, so nobody else holds them; True when one was removed."""
+    dot_git = path / ".git"
+    if not dot_git.is_dir() or dot_git.is_symlink():
+        return False
+    locks = [dot_git / "HEAD.lock", dot_git / "index.lock"]
+    ref_lock = refs.branch_lock(dot_git, head_branch(path) or "")
+    if ref_lock is not None:
+        locks.append(ref_lock)
+    removed = False
+    for lock in locks:
+        removed = refs.remove_stale_lock(lock) or removed
+    return removed
 
 
 _COMMIT_LINE = re.compile(r"^\[.*? (?:\(root-commit\) )?([0-9a-f]{40,64})\]")

@@ -247,6 +247,18 @@ def test_a_git_killed_while_it_staged_the_agents_work_does_not_fail_the_task(orc
     assert git(orch.repo, "show", f"{task['branch']}:notes.txt") == "n"
 
 
+@pytest.mark.parametrize("lock", ['.git/refs/heads/"$ORCHESTRA_BRANCH".lock', ".git/HEAD.lock"])
+def test_a_git_killed_while_it_committed_the_agents_work_does_not_fail_the_task(orch, lock: str):
+    """A SIGKILL while orchestra's `git commit` of the agent's leftovers ran leaves a lock on the task
+    checkout's branch or HEAD; the restarted scheduler failed the task ("cannot lock ref"), and the
+    leftovers never reached the branch. Here the lock is left where the killed git leaves it."""
+    tid = orch.submit(f"leave work uncommitted\n@fake write notes.txt n\n@fake bash : > {lock}")
+    assert orch.work().returncode == 0
+    task = orch.show(tid)
+    assert task["state"] == "succeeded", task["error"]
+    assert git(orch.repo, "show", f"{task['branch']}:notes.txt") == "n"
+
+
 def test_worktree_add_killed_while_writing_metadata_does_not_break_later_adds(orch):
     """Killed mid-write, `git worktree add` can leave an empty `commondir` that makes every later
     `git worktree add` (and `git branch`) die; prune skips it because it stays locked."""
