@@ -141,7 +141,13 @@ def _check_claude(ctx: Context, report: DoctorReport) -> None:
         report.claude_version = claude.version(binary)
     except OrchestraError as exc:
         report.findings.append(
-            Finding("claude_does_not_run", binary, str(exc), False, note="install Claude Code or set claude_binary")
+            Finding(
+                "claude_does_not_run",
+                binary,
+                str(exc),
+                False,
+                note=None if "install Claude Code" in str(exc) else "install Claude Code or set claude_binary",
+            )
         )
 
 

@@ -645,7 +645,7 @@ def config_get(ctx: click.Context, key: str) -> int:
     return EXIT_OK
 
 
-@config_group.command("set")
+@config_group.command("set", context_settings={"ignore_unknown_options": True})  # a value may start with "-"
 @click.argument("key")
 @click.argument("value")
 @click.pass_context
@@ -963,7 +963,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
         sys.exit(EXIT_USAGE)
     except click.UsageError as exc:
-        hint = f" (see 'orchestra {exc.ctx.info_name} --help')" if exc.ctx and exc.ctx.parent else ""
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx and exc.ctx.parent else ""
         _fail(exc.format_message() + hint, EXIT_USAGE)
     except click.Abort:
         click.echo("", err=True)

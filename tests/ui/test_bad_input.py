@@ -129,3 +129,17 @@ def test_dependency_cycles_are_refused(orch):
     for tid in (a, b.id):
         task = orch.show(tid)
         assert task["state"] == "failed" and "dependency cycle" in task["error"]
+
+
+def test_config_values_may_start_with_a_dash(orch):
+    """`config set claude_args "--model opus"` stores the words: a value is not an option of `config set`."""
+    assert orch.run("config", "set", "claude_args", "--model opus", check=True).stdout.strip() == (
+        'claude_args = ["--model", "opus"]'
+    )
+    assert orch.run("config", "get", "claude_args", check=True).stdout.strip() == '["--model", "opus"]'
+    _one_line_error(orch.run("config", "set", "max_concurrent", "-3"), "invalid max_concurrent -3")
+
+
+def test_a_usage_error_names_the_whole_command_to_ask_for_help(orch):
+    _one_line_error(orch.run("config", "set"), "Missing argument", "(see 'orchestra config set --help')")
+    _one_line_error(orch.run("workflow", "show"), "(see 'orchestra workflow show --help')")
