@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FAKE_CLAUDE, ROOT, make_orch, make_repo
+from conftest import FAKE_CLAUDE, ROOT, make_orch, make_repo, run_in_process
 from raycluster import Cluster, unavailable, up
 
 WHY = unavailable()
@@ -114,7 +114,11 @@ class Coord:
         return self.run("submit", "--no-start", *args, prompt, check=True).stdout.strip()
 
     def show(self, task_id: str) -> dict[str, Any]:
-        return json.loads(self.run("show", task_id, "--json", check=True).stdout)
+        """`show --json`, in this process: it reads the queue only (no Ray), and the tests poll it often."""
+        proc = run_in_process(("show", task_id, "--json"), env=self.env, cwd=self.repo)
+        if proc.returncode != 0:
+            raise AssertionError(f"orchestra show {task_id} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return dict(json.loads(proc.stdout))
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         """`orchestra ARGS` left running (ended by close()); stdout a pipe, stderr merged into it."""
