@@ -212,7 +212,7 @@ class NodeAgent:
             transport.init_mirror(self.mirror)
             if config.ray_git_remote:
                 transport.fetch_ref(self.mirror, str(config.ray_git_remote), base_ref(self.task_id), tip)
-            else:
+            elif pack:  # else `tip` came ahead (receive, or an earlier task): checking it again costs a git per task
                 transport.receive_pack(self.mirror, pack, tip)
             transport.keep(self.mirror, base_ref(self.task_id), tip)
             transport.checkout(self.mirror, self.checkout, branch, tip)
