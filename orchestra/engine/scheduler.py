@@ -171,11 +171,7 @@ class Scheduler:
                 if (self.until_idle or (self.idle_exit and idle_for >= self.idle_exit)) and self._quit_if_quiet(
                     last_index_key
                 ):
-                    self.log(
-                        "nothing left to do; scheduler exits"
-                        if self.until_idle
-                        else f"idle for {self.idle_exit:.0f}s; scheduler exits"
-                    )
+                    self.log(self._exit_message())
                     return 1 if unsettled else 0
             else:
                 idle_since = None
@@ -195,6 +191,18 @@ class Scheduler:
                 return False
             self.release()
         return True
+
+    def _exit_message(self) -> str:
+        """Why the scheduler ends: tasks left queued are named with what holds them, never 'nothing left'."""
+        held = self._executor_said or self._budget_said
+        queued = sum(1 for s in self.ctx.store.live().values() if s["state"] == State.QUEUED) if held else 0
+        if queued and self._executor_said:
+            return f"{queued} task(s) stay queued ({self._executor_said}); scheduler exits"
+        if queued and self._budget_said:
+            return f"{self._budget_said}; scheduler exits"
+        if self.until_idle:
+            return "nothing left to do; scheduler exits"
+        return f"idle for {self.idle_exit:.0f}s; scheduler exits"
 
     def _unsettled(self) -> list[str]:
         """Live records nobody runs: re-settled now when possible, else named."""

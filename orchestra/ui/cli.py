@@ -447,7 +447,9 @@ def retry(ctx: click.Context, task_ids: tuple[str, ...], start: bool | None, bud
 
 
 @cli.command()
-@click.option("--until-idle", is_flag=True, help="Exit when no task is queued or running.")
+@click.option(
+    "--until-idle", is_flag=True, help="Exit when no task runs and none can start (it says why any stay queued)."
+)
 @click.option("-j", "--max-concurrent", type=click.IntRange(min=1), help="Agents at once (default: config).")
 @click.option("--background", is_flag=True, hidden=True)
 @click.pass_context

@@ -133,6 +133,8 @@ def test_repo_budget_stops_new_starts_until_raised(orch) -> None:
     assert worker.returncode == 0  # --until-idle ends: nothing can start
     assert orch.state(second) == "queued"
     assert "repo budget reached: $0.10 spent of $0.05" in worker.stderr
+    assert "nothing left to do" not in worker.stderr  # a task is left: the exit says what holds it
+    assert worker.stderr.rstrip().endswith("orchestra config set budget_usd <USD>; scheduler exits"), worker.stderr
     status = " ".join(orch.run("status", check=True).stdout.split())
     assert "!! repo budget reached: $0.10 spent of $0.05 (budget_usd); 1 queued task(s) wait" in status
     assert "orchestra config set budget_usd" in status

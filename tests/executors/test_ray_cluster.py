@@ -435,6 +435,9 @@ def test_unreachable_cluster_leaves_tasks_queued_and_says_why(cluster: Cluster, 
         assert c.run("config", "get", "executor", check=True).stdout.strip() == "ray"
         c.run("config", "set", "ray_address", "127.0.0.1:1", check=True)
         tid = c.submit("never runs yet")
+        idle = c.run("worker", "--until-idle")
+        assert idle.returncode == 0 and "nothing left to do" not in idle.stderr, idle.stderr
+        assert "1 task(s) stay queued (cannot reach the Ray cluster at 127.0.0.1:1" in idle.stderr, idle.stderr
         c.start_worker()
         time.sleep(3)
         assert c.show(tid)["state"] == "queued"
