@@ -120,12 +120,12 @@ class Coord:
             raise AssertionError(f"orchestra show {task_id} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         return dict(json.loads(proc.stdout))
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         """`orchestra ARGS` left running (ended by close()); stdout a pipe, stderr merged into it."""
         proc = subprocess.Popen(
             self.cluster.argv([sys.executable, "-m", "orchestra", *args]),
             cwd=self.repo,
-            env=self.env,
+            env=self.env if env is None else env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -372,13 +372,26 @@ def test_logs_follow_streams_a_remote_transcript_while_it_runs(coord: Coord) -> 
     assert coord.show(tid)["state"] == "succeeded"
 
 
-def test_scheduler_sigkill_then_the_next_one_adopts_the_remote_agent(coord: Coord) -> None:
+@pytest.mark.parametrize("started_by", ["this-version", "an-older-version"])
+def test_scheduler_sigkill_then_the_next_one_adopts_the_remote_agent(
+    coord: Coord, tmp_path: Path, started_by: str
+) -> None:
+    """The next scheduler adopts the run; also one started by an older orchestra (before an upgrade), whose
+    node host has that version in its name (a host runs the code it started with)."""
     tid = coord.submit(write_commit("late", "@fake sleep 6"))
-    worker = coord.start_worker()
+    env = None
+    if started_by == "an-older-version":
+        shim = tmp_path / "older"
+        shim.mkdir()
+        (shim / "sitecustomize.py").write_text("import orchestra\norchestra.__version__ = '0.0.1'\n")
+        env = dict(coord.env, PYTHONPATH=f"{shim}{os.pathsep}{coord.env.get('PYTHONPATH', str(ROOT))}")
+    worker = coord.start("worker", env=env)
     running = coord.wait_for(lambda: (t := coord.show(tid))["state"] == "running" and t.get("node") and t, what="start")
     coord.wait_for(lambda: (coord.repo / ".orchestra" / "logs" / f"{tid}.jsonl").exists(), what="transcript")
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
+    if started_by == "an-older-version":
+        assert any(name.startswith("host-0.0.1-") for name in named_actors(coord)), "the older scheduler's host"
     time.sleep(1)
     assert coord.show(tid)["state"] == "running"
     assert agents_of(tid), "the agent on its node died with the scheduler"
@@ -390,6 +403,23 @@ def test_scheduler_sigkill_then_the_next_one_adopts_the_remote_agent(coord: Coor
     assert len(coord.invocations(tid)) == 1  # it ran once
     assert coord.branch_file(done["branch"], "late.txt") == "late\n"
     assert '"type":"result"' in (coord.repo / ".orchestra" / "logs" / f"{tid}.jsonl").read_text().replace(" ", "")
+
+
+def named_actors(coord: Coord) -> list[str]:
+    script = (
+        "import sys, ray\n"
+        "ray.init(address=sys.argv[1], log_to_driver=False, logging_level='ERROR')\n"
+        "print('\\n'.join(a['name'] for a in ray.util.list_named_actors(all_namespaces=True)))\n"
+    )
+    proc = subprocess.run(
+        coord.cluster.argv([sys.executable, "-c", script, coord.cluster.address]),
+        env=coord.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.split()
 
 
 def test_stop_and_cancel_end_the_remote_process_group(coord: Coord) -> None:
