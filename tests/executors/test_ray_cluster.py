@@ -110,15 +110,19 @@ class Coord:
             raise AssertionError(f"orchestra {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         return proc
 
+    def here(self, *args: str) -> str:
+        """`orchestra ARGS` in this process, for commands that only read or write the queue (no Ray): the
+        tests run them often, and a Python start for each costs seconds of a loaded machine's CPU."""
+        proc = run_in_process(args, env=self.env, cwd=self.repo)
+        if proc.returncode != 0:
+            raise AssertionError(f"orchestra {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc.stdout
+
     def submit(self, prompt: str, *args: str) -> str:
-        return self.run("submit", "--no-start", *args, prompt, check=True).stdout.strip()
+        return self.here("submit", "--no-start", *args, prompt).strip()
 
     def show(self, task_id: str) -> dict[str, Any]:
-        """`show --json`, in this process: it reads the queue only (no Ray), and the tests poll it often."""
-        proc = run_in_process(("show", task_id, "--json"), env=self.env, cwd=self.repo)
-        if proc.returncode != 0:
-            raise AssertionError(f"orchestra show {task_id} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-        return dict(json.loads(proc.stdout))
+        return dict(json.loads(self.here("show", task_id, "--json")))
 
     def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         """`orchestra ARGS` left running (ended by close()); stdout a pipe, stderr merged into it."""
