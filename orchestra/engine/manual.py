@@ -36,8 +36,17 @@ def worktree(ctx: Context, ref: str) -> Path:
     if path is None:
         if task.state == State.QUEUED and not task.attempts:
             raise InvalidInput(f"task {task.id} has not started yet, so it has no worktree")
+        if task.node:
+            raise InvalidInput(
+                f"task {task.id} {_ran(task)} on node {task.node}: its checkout is on that machine, not here"
+                + ("" if task.live else f"; its branch {task.branch} is here")
+            )
         raise InvalidInput(f"task {task.id} has no worktree any more (removed by cleanup?)")
     return path
+
+
+def _ran(task: Task) -> str:
+    return "runs" if task.live else "ran"
 
 
 def diff(ctx: Context, ref: str) -> str:
@@ -86,6 +95,11 @@ def begin_attach(ctx: Context, ref: str, *, stop: bool = False) -> Attach:
     if not task.live and not task.session_id:
         raise InvalidInput(
             f"task {task.id} has no Claude session to attach to; 'orchestra open {task.id}' opens its worktree"
+        )
+    if task.node:
+        raise InvalidInput(
+            f"task {task.id} {_ran(task)} on node {task.node}: its Claude session is on that machine, not here; "
+            f"once it has ended, 'orchestra respond {task.id} TEXT' continues it there"
         )
     path = worktree(ctx, task.id)
     binary = claude.resolve_binary(ctx.config.claude_binary_resolved)

@@ -539,6 +539,14 @@ def test_respond_resumes_the_session_on_its_node(coord: Coord) -> None:
     assert worker.returncode == 0, worker.stdout + worker.stderr
     first = coord.show(tid)
     assert first["state"] == "succeeded" and first["result"] == "Which colour?", first
+    # Stepping in here points to the node and to respond, not to a checkout "removed by cleanup?".
+    where = f"task {tid} ran on node {first['node']}: its"
+    path = run_in_process(("path", tid), env=coord.env, cwd=coord.repo)
+    assert path.returncode == 1, path.stdout
+    assert f"{where} checkout is on that machine, not here; its branch {first['branch']} is here" in path.stderr
+    attach = run_in_process(("attach", tid), env=coord.env, cwd=coord.repo)
+    assert attach.returncode == 1 and f"{where} Claude session is on that machine" in attach.stderr, attach.stderr
+    assert f"'orchestra respond {tid} TEXT' continues it there" in attach.stderr
     coord.run("respond", tid, "--no-start", "Blue.\n@fake write answer.txt blue\n@fake commit Use blue", check=True)
     worker = coord.run("worker", "--until-idle", timeout=120)
     assert worker.returncode == 0, worker.stdout + worker.stderr
