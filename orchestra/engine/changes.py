@@ -94,6 +94,8 @@ def of_task(ctx: Context, task: Task, *, with_commits: bool = True) -> Change:
     head = refs.branch_head(ctx.root, task.branch) if task.branch else None
     if not task.base_sha or (head is None and task.state == State.QUEUED and not task.attempts):
         raise InvalidInput(f"task {task.id} has not started yet ({task.state}): nothing changed so far")
+    if head is None and task.live and task.node:
+        raise InvalidInput(f"task {task.id} runs on node {task.node}: its branch comes here when its run ends")
     if head is None:
         raise InvalidInput(f"the branch {task.branch or '(none)'} of task {task.id} no longer exists")
     return _measure(
@@ -128,6 +130,10 @@ def of_workflow(ctx: Context, wf: Workflow, *, with_commits: bool = True) -> Cha
     tip = refs.branch_head(ctx.root, task.branch) if task.branch else None
     if tip is None and not task.attempts:
         raise InvalidInput(f"workflow {wf.id} has no branch with work on it yet")
+    if tip is None and task.live and task.node:
+        raise InvalidInput(
+            f"workflow {wf.id}'s step (task {task.id}) runs on node {task.node}: its branch comes here when it ends"
+        )
     if tip is None:
         raise InvalidInput(f"the branch {task.branch or '(none)'} of workflow {wf.id} no longer exists")
     change = Change("workflow", wf.id, wf.title, task.branch, wf.base_sha, tip, into=wf.into, task=task.id)

@@ -364,6 +364,11 @@ def test_logs_follow_streams_a_remote_transcript_while_it_runs(coord: Coord) -> 
         if "early-bird-words" in line and at_early is None:
             # The agent is still in its 8 s sleep: the line came while it ran, not copied home afterwards.
             at_early = (coord.show(tid)["state"], fake_agents_of(tid))
+            diff = run_in_process(("diff", tid), env=coord.env, cwd=coord.repo)
+            assert diff.returncode == 1, diff.stdout
+            assert (
+                f"task {tid} runs on node " in diff.stderr and "its branch comes here when its run ends" in diff.stderr
+            )
     assert follow.wait(timeout=30) == 0, seen
     assert at_early is not None, seen
     state, agents = at_early
