@@ -128,6 +128,8 @@ def _batch_submission(
         fields[field_name] = value
     if "prompt" not in fields:
         raise InvalidInput("no prompt: say what the agent should do")
+    if not isinstance(fields["prompt"], str):
+        raise InvalidInput("prompt must be a string: say what the agent should do")
     for name in ("role", "on", "base", "title", "key"):
         if fields.get(name) is not None and not isinstance(fields[name], str):
             raise InvalidInput(f"{name} must be a string")

@@ -74,11 +74,12 @@ def test_a_bad_batch_submits_nothing_and_names_every_bad_line(orch):
             {"prompt": "x", "after": [existing], "priority": 5000},
             {"prompt": "x", "after": ["#2"]},  # a refused line: not named again
             ["a", "list"],
+            {"prompt": 5},
         ],
     )
     assert proc.returncode == 1
     err = proc.stderr
-    assert err.startswith("orchestra: error: 11 of 14 lines refused; nothing was submitted:")
+    assert err.startswith("orchestra: error: 12 of 15 lines refused; nothing was submitted:")
     for number, words in {
         2: "empty prompt",
         4: "unknown role 'testr'",
@@ -91,6 +92,7 @@ def test_a_bad_batch_submits_nothing_and_names_every_bad_line(orch):
         11: "key 'a' is already used by line 1",
         12: "priority",
         14: "expected a JSON object",
+        15: "prompt must be a string",
     }.items():
         assert f"\nline {number}: " in err and words in err.split(f"\nline {number}: ", 1)[1].split("\n")[0], (
             number,
