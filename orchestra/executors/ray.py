@@ -668,6 +668,9 @@ class RayExecutor:
             # Ray tries 20 times, a second apart, to be let in (read when joining; it also bounds a GCS this
             # process would start, and a driver starts none); the scheduler tries again later anyway.
             os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(JOIN_TRIES))
+            # Leaving, a driver first waits to flush its tasks' events to the dashboard: 0.25 s of every
+            # scheduler's (and doctor's) exit, for events about orchestra's own control calls nobody reads.
+            os.environ.setdefault("RAY_task_events_shutdown_flush_timeout_ms", "0")
             try:
                 with _without_ray_core_lines():
                     ray.init(
