@@ -88,6 +88,11 @@ def begin_attach(ctx: Context, ref: str, *, stop: bool = False) -> Attach:
         raise InvalidInput(f"task {task.id} is a {task.role} step: it has no Claude session")
     if task.state == State.QUEUED:
         raise InvalidInput(f"task {task.id} is queued: it has no session to attach to yet (cancel it first?)")
+    if task.node:
+        raise InvalidInput(
+            f"task {task.id} {_ran(task)} on node {task.node}: its Claude session is on that machine, not here; "
+            f"once it has ended, 'orchestra respond {task.id} TEXT' continues it there"
+        )
     if task.state == State.RUNNING and not stop:
         raise InvalidInput(
             f"task {task.id} is running; 'orchestra attach {task.id} --stop' stops its agent first (work is kept)"
@@ -95,11 +100,6 @@ def begin_attach(ctx: Context, ref: str, *, stop: bool = False) -> Attach:
     if not task.live and not task.session_id:
         raise InvalidInput(
             f"task {task.id} has no Claude session to attach to; 'orchestra open {task.id}' opens its worktree"
-        )
-    if task.node:
-        raise InvalidInput(
-            f"task {task.id} {_ran(task)} on node {task.node}: its Claude session is on that machine, not here; "
-            f"once it has ended, 'orchestra respond {task.id} TEXT' continues it there"
         )
     path = worktree(ctx, task.id)
     binary = claude.resolve_binary(ctx.config.claude_binary_resolved)
