@@ -366,9 +366,10 @@ def test_logs_follow_streams_a_remote_transcript_while_it_runs(coord: Coord) -> 
             at_early = (coord.show(tid)["state"], fake_agents_of(tid))
             diff = run_in_process(("diff", tid), env=coord.env, cwd=coord.repo)
             assert diff.returncode == 1, diff.stdout
-            assert (
-                f"task {tid} runs on node " in diff.stderr and "its branch comes here when its run ends" in diff.stderr
-            )
+            assert f"task {tid} runs on node " in diff.stderr, diff.stderr
+            assert "its branch comes here when its run ends" in diff.stderr, diff.stderr
+            attach = run_in_process(("attach", tid), env=coord.env, cwd=coord.repo)
+            assert attach.returncode == 1 and "its Claude session is on that machine" in attach.stderr, attach.stderr
     assert follow.wait(timeout=30) == 0, seen
     assert at_early is not None, seen
     state, agents = at_early
