@@ -18,7 +18,7 @@ from orchestra.core.errors import CorruptTaskFile, InvalidInput, OrchestraError,
 from orchestra.core.graph import find_cycle
 from orchestra.core.roles import get_role
 from orchestra.core.task import LIVE_STATES, State, Task, make_title, validate_state
-from orchestra.core.values import parse_duration, parse_usd, resources
+from orchestra.core.values import did_you_mean, parse_duration, parse_usd, resources
 from orchestra.core.values import priority as check_priority
 from orchestra.engine.context import Context
 from orchestra.git import refs, worktrees
@@ -214,7 +214,7 @@ def select(
     Asking only for live states never reads the history at all.
     """
     wanted_states = {validate_state(s) for s in states}
-    wanted_roles = set(roles)
+    wanted_roles = {_listed_role(ctx, r) for r in roles}
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise InvalidInput(f"invalid limit {limit!r}: a whole number (0: no limit)")
     view = ctx.store.checked_view()
@@ -255,6 +255,17 @@ def listing(
                 corrupt[str(exc.path)] = str(exc)
         except (TaskNotFound, InvalidInput):
             continue
+
+
+def _listed_role(ctx: Context, name: str) -> str:
+    """A role to list tasks by: a typo is refused (as an unknown state is), not answered with an empty list."""
+    try:
+        known = sorted(ctx.roles())
+    except OrchestraError:
+        return name  # a broken role file must not stop a listing; it is reported where roles are used
+    if name not in known:
+        raise InvalidInput(f"unknown role {name!r}{did_you_mean(name, known)}; roles: {', '.join(known)}")
+    return name
 
 
 def summaries(

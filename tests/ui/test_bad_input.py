@@ -143,3 +143,13 @@ def test_config_values_may_start_with_a_dash(orch):
 def test_a_usage_error_names_the_whole_command_to_ask_for_help(orch):
     _one_line_error(orch.run("config", "set"), "Missing argument", "(see 'orchestra config set --help')")
     _one_line_error(orch.run("workflow", "show"), "(see 'orchestra workflow show --help')")
+
+
+def test_listing_by_an_unknown_role_is_refused_like_an_unknown_state(orch):
+    orch.submit("one")
+    _one_line_error(
+        orch.run("list", "--role", "implementor"), "unknown role 'implementor'", "did you mean 'implementer'"
+    )
+    _one_line_error(orch.run("list", "--json", "--role", "implementor"), "unknown role 'implementor'")
+    assert orch.run("list", "--role", "generalist", check=True).stdout.count("generalist") == 1
+    assert orch.run("list", "--role", "merge", check=True).returncode == 0  # a workflow's own step is a role too
