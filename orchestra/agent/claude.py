@@ -74,6 +74,9 @@ def format_usd(value: float) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".") or "0"
 
 
+INSTALL_HINT = "install Claude Code or set ORCHESTRA_CLAUDE / claude_binary"
+
+
 def resolve_binary(binary: str) -> str:
     if os.sep in binary:
         path = Path(binary).expanduser()
@@ -82,10 +85,7 @@ def resolve_binary(binary: str) -> str:
         raise OrchestraError(f"claude binary not found or not executable: {binary}")
     found = shutil.which(binary)
     if not found:
-        raise OrchestraError(
-            f"claude binary not found: {binary!r} is not on PATH "
-            "(install Claude Code or set ORCHESTRA_CLAUDE / claude_binary)"
-        )
+        raise OrchestraError(f"claude binary not found: {binary!r} is not on PATH ({INSTALL_HINT})")
     return found
 
 

@@ -146,7 +146,7 @@ def _check_claude(ctx: Context, report: DoctorReport) -> None:
                 binary,
                 str(exc),
                 False,
-                note=None if "install Claude Code" in str(exc) else "install Claude Code or set claude_binary",
+                note=None if claude.INSTALL_HINT in str(exc) else "install Claude Code or set claude_binary",
             )
         )
 

@@ -214,7 +214,7 @@ def select(
     Asking only for live states never reads the history at all.
     """
     wanted_states = {validate_state(s) for s in states}
-    wanted_roles = {_listed_role(ctx, r) for r in roles}
+    wanted_roles = _listed_roles(ctx, roles)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise InvalidInput(f"invalid limit {limit!r}: a whole number (0: no limit)")
     view = ctx.store.checked_view()
@@ -257,15 +257,20 @@ def listing(
             continue
 
 
-def _listed_role(ctx: Context, name: str) -> str:
-    """A role to list tasks by: a typo is refused (as an unknown state is), not answered with an empty list."""
+def _listed_roles(ctx: Context, roles: Iterable[str]) -> set[str]:
+    """Roles to list tasks by: a typo is refused (as an unknown state is), not answered with an empty list."""
+    wanted = set(roles)
+    if not wanted:
+        return wanted
     try:
-        known = sorted(ctx.roles())
+        known = sorted(ctx.roles())  # the repository's role files, read once
     except OrchestraError:
-        return name  # a broken role file must not stop a listing; it is reported where roles are used
-    if name not in known:
+        return wanted  # a broken role file must not stop a listing; it is reported where roles are used
+    unknown = sorted(wanted - set(known))
+    if unknown:
+        name = unknown[0]
         raise InvalidInput(f"unknown role {name!r}{did_you_mean(name, known)}; roles: {', '.join(known)}")
-    return name
+    return wanted
 
 
 def summaries(

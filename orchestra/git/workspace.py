@@ -312,9 +312,7 @@ def commit_leftovers(
     spec = [f":(exclude,literal){p}" for p in exclude] if exclude_by_pathspec else []
     add = ("add", "--all", "--", ".", *spec)
     if git(path, *add, check=False).returncode != 0:
-        dot_git = path / ".git"  # the agent has ended: a lock on its index is a git killed in a crash
-        if dot_git.is_dir() and not dot_git.is_symlink():
-            refs.remove_stale_lock(dot_git / "index.lock")
+        _remove_crash_locks(path)
         git(path, *add)  # git's own words when it still fails
     skipped = _unstage(path, exclude)
     commit = ("-c", "core.abbrev=40", "commit", "--no-verify", "--no-status", "--no-edit", "-m", message)
@@ -322,7 +320,7 @@ def commit_leftovers(
     if proc.returncode != 0:
         if git(path, "diff", "--cached", "--quiet", "--ignore-submodules=all", check=False).returncode == 0:
             return None, skipped  # nothing to commit
-        if _remove_commit_locks(path):
+        if _remove_crash_locks(path):
             proc = git(path, *commit, check=False, env=identity)
     if proc.returncode != 0:
         raise GitError(f"could not commit the agent's changes in {path}: {proc.stderr.strip() or proc.stdout.strip()}")
@@ -332,13 +330,14 @@ def commit_leftovers(
     return sha, skipped
 
 
-def _remove_commit_locks(path: Path) -> bool:
-    """Remove the locks a `git commit` killed in a crash leaves in a task repository: HEAD's, the index's
-    and its branch's. The agent has ended, so nobody else holds them; True when one was removed."""
+def _remove_crash_locks(path: Path) -> bool:
+    """Remove the locks a git killed in a crash (its `add` or `commit` of the leftovers) leaves in a task
+    repository: the index's, HEAD's and its branch's. The agent has ended, so nobody else holds them;
+    True when one was removed."""
     dot_git = path / ".git"
     if not dot_git.is_dir() or dot_git.is_symlink():
         return False
-    locks = [dot_git / "HEAD.lock", dot_git / "index.lock"]
+    locks = [dot_git / "index.lock", dot_git / "HEAD.lock"]
     ref_lock = refs.branch_lock(dot_git, head_branch(path) or "")
     if ref_lock is not None:
         locks.append(ref_lock)
