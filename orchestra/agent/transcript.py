@@ -83,7 +83,7 @@ class Rendered:
 
 # ANSI escapes and C0 controls from tool output would repaint the viewer's terminal.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C1 too: \x9b is a CSI to some terminals
 
 
 def _clean(text: str) -> str:

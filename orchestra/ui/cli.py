@@ -314,9 +314,11 @@ def show(ctx: click.Context, task_id: str, as_json: bool) -> int:
 @click.option("--json", "as_json", is_flag=True, help="The commits, the stat and the diff, as JSON.")
 @click.pass_context
 def diff(ctx: click.Context, ref: str, stat_only: bool, as_json: bool) -> int:
-    """What a task's branch changed against its base, or a workflow's result against where it started."""
+    """What a task's branch changed against its base, or a workflow's result against where it started.
+
+    Control characters in the changed lines are shown escaped (\\x1b), never sent to the terminal."""
     from orchestra.ui import term  # shutil and co.: ~4 ms off --help and completion
-    from orchestra.ui.views import change_text, diff_kind  # ~35 ms off --help and completion
+    from orchestra.ui.views import change_text, diff_kind, printable  # ~35 ms off --help and completion
 
     orch = _orchestra(ctx)
     change = orch.change(ref)
@@ -337,7 +339,7 @@ def diff(ctx: click.Context, ref: str, stat_only: bool, as_json: bool) -> int:
         return EXIT_OK
     color = term.color_enabled()
     for line in orch.diff_lines(change):
-        text = line.rstrip("\n")
+        text = printable(line.rstrip("\n"))  # the agent wrote these lines: no escape of theirs reaches the terminal
         click.echo(term.paint(diff_kind(text), text, color))
     return EXIT_OK
 

@@ -27,7 +27,7 @@ from orchestra.agent import transcript
 from orchestra.app import Orchestra
 from orchestra.core.errors import OrchestraError
 from orchestra.ui import term
-from orchestra.ui.views import clip, duration
+from orchestra.ui.views import clip, duration, printable
 
 REFRESH_SECONDS = 1.0
 FINISHED_SHOWN = 200  # finished tasks outside workflows kept in the table, newest first
@@ -154,7 +154,7 @@ class DiffScreen(TextScreen):
 
     def on_mount(self) -> None:
         self.body.auto_scroll = False
-        for line in self.text.splitlines():
+        for line in self.text.split("\n"):  # not splitlines(): a carriage return in a file is shown, not obeyed
             style = ""
             if line.startswith("+") and not line.startswith("+++"):
                 style = "green"
@@ -164,7 +164,7 @@ class DiffScreen(TextScreen):
                 style = "cyan"
             elif line.startswith("diff --git"):
                 style = "bold"
-            self.body.write(Text(line, style=style))
+            self.body.write(Text(printable(line), style=style))
         self.body.scroll_home(animate=False)
 
 

@@ -65,7 +65,7 @@ def clock(ts: float | None) -> str:
 
 
 def clip(text: str | None, width: int) -> str:
-    text = " ".join((text or "").split())
+    text = printable(" ".join((text or "").split()))
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 

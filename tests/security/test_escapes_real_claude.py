@@ -151,6 +151,10 @@ def write(path: str, content: str) -> dict:
     return {"tool_use": {"name": "Write", "input": {"file_path": path, "content": content}}}
 
 
+def read(path: str) -> dict:
+    return {"tool_use": {"name": "Read", "input": {"file_path": path}}}
+
+
 def edit(path: str, old: str, new: str) -> dict:
     return {"tool_use": {"name": "Edit", "input": {"file_path": path, "old_string": old, "new_string": new}}}
 
@@ -244,6 +248,9 @@ attempt("nested repo", lambda: (
     run("git", "-c", "user.name=a", "-c", "user.email=a@b", "commit", "-q", "-m", "nested repository"),
 ))
 attempt("daemon", daemon)
+for name, target in (("link-config", M + "/.orchestra/config.toml"), ("link-readme", M + "/README.md"),
+                     ("link-hook", M + "/.git/hooks/pre-commit"), ("link-main", M), ("link-mark", MARKS + "/via-link")):
+    attempt(name, lambda: os.symlink(target, name))  # for the Write and Edit tools to follow
 json.dump(R, open("escape-report.json", "w"), indent=1)
 """
 
@@ -270,8 +277,9 @@ def _report(task: dict) -> None:
 
 
 def test_a_default_implementer_cannot_escape_through_what_it_may_run_unasked(tmp_path, claude_bin):
-    """Breaks 1 and 2: git log/show/diff --output and conftest.py + pytest, plus the Write tool,
-    dangerouslyDisableSandbox and a command that is not allowed; nobody answers questions."""
+    """Breaks 1 and 2: git log/show/diff --output and conftest.py + pytest, plus the Write tool (also
+    through symlinks the conftest.py made to files outside), dangerouslyDisableSandbox and a command
+    that is not allowed; nobody answers questions."""
     world = World(tmp_path, "# the user's settings\npermission_prompts = false\n")
     m = world.repo
     other_sha = _git(m, "rev-parse", "orchestra/other-task")
@@ -288,6 +296,13 @@ def test_a_default_implementer_cannot_escape_through_what_it_may_run_unasked(tmp
         write(f"{m}/.orchestra/config.toml", 'sandbox = "off"\n'),
         write("{{cwd}}/conftest.py", _conftest(world, str(world.tmp / "tid"))),
         bash("pytest -q -p no:cacheprovider"),
+        read("{{cwd}}/link-config"),
+        write("{{cwd}}/link-config", 'sandbox = "off"\n'),
+        read("{{cwd}}/link-readme"),
+        edit("{{cwd}}/link-readme", "# the user's repository", "PWNED"),
+        write("{{cwd}}/link-hook", f"#!/bin/sh\ntouch {world.marks}/hook-pre-commit\n"),
+        write("{{cwd}}/link-main/PWNED.txt", "x"),
+        write("{{cwd}}/link-mark", "x"),
         bash(f"git log -1 --output={m}/README.md", dangerouslyDisableSandbox=True),
         bash(f"git -C {m} update-ref refs/heads/main {other_sha}"),
         {"text": "Done."},

@@ -274,3 +274,24 @@ def test_completion_scripts_for_each_shell(orch) -> None:
         env = {**orch.env, "_ORCHESTRA_COMPLETE": f"{shell}_source"}
         proc = subprocess.run([sys.executable, "-m", "orchestra"], env=env, capture_output=True, text=True)
         assert proc.returncode == 0 and marker in proc.stdout, (shell, proc.stdout[:200])
+
+
+# A file the agent wrote: a title change (OSC), a screen clear and a colour (CSI), a bell, a carriage
+# return that would print the next text over the line, and a C1 CSI.
+HOSTILE = r"A\033]0;PWNED\007B\033[2J\033[31mC\rD\302\233E"
+
+
+def test_what_an_agent_wrote_reaches_the_terminal_escaped_in_a_diff_and_its_logs(orch) -> None:
+    tid = orch.submit(f"work\n@fake bash printf '{HOSTILE}\\n' > evil.txt; cat evil.txt\n@fake commit add")
+    orch.work()
+    escaped = "+A\\x1b]0;PWNED\\x07B\\x1b[2J\\x1b[31mC\\x0dD\\x9bE"
+    piped = orch.run("diff", tid, check=True).stdout
+    assert escaped in piped.splitlines()
+    code, out = run_in_pty(orch, ["diff", tid])
+    assert code == 0 and escaped in out
+    assert "\x1b]" not in out and "\x07" not in out and "\x1b[2J" not in out and "\x9b" not in out
+    assert "\x1b[32m" in out  # orchestra's own colour for an added line stays
+    code, out = run_in_pty(orch, ["logs", tid])
+    assert code == 0 and "→ Bash: printf" in out
+    assert "\x1b]" not in out and "\x07" not in out and "\x1b[2J" not in out and "\x9b" not in out
+    assert "← ABC (+1 lines)" in out  # the output itself, with its escapes (and the title they set) dropped

@@ -204,12 +204,7 @@ def test_diff_transcript_reply_and_merge_with_confirmation(env):
         app = OrchestraTUI(Orchestra(orch.repo), interval=0.2)
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
-            _select(app, tid)
-            # v: the branch's diff against its base.
-            await pilot.press("v")
-            await pilot.pause()
-            assert isinstance(app.screen, DiffScreen)
-            diff = app.screen.lines()
+            diff = await _open_diff(app, pilot, tid)  # v: the branch's diff against its base
             assert diff[0].endswith("+1 −0 · 1 file against " + app.orch.get(tid).base_sha[:10])
             assert "+red" in diff and any(line.startswith("diff --git a/colour.txt") for line in diff)
             await pilot.press("escape")
@@ -318,3 +313,32 @@ def test_arrange_puts_waiting_first_then_workflows_with_steps():
         ("t:que1", "que1"),
         ("t:done1", "done1"),
     ]
+
+
+def test_the_diff_screen_shows_what_an_agent_wrote_escaped(env):
+    """A file with a title change, a screen clear and a carriage return: shown as text, not obeyed."""
+    orch = env
+    hostile = r"@fake bash printf 'A\033]0;PWNED\007B\033[2JC\rD\n' > evil.txt"
+    tid = orch.submit(f"escapes\n{hostile}\n@fake commit add")
+    assert orch.work().returncode == 0
+    lines = asyncio.run(_diff_screen(Orchestra(orch.repo), tid))
+    assert "+A\\x1b]0;PWNED\\x07B\\x1b[2JC\\x0dD" in lines
+    assert not [line for line in lines if any(c in line for c in "\x1b\x07\r")]
+
+
+async def _diff_screen(orch: Orchestra, tid: str) -> list[str]:
+    """What `v` on the task shows."""
+    app = OrchestraTUI(orch, interval=0.2)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        lines = await _open_diff(app, pilot, tid)
+        await pilot.press("escape", "q")
+    return lines
+
+
+async def _open_diff(app: OrchestraTUI, pilot: Any, tid: str) -> list[str]:
+    _select(app, tid)
+    await pilot.press("v")
+    await pilot.pause()
+    assert isinstance(app.screen, DiffScreen)
+    return app.screen.lines()
