@@ -155,14 +155,18 @@ def merge_fingerprints(old: Mapping[str, Any] | None, values: Iterable[str]) -> 
     """Add values to an existing fingerprint set, keeping its salt (secrets rotate; old logs stay masked)."""
     if not old or not isinstance(old.get("salt"), str):
         return fingerprints(values)
-    new = fingerprints(values, old["salt"])
+    return merge_hashes(old, fingerprints(values, old["salt"])["hashes"])
+
+
+def merge_hashes(old: Mapping[str, Any], hashes: object) -> dict[str, Any]:
+    """Add fingerprint hashes made with `old`'s salt (by another machine, from values never sent here)."""
     merged: dict[str, set[str]] = {}
-    for source in (old.get("hashes") or {}, new["hashes"]):
+    for source in (old.get("hashes") or {}, hashes):
         if isinstance(source, dict):
             for length, hs in source.items():
-                if isinstance(hs, list):
+                if str(length).isdigit() and int(length) >= MIN_SECRET_LENGTH and isinstance(hs, list):
                     merged.setdefault(str(length), set()).update(str(h) for h in hs)
-    return {"salt": old["salt"], "hashes": {k: sorted(v) for k, v in merged.items()}}
+    return {"salt": old.get("salt"), "hashes": {k: sorted(v) for k, v in merged.items()}}
 
 
 _default = Redactor(secret_values(os.environ))

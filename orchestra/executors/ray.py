@@ -82,6 +82,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 import orchestra
 from orchestra.agent import bootstrap, claude, guard, permissions, processes, sandbox
+from orchestra.core import redact
 from orchestra.core.config import CLAUDE_ENV, Config
 from orchestra.core.crashpoints import ENV as CRASH_ENV
 from orchestra.core.errors import OrchestraError
@@ -89,7 +90,7 @@ from orchestra.core.task import Task, validate_id
 from orchestra.executors.base import RUNNING, Collected, Handle, Launch, RunLost, Unreachable, cluster_problem
 from orchestra.git import refs, repo, transport, workspace, worktrees
 from orchestra.git.runner import git
-from orchestra.store import requests
+from orchestra.store import fingerprints, requests
 from orchestra.store.files import private_opener
 from orchestra.store.paths import Paths
 from orchestra.store.tasks import Store
@@ -498,8 +499,10 @@ class NodeHost:
             "orchestra": orchestra.__version__,
         }
 
-    def open(self, task_id: str) -> dict[str, Any]:
-        """A new run of the task here, ending what an earlier run of it left; returns what the mirror holds."""
+    def open(self, task_id: str, salt: str = "") -> dict[str, Any]:
+        """A new run of the task here, ending what an earlier run of it left; returns what the mirror holds,
+        and the fingerprints (made with the coordinator's `salt`) of this node's secrets its agent runs with:
+        the coordinator masks them in the transcript without ever learning them."""
         agent = NodeAgent(task_id, self.namespace)
         with self.lock:
             old = self.agents.pop(agent.task_id, None)
@@ -513,7 +516,8 @@ class NodeHost:
                 raise HostRetired(f"the host on {node_name()} is ending (idle)")
             self.agents[agent.task_id] = agent
             self.busy = time.monotonic()
-        return {"info": self.info(), "have": agent.have()}
+        secrets = redact.fingerprints(redact.secret_values(os.environ), salt)["hashes"] if salt else {}
+        return {"info": self.info(), "have": agent.have(), "secrets": secrets}
 
     def call(self, task_id: str, method: str, *args: Any) -> Any:
         """One of the run's own methods (only those in _CALLS)."""
@@ -622,6 +626,9 @@ class RayExecutor:
         self._join_failed: tuple[float, str] = (0.0, "")  # when, and why, the cluster last refused to let us join
         self._shipping: dict[str, threading.Lock] = {}  # per node: one pack sent there at a time
         self._store = Store(paths)
+        self._fp_salt = ""
+        self._fp_lock = threading.Lock()
+        self._fp_seen: dict[str, set[str]] = {}  # the node fingerprints recorded by this process
 
     # -- the cluster ---------------------------------------------------------------------
 
@@ -896,12 +903,33 @@ class RayExecutor:
         while True:
             host = self._host(node_id)
             try:
-                return host, dict(ray.get(host.open.remote(task_id), timeout=CALL_TIMEOUT))
+                opened = dict(ray.get(host.open.remote(task_id, self._salt), timeout=CALL_TIMEOUT))
+                self._learn_secrets(opened.get("secrets"))
+                return host, opened
             except (rex.RayActorError, rex.RayTaskError) as exc:
                 retiring = isinstance(exc, rex.RayActorError) or isinstance(exc.cause, HostRetired)
                 if not retiring or time.monotonic() > deadline or not _alive(node_id):
                     raise
                 time.sleep(0.25)  # until Ray has let go of the ended host's name
+
+    @property
+    def _salt(self) -> str:
+        if not self._fp_salt:
+            self._fp_salt = fingerprints.salt(self.paths)
+        return self._fp_salt
+
+    def _learn_secrets(self, hashes: object) -> None:
+        """Mask the node's secrets here too: in this process (results, errors) and for every reader (logs)."""
+        if not hashes or not isinstance(hashes, dict):
+            return
+        with self._fp_lock:
+            if all(set(v) <= self._fp_seen.get(k, set()) for k, v in hashes.items() if isinstance(v, list)):
+                return
+            known = fingerprints.add_known(self.paths, hashes)
+            for length, hs in hashes.items():
+                if isinstance(hs, list):
+                    self._fp_seen.setdefault(length, set()).update(hs)
+            redact.install(redact.Redactor(redact.current().values, known))
 
     def _placed(
         self, slot: PlacementGroup, bundle: dict[str, float], task: Task, pin: str | None, pin_name: str

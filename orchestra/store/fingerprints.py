@@ -22,6 +22,26 @@ def record(paths: Paths, values: Iterable[str]) -> dict[str, object]:
     return merged
 
 
+def add_known(paths: Paths, hashes: object) -> dict[str, object]:
+    """Add fingerprints made elsewhere with this repository's salt (a Ray node's own secrets); returns all.
+
+    The caller serialises calls: this is a read-modify-write of the file."""
+    old = read_json(paths.fingerprints)
+    old = old if isinstance(old, dict) else record(paths, [])
+    merged = redact.merge_hashes(old, hashes)
+    if merged != old:
+        write_atomic(paths.fingerprints, json.dumps(merged).encode())
+    return merged
+
+
+def salt(paths: Paths) -> str:
+    """The salt this repository's fingerprints are made with (made now if there are none yet)."""
+    data = read_json(paths.fingerprints)
+    if not isinstance(data, dict) or not isinstance(data.get("salt"), str):
+        data = record(paths, [])
+    return str(data["salt"])
+
+
 def install_for_reading(paths: Paths, env_values: Iterable[str] | None = None) -> redact.Redactor:
     """This process masks what its own environment knows plus what agents of this repo ran with.
 

@@ -621,14 +621,16 @@ def test_doctor_reports_each_node(coord: Coord) -> None:
 
 def test_the_coordinators_secrets_stay_home_unless_named_in_ray_env(coord: Coord) -> None:
     """An agent on a node has that node's own key, never the coordinator's; of the coordinator's variables it
-    gets only those named in ray_env."""
+    gets only those named in ray_env. The node's key, echoed bare, is masked here though it never came here."""
     coord.env.update(ANTHROPIC_API_KEY="sk-coordinator-secret", FORWARD_ME="forwarded", KEEP_ME="kept-home")
     with open(coord.repo / ".orchestra" / "config.toml", "a") as fh:
         fh.write('ray_env = ["FORWARD_ME"]\n')
     probe = "; ".join(
         f"printf '%s' \"${name}\" > {name}.txt" for name in ("ANTHROPIC_API_KEY", "FORWARD_ME", "KEEP_ME")
     )
-    tid = coord.submit(f"task env\n@fake bash {probe}\n@fake commit add env")
+    tid = coord.submit(
+        f"task env\n@fake bash {probe}\n@fake bash echo node key: $ANTHROPIC_API_KEY\n@fake commit add env"
+    )
     worker = coord.run("worker", "--until-idle", timeout=120)
     assert worker.returncode == 0, worker.stdout + worker.stderr
     task = coord.show(tid)
@@ -638,6 +640,9 @@ def test_the_coordinators_secrets_stay_home_unless_named_in_ray_env(coord: Coord
         for name in ("ANTHROPIC_API_KEY", "FORWARD_ME", "KEEP_ME")
     }
     assert seen == {"ANTHROPIC_API_KEY": "sk-test-dummy", "FORWARD_ME": "forwarded", "KEEP_ME": ""}, seen
+    for args in (("logs", tid), ("logs", "--raw", tid)):
+        shown = coord.here(*args)
+        assert "node key: ***" in shown and "sk-test-dummy" not in shown, shown
 
 
 @pytest.mark.e2e
