@@ -31,7 +31,7 @@ from typing import Any
 from orchestra.agent import sandbox
 from orchestra.core import tomlfile
 from orchestra.core.config import Config
-from orchestra.core.errors import ConfigError, OrchestraError
+from orchestra.core.errors import ConfigError, InvalidInput, OrchestraError
 from orchestra.core.roles import SANDBOX_ONLY_ALLOW, Role
 from orchestra.core.values import PERMISSION_MODES
 
@@ -201,9 +201,19 @@ def prompt_tool_args(requests: Path, task_id: str, attempt: int, wait_seconds: f
 
 
 def always_rule(tool_name: str, tool_input: dict[str, Any]) -> str:
-    """The rule `respond --always` adds: this exact command for Bash, the whole tool otherwise."""
-    if tool_name == "Bash" and isinstance(tool_input.get("command"), str):
-        return f"Bash({tool_input['command']})"
+    """The rule `respond --always` adds: this exact command for Bash, the whole tool otherwise.
+
+    A command that a rule would read as a pattern (`echo ok:*`, `*`) is refused: the agent chose
+    it, and the rule would then allow commands the person never saw."""
+    command = tool_input.get("command")
+    if tool_name == "Bash" and isinstance(command, str):
+        exact = command.strip()
+        if not exact or exact == "*" or exact.endswith(":*"):
+            raise InvalidInput(
+                f"cannot allow {exact!r} always: as a rule it would allow other commands too; "
+                "allow it once, without --always"
+            )
+        return f"Bash({command})"
     return tool_name
 
 

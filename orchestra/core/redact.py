@@ -40,13 +40,24 @@ MIN_SECRET_LENGTH = 8
 # Where a secret may start or end inside a run of non-space text: punctuation that joins it to other
 # text (`https://user:TOKEN@host`, `"KEY=TOKEN."`). A secret may itself contain these characters.
 _JOINERS = re.compile(r"[=:/@.,;!?#&%+*~$^|_-]")
+# Quotes and brackets end a run. When a fingerprinted value holds one ("wide" fingerprints), the runs
+# where such a character sits inside a word (`pa"ss`, `pa\\"ss`; JSON's own quotes never do) are looked
+# at again with them as joiners: scanning all text that way costs several times more.
+_WIDE = "\"'`<>()[]{}"
+_WIDE_JOINERS = re.compile(r"[=:/@.,;!?#&%+*~$^|_\-\"'`<>()\[\]{}]")
+_WORD = r"[^\s\"'`<>()\[\]{}=:/@.,;!?#&%+*~$^|_\-\\]"
+_FLANKED = re.compile(_WORD + r"\\?[\"'`<>()\[\]{}]" + _WORD)
 _ESCAPES = re.compile(r"\\(?:u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|.)")
 MASK = "***"
 
 
 def secret_values(env: Mapping[str, str]) -> list[str]:
-    """The values of an environment's secret-looking variables, longest first."""
-    found = {v for k, v in env.items() if SECRET_NAME.search(k.upper()) and len(v) >= MIN_SECRET_LENGTH}
+    """The values of an environment's secret-looking variables, longest first, each also as JSON writes
+    it: a transcript holds `pa\\"ss` for `pa"ss`, and that must be masked as well."""
+    found: set[str] = set()
+    for k, v in env.items():
+        if SECRET_NAME.search(k.upper()) and len(v) >= MIN_SECRET_LENGTH:
+            found.update((v, json.dumps(v)[1:-1], json.dumps(v, ensure_ascii=False)[1:-1]))
     return sorted(found, key=len, reverse=True)
 
 
@@ -67,16 +78,23 @@ class Redactor:
                     if str(length).isdigit() and isinstance(hs, list) and int(length) >= MIN_SECRET_LENGTH
                 }
         self._lengths = sorted(self.hashes)
-        # Runs of text a fingerprinted value could hide in: no whitespace, quotes or brackets.
+        self._longest_first = self._lengths[::-1]
+        self._salt_state: Any = None
+        # Runs of text a fingerprinted value could hide in: no whitespace, and no quotes or brackets unless
+        # a value holds one.
         shortest = self._lengths[0] if self._lengths else MIN_SECRET_LENGTH
+        self._wide = bool(fingerprints and fingerprints.get("wide"))
         self._runs = re.compile(r"[^\s\"'`<>()\[\]{}]" + "{" + str(shortest) + ",}")
+        self._wide_runs = re.compile(r"\S" + "{" + str(shortest) + ",}")
 
     def mask(self, text: str) -> str:
         for value in self.values:
             if value in text:
                 text = text.replace(value, MASK)
         if self.hashes:
-            text = self._runs.sub(self._mask_run, text)
+            text = self._runs.sub(lambda m: self._mask_run(m.group(0), _JOINERS), text)
+            if self._wide and _FLANKED.search(text):
+                text = self._wide_runs.sub(self._mask_wide_run, text)
         lowered: str | None = None
         for pattern, replacement, needs in _SHAPES:
             for need in needs:
@@ -101,25 +119,32 @@ class Redactor:
             return {self.mask(k) if isinstance(k, str) else k: self.mask_data(v) for k, v in value.items()}
         return value
 
-    def _mask_run(self, m: re.Match[str]) -> str:
-        """Every stretch of the run between two joins (or its ends) whose length and hash are a known secret's."""
+    def _mask_wide_run(self, m: re.Match[str]) -> str:
         run = m.group(0)
+        return self._mask_run(run, _WIDE_JOINERS) if _FLANKED.search(run) else run
+
+    def _mask_run(self, run: str, joiners: re.Pattern[str]) -> str:
+        """Every stretch of the run between two joins (or its ends) whose length and hash are a known secret's."""
         cuts = {0, len(run)}
-        for j in _JOINERS.finditer(run):
+        for j in joiners.finditer(run):
             cuts.add(j.start())
             cuts.add(j.end())
         if "\\" in run:  # JSON or C escapes (raw transcripts): `\nTOKEN` holds TOKEN after the escape
             for j in _ESCAPES.finditer(run):
                 cuts.update((j.start(), j.start() + 1, j.end()))  # `\\s` may be an escape or a path separator
         found: list[tuple[int, int]] = []
+        salted, hashes, lengths = self._salted(), self.hashes, self._longest_first
         for start in sorted(cuts):
             if found and start < found[-1][1]:
                 continue
-            for length in reversed(self._lengths):  # the longest match first
+            for length in lengths:  # the longest match first
                 end = start + length
-                if end in cuts and self._known(run[start:end]):
-                    found.append((start, end))
-                    break
+                if end in cuts:
+                    h = salted.copy()
+                    h.update(run[start:end].encode("utf-8", "surrogatepass"))
+                    if h.hexdigest()[:32] in hashes[length]:
+                        found.append((start, end))
+                        break
         if not found:
             return run
         out, pos = [], 0
@@ -130,9 +155,13 @@ class Redactor:
         out.append(run[pos:])
         return "".join(out)
 
-    def _known(self, text: str) -> bool:
-        hashes = self.hashes.get(len(text))
-        return hashes is not None and _digest(self.salt, text) in hashes
+    def _salted(self) -> Any:
+        """sha256 fed the salt: each candidate's hash starts from a copy of it."""
+        if self._salt_state is None:
+            import hashlib  # loads OpenSSL, ~3 ms: only masking with stored fingerprints pays
+
+            self._salt_state = hashlib.sha256(self.salt.encode("utf-8", "surrogatepass"))
+        return self._salt_state
 
 
 def _digest(salt: str, value: str) -> str:
@@ -145,28 +174,35 @@ def fingerprints(values: Iterable[str], salt: str | None = None) -> dict[str, An
     """What a reader needs to recognise these values, without the values themselves."""
     salt = salt or os.urandom(16).hex()
     hashes: dict[str, list[str]] = {}
+    wide = False
     for v in values:
         if len(v) >= MIN_SECRET_LENGTH:
             hashes.setdefault(str(len(v)), []).append(_digest(salt, v))
-    return {"salt": salt, "hashes": {k: sorted(set(h)) for k, h in hashes.items()}}
+            wide = wide or any(c in v for c in _WIDE)
+    return {"salt": salt, "hashes": {k: sorted(set(h)) for k, h in hashes.items()}, "wide": wide}
 
 
 def merge_fingerprints(old: Mapping[str, Any] | None, values: Iterable[str]) -> dict[str, Any]:
     """Add values to an existing fingerprint set, keeping its salt (secrets rotate; old logs stay masked)."""
     if not old or not isinstance(old.get("salt"), str):
         return fingerprints(values)
-    return merge_hashes(old, fingerprints(values, old["salt"])["hashes"])
+    return merge_hashes(old, fingerprints(values, old["salt"]))
 
 
-def merge_hashes(old: Mapping[str, Any], hashes: object) -> dict[str, Any]:
-    """Add fingerprint hashes made with `old`'s salt (by another machine, from values never sent here)."""
+def merge_hashes(old: Mapping[str, Any], new: object) -> dict[str, Any]:
+    """Add fingerprints made with `old`'s salt (by another machine, from values never sent here)."""
     merged: dict[str, set[str]] = {}
-    for source in (old.get("hashes") or {}, hashes):
-        if isinstance(source, dict):
-            for length, hs in source.items():
+    wide = bool(old.get("wide"))
+    for source in (old, new):
+        if not isinstance(source, Mapping):
+            continue
+        wide = wide or source.get("wide") is True
+        hashes = source.get("hashes")
+        if isinstance(hashes, dict):
+            for length, hs in hashes.items():
                 if str(length).isdigit() and int(length) >= MIN_SECRET_LENGTH and isinstance(hs, list):
                     merged.setdefault(str(length), set()).update(str(h) for h in hs)
-    return {"salt": old.get("salt"), "hashes": {k: sorted(v) for k, v in merged.items()}}
+    return {"salt": old.get("salt"), "hashes": {k: sorted(v) for k, v in merged.items()}, "wide": wide}
 
 
 _default = Redactor(secret_values(os.environ))

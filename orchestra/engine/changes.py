@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestra.core.errors import InvalidInput, OrchestraError, TaskNotFound
+from orchestra.core.redact import mask_secrets
 from orchestra.core.task import State, Task
 from orchestra.core.workflow import Workflow
 from orchestra.engine.context import Context
@@ -156,8 +157,8 @@ def _measure(ctx: Context, change: Change, with_commits: bool) -> Change:
 
 
 def diff_lines(ctx: Context, change: Change) -> Iterator[str]:
-    """The change's full diff, streamed line by line."""
-    return review.diff_lines(ctx.root, change.base, change.head)
+    """The change's full diff, streamed line by line, secrets masked (an agent may have committed one)."""
+    return (mask_secrets(line) for line in review.diff_lines(ctx.root, change.base, change.head))
 
 
 def stat_text(ctx: Context, change: Change) -> str:
@@ -172,7 +173,7 @@ def screen_text(ctx: Context, change: Change, limit: int = SCREEN_LIMIT) -> str:
     if not change.stat.count:
         return header
     shown, left_out, _total = review.bounded_diff(ctx.root, change.base, change.head, limit)
-    parts = [header, stat_text(ctx, change), "", *shown]
+    parts = [header, stat_text(ctx, change), "", *(mask_secrets(line) for line in shown)]
     if left_out:
         parts.append(f"… {len(left_out)} more file(s) too large to show here: {', '.join(left_out)}")
     return "\n".join(p.rstrip("\n") for p in parts)

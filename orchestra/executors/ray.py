@@ -516,7 +516,7 @@ class NodeHost:
                 raise HostRetired(f"the host on {node_name()} is ending (idle)")
             self.agents[agent.task_id] = agent
             self.busy = time.monotonic()
-        secrets = redact.fingerprints(redact.secret_values(os.environ), salt)["hashes"] if salt else {}
+        secrets = redact.fingerprints(redact.secret_values(os.environ), salt) if salt else {}
         return {"info": self.info(), "have": agent.have(), "secrets": secrets}
 
     def call(self, task_id: str, method: str, *args: Any) -> Any:
@@ -918,14 +918,15 @@ class RayExecutor:
             self._fp_salt = fingerprints.salt(self.paths)
         return self._fp_salt
 
-    def _learn_secrets(self, hashes: object) -> None:
+    def _learn_secrets(self, made: object) -> None:
         """Mask the node's secrets here too: in this process (results, errors) and for every reader (logs)."""
+        hashes = made.get("hashes") if isinstance(made, dict) else None
         if not hashes or not isinstance(hashes, dict):
             return
         with self._fp_lock:
             if all(set(v) <= self._fp_seen.get(k, set()) for k, v in hashes.items() if isinstance(v, list)):
                 return
-            known = fingerprints.add_known(self.paths, hashes)
+            known = fingerprints.add_known(self.paths, made)
             for length, hs in hashes.items():
                 if isinstance(hs, list):
                     self._fp_seen.setdefault(length, set()).update(hs)

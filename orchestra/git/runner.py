@@ -3,7 +3,7 @@
 Every orchestra git call goes through here. An agent may have written git config,
 hooks or attributes where git would act on them, so each call overrides, through
 the environment (which reaches git's own child processes too): no hooks, no
-fsmonitor, no pager, no prompts, no `ext::` transport, and diff-family commands get
+fsmonitor, no pager, no prompts, no `ext::` transport, no replace objects, and diff-family commands get
 `--no-ext-diff --no-textconv`. Filters and drivers come only from config the agent
 cannot write (git.workspace keeps a task repository's own config to orchestra's
 copy). Arguments are always a list, never a shell string.
@@ -66,7 +66,14 @@ def hardened_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str]
     ):
         env.pop(key, None)
     env.update(
-        {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_PAGER": "cat", "PAGER": "cat", "GIT_OPTIONAL_LOCKS": "0"}
+        {
+            "GIT_TERMINAL_PROMPT": "0",
+            "LC_ALL": "C",
+            "GIT_PAGER": "cat",
+            "PAGER": "cat",
+            "GIT_OPTIONAL_LOCKS": "0",
+            "GIT_NO_REPLACE_OBJECTS": "1",  # an agent's refs/replace would rewrite history for every git here
+        }
     )
     env["GIT_CONFIG_COUNT"] = str(len(HARDENED_CONFIG))
     for i, (key, value) in enumerate(HARDENED_CONFIG):

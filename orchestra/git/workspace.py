@@ -216,7 +216,17 @@ def make_safe(path: Path, repo: Path, copied: list[str] | tuple[str, ...] = ()) 
     dot_git = path / ".git"
     if not is_task_repo(path):
         raise GitError(f"refusing to use {path}: its .git is not a directory")
-    for name in ("commondir", "config.worktree", "hooks", "info/attributes", "info/grafts", "info/sparse-checkout"):
+    for name in (
+        "commondir",
+        "config.worktree",
+        "hooks",
+        "info/attributes",
+        "info/grafts",
+        "info/sparse-checkout",
+        "objects/info/commit-graph",  # parents git would believe without reading the commits
+        "objects/info/commit-graphs",
+        "refs/replace",
+    ):
         _remove(dot_git / name)
     _sweep_links(dot_git)
     write_atomic(dot_git / "config", config_text(repo).encode(), durable=False, mode=0o644)
@@ -459,7 +469,9 @@ def bring_home(repo: Path, path: Path, branch: str, expected: str | None, label:
     current = _main_tip(repo, branch)
     if new == current:
         return Homecoming(current, False)
-    if current is not None and current != expected and not is_ancestor(path, current, new):
+    # Asked of the main repository (the commits are here now), never of the task's: replace refs or a
+    # commit-graph the agent wrote there could make its commit look as if it built on `current`.
+    if current is not None and current != expected and not refs.is_ancestor(repo, current, new):
         moved = "while the task ran" if expected != UNKNOWN else "since an older orchestra started the task"
         return _keep(
             repo,

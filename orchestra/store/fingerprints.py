@@ -22,13 +22,13 @@ def record(paths: Paths, values: Iterable[str]) -> dict[str, object]:
     return merged
 
 
-def add_known(paths: Paths, hashes: object) -> dict[str, object]:
+def add_known(paths: Paths, made: object) -> dict[str, object]:
     """Add fingerprints made elsewhere with this repository's salt (a Ray node's own secrets); returns all.
 
     The caller serialises calls: this is a read-modify-write of the file."""
     old = read_json(paths.fingerprints)
     old = old if isinstance(old, dict) else record(paths, [])
-    merged = redact.merge_hashes(old, hashes)
+    merged = redact.merge_hashes(old, made)
     if merged != old:
         write_atomic(paths.fingerprints, json.dumps(merged).encode())
     return merged

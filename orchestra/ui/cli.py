@@ -477,7 +477,12 @@ def worker(ctx: click.Context, until_idle: bool, max_concurrent: int | None, bac
 @click.option("--allow", "decision", flag_value="allow", help="Let the waiting tool use run.")
 @click.option("--deny", "decision", flag_value="deny", help="Refuse the waiting tool use.")
 @click.option("-m", "--message", help="With --deny: why, for the agent to read.")
-@click.option("--always", is_flag=True, help="With --allow: allow the same again for the rest of this task.")
+@click.option(
+    "--always",
+    is_flag=True,
+    help="With --allow: allow the same again for the rest of this task (for Bash, this exact command; "
+    "one a rule would read as a pattern, like 'echo ok:*', is allowed only once).",
+)
 @click.option("--start/--no-start", "start", default=None, help="Start a background scheduler if none runs.")
 @click.pass_context
 def respond(

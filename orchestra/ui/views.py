@@ -316,6 +316,7 @@ def task_table(rows: Iterable[dict[str, Any]], width: int = 80) -> str:
     return "\n".join(out)
 
 
+@_printable
 def change_text(change: Any, stat_picture: str) -> str:
     """The commits and the diff stat of a change, for `show` and `diff --stat`."""
     lines = [f"commits      {len(change.commits)}{'+' if change.more_commits else ''} on {change.branch}"]

@@ -16,7 +16,7 @@ from orchestra.agent.permissions import (
     rule_matches,
 )
 from orchestra.core.config import Config
-from orchestra.core.errors import ConfigError
+from orchestra.core.errors import ConfigError, InvalidInput
 from orchestra.core.roles import load_roles
 
 ROLES = load_roles()
@@ -81,6 +81,12 @@ def test_always_allows_this_exact_command_or_the_whole_tool() -> None:
     assert not rule_matches(rule, "Bash", bash("echo two >> log.txt"))
     assert always_rule("Write", {"file_path": "/w/a"}) == "Write"
     assert always_rule("Bash", {}) == "Bash"
+
+
+@pytest.mark.parametrize("command", ["echo checking:*", " * ", "", "git status:* "])
+def test_always_refuses_a_command_that_a_rule_would_read_as_a_pattern(command: str) -> None:
+    with pytest.raises(InvalidInput, match="without --always"):
+        always_rule("Bash", bash(command))
 
 
 def test_a_role_keeps_its_own_mode_and_rules_by_default() -> None:

@@ -148,6 +148,27 @@ def test_always_allows_the_same_command_again_and_deny_tells_the_agent_why(orch)
     worker.wait(timeout=10)
 
 
+def test_always_is_refused_for_a_command_a_rule_would_read_as_a_prefix(orch):
+    """The agent picks the command: `echo checking:*` allowed always would allow `echo checking $(...)`."""
+    tid = orch.submit("prefix\n@fake ask bash echo checking:*\n@fake ask bash echo checking more\n@fake text done")
+    worker = orch.start_worker()
+    orch.wait_for(lambda: _waiting(orch, tid), what="the first request")
+    refused = orch.run("respond", tid, "--allow", "--always")
+    assert refused.returncode == 1 and "allow it once, without --always" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert orch.show(tid)["always_allow"] == [] and "checking:*" in orch.show(tid)["pending_request"]["summary"]
+    orch.run("respond", tid, "--allow", check=True)
+    second = orch.wait_for(
+        lambda: (t := _waiting(orch, tid)) and "checking more" in t["pending_request"]["summary"] and t,
+        what="the second command to be asked about, not allowed by the first answer",
+    )
+    assert second["always_allow"] == []
+    orch.run("respond", tid, "--allow", check=True)
+    orch.wait_for(lambda: orch.state(tid) == "succeeded", what="success", timeout=60)
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=10)
+
+
 def test_policy_comes_from_config_per_repo_and_per_role(orch):
     _config(
         orch,

@@ -18,6 +18,8 @@ SECRETS = {
     "GITHUB_TOKEN": "ghp_" + "Qw7" * 12,
     "DB_PASSWORD": "p@ss!w0rd#Zq9Xy",  # characters a token pattern would stop at
     "SERVICE_KEY": "svc-" + "Mn3" * 8,
+    "QUOTED_PASSWORD": 'Zq9"Xy!w0rd#Lm4',  # JSON writes it Zq9\"Xy..., and a quote used to end a run
+    "SLASHED_TOKEN": "abc\\def123456789",
 }
 
 LEAKY = (
@@ -25,13 +27,17 @@ LEAKY = (
     "@fake env GITHUB_TOKEN\n"
     '@fake bash echo "url https://x-access-token:$GITHUB_TOKEN@github.com/o/r.git"\n'
     '@fake bash echo "pw [$DB_PASSWORD] and $SERVICE_KEY."\n'
+    '@fake bash echo "q=$QUOTED_PASSWORD s=$SLASHED_TOKEN"\n'
+    '@fake bash echo "token = $GITHUB_TOKEN" > settings.ini\n'
+    "@fake commit add settings\n"
     "@fake bash printf 'first line\\n%s\\n' \"$GITHUB_TOKEN\"\n"
     "@fake text all done"
 )
 
 
 def leaks(text: str) -> list[str]:
-    return [name for name, value in SECRETS.items() if value in text]
+    """The secrets in `text`, as they are or as JSON writes them."""
+    return [name for name, value in SECRETS.items() if value in text or json.dumps(value)[1:-1] in text]
 
 
 def _with_secrets(orch) -> dict[str, str]:
@@ -72,12 +78,16 @@ def test_readers_without_the_variables_never_see_them(orch):
         ("status",),
         ("status", "--json"),
         ("list", "--json"),
+        ("diff", tid),
+        ("diff", tid, "--json"),
     ):
         proc = orch.run(*args, check=True)
         assert not leaks(proc.stdout + proc.stderr), (args, leaks(proc.stdout))
     rendered = orch.run("logs", tid, check=True).stdout
     assert "GITHUB_TOKEN=***" in rendered and "x-access-token:***@github.com" in rendered
     assert "pw [***]" in rendered and "*** ." not in rendered and "and ***." in rendered
+    assert "q=*** s=***" in rendered
+    assert "+token = ***" in orch.run("diff", tid, check=True).stdout
     raw = orch.run("logs", tid, "--raw", check=True).stdout
     assert raw.count("\n") == raw_log.count("\n") and "x-access-token:***@github.com" in raw
     for line in raw.splitlines():

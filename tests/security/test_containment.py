@@ -256,9 +256,20 @@ def _gate(tmp_path: Path) -> tuple[Path, str]:
     return go, f"@fake bash while [ ! -e {go} ]; do sleep 0.05; done"
 
 
-def test_work_never_comes_home_over_commits_someone_else_made(orch, tmp_path: Path):
+# What an agent can write in its own repository to make its commit look as if it built on another one: a
+# replace object naming the main repository's newer tip as a second parent of its HEAD.
+_FORGE = (
+    "@fake bash B=$(git symbolic-ref HEAD) && T=$(git -C {main} rev-parse $B) && "
+    "N=$(git cat-file commit HEAD | awk -v t=$T '{{print}} /^tree /{{print \"parent \" t}}' "
+    "| git hash-object -w -t commit --stdin) && git replace HEAD $N"
+)
+
+
+@pytest.mark.parametrize("forged", [False, True], ids=["plain", "forged history"])
+def test_work_never_comes_home_over_commits_someone_else_made(orch, tmp_path: Path, forged: bool):
     go, wait = _gate(tmp_path)
-    tid = orch.submit(f"slow\n@fake write a.txt a\n@fake commit Add a\n{wait}", "--role", "implementer")
+    forge = "\n" + _FORGE.format(main=orch.repo) if forged else ""
+    tid = orch.submit(f"slow\n@fake write a.txt a\n@fake commit Add a\n{wait}{forge}", "--role", "implementer")
     worker = orch.start_worker("--until-idle")
     orch.wait_for(lambda: orch.show(tid)["pid"], what="the agent")
     task = orch.show(tid)

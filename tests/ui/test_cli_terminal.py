@@ -282,8 +282,13 @@ HOSTILE = r"A\033]0;PWNED\007B\033[2J\033[31mC\rD\302\233E"
 
 
 def test_what_an_agent_wrote_reaches_the_terminal_escaped_in_a_diff_and_its_logs(orch) -> None:
-    tid = orch.submit(f"work\n@fake bash printf '{HOSTILE}\\n' > evil.txt; cat evil.txt\n@fake commit add")
+    subprocess.run(["git", "config", "core.quotePath", "false"], cwd=orch.repo, check=True)  # names as they are
+    named = r"@fake bash printf x > \"$(printf 'a\302\2332Jb.txt')\""
+    tid = orch.submit(f"work\n@fake bash printf '{HOSTILE}\\n' > evil.txt; cat evil.txt\n{named}\n@fake commit add")
     orch.work()
+    for args in (("show", tid), ("diff", "--stat", tid)):
+        shown = orch.run(*args, check=True).stdout
+        assert "a\\x9b2Jb.txt" in shown and "\x9b" not in shown, shown
     escaped = "+A\\x1b]0;PWNED\\x07B\\x1b[2J\\x1b[31mC\\x0dD\\x9bE"
     piped = orch.run("diff", tid, check=True).stdout
     assert escaped in piped.splitlines()
