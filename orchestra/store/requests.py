@@ -146,5 +146,9 @@ def describe(request: dict[str, Any], width: int = 200) -> str:
         detail = data["file_path"]
     else:
         detail = json.dumps(data, ensure_ascii=False, sort_keys=True)
+    detail = detail.replace("\r\n", "\n").replace("\n", " ↵ ")  # two commands must not read as one
     text = mask_secrets(" ".join(f"{tool}: {detail}".split()))
-    return text if len(text) <= width else text[: width - 1] + "…"
+    if len(text) <= width:
+        return text
+    head = width * 2 // 3  # the end stays in sight: a long harmless start must not hide what follows it
+    return text[:head] + " … " + text[len(text) - (width - head - 3) :]

@@ -27,7 +27,7 @@ from orchestra.agent import transcript
 from orchestra.app import Orchestra
 from orchestra.core.errors import OrchestraError
 from orchestra.ui import term
-from orchestra.ui.views import clip, duration, printable
+from orchestra.ui.views import clip, duration, fit_middle, printable
 
 REFRESH_SECONDS = 1.0
 FINISHED_SHOWN = 200  # finished tasks outside workflows kept in the table, newest first
@@ -358,7 +358,11 @@ class OrchestraTUI(App[int]):
                 request = None
             if request:
                 text = f"{row.ref} asks: {request['summary']}"
-        detail.update(Text(clip(text, self.size.width * 2 - 4), style="bold" if "asks:" in text else ""))
+        asking = "asks:" in text
+        text = (
+            fit_middle(clip(text, 10_000), self.size.width * 2 - 4) if asking else clip(text, self.size.width * 2 - 4)
+        )
+        detail.update(Text(text, style="bold" if asking else ""))
 
     def say(self, text: str, *, error: bool = False) -> None:
         """One line under the table: what the last key did, or why it did nothing."""

@@ -88,8 +88,8 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     idw = max([6] + [len(r["id"]) for r in (*report.waiting, *report.running, *report.queued, *report.recent)])
 
-    def add(kind: str, text: str) -> None:
-        out.append((kind, fit(printable(_masked(text)), width)))
+    def add(kind: str, text: str, cut: Callable[[str, int], str] = fit) -> None:
+        out.append((kind, cut(printable(_masked(text)), width)))
 
     def blank() -> None:
         if out and out[-1][1]:
@@ -143,7 +143,7 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
             add("waiting", f"  {r['id']:<{idw}}  {r['role']:<{_ROLE_W}} {clip(r.get('title'), width)}")
             asks = _request_text(r.get("request")) or r.get("last_activity")
             if asks:
-                add("activity", f"  {'':<{idw}}  asks: {asks}")
+                add("activity", f"  {'':<{idw}}  asks: {asks}", fit_middle)
 
     if report.running:
         blank()
@@ -243,6 +243,16 @@ def fit(text: str, width: int) -> str:
     """One line of at most `width` columns; the cut is marked."""
     text = text.replace("\n", " ").rstrip()
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def fit_middle(text: str, width: int) -> str:
+    """fit(), cut in the middle: for what an agent asks to run, whose end matters as much as its start."""
+    text = text.replace("\n", " ").rstrip()
+    head = width * 2 // 3
+    tail = width - head - 3
+    if len(text) <= width or tail < 8:
+        return fit(text, width)
+    return text[:head] + " … " + text[len(text) - tail :]
 
 
 def wrap(text: str, width: int, indent: str = "") -> list[str]:
@@ -423,6 +433,12 @@ def request_text(request: dict[str, Any]) -> str:
         "waiting for a person",
         f"  tool         {request.get('tool_name')}",
         f"  asks         {clip(request.get('summary'), 200)}",
+    ]
+    command = (request.get("input") or {}).get("command") if isinstance(request.get("input"), dict) else None
+    if isinstance(command, str) and ("\n" in command or " ".join(command.split()) not in str(request.get("summary"))):
+        # The whole command, as it would run: the one-line summary shortens or joins it.
+        lines += [f"  {'command' if i == 0 else '':<12} {line}" for i, line in enumerate(command.splitlines())]
+    lines += [
         f"  since        {clock(request.get('created_at'))}",
         f"  denied at    {clock(request.get('deadline'))} if nobody answers",
         f"  answer with  orchestra respond {request.get('task_id')} --allow | --deny [--message TEXT] [--always]",

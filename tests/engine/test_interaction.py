@@ -169,6 +169,22 @@ def test_always_is_refused_for_a_command_a_rule_would_read_as_a_prefix(orch):
     worker.wait(timeout=10)
 
 
+def test_a_long_question_keeps_its_end_in_sight_and_show_prints_it_whole(orch):
+    """A long harmless start must not hide what the command ends with from the person who answers."""
+    command = "echo " + "checking " * 40 + "&& touch pwned.txt"
+    tid = orch.submit(f"long\n@fake ask bash {command}")
+    worker = orch.start_worker()
+    orch.wait_for(lambda: _waiting(orch, tid), what="the request")
+    status = orch.run("status", check=True).stdout
+    assert "touch pwned.txt" in status and "…" in status
+    shown = orch.run("show", tid, check=True).stdout
+    assert f"  command      {command}" in shown.splitlines()
+    orch.run("respond", tid, "--deny", check=True)
+    orch.wait_for(lambda: orch.state(tid) == "succeeded", what="the end", timeout=60)
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=10)
+
+
 def test_policy_comes_from_config_per_repo_and_per_role(orch):
     _config(
         orch,

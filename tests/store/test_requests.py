@@ -115,15 +115,15 @@ def test_stored_input_and_messages_are_masked(tmp_path: Path, monkeypatch: pytes
     assert requests.describe(requests.read_request(d, "r1")) == "Bash: curl -H 'Authorization: ***' https://x"
 
 
-def test_describe_is_one_bounded_line() -> None:
+def test_describe_is_one_bounded_line_that_hides_neither_a_second_command_nor_the_end() -> None:
     text = requests.describe({"tool_name": "Bash", "input": {"command": "echo one\n  two"}})
-    assert text == "Bash: echo one two"
+    assert text == "Bash: echo one ↵ two"  # two commands, not `echo one two`
     assert (
         requests.describe({"tool_name": "Write", "input": {"file_path": "/w/a.txt", "content": "x"}})
         == "Write: /w/a.txt"
     )
-    long = requests.describe({"tool_name": "Bash", "input": {"command": "x" * 500}}, width=50)
-    assert len(long) == 50 and long.endswith("…")
+    long = requests.describe({"tool_name": "Bash", "input": {"command": "echo " + "x" * 500 + "; rm -rf ~"}}, width=50)
+    assert len(long) == 50 and long.startswith("Bash: echo xxx") and " … " in long and long.endswith("; rm -rf ~")
 
 
 def test_always_rules_are_kept_once_each(tmp_path: Path) -> None:
