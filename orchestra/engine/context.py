@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from orchestra.core.config import Config, load_config
 from orchestra.core.roles import Role, load_roles
-from orchestra.git.repo import find_root
+from orchestra.git.repo import find_root, worktree_of
 from orchestra.store.paths import Paths
 from orchestra.store.tasks import Store
 
@@ -34,12 +34,21 @@ class Context:
     store: Store
     log: Callable[[str], None] = field(default=_stderr_log)
     _executor: Executor | None = None
+    start: Path | None = None  # where the command was started (a linked worktree, say); None: the root
+    _here: Path | None = None
 
     @classmethod
     def open(cls, repo: Path | str | None = None) -> Context:
-        paths = Paths(root=find_root(Path(repo) if repo else None))
+        start = Path(repo) if repo else Path.cwd()
+        paths = Paths(root=find_root(start))
         paths.check_usable()
-        return cls(paths, load_config(paths.config), Store(paths))
+        return cls(paths, load_config(paths.config), Store(paths), start=start)
+
+    def here(self) -> Path:
+        """The working tree the command was started in (the root, or one of its linked worktrees)."""
+        if self._here is None:
+            self._here = worktree_of(self.start, self.paths.root) if self.start else self.paths.root
+        return self._here
 
     @property
     def root(self) -> Path:

@@ -92,18 +92,25 @@ def submit_many(ctx: Context, subs: list[Submission], commits: dict[str, str] | 
         raise InvalidInput("the repository has no commits yet; make a first commit, then submit")
     commits = dict(commits or {})  # bases already resolved by the caller
     bases: list[str | None] = []
+    names: list[str] = []
     for sub in subs:
         if sub.on or sub.on_item is not None:
             bases.append(None)
+            names.append("")
             continue
         base = sub.base or "HEAD"
+        if base == "HEAD" and "HEAD" not in commits:
+            base, commits[base] = caller_head(ctx)
         if base not in commits:
             commits[base] = refs.resolve_commit(ctx.root, base)
         bases.append(commits[base])
+        names.append(base)
     tasks: list[Task] = []
     with ctx.store.locked():
         graph = {tid: list(s.get("depends_on") or []) for tid, s in ctx.store.live().items()}
-        for (sub, role_def, timeout_s, budget_usd, prio), base_sha in zip(checked, bases, strict=True):
+        for (sub, role_def, timeout_s, budget_usd, prio), base_sha, base_name in zip(
+            checked, bases, names, strict=True
+        ):
             mine = {t.id: t for t in tasks}
             deps = [d if d in mine else ctx.store.resolve(d) for d in sub.after]
             deps += [tasks[j].id for j in sub.after_items]
@@ -136,7 +143,7 @@ def submit_many(ctx: Context, subs: list[Submission], commits: dict[str, str] | 
                 priority=prio,
                 depends_on=deps,
                 on=on_id,
-                base_ref=on_task.branch if on_task else (sub.base or "HEAD"),
+                base_ref=on_task.branch if on_task else base_name,
                 base_sha=base_sha,
                 branch=sub.branch or worktrees.branch_name(ctx.config.branch_prefix, task_id, title),
                 worktree=str(ctx.paths.worktree(task_id)),
@@ -176,8 +183,20 @@ def _check(sub: Submission, roles: dict[str, Any]) -> tuple[Submission, Any, flo
 # -- reading ------------------------------------------------------------------------
 
 
+def caller_head(ctx: Context) -> tuple[str, str]:
+    """Where "HEAD" is for the person submitting: the branch (or commit) of the worktree they are in.
+
+    Named by its branch, so the task goes back there when merged, whatever is checked out by then."""
+    here = ctx.here()
+    sha = refs.resolve_commit(here, "HEAD")
+    branch = refs.current_branch(here)
+    if branch:
+        return branch, sha
+    return ("HEAD" if here == ctx.root else sha), sha
+
+
 def unseen_changes(ctx: Context, task: Task) -> list[str]:
-    """Uncommitted paths of the main worktree that a task starting from its HEAD will not have.
+    """Uncommitted paths of the submitter's worktree that a task starting from its HEAD will not have.
 
     The agent's checkout is made from a commit, so edits a person has not committed yet
     are missing there; saying so at submit saves a run on stale code. Untracked files
@@ -186,9 +205,10 @@ def unseen_changes(ctx: Context, task: Task) -> list[str]:
     if task.on or task.agentless or not task.base_sha:
         return []
     try:
-        if refs.resolve_commit(ctx.root, "HEAD") != task.base_sha:
+        here = ctx.here()
+        if refs.resolve_commit(here, "HEAD") != task.base_sha:
             return []
-        paths = worktrees.uncommitted(ctx.root, untracked=True)
+        paths = worktrees.uncommitted(here, untracked=True)
     except OrchestraError:
         return []
     copied = tuple(str(p).rstrip("/") for p in ctx.config.copy)

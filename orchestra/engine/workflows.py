@@ -51,15 +51,17 @@ def start(
             raise InvalidInput(f"template {tpl.name} reviews existing work: pass --base BRANCH or FROM..TO")
         base_ref, base_sha, head_sha = _review_range(ctx, base, into)
     else:
-        base_ref = base or "HEAD"
-        base_sha = refs.resolve_commit(ctx.root, base_ref)
+        if base in (None, "HEAD"):
+            base_ref, base_sha = task_cases.caller_head(ctx)
+        else:
+            base_ref, base_sha = base, refs.resolve_commit(ctx.root, base)
         if tpl.merge_step is not None:
             if into:
                 target = refs.check_target(ctx.root, into)
-            elif base and refs.branch_exists(ctx.root, base):
-                target = base
+            elif refs.branch_exists(ctx.root, base_ref):
+                target = base_ref
             else:
-                target = refs.current_branch(ctx.root)
+                target = refs.current_branch(ctx.here())
                 if target is None:
                     raise InvalidInput("HEAD is detached, so there is no branch to merge into: pass --into BRANCH")
     with ctx.store.locked():

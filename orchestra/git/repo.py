@@ -32,6 +32,18 @@ def find_root(start: Path | None = None) -> Path:
     return _outside_task_checkouts(root)
 
 
+def worktree_of(start: Path, root: Path) -> Path:
+    """The working tree a command was started in: `root`, or a linked worktree of it (never a task's checkout).
+
+    A task submitted from a linked worktree starts from that worktree's HEAD and goes back to its branch."""
+    proc = git(start, "rev-parse", "--path-format=absolute", "--show-toplevel", check=False)
+    top = proc.stdout.strip()
+    if proc.returncode != 0 or not top:
+        return root
+    here = _outside_task_checkouts(Path(top))
+    return root if here == root or here.resolve() == root.resolve() else here
+
+
 def _outside_task_checkouts(root: Path) -> Path:
     """A task's own repository lives in `<main>/.orchestra/worktrees/<id>`: its state is the main one's."""
     parts = root.parts

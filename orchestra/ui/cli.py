@@ -77,7 +77,11 @@ def cli(ctx: click.Context, repo: Path | None) -> None:
 @click.option("-p", "--priority", default="0", help="Higher runs first (integer, -1000..1000).")
 @click.option("-a", "--after", multiple=True, metavar="ID", help="Start only after task ID succeeded (repeatable).")
 @click.option("--on", "on", metavar="ID", help="Start from task ID's branch (implies --after ID).")
-@click.option("--base", metavar="REF", help="Start from REF instead of the current HEAD.")
+@click.option(
+    "--base",
+    metavar="REF",
+    help="Start from REF instead of the HEAD of the worktree you are in (whose branch a merge goes back to).",
+)
 @click.option("--title", help="A short title (default: the prompt's first line).")
 @click.option("--timeout", metavar="DURATION", help="Wall-clock limit per run: seconds, or 30m, 2h.")
 @click.option("--budget", metavar="USD", help="Spending limit over all runs (claude --max-budget-usd).")

@@ -269,3 +269,26 @@ def test_a_reviewer_on_a_task_reads_its_diff_and_returns_a_verdict(orch):
     assert "Add feature" in prompt and "feature.py" in prompt and "print('hi')" in prompt
     shown = orch.run("show", review, check=True).stdout
     assert "verdict      approve: looks right" in shown and "feature.py:1 fine greeting" in shown
+
+
+def test_a_task_goes_back_to_the_branch_it_was_submitted_from(orch, tmp_path):
+    """From a linked worktree a task starts at that worktree's HEAD; merged, it goes to the branch it came from,
+    whatever is checked out by then."""
+    linked = tmp_path / "linked"
+    git(orch.repo, "worktree", "add", "-q", "-b", "feat", str(linked))
+    (linked / "feat.txt").write_text("feat\n")
+    git(linked, "add", "feat.txt")
+    git(linked, "commit", "-q", "-m", "feat work")
+    feat_tip = git(linked, "rev-parse", "HEAD")
+    from_linked = orch.run("submit", "--no-start", "on feat\n@fake write f.txt f", cwd=linked, check=True).stdout
+    from_main = orch.submit("on main\n@fake write m.txt m")
+    linked_task = orch.show(from_linked.strip())
+    assert (linked_task["base_ref"], linked_task["base_sha"]) == ("feat", feat_tip)
+    assert orch.show(from_main)["base_ref"] == "main"
+    assert orch.work().returncode == 0
+    git(orch.repo, "checkout", "-q", "-b", "elsewhere")  # the person moved on meanwhile
+    orch.run("merge", from_main, check=True)
+    orch.run("merge", linked_task["id"], check=True)
+    assert git(orch.repo, "show", "main:m.txt") == "m"
+    assert git(orch.repo, "show", "feat:f.txt") == "f" and (linked / "f.txt").read_text() == "f"
+    assert git(orch.repo, "rev-parse", "elsewhere") == git(orch.repo, "rev-parse", "main~1")
