@@ -18,6 +18,7 @@ from orchestra.agent import processes, sandbox
 from orchestra.core.config import Config
 from orchestra.core.errors import OrchestraError
 from orchestra.core.task import Task
+from orchestra.git import workspace
 
 OUTPUT_LIMIT = 2000
 
@@ -103,8 +104,15 @@ def run_setup(config: Config, task: Task, root: Path, worktree: Path) -> None:
 
 
 def prepare(config: Config, task: Task, root: Path, worktree: Path) -> list[str]:
-    """Copy, then set up; returns the copied paths."""
+    """Copy, then set up; returns the paths copied in or made by setup (a venv, a build), never committed."""
     copied = copy_files(root, worktree, list(config.copy)) if config.copy else []
     if config.setup:
-        run_setup(config, task, root, worktree)
+        copied += setup_in(config, task, root, worktree)
     return copied
+
+
+def setup_in(config: Config, task: Task, root: Path, worktree: Path) -> list[str]:
+    """Run setup; returns the new untracked paths it made, which are the environment, not the agent's work."""
+    before = set(workspace.untracked(worktree))
+    run_setup(config, task, root, worktree)
+    return [p for p in workspace.untracked(worktree) if p not in before]

@@ -126,7 +126,8 @@ SETTINGS: dict[str, Setting] = {
             "setup",
             "",
             v.optional_string,
-            "a shell command run in each new task worktree before the agent starts",
+            "a shell command run in each new task worktree before the agent starts; the new files it makes "
+            "are never committed",
             True,
         ),
         Setting("setup_timeout", 600.0, parse_duration, "the longest the setup command may run"),

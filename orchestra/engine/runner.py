@@ -126,7 +126,7 @@ def _prompt(ctx: Context, task: Task, role: Role) -> tuple[str, str | None]:
 def _system_prompt(task: Task, role: Role, base_sha: str) -> str:
     text = f"{role.full_system_prompt()}\n\nTask {task.id} on branch {task.branch}, started from {base_sha[:12]}."
     if task.copied:
-        text += f"\nCopied in for local setup, not part of the change (never commit them): {', '.join(task.copied)}."
+        text += f"\nCopied in or made by the setup command, not part of the change (never commit them): {', '.join(task.copied)}."
     return text
 
 

@@ -221,7 +221,10 @@ class NodeAgent:
             self.copied = _extract(copies, self.checkout)
             workspace.write_excludes(self.checkout, sorted({*task.copied, *copied}))
             if config.setup:
-                bootstrap.run_setup(config, task, self.checkout, self.checkout)
+                made = bootstrap.setup_in(config, task, self.checkout, self.checkout)
+                if made:
+                    self.copied += made
+                    workspace.write_excludes(self.checkout, sorted({*task.copied, *copied, *made}))
             return {"head": tip, "copied": self.copied}
 
     def start(self, run: dict[str, Any], env: dict[str, str], err_home: int = 0) -> int:
@@ -836,10 +839,11 @@ class RayExecutor:
                 self._ship(host, node_id, task.id, tip, opened["have"])
                 pack = b""
             copies, copied = self._copies(task)
-            ray.get(
+            ready = ray.get(
                 host.call.remote(task.id, "setup", pack, tip, task.branch, copies, copied, self.config, task),
                 timeout=TRANSFER_TIMEOUT,
             )
+            copied = sorted({*copied, *(str(p) for p in ready.get("copied") or [])})
         except BaseException as exc:
             self._discard(task.id, host, slot)
             self._forget_remote(task.id)

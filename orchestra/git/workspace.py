@@ -142,9 +142,15 @@ def exclude_text(copied: list[str] | tuple[str, ...] = ()) -> str:
         *("/" + p for p in SANDBOX_PLACEHOLDERS),
     ]
     if copied:
-        lines += ["# Copied in for local setup (orchestra's 'copy' setting), never committed:"]
+        lines += ["# Copied in (orchestra's 'copy' setting) or made by its 'setup' command, never committed:"]
         lines += [_exclude_line(p) for p in copied]
     return "\n".join(lines) + "\n"
+
+
+def untracked(path: Path) -> list[str]:
+    """New paths git does not ignore, a new directory as one entry (`build/`): what a setup command made."""
+    proc = git(path, "status", "--porcelain", "-z", "--untracked-files=normal", "--ignore-submodules=all")
+    return [entry[3:] for entry in proc.stdout.split("\0") if entry.startswith("?? ")]
 
 
 # -- reading a task repository without git ----------------------------------------------------

@@ -348,12 +348,13 @@ def test_copy_and_setup_prepare_each_new_worktree(orch):
     task = orch.show(tid)
     assert task["state"] == "succeeded", task
     branch = task["branch"]
-    assert git(orch.repo, "show", f"{branch}:setup-id") == tid
-    assert git(orch.repo, "show", f"{branch}:setup-saw-env") == "SECRET=s3cr3t"
+    assert (Path(task["worktree"]) / "setup-id").read_text() == tid
+    assert (Path(task["worktree"]) / "setup-saw-env").read_text() == "SECRET=s3cr3t\n"
     files = git(orch.repo, "ls-tree", "-r", "--name-only", branch).splitlines()
     assert ".env" not in files and "conf/local.toml" not in files  # copied files never reach the branch
+    assert "setup-id" not in files and "setup-saw-env" not in files  # nor what setup made: not the agent's work
     assert (Path(task["worktree"]) / ".env").read_text() == "SECRET=s3cr3t\n"
-    assert task["copied"] == [".env", "conf"]
+    assert task["copied"] == [".env", "conf", "setup-id", "setup-saw-env"]
     assert "x = 1" in "\n".join(str(r["content"]) for r in _tool_results(orch, tid))
 
 

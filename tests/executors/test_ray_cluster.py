@@ -569,17 +569,19 @@ def test_copy_files_and_setup_reach_the_node(coord: Coord) -> None:
     (coord.repo / ".env.local").write_text("TOKEN=from-the-coordinator\n")
     with open(coord.repo / ".orchestra" / "config.toml", "a") as fh:
         fh.write('copy = [".env.local"]\nsetup = "cp .env.local setup-saw.txt"\n')
-    tid = coord.submit("use the env\n@fake bash cat .env.local\n@fake write done.txt ok\n@fake commit done")
+    tid = coord.submit(
+        "use the env\n@fake bash cat .env.local setup-saw.txt\n@fake write done.txt ok\n@fake commit done"
+    )
     worker = coord.run("worker", "--until-idle", timeout=120)
     assert worker.returncode == 0, worker.stdout + worker.stderr
     task = coord.show(tid)
-    assert task["state"] == "succeeded" and task["copied"] == [".env.local"], task
-    assert "TOKEN=from-the-coordinator" in (coord.repo / ".orchestra" / "logs" / f"{tid}.jsonl").read_text()
-    assert coord.branch_file(task["branch"], "setup-saw.txt") == "TOKEN=from-the-coordinator\n"
+    assert task["state"] == "succeeded" and task["copied"] == [".env.local", "setup-saw.txt"], task
+    transcript = (coord.repo / ".orchestra" / "logs" / f"{tid}.jsonl").read_text()
+    assert transcript.count("TOKEN=from-the-coordinator") >= 2  # the copy, and what setup made of it
     tracked = subprocess.run(
         ["git", "ls-tree", "--name-only", "-r", task["branch"]], cwd=coord.repo, capture_output=True, text=True
     ).stdout.split()
-    assert ".env.local" not in tracked
+    assert ".env.local" not in tracked and "setup-saw.txt" not in tracked and "done.txt" in tracked
 
 
 def test_cancel_reaches_a_task_waiting_for_a_slot(coord: Coord) -> None:
