@@ -196,6 +196,10 @@ class Orchestra:
     def queue(self) -> builtins.list[dict[str, Any]]:
         return status_cases.queue(self.ctx)
 
+    def stuck(self, refs: Iterable[str]) -> dict[str, str]:
+        """Why each of these queued tasks cannot start until a person acts (see engine.status.stuck)."""
+        return status_cases.stuck(self.ctx, [self.ctx.store.resolve(r) for r in refs])
+
     # -- review -----------------------------------------------------------------------------
 
     def change(self, ref: str, *, commits: bool = True) -> Change:

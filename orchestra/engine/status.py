@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -279,6 +280,21 @@ def queue(ctx: Context) -> list[dict[str, Any]]:
     slots (waiting agents hold none, up to max_waiting) or no scheduler at all.
     """
     return _queue(ctx, ctx.store.view(), _no_starts(ctx))
+
+
+def stuck(ctx: Context, ids: Iterable[str]) -> dict[str, str]:
+    """Why each of these queued tasks cannot start until a person acts (no scheduler, the budget, the
+    cluster): `wait` says so instead of blocking in silence."""
+    wanted = set(ids)
+    hints = {
+        "no scheduler running": "no scheduler running; start one with 'orchestra worker'",
+        "budget spent": "budget spent; raise it with 'orchestra config set budget_usd <USD>'",
+    }
+    return {
+        str(row["id"]): hints.get(str(row["why"]), str(row["why"]))
+        for row in queue(ctx)
+        if row["id"] in wanted and (row["why"] in hints or str(row["why"] or "").startswith("no new starts"))
+    }
 
 
 def _no_starts(ctx: Context) -> list[str]:

@@ -407,13 +407,17 @@ def wait(ctx: click.Context, task_ids: tuple[str, ...], timeout: str | None, qui
     """Block until the tasks end or one waits for input.
 
     Exit 0 if all succeeded, 1 if any failed, 3 as soon as one is awaiting input,
-    124 if the timeout passed first.
+    124 if the timeout passed first. A task that cannot start until you act (no
+    scheduler, the budget spent) is named on stderr first.
     """
     from orchestra.core.task import State  # ~14 ms off --help and completion
     from orchestra.ui.views import printable  # ~35 ms off --help and completion
 
     limit = parse_duration(timeout, "timeout") if timeout else None
-    tasks = _orchestra(ctx).wait(task_ids, timeout=limit)
+    orch = _orchestra(ctx)
+    for tid, why in orch.stuck(task_ids).items():
+        click.echo(f"orchestra: note: {tid} stays queued until you act: {printable(why)}", err=True)
+    tasks = orch.wait(task_ids, timeout=limit)
     if as_json:
         _echo_json([t.to_dict() for t in tasks])
     elif not quiet:

@@ -219,6 +219,10 @@ def test_wait_timeout_exit_code(orch):
     proc = orch.run_process("wait", tid, "--timeout", "0.3")  # the real binary's exit status
     assert proc.returncode == 124
     assert f"{tid} queued" in proc.stdout
+    assert (
+        proc.stderr
+        == f"orchestra: note: {tid} stays queued until you act: no scheduler running; start one with 'orchestra worker'\n"
+    )
 
 
 def test_commands_work_from_inside_a_task_worktree(orch):

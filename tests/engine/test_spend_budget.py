@@ -139,6 +139,11 @@ def test_repo_budget_stops_new_starts_until_raised(orch) -> None:
     assert "!! repo budget reached: $0.10 spent of $0.05 (budget_usd); 1 queued task(s) wait" in status
     assert "orchestra config set budget_usd" in status
     assert json.loads(orch.run("status", "--json", check=True).stdout)["budget_message"].startswith("repo budget")
+    waited = orch.run("wait", second, "--timeout", "0.2")
+    assert (
+        waited.returncode == 124
+        and f"note: {second} stays queued until you act: budget spent; raise it" in waited.stderr
+    )
     orch.run("config", "set", "budget_usd", "5", check=True)
     orch.work()
     assert orch.state(second) == "succeeded"
