@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestra.core.config import Config, load_config
+from orchestra.core.errors import ConfigError
 from orchestra.core.roles import Role, load_roles
 from orchestra.git.repo import find_root
 from orchestra.store.paths import Paths
@@ -36,10 +37,18 @@ class Context:
     _executor: Executor | None = None
 
     @classmethod
-    def open(cls, repo: Path | str | None = None) -> Context:
+    def open(cls, repo: Path | str | None = None, *, repairing_config: bool = False) -> Context:
+        """`repairing_config`: a config.toml that does not load gives the defaults instead of an error,
+        so that `config set` and `config unset` can mend the very key that breaks it."""
         paths = Paths(root=find_root(Path(repo) if repo else None))
         paths.check_usable()
-        return cls(paths, load_config(paths.config), Store(paths))
+        try:
+            config = load_config(paths.config)
+        except ConfigError:
+            if not repairing_config:
+                raise
+            config = Config(source=paths.config)
+        return cls(paths, config, Store(paths))
 
     @property
     def root(self) -> Path:
