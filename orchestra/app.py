@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestra.core.config import Config
-from orchestra.core.errors import InvalidInput
+from orchestra.core.errors import BadUsage, InvalidInput
 from orchestra.core.roles import Role
 from orchestra.core.task import Task
 from orchestra.core.templates import Template, load_templates
@@ -43,8 +43,9 @@ if TYPE_CHECKING:
 
 
 class Orchestra:
-    def __init__(self, repo: Path | str | None = None) -> None:
-        self.ctx = Context.open(repo)
+    def __init__(self, repo: Path | str | None = None, *, repairing_config: bool = False) -> None:
+        """`repairing_config`: open even when config.toml does not load, for config_set and config_unset only."""
+        self.ctx = Context.open(repo, repairing_config=repairing_config)
         install_for_reading(self.ctx.paths)
 
     @property
@@ -168,8 +169,16 @@ class Orchestra:
     def cancel(self, ref: str) -> Task:
         return task_cases.cancel(self.ctx, ref)
 
+    def cancel_each(self, refs: Iterable[str]) -> builtins.list[Task]:
+        """All or none: every id is checked before the first task is cancelled."""
+        return task_cases.cancel_each(self.ctx, refs)
+
     def stop(self, ref: str) -> Task:
         return task_cases.stop(self.ctx, ref)
+
+    def stop_each(self, refs: Iterable[str]) -> builtins.list[Task]:
+        """All or none: every id is checked before the first agent is stopped."""
+        return task_cases.stop_each(self.ctx, refs)
 
     def stop_all(self) -> builtins.list[Task]:
         return task_cases.stop_all(self.ctx)
@@ -180,6 +189,14 @@ class Orchestra:
         task = task_cases.retry(self.ctx, ref)
         self.autostart(start)
         return task
+
+    def retry_each(
+        self, refs: Iterable[str], *, budget: object = None, start: bool | None = None
+    ) -> builtins.list[Task]:
+        """All or none: every id (and the budget) is checked before the first task is queued again."""
+        tasks = task_cases.retry_each(self.ctx, refs, budget)
+        self.autostart(start)
+        return tasks
 
     def set_priority(self, ref: str, priority: object) -> Task:
         return task_cases.set_priority(self.ctx, ref, priority)
@@ -192,6 +209,10 @@ class Orchestra:
 
     def remove_from_queue(self, ref: str) -> Task:
         return task_cases.remove_from_queue(self.ctx, ref)
+
+    def remove_each_from_queue(self, refs: Iterable[str]) -> builtins.list[Task]:
+        """All or none: every id is checked before the first task leaves the queue."""
+        return task_cases.remove_each_from_queue(self.ctx, refs)
 
     def queue(self) -> builtins.list[dict[str, Any]]:
         return status_cases.queue(self.ctx)
@@ -235,23 +256,26 @@ class Orchestra:
         start: bool | None = None,
     ) -> Task:
         """Answer a pending permission request (allow/deny) or continue an ended task (text)."""
-        task_id = self.ctx.store.resolve(ref)
         if text is not None and (allow is not None or message is not None or always):
-            raise InvalidInput("give either a reply text or a permission answer (--allow/--deny), not both")
+            raise BadUsage("give either a reply text or a permission answer (--allow/--deny), not both")
         if text is not None:
-            task = task_cases.reply(self.ctx, task_id, text)
+            task_cases.check_text(text, "reply")
         else:
             if allow is None:
-                raise InvalidInput("nothing to answer: give --allow or --deny, or a reply text")
+                raise BadUsage("nothing to answer: give --allow or --deny, or a reply text")
             if message is not None and not isinstance(message, str):
                 raise InvalidInput("the message must be text")
             if allow and message:
-                raise InvalidInput("--message goes with --deny: it tells the agent why")
+                raise BadUsage("--message goes with --deny: it tells the agent why")
             if always and not allow:
-                raise InvalidInput("--always goes with --allow")
+                raise BadUsage("--always goes with --allow")
             if message is not None:
                 task_cases.check_text(message, "message")
-            task = approvals.answer(self.ctx, task_id, allow=allow, message=message, always=always)
+        task_id = self.ctx.store.resolve(ref)
+        if text is not None:
+            task = task_cases.reply(self.ctx, task_id, text)
+        else:
+            task = approvals.answer(self.ctx, task_id, allow=bool(allow), message=message, always=always)
         # A waiting agent whose scheduler died still needs one to record its end.
         self.autostart(start)
         return task
@@ -309,6 +333,10 @@ class Orchestra:
     def config_set(self, key: str, value: object, *, by_person: bool = True) -> Any:
         """`by_person=False` for a model's request (MCP): privileged settings are refused."""
         return settings.set_value(self.ctx, key, value, by_person=by_person)
+
+    def config_unset(self, key: str, *, by_person: bool = True) -> Any:
+        """Back to the default (returned): the way to turn an optional setting off, or drop a bad key."""
+        return settings.unset(self.ctx, key, by_person=by_person)
 
     # -- roles and workflows ----------------------------------------------------------------
 

@@ -146,8 +146,8 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting(
             "gate",
-            None,
-            v.string,
+            "",
+            v.optional_string,
             "command run (sh -c) in the merged tree before a merge moves its target, e.g. 'pytest -q'",
             True,
         ),
@@ -234,27 +234,68 @@ def validate(name: str, value: object) -> Any:
     return require_setting(name).check(value, name)
 
 
-def load_config(path: Path) -> Config:
-    """Read config.toml; a missing file means defaults, a bad one is an error naming it."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return Config(source=None)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    data = tomlfile.loads(text, path)
+# Settings that bound one another: the first may not be above the second.
+ORDERED = (("api_backoff", "api_backoff_max"),)
+
+
+def check_together(values: dict[str, Any], changed: str | None = None) -> None:
+    """Refuse settings that contradict each other, naming the one just changed (`changed`) when it is one of them.
+
+    Each value is fine alone; only together do they say something impossible, like a longest wait
+    shorter than the first.
+    """
+    for low, high in ORDERED:
+        lo = values.get(low, SETTINGS[low].default)
+        hi = values.get(high, SETTINGS[high].default)
+        if lo > hi:
+            if changed == low:
+                raise InvalidInput(f"invalid {low} {lo:g}: must be at most {high} ({hi:g}); raise {high} first")
+            raise InvalidInput(f"invalid {high} {hi:g}: must be at least {low} ({lo:g})")
+
+
+def parse_settings(text: str, where: object) -> tuple[dict[str, Any], dict[str, str]]:
+    """The valid top-level settings of a config.toml text, and what is wrong with each other key.
+
+    Invalid TOML is a ConfigError naming `where`: no key of it can be trusted.
+    """
     values: dict[str, Any] = {}
-    for key, value in data.items():
+    problems: dict[str, str] = {}
+    for key, value in tomlfile.loads(text, where).items():
         if isinstance(value, dict) and key not in SETTINGS:
             continue  # tables (roles, workflows) are read by their own modules
         try:
             values[key] = validate(key, value)
         except InvalidInput as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+            problems[key] = str(exc)
+    return values, problems
+
+
+def read_config_text(path: Path) -> str | None:
+    """config.toml's text; None when there is none."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def load_config(path: Path) -> Config:
+    """Read config.toml; a missing file means defaults, a bad one is an error naming it."""
+    text = read_config_text(path)
+    if text is None:
+        return Config(source=None)
+    values, problems = parse_settings(text, path)
+    try:
+        for problem in problems.values():
+            raise InvalidInput(problem)
+        check_together(values)
+    except InvalidInput as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return Config(values=values, source=path)
 
 
@@ -273,15 +314,19 @@ def toml_value(value: object) -> str:
 
 
 def with_setting(text: str, key: str, value: object, where: object = "config.toml") -> str:
-    """The file's text with one top-level `key = value` line replaced or added, the rest kept as it is."""
+    """The file's text with one top-level `key = value` line replaced or added, the rest kept as it is.
+
+    `value` None takes the key's lines out instead: the setting goes back to its default.
+    """
     lines = text.splitlines()
-    new_line = f"{key} = {toml_value(value)}"
+    new_line = None if value is None else f"{key} = {toml_value(value)}"
     first_table = next((i for i, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines))
     pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
-    for i in range(first_table):
-        if pattern.match(lines[i]):
-            lines[i] = new_line
-            break
+    found = [i for i in range(first_table) if pattern.match(lines[i])]
+    if new_line is None:
+        lines = [line for i, line in enumerate(lines) if i not in found]
+    elif found:
+        lines[found[0]] = new_line
     else:
         lines.insert(first_table, new_line)
     out = "\n".join(lines) + "\n"

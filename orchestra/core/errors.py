@@ -9,7 +9,12 @@ from __future__ import annotations
 
 # Exit statuses of the `orchestra` command (documented in the man page).
 EXIT_OK = 0
+# A request orchestra understood and refused or could not do: an unknown task, a value it does
+# not accept (a duration, a priority, a setting), a state that does not allow it, git saying no.
 EXIT_FAILED = 1
+# The command line itself is wrong, whatever the repository holds: an unknown option, a missing
+# argument, options that contradict each other or go only with another, a required text given
+# empty (it counts as missing). click's own errors, including its type checks, are these too.
 EXIT_USAGE = 2
 EXIT_AWAITING_INPUT = 3  # `wait`: an awaited task needs a person
 EXIT_INTERNAL = 70  # a bug: reported in one line, never as a traceback
@@ -39,6 +44,13 @@ class CorruptTaskFile(OrchestraError):
 
 class InvalidInput(OrchestraError):
     pass
+
+
+class BadUsage(InvalidInput):
+    """Input whose shape is wrong before any value is looked at (see EXIT_USAGE): the MCP server
+    refuses it with the same words, the CLI exits 2 as for click's own usage errors."""
+
+    exit_code = EXIT_USAGE
 
 
 class InvalidTransition(OrchestraError):

@@ -83,7 +83,8 @@ AGENTLESS_PRODUCTS = frozenset({"merge", "report"})
 
 ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: easy to read and type
 ID_LENGTH = 6
-_ID_RE = re.compile(r"^[a-z0-9]{2,32}$")
+ID_MIN, ID_MAX = 2, 32  # a prefix people type must say enough to pick one id out of many
+_ID_RE = re.compile(rf"^[a-z0-9]{{{ID_MIN},{ID_MAX}}}$")
 
 
 def random_text(alphabet: str, length: int) -> str:
@@ -106,6 +107,9 @@ def is_valid_id(text: object) -> bool:
 def validate_id(text: str) -> str:
     """Ids reach paths and branch names, so anything but [a-z0-9] is refused outright."""
     if not is_valid_id(text):
+        if isinstance(text, str) and re.fullmatch(r"[a-z0-9]+", text):
+            rule = f"a prefix needs at least {ID_MIN}" if len(text) < ID_MIN else f"ids have at most {ID_MAX}"
+            raise InvalidInput(f"invalid task id {text!r}: {rule} characters")
         raise InvalidInput(f"invalid task id {text!r}: task ids are lowercase letters and digits")
     return text
 

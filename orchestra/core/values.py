@@ -20,7 +20,7 @@ MERGE_STRATEGIES = ("merge", "squash", "ff-only", "pr")  # pr: push the branch a
 SANDBOX_MODES = ("required", "off")
 PRIORITY_RANGE = (-1000, 1000)
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")  # a sign, to say what is wrong with it
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _BRANCH_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 
@@ -111,11 +111,17 @@ def string(value: object, what: str) -> str:
 
 
 def optional_string(value: object, what: str) -> str:
-    """A command or similar that may be empty, meaning "none"."""
+    """A setting's command or address that may be empty, meaning "none".
+
+    `null` and `none` are what people type to turn a setting off; stored, they would run as a
+    command named null, so they are refused with the way that works.
+    """
     if not isinstance(value, str):
         raise InvalidInput(f"invalid {what} {value!r}: expected a string")
     if "\0" in value:
         raise InvalidInput(f"invalid {what}: contains a NUL byte")
+    if value.strip().lower() in ("null", "none"):
+        raise InvalidInput(f"invalid {what} {value.strip()!r}: to turn {what} off, use 'orchestra config unset {what}'")
     return value.strip()
 
 

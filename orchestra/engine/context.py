@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestra.core.config import Config, load_config
+from orchestra.core.errors import ConfigError
 from orchestra.core.roles import Role, load_roles
 from orchestra.git.repo import find_root, worktree_of
 from orchestra.store.paths import Paths
@@ -38,11 +39,19 @@ class Context:
     _here: Path | None = None
 
     @classmethod
-    def open(cls, repo: Path | str | None = None) -> Context:
+    def open(cls, repo: Path | str | None = None, *, repairing_config: bool = False) -> Context:
+        """`repairing_config`: a config.toml that does not load gives the defaults instead of an error,
+        so that `config set` and `config unset` can mend the very key that breaks it."""
         start = Path(repo) if repo else Path.cwd()
         paths = Paths(root=find_root(start))
         paths.check_usable()
-        return cls(paths, load_config(paths.config), Store(paths), start=start)
+        try:
+            config = load_config(paths.config)
+        except ConfigError:
+            if not repairing_config:
+                raise
+            config = Config(source=paths.config)
+        return cls(paths, config, Store(paths), start=start)
 
     def here(self) -> Path:
         """The working tree the command was started in (the root, or one of its linked worktrees)."""

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
-from orchestra.core.config import SETTINGS, load_config, require_setting, validate
-from orchestra.core.errors import InvalidInput
+from orchestra.core.config import (
+    SETTINGS,
+    Setting,
+    check_together,
+    load_config,
+    parse_settings,
+    read_config_text,
+    require_setting,
+    validate,
+    with_setting,
+)
+from orchestra.core.errors import ConfigError, InvalidInput
 from orchestra.engine.context import Context
-from orchestra.store.settings import write_setting
+from orchestra.store.settings import rewrite_config
 
 
 def listing(ctx: Context) -> dict[str, dict[str, Any]]:
@@ -34,13 +45,57 @@ def set_value(ctx: Context, key: str, value: object, *, by_person: bool = True) 
     widen what agents may do; the privileged ones are a person's to change.
     """
     name = key.strip()
-    setting = require_setting(name)
+    _may_change(require_setting(name), by_person, f"orchestra config set {name} VALUE")
+    checked = validate(name, value)
+    _rewrite(ctx, name, checked)
+    return checked
+
+
+def unset(ctx: Context, key: str, *, by_person: bool = True) -> Any:
+    """Take a setting out of config.toml, so its default applies again; returns that default.
+
+    The one way to turn an optional setting off, and to get rid of a key the file has wrong
+    (an invalid value, or a name orchestra does not know) when nothing else can be loaded.
+    """
+    name = key.strip()
+    setting = SETTINGS.get(name)
+    if setting is None:
+        text = read_config_text(ctx.paths.config) or ""
+        if name not in parse_settings(text, ctx.paths.config)[1]:
+            require_setting(name)  # refuses it, with a suggestion
+    else:
+        _may_change(setting, by_person, f"orchestra config unset {name}")
+    _rewrite(ctx, name, None)
+    return None if setting is None else setting.default
+
+
+def _may_change(setting: Setting, by_person: bool, command: str) -> None:
     if setting.privileged and not by_person:
         raise InvalidInput(
-            f"{name} can run commands or widen what agents may do, so it is not changed over MCP; "
-            f"a person changes it with 'orchestra config set {name} VALUE' or in .orchestra/config.toml"
+            f"{setting.name} can run commands or widen what agents may do, so it is not changed over MCP; "
+            f"a person changes it with '{command}' or in .orchestra/config.toml"
         )
-    checked = validate(name, value)
-    write_setting(ctx.store, name, checked)
-    ctx.config = load_config(ctx.paths.config)
-    return checked
+
+
+def _rewrite(ctx: Context, name: str, value: object) -> None:
+    """Write `name = value` (None: remove it).
+
+    When config.toml does not load, a change to a key it has wrong is a repair and goes ahead
+    (each bad key can be mended in turn); a change to a sound key is refused with the file's
+    error, as every other command would refuse, and the file is left as it is.
+    """
+    where = ctx.paths.config
+
+    def change(text: str) -> str:
+        values, problems = parse_settings(text, where)
+        if problems and name not in problems:
+            raise ConfigError(f"{where}: {next(iter(problems.values()))}")
+        values.pop(name, None)
+        if value is not None:
+            values[name] = value
+        check_together(values, changed=name)
+        return with_setting(text, name, value, where=where)
+
+    rewrite_config(ctx.store, change)
+    with contextlib.suppress(ConfigError):  # another key may still be wrong: the next command says which
+        ctx.config = load_config(where)

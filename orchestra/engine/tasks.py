@@ -7,17 +7,18 @@ and workflows that submit steps go through the same checks.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestra.core.errors import CorruptTaskFile, InvalidInput, OrchestraError, TaskNotFound
+from orchestra.core.errors import BadUsage, CorruptTaskFile, InvalidInput, OrchestraError, TaskNotFound
 from orchestra.core.graph import find_cycle
 from orchestra.core.roles import get_role
-from orchestra.core.task import LIVE_STATES, State, Task, make_title, validate_state
+from orchestra.core.task import LIVE_STATES, State, Task, make_title, now, validate_state
 from orchestra.core.values import did_you_mean, parse_duration, parse_usd, resources
 from orchestra.core.values import priority as check_priority
 from orchestra.engine.context import Context
@@ -28,14 +29,18 @@ from orchestra.store.tasks import UNFINISHED_STATES
 MAX_PROMPT_CHARS = 200_000
 MAX_TITLE_CHARS = 200
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x80-\x9f]")
+_EMPTY_HINTS = {
+    "prompt": "say what the agent should do",
+    "reply": "say what the agent should do",
+    "request": "say what the team should do",
+}
 
 
 def check_text(text: object, what: str, limit: int = MAX_PROMPT_CHARS) -> str:
     """Text a person or a model gave: not empty, not too long, and no control characters but tab and newline."""
     if not isinstance(text, str) or not text.strip():
-        raise InvalidInput(
-            f"empty {what}: say what the agent should do" if what in ("prompt", "reply") else f"empty {what}"
-        )
+        hint = _EMPTY_HINTS.get(what)
+        raise BadUsage(f"empty {what}: {hint}" if hint else f"empty {what}")
     if len(text) > limit:
         raise InvalidInput(f"{what} too long ({len(text)} characters; the limit is {limit})")
     bad = _CONTROL.search(text)
@@ -133,9 +138,15 @@ def submit_many(ctx: Context, subs: list[Submission], commits: dict[str, str] | 
             if cycle:
                 raise InvalidInput(f"dependency cycle: {' -> '.join(cycle)}")
             title = (sub.title or make_title(sub.prompt)).strip()
+            # The queue breaks priority ties by created_at: a batch's tasks run in their order only if
+            # no two share a (millisecond) stamp, and a random id would decide instead.
+            created = now()
+            if tasks and created <= tasks[-1].created_at:
+                created = round(tasks[-1].created_at + 0.001, 3)
             produces = "verdict" if (sub.review or role_def.produces == "verdict") else role_def.produces
             task = Task(
                 id=task_id,
+                created_at=created,
                 prompt=sub.prompt,
                 role=sub.role,
                 title=title,
@@ -327,6 +338,36 @@ def wait(
 # -- acting ---------------------------------------------------------------------------
 
 
+def checked_refs(ctx: Context, refs: Iterable[str], change: Callable[[Task], object], verb: str) -> list[str]:
+    """The ids `refs` name, once each, after trying `change` on a copy of every task.
+
+    A command given many tasks changes all or none, like a batch: when an id is unknown or a
+    task refuses the change, InvalidInput names every one that was refused and nothing changed.
+    """
+    ids: list[str] = []
+    problems: list[OrchestraError] = []
+    given = list(dict.fromkeys(refs))
+    for ref in given:
+        try:
+            task = get(ctx, ref)
+            change(copy.deepcopy(task))
+        except (InvalidInput, TaskNotFound, CorruptTaskFile) as exc:
+            problems.append(exc)
+            continue
+        if task.id not in ids:
+            ids.append(task.id)
+    if len(given) == 1 and problems:
+        raise problems[0]
+    if problems:
+        reasons = " | ".join(map(str, problems))
+        raise InvalidInput(f"{len(problems)} of {len(given)} ids refused; nothing was {verb}: {reasons}")
+    return ids
+
+
+def cancel_each(ctx: Context, refs: Iterable[str]) -> list[Task]:
+    return [cancel(ctx, task_id) for task_id in checked_refs(ctx, refs, Task.request_cancel, "cancelled")]
+
+
 def cancel(ctx: Context, ref: str) -> Task:
     """Queued tasks end at once; a running agent is asked to stop and whoever watches it ends it."""
     task_id = ctx.store.resolve(ref)
@@ -341,13 +382,21 @@ def cancel(ctx: Context, ref: str) -> Task:
     return task
 
 
-def stop(ctx: Context, ref: str) -> Task:
-    """End a running agent gracefully; its worktree, branch and work stay."""
-    task = get(ctx, ref)
+def _must_be_running(task: Task) -> None:
     if task.state not in LIVE_STATES:
         hint = "; use 'cancel' or 'queue remove' for queued tasks" if task.state == State.QUEUED else ""
         raise InvalidInput(f"task {task.id} is {task.state}, not running{hint}")
+
+
+def stop(ctx: Context, ref: str) -> Task:
+    """End a running agent gracefully; its worktree, branch and work stay."""
+    task = get(ctx, ref)
+    _must_be_running(task)
     return cancel(ctx, task.id)
+
+
+def stop_each(ctx: Context, refs: Iterable[str]) -> list[Task]:
+    return [stop(ctx, task_id) for task_id in checked_refs(ctx, refs, _must_be_running, "stopped")]
 
 
 def stop_all(ctx: Context) -> list[Task]:
@@ -361,9 +410,7 @@ def stop_all(ctx: Context) -> list[Task]:
     return stopped
 
 
-def retry(ctx: Context, ref: str) -> Task:
-    task_id = ctx.store.resolve(ref)
-
+def _reopening(ctx: Context) -> Callable[[Task], None]:
     def mutate(task: Task) -> None:
         if task.state == State.SUCCEEDED:
             raise InvalidInput(f"task {task.id} succeeded; submit a new task to do more")
@@ -374,7 +421,21 @@ def retry(ctx: Context, ref: str) -> Task:
         task.reopen(resume=None, next_prompt=None, extra_attempts=ctx.config.max_attempts)
         task.max_attempts = task.attempts + ctx.config.max_attempts
 
-    return ctx.store.update(task_id, mutate, "retried")
+    return mutate
+
+
+def retry(ctx: Context, ref: str) -> Task:
+    return ctx.store.update(ctx.store.resolve(ref), _reopening(ctx), "retried")
+
+
+def retry_each(ctx: Context, refs: Iterable[str], budget: object = None) -> list[Task]:
+    """Queue ended tasks again, all or none; `budget` (if given) is each one's new spending limit first."""
+    if budget is not None:
+        parse_usd(budget)
+    ids = checked_refs(ctx, refs, _reopening(ctx), "retried")
+    for task_id in ids if budget is not None else ():
+        set_budget(ctx, task_id, budget)
+    return [retry(ctx, task_id) for task_id in ids]
 
 
 def reply(ctx: Context, ref: str, text: str) -> Task:
@@ -424,15 +485,19 @@ def assign_role(ctx: Context, ref: str, role: str) -> Task:
     return ctx.store.update(task_id, mutate, "role", role=role)
 
 
+def _take_out_of_queue(task: Task) -> None:
+    if task.state != State.QUEUED:
+        raise InvalidInput(f"task {task.id} is {task.state}, not queued")
+    task.finish(State.CANCELLED, "removed from the queue")
+
+
 def remove_from_queue(ctx: Context, ref: str) -> Task:
     task_id = ctx.store.resolve(ref)
+    return ctx.store.update(task_id, _take_out_of_queue, "finished", state="cancelled", error="removed from the queue")
 
-    def mutate(task: Task) -> None:
-        if task.state != State.QUEUED:
-            raise InvalidInput(f"task {task.id} is {task.state}, not queued")
-        task.finish(State.CANCELLED, "removed from the queue")
 
-    return ctx.store.update(task_id, mutate, "finished", state="cancelled", error="removed from the queue")
+def remove_each_from_queue(ctx: Context, refs: Iterable[str]) -> list[Task]:
+    return [remove_from_queue(ctx, i) for i in checked_refs(ctx, refs, _take_out_of_queue, "removed")]
 
 
 def set_budget(ctx: Context, ref: str, budget: object) -> Task:

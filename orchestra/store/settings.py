@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from orchestra.core.config import with_setting
+from collections.abc import Callable
+
 from orchestra.store.files import write_atomic
 from orchestra.store.tasks import Store
 
 
-def write_setting(store: Store, key: str, value: object) -> None:
+def rewrite_config(store: Store, change: Callable[[str], str]) -> None:
+    """Replace config.toml's text with `change(text)` under the store's lock, so two changes never lose one.
+
+    `change` sees the text as it is at that moment (empty when there is no file) and may refuse by raising.
+    """
     path = store.paths.config
     with store.locked():
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             text = ""
-        write_atomic(path, with_setting(text, key, value, where=path).encode("utf-8"))
+        write_atomic(path, change(text).encode("utf-8"))

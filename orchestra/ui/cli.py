@@ -34,12 +34,12 @@ if TYPE_CHECKING:
 # every TAB) cost little more than click itself.
 
 
-def _orchestra(ctx: click.Context) -> Orchestra:
+def _orchestra(ctx: click.Context, *, repairing_config: bool = False) -> Orchestra:
     from orchestra import app  # the engine: ~70 ms off --help and completion
 
     obj = ctx.find_root().obj
     if obj.get("orchestra") is None:
-        obj["orchestra"] = app.Orchestra(obj.get("repo"))
+        obj["orchestra"] = app.Orchestra(obj.get("repo"), repairing_config=repairing_config)
     orch: Orchestra = obj["orchestra"]
     return orch
 
@@ -434,10 +434,12 @@ def wait(ctx: click.Context, task_ids: tuple[str, ...], timeout: str | None, qui
 @click.argument("task_ids", nargs=-1, required=True)
 @click.pass_context
 def cancel(ctx: click.Context, task_ids: tuple[str, ...]) -> int:
-    """Cancel queued or running tasks; a running agent is stopped, its work kept."""
-    orch = _orchestra(ctx)
-    for ref in task_ids:
-        task = orch.cancel(ref)
+    """Cancel queued or running tasks; a running agent is stopped, its work kept.
+
+    All or none: when an id is unknown or its task refuses, each such id is
+    named and no task is changed.
+    """
+    for task in _orchestra(ctx).cancel_each(task_ids):
         click.echo(f"{task.id} {'cancelled' if task.state == 'cancelled' else 'cancelling'}")
     return EXIT_OK
 
@@ -448,10 +450,12 @@ def cancel(ctx: click.Context, task_ids: tuple[str, ...]) -> int:
 @click.option("--budget", metavar="USD", help="Set a new spending limit over all runs first.")
 @click.pass_context
 def retry(ctx: click.Context, task_ids: tuple[str, ...], start: bool | None, budget: str | None) -> int:
-    """Queue failed, cancelled or timed-out tasks again, on the same branch."""
-    orch = _orchestra(ctx)
-    for ref in task_ids:
-        task = orch.retry(ref, budget=budget, start=start)
+    """Queue failed, cancelled or timed-out tasks again, on the same branch.
+
+    All or none: when an id is unknown or its task refuses, each such id is
+    named and no task is changed.
+    """
+    for task in _orchestra(ctx).retry_each(task_ids, budget=budget, start=start):
         click.echo(f"{task.id} queued")
     return EXIT_OK
 
@@ -482,8 +486,8 @@ def worker(ctx: click.Context, until_idle: bool, max_concurrent: int | None, bac
 @cli.command()
 @click.argument("task_id")
 @click.argument("text", nargs=-1)
-@click.option("--allow", "decision", flag_value="allow", help="Let the waiting tool use run.")
-@click.option("--deny", "decision", flag_value="deny", help="Refuse the waiting tool use.")
+@click.option("--allow", is_flag=True, help="Let the waiting tool use run.")
+@click.option("--deny", is_flag=True, help="Refuse the waiting tool use.")
 @click.option("-m", "--message", help="With --deny: why, for the agent to read.")
 @click.option(
     "--always",
@@ -497,7 +501,8 @@ def respond(
     ctx: click.Context,
     task_id: str,
     text: tuple[str, ...],
-    decision: str | None,
+    allow: bool,
+    deny: bool,
     message: str | None,
     always: bool,
     start: bool | None,
@@ -508,14 +513,15 @@ def respond(
     ('-' reads stdin), continues the task's Claude session in the same worktree and
     branch as a new attempt.
     """
-    orch = _orchestra(ctx)
+    if allow and deny:
+        raise click.UsageError("give --allow or --deny, not both")
     reply: str | None = None
     if text:
         reply = sys.stdin.read() if text == ("-",) else " ".join(text)
-    elif decision is None:
+    elif not (allow or deny):
         raise click.UsageError("give --allow or --deny, or a reply text")
-    allow = None if decision is None else decision == "allow"
-    task = orch.respond(task_id, allow=allow, message=message, always=always, text=reply, start=start)
+    answer = True if allow else False if deny else None
+    task = _orchestra(ctx).respond(task_id, allow=answer, message=message, always=always, text=reply, start=start)
     if reply is not None:
         click.echo(f"{task.id} queued (continuing session {task.resume_session})")
     else:
@@ -581,11 +587,15 @@ def attach(ctx: click.Context, task_id: str, stop: bool) -> int:
 @click.option("--all", "all_", is_flag=True, help="Stop every running agent.")
 @click.pass_context
 def stop(ctx: click.Context, task_ids: tuple[str, ...], all_: bool) -> int:
-    """Stop running agents (SIGTERM, then SIGKILL after the grace period); work is kept."""
+    """Stop running agents (SIGTERM, then SIGKILL after the grace period); work is kept.
+
+    All or none: when an id is unknown or its task refuses, each such id is
+    named and no task is changed.
+    """
     orch = _orchestra(ctx)
     if all_ == bool(task_ids):
         raise click.UsageError("give task ids or --all (not both)")
-    tasks = orch.stop_all() if all_ else [orch.stop(ref) for ref in task_ids]
+    tasks = orch.stop_all() if all_ else orch.stop_each(task_ids)
     for task in tasks:
         click.echo(f"{task.id} stopping")
     if all_ and not tasks:
@@ -625,10 +635,13 @@ def queue(ctx: click.Context, as_json: bool) -> int:
 @click.argument("task_ids", nargs=-1, required=True)
 @click.pass_context
 def queue_remove(ctx: click.Context, task_ids: tuple[str, ...]) -> int:
-    """Take queued tasks out of the queue (they end as cancelled)."""
-    orch = _orchestra(ctx)
-    for ref in task_ids:
-        click.echo(f"{orch.remove_from_queue(ref).id} removed")
+    """Take queued tasks out of the queue (they end as cancelled).
+
+    All or none: when an id is unknown or its task refuses, each such id is
+    named and no task is changed.
+    """
+    for task in _orchestra(ctx).remove_each_from_queue(task_ids):
+        click.echo(f"{task.id} removed")
     return EXIT_OK
 
 
@@ -656,7 +669,7 @@ def config_list(ctx: click.Context, as_json: bool) -> int:
 @click.argument("key")
 @click.pass_context
 def config_get(ctx: click.Context, key: str) -> int:
-    """Print one setting's value."""
+    """Print one setting's value (an optional setting that is off prints an empty line)."""
     value = _orchestra(ctx).config_get(key)
     click.echo(value if isinstance(value, str) else json.dumps(value))
     return EXIT_OK
@@ -667,15 +680,35 @@ def config_get(ctx: click.Context, key: str) -> int:
 @click.argument("value")
 @click.pass_context
 def config_set(ctx: click.Context, key: str, value: str) -> int:
-    """Validate and store one setting (lists: a JSON array or space-separated words)."""
+    """Validate and store one setting (lists: a JSON array or space-separated words).
+
+    An optional setting (gate, setup, on_event, ray_address, ray_git_remote) is off when
+    empty; 'orchestra config unset KEY' is the way to turn one off, or to put any setting
+    back to its default. Setting a key works even when config.toml holds an invalid value
+    for that key.
+    """
     parsed: object = value
     if value.lstrip().startswith("["):
         try:
             parsed = json.loads(value)
         except ValueError:
             raise click.UsageError(f"invalid list for {key}: {value}") from None
-    stored = _orchestra(ctx).config_set(key, parsed)
+    stored = _orchestra(ctx, repairing_config=True).config_set(key, parsed)
     click.echo(f"{key} = {json.dumps(stored)}")
+    return EXIT_OK
+
+
+@config_group.command("unset")
+@click.argument("key")
+@click.pass_context
+def config_unset(ctx: click.Context, key: str) -> int:
+    """Remove one setting from config.toml, so its default applies (an optional one: off).
+
+    Also removes a key config.toml has wrong, an invalid value or an unknown name,
+    when that keeps every other command from loading the file.
+    """
+    default = _orchestra(ctx, repairing_config=True).config_unset(key)
+    click.echo(f"{key} removed" if default is None else f"{key} = {json.dumps(default)} (the default)")
     return EXIT_OK
 
 
@@ -758,8 +791,6 @@ def workflow_start(
     if request_file is not None and request:
         raise click.UsageError("give the request as arguments or with --file, not both")
     text = request_file.read() if request_file is not None else " ".join(request)
-    if not text.strip():
-        raise click.UsageError("no request: say what the team should do")
     orch = _orchestra(ctx)
     wf = orch.start_workflow(template, text, base=base, into=into, approve_merge=approve_merge, start=start)
     if as_json:

@@ -20,8 +20,16 @@ from orchestra.ui.main import program
 
 EXIT_STATUS = [
     ("0", "Success."),
-    ("1", "An error: bad input, a failed task (wait), a broken repository. One line on stderr says why."),
-    ("2", "Usage error: an unknown option, a missing argument."),
+    (
+        "1",
+        "A refused or failed request: an unknown task, a value not accepted, a state that does not allow it, "
+        "a failed task (wait), a broken repository. One line on stderr says why.",
+    ),
+    (
+        "2",
+        "Usage error: an unknown option, a missing argument, options that contradict each other or go only "
+        "with another, a required text given empty. Nothing was done.",
+    ),
     ("3", "wait: a task it waits for is awaiting input (a permission request or a question)."),
     ("124", "wait: the --timeout passed before the tasks ended."),
     ("130", "Interrupted by Ctrl-C (except status --watch and logs --follow, which exit 0)."),
@@ -279,7 +287,7 @@ def _page(path: list[str], cmd: click.Command, ctx: click.Context, root: bool) -
     if args:
         lines.append(".SH ARGUMENTS")
         for p in args:
-            lines += [".TP", f".I {esc(_arg_metavar(p))}", _arg_help(p)]
+            lines += [".TP", f".I {esc(_arg_metavar(p))}", _arg_help(path, p)]
     opts = [p for p in cmd.params if isinstance(p, click.Option) and not p.hidden]
     opts.append(click.Option(["-h", "--help"], is_flag=True, help="Show the help and exit."))
     lines.append(".SH OPTIONS")
@@ -328,13 +336,32 @@ def _arg_metavar(p: click.Argument) -> str:
     return name if p.required else f"[{name}]"
 
 
-def _arg_help(p: click.Argument) -> str:
-    text = {
-        "task_id": "A task id, or a unique prefix of one.",
-        "task_ids": "One or more task ids (or unique prefixes).",
-        "prompt": "What the agent should do.",
-    }.get(p.name or "")
-    return esc(text or f"The {p.human_readable_name.lower()}.")
+# What each positional argument is, by name; a command whose argument means something else
+# under the same name has its own entry, "COMMAND PATH:name". Arguments have no help in click.
+ARGUMENTS = {
+    "task_id": "A task id, or a unique prefix of one (at least 2 characters).",
+    "task_ids": "One or more task ids (or unique prefixes of at least 2 characters).",
+    "prompt": "What the agent should do; '-' (or nothing, with stdin not a terminal) reads it from stdin.",
+    "ref": "A task id or a workflow id, or a unique prefix of one: for a workflow, its result branch.",
+    "text": "A reply that continues the task's Claude session; '-' reads it from stdin.",
+    "key": "A setting's name, as 'orchestra config list' shows them.",
+    "value": "The new value, checked as the setting's type; a list as a JSON array or space-separated words.",
+    "name": "A role's name, as 'orchestra roles' lists them.",
+    "template": "The workflow template's name, as 'orchestra workflow templates' lists them "
+    "(feature, bug-fix, refactor, code-review, or your own).",
+    "request": "What the team should do; or give it with --file.",
+    "workflow_id": "A workflow id, or a unique prefix of one.",
+    "priority:value": "The new priority, a whole number from -1000 to 1000; higher runs first.",
+}
+
+
+def _arg_help(cmd_path: list[str], p: click.Argument) -> str:
+    """A real description for every argument: a new one without an entry here stops the pages being made."""
+    name = p.name or ""
+    text = ARGUMENTS.get(f"{' '.join(cmd_path[1:])}:{name}") or ARGUMENTS.get(name)
+    if text is None:
+        raise KeyError(f"no description of argument {name!r} of {' '.join(cmd_path)}: add it to manpages.ARGUMENTS")
+    return esc(text)
 
 
 def pages(group: click.Group) -> dict[str, str]:

@@ -321,15 +321,23 @@ def build_server(repo: Path) -> MCPServer:
             str | int | float | bool | list[str] | None,
             _doc("A new value for key (validated); omit to read the current one."),
         ] = None,
+        unset: Annotated[bool, _doc("Remove key from config.toml, back to its default (not with value).")] = False,
     ) -> Result:
-        """Read all settings, read one, or change one that cannot run commands or widen permissions (validated)."""
+        """Read all settings, read one, or change or unset one that cannot run commands or widen permissions."""
         with _model_errors():
             orch = core()
             if key is None:
-                if value is not None:
-                    raise ToolError("give key with value")
+                if value is not None or unset:
+                    raise ToolError("give key with value or unset")
                 settings = mask_data(orch.config_list())
                 return _result({"settings": settings}, views.config_text(settings, person_only=True))
+            if unset:
+                if value is not None:
+                    raise ToolError("give value or unset, not both")
+                default = orch.config_unset(key, by_person=False)
+                return _result(
+                    {"key": key, "value": default, "changed": True}, f"{key} = {json.dumps(default)} (the default)"
+                )
             if value is None:
                 current = mask_data(orch.config_get(key))
                 return _result({"key": key, "value": current}, f"{key} = {json.dumps(current)}")

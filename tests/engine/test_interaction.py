@@ -124,7 +124,7 @@ def test_always_allows_the_same_command_again_and_deny_tells_the_agent_why(orch)
     orch.wait_for(lambda: _waiting(orch, tid), what="first request")
     # Bad answers are refused and change nothing.
     bad = orch.run("respond", tid, "--deny", "--always")
-    assert bad.returncode == 1 and "--always goes with --allow" in bad.stderr
+    assert bad.returncode == 2 and "--always goes with --allow" in bad.stderr  # a usage error
     assert orch.run("respond", tid, "--allow", "--always", check=True).stdout.strip() == (
         f"{tid} allowed (always, for this task)"
     )

@@ -244,6 +244,11 @@ def test_queue_roles_and_settings_without_a_scheduler(served: Any) -> None:
         assert data["value"] == 3
         data, text = await call(session, "configure_orchestrator", key="max_concurrent")
         assert data["value"] == 3 and "3" in text
+        data, text = await call(session, "configure_orchestrator", key="max_concurrent", unset=True)
+        assert data["value"] == 4 and "(the default)" in text
+        data, _ = await call(session, "configure_orchestrator", key="max_concurrent")
+        assert data["value"] == 4
+        await call(session, "configure_orchestrator", key="max_concurrent", value=3)
 
         data, _ = await call(session, "status_dashboard")
         assert data["scheduler_pid"] is None and data["counts"]["queued"] == 1
@@ -274,6 +279,8 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("stop_process", {"task_id": "{first}"}, "not running"),
     ("configure_orchestrator", {"key": "bogus"}, "bogus"),
     ("configure_orchestrator", {"key": "max_concurrent", "value": "lots"}, "max_concurrent"),
+    ("configure_orchestrator", {"key": "max_concurrent", "value": 2, "unset": True}, "not both"),
+    ("configure_orchestrator", {"key": "gate", "unset": True}, "not changed over MCP"),
     ("assign_role", {"task_id": "{first}", "role": "wizard"}, "known roles: "),
     ("assign_role", {"task_id": "abcdef12", "role": "reviewer"}, "no task abcdef12"),
     ("wait_for_task", {"task_id": "{first}", "timeout_seconds": 500}, "less than or equal to 50"),

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from rich.console import Console
 
@@ -267,6 +268,22 @@ def test_man_pages_cover_every_command_and_are_deterministic(tmp_path: Path) -> 
     old.write_text("stale")
     manpages.write(tmp_path)
     assert not old.exists()
+
+
+def test_every_argument_has_a_real_description() -> None:
+    """No "REF  The ref." placeholder: each positional argument says what it takes."""
+    pages = manpages.pages(cli)
+    for name, page in pages.items():
+        lines = page.splitlines()
+        for i, line in enumerate(lines):
+            if line.startswith(".I ") and ".SH ARGUMENTS" in lines[:i]:
+                described = lines[i + 1]
+                assert not re.fullmatch(r"The [a-z_]+\.", described), f"{name}: {line} {described}"
+    assert "A task id or a workflow id" in pages["orchestra-merge.1"]
+    assert "whole number from \\-1000 to 1000" in pages["orchestra-priority.1"]
+    undocumented = click.Command("frob", params=[click.Argument(["widget"])])
+    with pytest.raises(KeyError, match="widget"):
+        manpages.pages(click.Group("orchestra", commands={"frob": undocumented}))
 
 
 def test_roff_escaping() -> None:
