@@ -41,6 +41,12 @@ class InvalidInput(OrchestraError):
     pass
 
 
+class Interrupted(OrchestraError):
+    """Ctrl-C stopped a command that has settled what it was doing; the message says where things stand."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
 class InvalidTransition(OrchestraError):
     pass
 
