@@ -781,18 +781,15 @@ def workflow_list(ctx: click.Context, as_json: bool) -> int:
 @click.option("--timeout", metavar="DURATION", help="Give up after this long (exit 124).")
 @click.pass_context
 def workflow_wait(ctx: click.Context, workflow_id: str, timeout: str | None) -> int:
-    """Block until the workflow ends; exit 0 only if it succeeded (3: a step waits for you)."""
+    """Block until the workflow ends; exit 0 only if it succeeded (3: a step or its merge waits for you)."""
     from orchestra.ui.views import printable  # ~35 ms off --help and completion
 
     limit = parse_duration(timeout, "timeout") if timeout else None
     wf, waiting = _orchestra(ctx).wait_workflow(workflow_id, timeout=limit)
-    click.echo(
-        printable(
-            f"{wf.id} {wf.state}"
-            + (f": {wf.error}" if wf.error else "")
-            + (" (a step waits for input)" if waiting else "")
-        )
-    )
+    note = " (a step waits for input)" if waiting else ""
+    if wf.state == "awaiting_merge":
+        note = f" (its merge waits for your approval: 'orchestra merge {wf.id}')"
+    click.echo(printable(f"{wf.id} {wf.state}" + (f": {wf.error}" if wf.error else "") + note))
     if waiting:
         return EXIT_AWAITING_INPUT
     if wf.state == "running":

@@ -39,7 +39,9 @@ def _approval_then_merge(orch, *start_args: str) -> None:
     assert f"approve: orchestra merge {wf_id}" in waiting
     data = json.loads(orch.run("status", "--json", check=True).stdout)
     assert data["awaiting_merge"][0]["id"] == wf_id and data["awaiting_merge"][0]["summary"] == "+3 −0 · 2 files"
-    assert orch.run("workflow", "wait", wf_id, "--timeout", "1").stdout.startswith(f"{wf_id} awaiting_merge")
+    waited = orch.run("workflow", "wait", wf_id)
+    assert waited.returncode == 3, waited  # it waits for you, as the man page says, not "failed"
+    assert waited.stdout == f"{wf_id} awaiting_merge (its merge waits for your approval: 'orchestra merge {wf_id}')\n"
 
     approved = orch.run("merge", wf_id, "--no-start", check=True)
     assert approved.stdout.strip() == f"workflow {wf_id}: merge approved; its merge step runs now"
