@@ -548,7 +548,8 @@ def attach(ctx: click.Context, task_id: str, stop: bool) -> int:
     Runs `claude --resume SESSION` there for a task that has ended or waits for you (a
     waiting agent is stopped first; a running one only with --stop). When you leave the
     session, what changed is committed on the task's branch and the session is noted in
-    the task's record (see 'orchestra show').
+    the task's record (see 'orchestra show'). Exits with claude's own status when that
+    is not 0 (1 when a signal ended it).
     """
     from orchestra.ui import term  # shutil and co.: ~4 ms off --help and completion
 
@@ -565,6 +566,10 @@ def attach(ctx: click.Context, task_id: str, stop: bool) -> int:
         click.echo(f"{session.task.id}: {record['commits']} new commit(s) on {session.task.branch}")
     else:
         click.echo(f"{session.task.id}: nothing changed on {session.task.branch}")
+    if code:
+        # What the person's session did is recorded all the same; a script must still see it failed.
+        click.echo(f"{session.task.id}: claude exited with status {code}", err=True)
+        return code if 0 < code < 256 else EXIT_FAILED
     return EXIT_OK
 
 
