@@ -431,14 +431,12 @@ def _check_branches(paths: Paths, store: Store, tasks: dict[str, Task], report: 
         events = [e.get("event") for e in store.events(task.id)]
         decided = [e for e in events if e in ("branch_deleted", "branch_kept")]
         if "started" in events and (not decided or decided[-1] != "branch_deleted"):
+            path = paths.worktree(task.id)
+            note = "its commits are gone from git unless another branch has them"
+            if task.branch in workspace.unsaved_commits(paths.root, path):
+                note = f"its commits are still in its checkout {path}; {_bring_home(task, path)}"
             report.findings.append(
-                Finding(
-                    "branch_missing",
-                    task.id,
-                    f"branch {task.branch} does not exist",
-                    False,
-                    note="its commits are gone from git unless another branch has them",
-                )
+                Finding("branch_missing", task.id, f"branch {task.branch} does not exist", False, note=note)
             )
 
 
@@ -463,7 +461,11 @@ def _check_work_not_home(paths: Paths, tasks: dict[str, Task], report: DoctorRep
                         task.id,
                         f"its checkout {path} has commits that are not in the main repository (on {', '.join(unsaved[:3])})",
                         False,
-                        note=f"the task's error says why; 'orchestra retry {task.id}' brings them home once that is solved",
+                        note=(
+                            f"the task's error says why; {_bring_home(task, path)} once that is solved"
+                            if task.error
+                            else _bring_home(task, path)
+                        ),
                     )
                 )
         if task.branch_sha:
@@ -487,6 +489,16 @@ def _check_work_not_home(paths: Paths, tasks: dict[str, Task], report: DoctorRep
                     note=f"'git reflog {branch}' shows who moved it",
                 )
             )
+
+
+def _bring_home(task: Task, path: Path) -> str:
+    """The command that brings a finished task's commits home from its checkout: the end of a run
+    does, and a succeeded task is continued with a reply, never retried."""
+    if task.state != State.SUCCEEDED:
+        return f"'orchestra retry {task.id}' brings them home"
+    if task.session_id:
+        return f"'orchestra respond {task.id} TEXT' continues its session and brings them home when that run ends"
+    return f"'git fetch {path} {task.branch}:{task.branch}' in the main repository brings them home"
 
 
 def _check_main_refs(ctx: Context, tasks: dict[str, Task], report: DoctorReport) -> None:
