@@ -22,6 +22,7 @@ from orchestra.agent import claude, sandbox
 from orchestra.core.errors import OrchestraError, SchedulerBusy
 from orchestra.core.task import State, Task
 from orchestra.engine import recovery, refguard
+from orchestra.engine import tasks as task_cases
 from orchestra.engine.context import Context
 from orchestra.engine.scheduler import Scheduler  # doctor --fix borrows the scheduler's lock and runners
 from orchestra.engine.tempfiles import stale_temp_files
@@ -434,7 +435,7 @@ def _check_branches(paths: Paths, store: Store, tasks: dict[str, Task], report: 
             path = paths.worktree(task.id)
             note = "its commits are gone from git unless another branch has them"
             if task.branch in workspace.unsaved_commits(paths.root, path):
-                note = f"its commits are still in its checkout {path}; {_bring_home(task, path)}"
+                note = f"its commits are still in its checkout {path}; {task_cases.bring_home_advice(task, path)}"
             report.findings.append(
                 Finding("branch_missing", task.id, f"branch {task.branch} does not exist", False, note=note)
             )
@@ -462,9 +463,9 @@ def _check_work_not_home(paths: Paths, tasks: dict[str, Task], report: DoctorRep
                         f"its checkout {path} has commits that are not in the main repository (on {', '.join(unsaved[:3])})",
                         False,
                         note=(
-                            f"the task's error says why; {_bring_home(task, path)} once that is solved"
+                            f"the task's error says why; {task_cases.bring_home_advice(task, path)} once that is solved"
                             if task.error
-                            else _bring_home(task, path)
+                            else task_cases.bring_home_advice(task, path)
                         ),
                     )
                 )
@@ -489,16 +490,6 @@ def _check_work_not_home(paths: Paths, tasks: dict[str, Task], report: DoctorRep
                     note=f"'git reflog {branch}' shows who moved it",
                 )
             )
-
-
-def _bring_home(task: Task, path: Path) -> str:
-    """The command that brings a finished task's commits home from its checkout: the end of a run
-    does, and a succeeded task is continued with a reply, never retried."""
-    if task.state != State.SUCCEEDED:
-        return f"'orchestra retry {task.id}' brings them home"
-    if task.session_id:
-        return f"'orchestra respond {task.id} TEXT' continues its session and brings them home when that run ends"
-    return f"'git fetch {path} {task.branch}:{task.branch}' in the main repository brings them home"
 
 
 def _check_main_refs(ctx: Context, tasks: dict[str, Task], report: DoctorReport) -> None:

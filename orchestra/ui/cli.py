@@ -904,13 +904,7 @@ def cleanup_cmd(ctx: click.Context, dry_run: bool, force: bool, as_json: bool) -
     """Remove worktrees of finished tasks, and their branches once merged."""
     from orchestra.ui.views import cleanup_text  # ~35 ms off --help and completion
 
-    orch = _orchestra(ctx)
-    if force and not dry_run and not as_json:
-        preview = orch.cleanup(dry_run=True, force=True)
-        if preview.would_lose:
-            click.echo(cleanup_text(preview).split("\n\n", 1)[-1])
-            click.echo("")
-    report = orch.cleanup(dry_run=dry_run, force=force)
+    report = _orchestra(ctx).cleanup(dry_run=dry_run, force=force)
     if as_json:
         _echo_json(report.to_dict())
     else:
