@@ -389,6 +389,19 @@ def _kill_leftover_agents(repo: Path) -> None:
                     pass
 
 
+def processes_running(argv: list[str]) -> list[int]:
+    """Pids whose command line is exactly `argv` (a gate may run in a sandbox's own pid namespace)."""
+    want = "\0".join(argv) + "\0"
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes().decode(errors="replace") == want:
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
 def plant_half_made_worktree(repo: Path, name: str, wt: Path) -> Path:
     """What a `git worktree add` killed while writing its metadata leaves: locked, empty commondir."""
     admin = repo / ".git" / "worktrees" / name

@@ -11,9 +11,8 @@ import secrets
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
-from conftest import ROOT, git
+from conftest import ROOT, git, processes_running
 
 MERGER = """
 import sys, time
@@ -46,19 +45,6 @@ def test_a_scheduler_leaves_a_running_manual_merge_to_its_process(orch):
     assert orch.state(tid) != "running"
 
 
-def _processes_running(argv: list[str]) -> list[int]:
-    """Pids whose command line is exactly `argv` (the gate may run in a sandbox's own pid namespace)."""
-    want = "\0".join(argv) + "\0"
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and (proc / "cmdline").read_bytes().decode(errors="replace") == want:
-                found.append(int(proc.name))
-        except OSError:
-            continue
-    return found
-
-
 def test_ctrl_c_during_the_gate_cancels_the_merge_and_no_scheduler_finishes_it(orch):
     tid = orch.submit("work\n@fake write b.txt b\n@fake commit add b")
     orch.work()
@@ -67,13 +53,13 @@ def test_ctrl_c_during_the_gate_cancels_the_merge_and_no_scheduler_finishes_it(o
     gate = ["sleep", f"300.{secrets.randbelow(10**9)}"]
     orch.run("config", "set", "gate", " ".join(gate), check=True)
     merger = orch.popen("merge", tid)
-    orch.wait_for(lambda: merger.poll() is not None or _processes_running(gate), what="the gate to start")
+    orch.wait_for(lambda: merger.poll() is not None or processes_running(gate), what="the gate to start")
     assert merger.poll() is None, merger.communicate()
     os.killpg(merger.pid, signal.SIGINT)  # what the terminal does on Ctrl-C; the gate has its own session
     out, err = merger.communicate(timeout=60)
     assert merger.returncode == 130, (out, err)
     assert out == "" and len(err.splitlines()) == 1 and "nothing was merged into main" in err, err
-    assert _processes_running(gate) == [], "the gate kept running after Ctrl-C"
+    assert processes_running(gate) == [], "the gate kept running after Ctrl-C"
     merges = json.loads(orch.run("list", "--merges", "--json", check=True).stdout)
     assert [m["state"] for m in merges] == ["cancelled"]
     orch.submit("something else")
