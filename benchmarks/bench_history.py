@@ -306,7 +306,9 @@ def measure_size(
         subprocess.run(orchestra_argv("status", "--json"), cwd=repo, env=env, capture_output=True, check=True).stdout
     )["counts"]
     total = sum(counts.values())
-    files = sum(1 for _ in os.scandir(state / "tasks"))
+    # Task files as every reader counts them: not the temp file of an atomic write (the MCP server just
+    # asked may still be rewriting a task it found dead, or have been stopped in the middle of it).
+    files = sum(1 for e in os.scandir(state / "tasks") if e.name.endswith(".json") and not e.name.startswith("."))
     if not (listed == total == files):
         raise BenchError(f"at {n}: list --json printed {listed}, status counts {total}, {files} task files")
     listing.unlink()

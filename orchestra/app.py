@@ -386,9 +386,10 @@ class Orchestra:
         return workflows.tasks_of(self.ctx, wf)
 
     def wait_workflow(self, ref: str, timeout: float | None = None, poll: float = 0.3) -> tuple[Workflow, bool]:
-        """Block until the workflow stops running or one of its tasks needs a person.
+        """Block until the workflow stops running or needs a person.
 
-        Returns the workflow and whether a task of it is awaiting input.
+        Returns the workflow and whether it waits for a person: a task of it is awaiting
+        input, or its merge awaits approval (`awaiting_merge`), both answered by a person.
         """
         from orchestra.engine import workflows  # with merge, push and forge: ~10 ms that status and list skip
 
@@ -397,7 +398,9 @@ class Orchestra:
         while True:
             wf = workflows.get(self.ctx, wf_id)
             live = self.ctx.store.live()  # a task waiting for a person is live
-            waiting = any((live.get(tid) or {}).get("state") == "awaiting_input" for tid in wf.task_ids())
+            waiting = wf.state == "awaiting_merge" or any(
+                (live.get(tid) or {}).get("state") == "awaiting_input" for tid in wf.task_ids()
+            )
             if wf.state not in ("running",) or waiting or (deadline and time.monotonic() >= deadline):
                 return wf, waiting
             time.sleep(poll)

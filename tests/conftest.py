@@ -285,6 +285,26 @@ class Orch:
         self.procs.append(proc)
         return proc
 
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        """`python -m orchestra ARGS` started in its own session, not awaited (stdout and stderr piped).
+
+        SIGINT is as a shell leaves it for the programs it starts: a test run in the
+        background inherits it ignored, and no Ctrl-C (`os.killpg(proc.pid, SIGINT)`) would reach it.
+        """
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "orchestra", *args],
+            cwd=self.repo,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        self.procs.append(proc)
+        return proc
+
     def wait_for(self, predicate: Any, timeout: float = 30, what: str = "condition") -> Any:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -303,8 +323,9 @@ class Orch:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
         _kill_leftover_agents(self.repo)
 
     def invocations(self) -> list[dict[str, Any]]:
@@ -366,6 +387,19 @@ def _kill_leftover_agents(repo: Path) -> None:
                     os.kill(int(name), signal.SIGKILL)
                 except OSError:
                     pass
+
+
+def processes_running(argv: list[str]) -> list[int]:
+    """Pids whose command line is exactly `argv` (a gate may run in a sandbox's own pid namespace)."""
+    want = "\0".join(argv) + "\0"
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes().decode(errors="replace") == want:
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
 
 
 def plant_half_made_worktree(repo: Path, name: str, wt: Path) -> Path:

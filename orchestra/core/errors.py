@@ -53,6 +53,12 @@ class BadUsage(InvalidInput):
     exit_code = EXIT_USAGE
 
 
+class Interrupted(OrchestraError):
+    """Ctrl-C stopped a command that has settled what it was doing; the message says where things stand."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
 class InvalidTransition(OrchestraError):
     pass
 

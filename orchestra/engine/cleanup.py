@@ -13,9 +13,10 @@ from typing import Any
 from orchestra.core.crashpoints import crash_point
 from orchestra.core.errors import OrchestraError
 from orchestra.core.task import Task
+from orchestra.engine import tasks as task_cases
 from orchestra.engine.changes import default_target
 from orchestra.engine.context import Context
-from orchestra.git import refs, worktrees
+from orchestra.git import refs, workspace, worktrees
 from orchestra.store import workflows as records
 from orchestra.store.locks import exclusive
 
@@ -30,9 +31,12 @@ class CleanupReport:
 
     @property
     def would_lose(self) -> list[dict[str, Any]]:
-        """What a forced cleanup throws away (or, without --force, what it keeps for that reason)."""
+        """What a forced cleanup throws away (or, without --force, what it keeps for that reason).
+
+        A forced run loses only what it removed: what it kept anyway (git refused) is not lost.
+        """
         items = [i for i in self.removed_worktrees + self.deleted_branches if i.get("lost")]
-        return items + [k for k in self.kept if k.get("lost")]
+        return items if self.force else items + [k for k in self.kept if k.get("lost")]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +109,15 @@ def _cleanup_worktree(root: Path, t: Task, path: Path, report: CleanupReport, fo
     if path.is_symlink():
         # Not ours any more: removing "through" it could delete whatever it points at.
         report.kept.append({**item, "what": "worktree", "reason": "is a symlink; orchestra does not follow it"})
+        return
+    unsaved = workspace.unsaved_commits(root, path)
+    if unsaved:
+        # Never removed, not even with --force: the dry run must say so too, and what is at stake.
+        reason = (
+            f"has commits the main repository does not have (on {', '.join(unsaved[:3])}); "
+            f"{task_cases.bring_home_advice(t, path)}"
+        )
+        report.kept.append({**item, "what": "worktree", "reason": reason, "unsaved": workspace.unsaved_log(root, path)})
         return
     dirty = worktrees.uncommitted(path, untracked=True)
     if dirty:

@@ -22,6 +22,7 @@ from orchestra.agent import claude, sandbox
 from orchestra.core.errors import OrchestraError, SchedulerBusy
 from orchestra.core.task import State, Task
 from orchestra.engine import recovery, refguard
+from orchestra.engine import tasks as task_cases
 from orchestra.engine.context import Context
 from orchestra.engine.scheduler import Scheduler  # doctor --fix borrows the scheduler's lock and runners
 from orchestra.engine.tempfiles import stale_temp_files
@@ -431,14 +432,12 @@ def _check_branches(paths: Paths, store: Store, tasks: dict[str, Task], report: 
         events = [e.get("event") for e in store.events(task.id)]
         decided = [e for e in events if e in ("branch_deleted", "branch_kept")]
         if "started" in events and (not decided or decided[-1] != "branch_deleted"):
+            path = paths.worktree(task.id)
+            note = "its commits are gone from git unless another branch has them"
+            if task.branch in workspace.unsaved_commits(paths.root, path):
+                note = f"its commits are still in its checkout {path}; {task_cases.bring_home_advice(task, path)}"
             report.findings.append(
-                Finding(
-                    "branch_missing",
-                    task.id,
-                    f"branch {task.branch} does not exist",
-                    False,
-                    note="its commits are gone from git unless another branch has them",
-                )
+                Finding("branch_missing", task.id, f"branch {task.branch} does not exist", False, note=note)
             )
 
 
@@ -463,7 +462,11 @@ def _check_work_not_home(paths: Paths, tasks: dict[str, Task], report: DoctorRep
                         task.id,
                         f"its checkout {path} has commits that are not in the main repository (on {', '.join(unsaved[:3])})",
                         False,
-                        note=f"the task's error says why; 'orchestra retry {task.id}' brings them home once that is solved",
+                        note=(
+                            f"the task's error says why; {task_cases.bring_home_advice(task, path)} once that is solved"
+                            if task.error
+                            else task_cases.bring_home_advice(task, path)
+                        ),
                     )
                 )
         if task.branch_sha:

@@ -107,19 +107,20 @@ def run_gate(ctx: Context, command: str, cwd: Path, label: str, source: str, int
             code = proc.wait(timeout=ctx.config.gate_timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
-            processes.kill_descendants(proc.pid)
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
+            _end_gate(proc)
             code = proc.wait()
-        # Whatever the gate started and left behind (a setsid daemon) ends with it.
-        for pid in processes.with_marker(GATE_MARKER, marker):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-    shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException:  # Ctrl-C: the gate has its own session, so the terminal's signal never reached it
+            _end_gate(proc)
+            proc.wait()
+            raise
+        finally:
+            # Whatever the gate started and left behind (a setsid daemon) ends with it.
+            for pid in processes.with_marker(GATE_MARKER, marker):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            shutil.rmtree(tmp, ignore_errors=True)
     tail = [mask_secrets(line) for line in _tail_lines(log_path, GATE_TAIL_LINES)]
     return {
         "command": command,
@@ -128,6 +129,14 @@ def run_gate(ctx: Context, command: str, cwd: Path, label: str, source: str, int
         "log": str(log_path),
         "tail": tail,
     }
+
+
+def _end_gate(proc: subprocess.Popen[bytes]) -> None:
+    processes.kill_descendants(proc.pid)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def _tail_lines(path: Path, lines: int) -> list[str]:

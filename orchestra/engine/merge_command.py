@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestra.core.errors import InvalidInput, OrchestraError, TaskNotFound
-from orchestra.core.task import MergeSpec, State
+from orchestra.core.errors import Interrupted, InvalidInput, OrchestraError, TaskNotFound
+from orchestra.core.task import MergeSpec, State, Task
 from orchestra.core.values import known_merge_strategy
+from orchestra.core.workflow import Workflow
 from orchestra.engine import agentless, workflows
 from orchestra.engine.changes import default_target
 from orchestra.engine.context import Context
 from orchestra.engine.merge import run_merge_task, start_resolve
-from orchestra.git import refs
+from orchestra.git import merging, refs
 from orchestra.git.merging import MergeResult
 from orchestra.store import workflows as records
 
@@ -78,6 +79,8 @@ def manual(ctx: Context, ref: str, *, into: str | None, strategy: str | None, re
             records.save(ctx.store, wf)
     try:
         result = run_merge_task(ctx, task)
+    except KeyboardInterrupt:
+        raise _interrupted(ctx, task, wf, source, target) from None
     except OrchestraError as exc:
         agentless.finish_agentless(ctx, task.id, str(exc), "")
         if wf is not None:
@@ -98,6 +101,45 @@ def manual(ctx: Context, ref: str, *, into: str | None, strategy: str | None, re
     if wf is not None:
         workflows.advance(ctx, wf.id)
     return result
+
+
+def _interrupted(ctx: Context, task: Task, wf: Workflow | None, source: Task, target: str) -> Interrupted:
+    """Ctrl-C during a person's merge: settle its record now, so that no scheduler finishes it later.
+
+    The gate and the scratch checkout have ended with the interrupted call. Had the target
+    already moved, the merge is recorded as done; otherwise its record is cancelled, and a
+    workflow's merge step is dropped again, so the workflow is back where it was.
+    """
+    if _landed(ctx, source, target):
+        result = run_merge_task(ctx, task)  # up to date now: records the merge without running the gate
+        agentless.finish_agentless(ctx, task.id, None, result.message, merge_result=result.to_dict())
+        if wf is not None:
+            workflows.advance(ctx, wf.id)
+        return Interrupted(f"interrupted, but {source.branch} was already merged into {target} (merge {task.id})")
+    why = f"interrupted (Ctrl-C); nothing was merged into {target}"
+
+    def cancelled(t: Task) -> None:
+        if not t.state.final:
+            t.finish(State.CANCELLED, why)
+
+    ctx.store.update(task.id, cancelled, "cancelled", reason=why)
+    if wf is not None:
+        with ctx.store.locked():
+            current = records.load(ctx.store, wf.id)
+            current.instances = [i for i in current.instances if i["task"] != task.id]
+            records.save(ctx.store, current)
+        workflows.advance(ctx, wf.id)
+    return Interrupted(f"{why}; merge {task.id} is cancelled")
+
+
+def _landed(ctx: Context, source: Task, target: str) -> bool:
+    source_sha = refs.branch_head(ctx.root, source.branch) if source.branch else None
+    target_sha = refs.branch_head(ctx.root, target)
+    if source_sha is None or target_sha is None:
+        return False
+    return refs.is_ancestor(ctx.root, source_sha, target_sha) or bool(
+        merging.squash_of(ctx.root, target_sha, source_sha)
+    )
 
 
 def _approve(ctx: Context, wf: Any) -> MergeResult:

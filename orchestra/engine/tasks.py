@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from orchestra.core.errors import BadUsage, CorruptTaskFile, InvalidInput, OrchestraError, TaskNotFound
@@ -408,6 +409,16 @@ def stop_all(ctx: Context) -> list[Task]:
             except InvalidInput:
                 continue  # it ended meanwhile
     return stopped
+
+
+def bring_home_advice(task: Task, path: Path) -> str:
+    """The command that brings a finished task's commits home from its checkout: the end of a run
+    does, and a succeeded task is continued with a reply, never retried."""
+    if task.state != State.SUCCEEDED:
+        return f"'orchestra retry {task.id}' brings them home"
+    if task.session_id:
+        return f"'orchestra respond {task.id} TEXT' continues its session and brings them home when that run ends"
+    return f"'git fetch {path} {task.branch}:{task.branch}' in the main repository brings them home"
 
 
 def _reopening(ctx: Context) -> Callable[[Task], None]:

@@ -597,3 +597,20 @@ def unsaved_commits(repo: Path, path: Path) -> list[str]:
         ).stdout.strip():
             unsaved.add(sha)
     return sorted(name for name, sha in tips.items() if sha in unsaved)
+
+
+def unsaved_log(repo: Path, path: Path, limit: int = 20) -> list[str]:
+    """The commits (`%h %s`, newest first) that removing a task repository would lose: those on its
+    branches past where the main repository's same branch (else its HEAD) stands."""
+    lines: list[str] = []
+    for branch in unsaved_commits(repo, path):
+        stops = [sha for sha in (_main_tip(repo, branch), _main_tip_of_head(repo)) if sha]
+        known = [sha for sha in stops if git(path, "cat-file", "-e", f"{sha}^{{commit}}", check=False).returncode == 0]
+        args = ["log", "--format=%h %s", f"--max-count={limit}", f"refs/heads/{branch}"]
+        lines += git(path, *args, *(["--not", known[0]] if known else []), "--", check=False).stdout.splitlines()
+    return lines[:limit]
+
+
+def _main_tip_of_head(repo: Path) -> str | None:
+    proc = git(repo, "rev-parse", "--verify", "--quiet", "HEAD^{commit}", check=False)
+    return (proc.stdout.strip() or None) if proc.returncode == 0 else None

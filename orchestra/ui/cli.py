@@ -562,7 +562,8 @@ def attach(ctx: click.Context, task_id: str, stop: bool) -> int:
     Runs `claude --resume SESSION` there for a task that has ended or waits for you (a
     waiting agent is stopped first; a running one only with --stop). When you leave the
     session, what changed is committed on the task's branch and the session is noted in
-    the task's record (see 'orchestra show').
+    the task's record (see 'orchestra show'). Exits with claude's own status when that
+    is not 0 (1 when a signal ended it).
     """
     from orchestra.ui import term  # shutil and co.: ~4 ms off --help and completion
 
@@ -579,6 +580,10 @@ def attach(ctx: click.Context, task_id: str, stop: bool) -> int:
         click.echo(f"{session.task.id}: {record['commits']} new commit(s) on {session.task.branch}")
     else:
         click.echo(f"{session.task.id}: nothing changed on {session.task.branch}")
+    if code:
+        # What the person's session did is recorded all the same; a script must still see it failed.
+        click.echo(f"{session.task.id}: claude exited with status {code}", err=True)
+        return code if 0 < code < 256 else EXIT_FAILED
     return EXIT_OK
 
 
@@ -820,18 +825,15 @@ def workflow_list(ctx: click.Context, as_json: bool) -> int:
 @click.option("--timeout", metavar="DURATION", help="Give up after this long (exit 124).")
 @click.pass_context
 def workflow_wait(ctx: click.Context, workflow_id: str, timeout: str | None) -> int:
-    """Block until the workflow ends; exit 0 only if it succeeded (3: a step waits for you)."""
+    """Block until the workflow ends; exit 0 only if it succeeded (3: a step or its merge waits for you)."""
     from orchestra.ui.views import printable  # ~35 ms off --help and completion
 
     limit = parse_duration(timeout, "timeout") if timeout else None
     wf, waiting = _orchestra(ctx).wait_workflow(workflow_id, timeout=limit)
-    click.echo(
-        printable(
-            f"{wf.id} {wf.state}"
-            + (f": {wf.error}" if wf.error else "")
-            + (" (a step waits for input)" if waiting else "")
-        )
-    )
+    note = " (a step waits for input)" if waiting else ""
+    if wf.state == "awaiting_merge":
+        note = f" (its merge waits for your approval: 'orchestra merge {wf.id}')"
+    click.echo(printable(f"{wf.id} {wf.state}" + (f": {wf.error}" if wf.error else "") + note))
     if waiting:
         return EXIT_AWAITING_INPUT
     if wf.state == "running":
@@ -941,13 +943,7 @@ def cleanup_cmd(ctx: click.Context, dry_run: bool, force: bool, as_json: bool) -
     """Remove worktrees of finished tasks, and their branches once merged."""
     from orchestra.ui.views import cleanup_text  # ~35 ms off --help and completion
 
-    orch = _orchestra(ctx)
-    if force and not dry_run and not as_json:
-        preview = orch.cleanup(dry_run=True, force=True)
-        if preview.would_lose:
-            click.echo(cleanup_text(preview).split("\n\n", 1)[-1])
-            click.echo("")
-    report = orch.cleanup(dry_run=dry_run, force=force)
+    report = _orchestra(ctx).cleanup(dry_run=dry_run, force=force)
     if as_json:
         _echo_json(report.to_dict())
     else:

@@ -668,15 +668,16 @@ def cleanup_text(report: Any) -> str:
     for k in report.kept:
         name = k.get("branch") or k.get("path")
         lines.append(f"kept {k['what']} {name}: {k['reason']}")
+        lines += [f"  {entry}" for entry in k.get("unsaved", [])]
     lost = report.would_lose
     if lost:
-        lines.append("")
-        lines.append(
-            "would be lost with --force:" if not report.force else ("would lose:" if report.dry_run else "lost:")
-        )
+        heading = "would be lost with --force:" if not report.force else ("would lose:" if report.dry_run else "lost:")
+        listed = [heading]
         for item in lost:
-            lines.append(f"  {item.get('branch') or item.get('path')}")
-            lines += [f"    {entry}" for entry in item["lost"]]
+            listed.append(f"  {item.get('branch') or item.get('path')}")
+            listed += [f"    {entry}" for entry in item["lost"]]
+        # What --force throws away comes first, before the lines of what it removed.
+        lines = [*listed, "", *lines] if report.force else [*lines, "", *listed]
     return "\n".join(lines) if lines else "nothing to clean up"
 
 

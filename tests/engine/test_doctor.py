@@ -197,3 +197,30 @@ def test_a_shared_remote_that_a_node_or_the_coordinator_cannot_read_is_named_whe
     here = _survey()
     here["coordinator"] = {**here["coordinator"], "remote_error": "git ls-remote ssh://h/r failed: denied"}
     assert [(f.kind, f.subject) for f in cluster_findings(here, "off")] == [("cluster_remote", "coordinator")]
+
+
+def _notes(report: dict, kind: str) -> list[str]:
+    return [f["note"] for f in report["findings"] if f["kind"] == kind]
+
+
+def test_commits_left_in_a_succeeded_tasks_checkout_come_home_as_doctor_advises(orch):
+    tid = orch.submit("work\n@fake write a.txt a\n@fake commit Add a")
+    assert orch.work().returncode == 0 and orch.state(tid) == "succeeded"
+    task = orch.show(tid)
+    checkout, branch = Path(task["worktree"]), task["branch"]
+    git(checkout, "commit", "-q", "--allow-empty", "-m", "by hand")
+    _, report = _doctor(orch)
+    [note] = _notes(report, "work_not_home")
+    advice = f"'orchestra respond {tid} TEXT' continues its session and brings them home when that run ends"
+    assert note == advice
+    # Its branch deleted too: the commits are not gone, the checkout still has them.
+    git(orch.repo, "branch", "-D", branch)
+    _, report = _doctor(orch)
+    assert _notes(report, "branch_missing") == [f"its commits are still in its checkout {checkout}; {advice}"]
+    # The advice works (a retry of a succeeded task is refused).
+    assert "submit a new task" in orch.run("retry", tid).stderr
+    orch.run("respond", "--no-start", tid, "go on", check=True)
+    assert orch.work().returncode == 0 and orch.state(tid) == "succeeded"
+    assert "by hand" in git(orch.repo, "log", "--format=%s", branch).splitlines()
+    code, report = _doctor(orch)
+    assert code == 0 and report["findings"] == [], report["findings"]

@@ -6,8 +6,11 @@ approves. Real repositories, the real scheduler and the fake claude.
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import signal
 
-from conftest import git
+from conftest import git, processes_running
 
 APPROVE = '{"verdict": "approve", "comments": [], "summary": "Looks right."}'
 REQUEST = (
@@ -39,7 +42,9 @@ def _approval_then_merge(orch, *start_args: str) -> None:
     assert f"approve: orchestra merge {wf_id}" in waiting
     data = json.loads(orch.run("status", "--json", check=True).stdout)
     assert data["awaiting_merge"][0]["id"] == wf_id and data["awaiting_merge"][0]["summary"] == "+3 −0 · 2 files"
-    assert orch.run("workflow", "wait", wf_id, "--timeout", "1").stdout.startswith(f"{wf_id} awaiting_merge")
+    waited = orch.run("workflow", "wait", wf_id)
+    assert waited.returncode == 3, waited  # it waits for you, as the man page says, not "failed"
+    assert waited.stdout == f"{wf_id} awaiting_merge (its merge waits for your approval: 'orchestra merge {wf_id}')\n"
 
     approved = orch.run("merge", wf_id, "--no-start", check=True)
     assert approved.stdout.strip() == f"workflow {wf_id}: merge approved; its merge step runs now"
@@ -102,3 +107,22 @@ def test_the_unfinished_workflows_cache_is_rebuilt_and_checked_by_doctor(orch):
     assert _wf(orch, wf_id)["state"] == "succeeded"
     assert list(cache.iterdir()) == []  # a finished workflow leaves the cache
     assert json.loads(orch.run("doctor", "--json").stdout)["findings"] == []
+
+
+def test_ctrl_c_during_a_persons_merge_of_a_workflow_leaves_it_waiting_for_approval(orch):
+    wf_id = orch.run("workflow", "start", "--no-start", "--approve-merge", "feature", REQUEST, check=True).stdout
+    wf_id = wf_id.strip()
+    assert orch.work().returncode == 0 and _wf(orch, wf_id)["state"] == "awaiting_merge"
+    main_before = git(orch.repo, "rev-parse", "main")
+    gate = ["sleep", f"300.{secrets.randbelow(10**9)}"]
+    orch.run("config", "set", "gate", " ".join(gate), check=True)
+    merger = orch.popen("merge", wf_id, "--strategy", "squash")  # a strategy of its own: merged here, now
+    orch.wait_for(lambda: merger.poll() is not None or processes_running(gate), what="the gate to start")
+    os.killpg(merger.pid, signal.SIGINT)
+    out, err = merger.communicate(timeout=60)
+    assert merger.returncode == 130 and "nothing was merged into main" in err, (out, err)
+    assert not processes_running(gate)
+    wf = _wf(orch, wf_id)
+    assert wf["state"] == "awaiting_merge" and "merge" not in {i["step"] for i in wf["instances"]}
+    assert orch.work().returncode == 0
+    assert _wf(orch, wf_id)["state"] == "awaiting_merge" and git(orch.repo, "rev-parse", "main") == main_before

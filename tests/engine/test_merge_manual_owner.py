@@ -5,12 +5,14 @@ then failed to record itself ("a queued task cannot become succeeded")."""
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 
-from conftest import ROOT
+from conftest import ROOT, git, processes_running
 
 MERGER = """
 import sys, time
@@ -41,3 +43,26 @@ def test_a_scheduler_leaves_a_running_manual_merge_to_its_process(orch):
         merger.wait()
     orch.work()  # the merging process is gone: now the record is settled
     assert orch.state(tid) != "running"
+
+
+def test_ctrl_c_during_the_gate_cancels_the_merge_and_no_scheduler_finishes_it(orch):
+    tid = orch.submit("work\n@fake write b.txt b\n@fake commit add b")
+    orch.work()
+    assert orch.state(tid) == "succeeded"
+    main_before = git(orch.repo, "rev-parse", "main")
+    gate = ["sleep", f"300.{secrets.randbelow(10**9)}"]
+    orch.run("config", "set", "gate", " ".join(gate), check=True)
+    merger = orch.popen("merge", tid)
+    orch.wait_for(lambda: merger.poll() is not None or processes_running(gate), what="the gate to start")
+    assert merger.poll() is None, merger.communicate()
+    os.killpg(merger.pid, signal.SIGINT)  # what the terminal does on Ctrl-C; the gate has its own session
+    out, err = merger.communicate(timeout=60)
+    assert merger.returncode == 130, (out, err)
+    assert out == "" and len(err.splitlines()) == 1 and "nothing was merged into main" in err, err
+    assert processes_running(gate) == [], "the gate kept running after Ctrl-C"
+    merges = json.loads(orch.run("list", "--merges", "--json", check=True).stdout)
+    assert [m["state"] for m in merges] == ["cancelled"]
+    orch.submit("something else")
+    assert orch.work().returncode == 0  # a later scheduler leaves the cancelled merge alone
+    assert git(orch.repo, "rev-parse", "main") == main_before
+    assert orch.state(merges[0]["id"]) == "cancelled" and not orch.show(tid)["merged"]

@@ -446,6 +446,28 @@ def test_cleanup_removes_merged_work_and_forces_only_with_a_list(orch):
     assert doctor.returncode == 0 and "branch_missing" not in doctor.stdout, doctor.stdout
 
 
+def test_cleanup_dry_run_says_what_the_real_run_does_with_commits_only_in_a_checkout(orch):
+    tid = orch.submit("work\n@fake write a.txt a\n@fake commit Add a")
+    assert orch.work().returncode == 0
+    task = orch.show(tid)
+    checkout, branch = Path(task["worktree"]), task["branch"]
+    git(checkout, "commit", "-q", "--allow-empty", "-m", "by hand")
+    by_hand = git(checkout, "rev-parse", "--short", "HEAD")
+    kept = (
+        f"kept worktree {checkout}: has commits the main repository does not have (on {branch}); "
+        f"'orchestra respond {tid} TEXT' continues its session and brings them home when that run ends\n"
+        f"  {by_hand} by hand\n"
+        f"kept branch {branch}: checked out in {checkout}\n"
+    )
+    for args in (("--dry-run",), ("--dry-run", "--force"), ("--force",)):
+        out = orch.run("cleanup", *args, check=True).stdout
+        assert out == kept, (args, out)  # no "would remove", no "would lose": what the real --force does
+    dry = json.loads(orch.run("cleanup", "--dry-run", "--force", "--json", check=True).stdout)
+    real = json.loads(orch.run("cleanup", "--force", "--json", check=True).stdout)
+    assert {**dry, "dry_run": False} == real and real["kept"][0]["unsaved"] == [f"{by_hand} by hand"]
+    assert checkout.is_dir() and git(orch.repo, "rev-parse", branch) == task["branch_sha"]
+
+
 def test_workflow_cancel_stops_live_steps_and_keeps_branches(orch):
     wf_id = start(
         orch, "feature", "Slow design.\n@fake if-role architect write notes.md draft\n@fake if-role architect sleep 60"

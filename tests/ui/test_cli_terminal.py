@@ -81,16 +81,7 @@ def test_status_watch_redraws_on_a_terminal_and_exits_0_on_ctrl_c(orch) -> None:
 
 def test_status_watch_in_a_pipe_prints_plain_frames_and_exits_0(orch) -> None:
     orch.submit("a queued task")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestra", "status", "--watch", "-n", "0.1"],
-        cwd=orch.repo,
-        env=orch.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_ctrl_c_interrupts,
-    )
+    proc = orch.popen("status", "--watch", "-n", "0.1")
     assert proc.stdout is not None
     frames = 0
     for line in proc.stdout:

@@ -100,6 +100,20 @@ def test_attach_resumes_the_session_then_commits_and_notes_it(orch, tmp_path: Pa
     assert len(orch.show(task["id"])["manual_sessions"]) == 2
 
 
+def test_attach_exits_with_claudes_failure_after_committing_what_changed(orch, tmp_path: Path):
+    task = _finished(orch)
+    orch.env["ORCHESTRA_CLAUDE"] = str(
+        _script(tmp_path / "claude", 'echo "by hand" > manual.txt\necho "session broke" >&2\nexit 3\n')
+    )
+    proc = orch.run("attach", task["id"])
+    assert proc.returncode == 3, proc
+    assert proc.stderr.endswith(f"{task['id']}: claude exited with status 3\n"), proc.stderr
+    head = git(orch.repo, "rev-parse", task["branch"])
+    assert proc.stdout == f"{task['id']}: committed your changes as {head[:10]} on {task['branch']}\n"
+    assert git(orch.repo, "show", f"{task['branch']}:manual.txt") == "by hand"
+    assert orch.show(task["id"])["manual_sessions"][0]["exit_code"] == 3
+
+
 def test_attach_refuses_a_running_task_unless_told_to_stop_it(orch, tmp_path: Path):
     tid = orch.submit("slow\n@fake write started.txt yes\n@fake sleep 60")
     orch.start_worker()
