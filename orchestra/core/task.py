@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import time
+import unicodedata
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
@@ -115,6 +116,8 @@ def validate_id(text: str) -> str:
 
 
 def slugify(text: str, limit: int = 40) -> str:
+    """An ASCII slug for a branch name; accented letters keep their base letter (`Ünïcödé` -> `unicode`)."""
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     slug = slug[:limit].rstrip("-")
     return slug or "task"
@@ -353,7 +356,7 @@ class Task:
     def request_cancel(self) -> None:
         """Queued tasks end at once; a live one is marked, and whoever watches its agent stops it."""
         if self.state.final:
-            raise InvalidInput(f"task {self.id} is already {self.state}")
+            raise InvalidInput(f"task {self.id} has already ended ({self.state}); there is nothing to cancel")
         if self.state == State.QUEUED:
             self.finish(State.CANCELLED, "cancelled")
         else:

@@ -259,6 +259,12 @@ def absolute_paths(value: object, what: str) -> list[str]:
                 f"invalid {what} entry {p!r}: use an absolute path or one under ~/, without globs or '..' "
                 "(Claude Code's sandbox ignores anything else)"
             )
+        if p.rstrip("/") in ("", "~"):
+            raise InvalidInput(
+                f"invalid {what} entry {p!r}: it would let agents write everywhere there, your repository "
+                'and orchestra\'s own state included; name the directories they need (set sandbox = "off" '
+                "to run them unconfined on purpose)"
+            )
     return paths
 
 

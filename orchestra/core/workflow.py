@@ -152,7 +152,7 @@ def comment_line(c: dict[str, Any]) -> str:
 def format_comments(reviews: list[dict[str, Any]]) -> str:
     lines = []
     for review in reviews:
-        lines.append(f"Review {review['step']} ({review.get('verdict')}): {review.get('summary') or '-'}")
+        lines.append(f"Step {review['step']} ({review.get('verdict')}): {review.get('summary') or '-'}")
         lines += [comment_line(c) for c in review.get("comments") or []]
     return "\n".join(lines)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestra.agent import claude, sandbox
+from orchestra.core.config import CLAUDE_ENV
 from orchestra.core.errors import OrchestraError, SchedulerBusy
 from orchestra.core.task import State, Task
 from orchestra.engine import recovery, refguard
@@ -147,9 +148,16 @@ def _check_claude(ctx: Context, report: DoctorReport) -> None:
                 binary,
                 str(exc),
                 False,
-                note=None if claude.INSTALL_HINT in str(exc) else "install Claude Code or set claude_binary",
+                note=None if claude.INSTALL_HINT in str(exc) else _claude_hint(),
             )
         )
+
+
+def _claude_hint() -> str:
+    """Where to change the binary: ORCHESTRA_CLAUDE, when set, wins over claude_binary."""
+    if os.environ.get(CLAUDE_ENV):
+        return f"fix or unset {CLAUDE_ENV} (it overrides claude_binary)"
+    return "install Claude Code or set claude_binary"
 
 
 def _check_executor(ctx: Context, report: DoctorReport) -> bool:

@@ -198,7 +198,7 @@ def cancel(ctx: Context, ref: str) -> Workflow:
     """Cancel every step still queued, running or waiting, and end the workflow; branches stay."""
     wf = get(ctx, ref)
     if wf.final:
-        raise InvalidInput(f"workflow {wf.id} is already {wf.state}")
+        raise InvalidInput(f"workflow {wf.id} has already ended ({wf.state}); there is nothing to cancel")
     for task_id in wf.task_ids():
         try:
             if not ctx.store.load(task_id).state.final:

@@ -910,7 +910,7 @@ def merge_cmd(
     if as_json:
         _echo_json(result.to_dict())
     else:
-        click.echo(merge_text(result), err=not (result.ok or result.resolve_task))
+        click.echo(merge_text(result, ref), err=not (result.ok or result.resolve_task))
     return EXIT_OK if result.ok or result.resolve_task else EXIT_FAILED
 
 

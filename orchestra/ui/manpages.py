@@ -32,7 +32,11 @@ EXIT_STATUS = [
     ),
     ("3", "wait: a task it waits for is awaiting input (a permission request or a question)."),
     ("124", "wait: the --timeout passed before the tasks ended."),
-    ("130", "Interrupted by Ctrl-C (except status --watch and logs --follow, which exit 0)."),
+    (
+        "130",
+        "Interrupted by Ctrl-C (except status --watch and logs --follow, which exit 0, and worker, which "
+        "stops cleanly and exits 0: its agents keep running and the next scheduler adopts them).",
+    ),
 ]
 
 ENVIRONMENT = [

@@ -640,7 +640,7 @@ def _instance_detail(task: Any) -> str:
 
 
 @_printable
-def merge_text(result: Any) -> str:
+def merge_text(result: Any, ref: str = "ID") -> str:
     lines = [result.message]
     if result.status == "conflict" and result.files:
         lines += ["conflicting files:", *[f"  {f}" for f in result.files]]
@@ -652,7 +652,7 @@ def merge_text(result: Any) -> str:
             "retries the merge after it"
         )
     elif result.status == "conflict":
-        lines.append("to let an implementer resolve it: orchestra merge ... --resolve")
+        lines.append(f"to let an implementer resolve it: orchestra merge {ref} --resolve")
     return "\n".join(lines)
 
 

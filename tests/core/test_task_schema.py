@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from orchestra.core.errors import InvalidInput
-from orchestra.core.task import SCHEMA_VERSION, MergeSpec, State, Task
+from orchestra.core.task import SCHEMA_VERSION, MergeSpec, State, Task, slugify
 
 VERDICT = {"verdict": "approve", "summary": "fine", "comments": []}
 
@@ -103,3 +103,16 @@ def test_files_that_cannot_be_a_task_are_refused(data, message):
 def test_ids_that_could_reach_a_path_are_refused():
     with pytest.raises(InvalidInput, match="invalid task id"):  # the store reports it as a corrupt file
         Task.from_dict({"id": "../../etc", "prompt": "p", "role": "r"})
+
+
+@pytest.mark.parametrize(
+    ("title", "slug"),
+    [
+        ("Fix the login bug", "fix-the-login-bug"),
+        ("Ünïcödé café résumé", "unicode-cafe-resume"),  # accents keep their letters
+        ("日本語だけ", "task"),  # nothing ASCII to keep
+        ("--force; rm -rf /", "force-rm-rf"),
+    ],
+)
+def test_branch_slugs_are_ascii_and_keep_accented_letters(title: str, slug: str) -> None:
+    assert slugify(title) == slug

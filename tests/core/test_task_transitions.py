@@ -51,7 +51,7 @@ def test_cancel_ends_a_queued_task_and_marks_a_running_one() -> None:
     running.claim(0)
     running.request_cancel()
     assert running.state == State.RUNNING and running.cancel_requested
-    with pytest.raises(InvalidInput, match="already cancelled"):
+    with pytest.raises(InvalidInput, match=r"already ended \(cancelled\)"):
         queued.request_cancel()
 
 

@@ -174,3 +174,11 @@ def test_bad_git_remotes_are_refused_in_one_line(bad, why):
 
 def test_git_remote_must_be_a_string():
     assert "expected a string" in refused(values.git_remote, 5, "ray_git_remote")
+
+
+@pytest.mark.parametrize("everywhere", ["/", "//", "~/"])
+def test_sandbox_writes_everywhere_are_refused_with_the_way_to_do_it_on_purpose(everywhere):
+    with pytest.raises(InvalidInput, match=r'write everywhere there.*sandbox = "off"'):
+        values.absolute_paths([everywhere], "sandbox_allow_write")
+    allowed = ["~/.cache/pip", "/opt/cache"]
+    assert values.absolute_paths(allowed, "sandbox_allow_write") == allowed

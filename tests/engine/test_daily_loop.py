@@ -102,6 +102,7 @@ def test_doctor_checks_that_claude_runs(orch, tmp_path: Path):
     assert proc.returncode == 1
     assert "problem  claude_does_not_run" in proc.stdout
     assert f"{broken} --version exited 9: node: bad option" in proc.stdout
+    assert "fix or unset ORCHESTRA_CLAUDE (it overrides claude_binary)" in proc.stdout  # not advice with no effect
     missing = orch.run_process("doctor", env={**orch.env, "ORCHESTRA_CLAUDE": "no-such-claude-here"})
     assert missing.returncode == 1 and "'no-such-claude-here' is not on PATH" in missing.stdout
     assert missing.stdout.count("install Claude Code") == 1, missing.stdout  # the advice once, not twice

@@ -74,7 +74,7 @@ def test_cancel_queued_and_running(orch):
     assert orch.show(queued)["attempts"] == 0
     # Cancelling again is refused with a reason; the branch of the cancelled run is kept.
     again = orch.run("cancel", blocker)
-    assert again.returncode == 1 and "already cancelled" in again.stderr
+    assert again.returncode == 1 and "already ended (cancelled)" in again.stderr
     assert git(orch.repo, "rev-parse", "--verify", orch.show(blocker)["branch"])
     worker.send_signal(signal.SIGTERM)
     worker.wait(timeout=10)

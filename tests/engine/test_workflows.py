@@ -258,6 +258,7 @@ def test_conflicting_plain_tasks(orch):
     second = orch.run("merge", b)
     assert second.returncode == 1
     assert "conflicts in 1 file(s): README.md" in second.stderr
+    assert f"to let an implementer resolve it: orchestra merge {b} --resolve" in second.stderr
     assert git(orch.repo, "rev-parse", "main") == squashed
     assert (orch.repo / "README.md").read_text() == "# demo\nA\n"
     ff = orch.run("merge", b, "--strategy", "ff-only")
@@ -495,6 +496,6 @@ def test_workflow_cancel_stops_live_steps_and_keeps_branches(orch):
     ended = orch.run("workflow", "wait", wf_id, "--timeout", "30")
     assert ended.returncode == 1 and f"{wf_id} cancelled" in ended.stdout
     again = orch.run("workflow", "cancel", wf_id)
-    assert again.returncode == 1 and "already cancelled" in again.stderr
+    assert again.returncode == 1 and "already ended (cancelled)" in again.stderr
     worker.terminate()
     worker.wait(timeout=10)

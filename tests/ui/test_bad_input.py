@@ -199,6 +199,10 @@ def test_a_refused_request_exits_1(orch):
     tid = orch.submit("queued")
     for args in (["respond", tid, "--allow"], ["show", "zzzzzz"], ["config", "set", "timeout", "soon"]):
         assert orch.run(*args).returncode == 1, args
+    orch.run("cancel", tid, check=True)
+    again = orch.run("cancel", tid)
+    assert again.returncode == 1
+    assert f"task {tid} has already ended (cancelled); there is nothing to cancel" in again.stderr
 
 
 @pytest.mark.parametrize("command", [["cancel"], ["queue", "remove"], ["retry"], ["stop"]])
