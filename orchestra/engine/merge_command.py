@@ -51,6 +51,16 @@ def manual(ctx: Context, ref: str, *, into: str | None, strategy: str | None, re
             target = refs.check_target(ctx.root, into) if into else wf.into
             if not target:
                 raise InvalidInput(f"workflow {wf.id} has no target branch: pass --into BRANCH")
+            if wf.state == "succeeded" and _landed(ctx, source, target):  # nothing to do: no second merge step
+                return MergeResult(
+                    "up_to_date",
+                    f"workflow {wf.id} is already merged into {target}; nothing was changed",
+                    source_branch=source.branch,
+                    into=target,
+                    strategy=strategy,
+                    source_task=source.id,
+                    workflow=wf.id,
+                )
             step_name: str = step.name
         else:
             assert task_id is not None

@@ -54,6 +54,10 @@ def _approval_then_merge(orch, *start_args: str) -> None:
     assert git(orch.repo, "rev-parse", "main") != main_before
     assert (orch.repo / "greeting.py").read_text() == "hi\n"
     assert "WAITING FOR YOU" not in orch.run("status", check=True).stdout
+    merged_at, steps = git(orch.repo, "rev-parse", "main"), len(wf["instances"])
+    again = orch.run("merge", wf_id, check=True)  # a second merge: says so, adds no step and no commit
+    assert again.stdout.strip() == f"workflow {wf_id} is already merged into main; nothing was changed"
+    assert len(_wf(orch, wf_id)["instances"]) == steps and git(orch.repo, "rev-parse", "main") == merged_at
 
 
 def test_approve_merge_flag_stops_the_workflow_until_a_person_merges(orch):
