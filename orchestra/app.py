@@ -418,10 +418,12 @@ class Orchestra:
         strategy: str | None = None,
         resolve: bool = False,
         start: bool | None = None,
+        by_person: bool = True,
     ) -> MergeResult:
+        """`by_person=False` for a model's request (MCP): a merge waiting for a person's approval is refused."""
         from orchestra.engine import merge_command  # merging's modules: only merge pays
 
-        result = merge_command.manual(self.ctx, ref, into=into, strategy=strategy, resolve=resolve)
+        result = merge_command.manual(self.ctx, ref, into=into, strategy=strategy, resolve=resolve, by_person=by_person)
         if result.resolve_task or result.status == "approved":
             self.autostart(start)
         return result

@@ -17,8 +17,13 @@ from orchestra.git.merging import MergeResult
 from orchestra.store import workflows as records
 
 
-def manual(ctx: Context, ref: str, *, into: str | None, strategy: str | None, resolve: bool) -> MergeResult:
-    """Merge a task's branch or a workflow's result now, in this process, recorded as a merge task."""
+def manual(
+    ctx: Context, ref: str, *, into: str | None, strategy: str | None, resolve: bool, by_person: bool = True
+) -> MergeResult:
+    """Merge a task's branch or a workflow's result now, in this process, recorded as a merge task.
+
+    A workflow stopped at `awaiting_merge` (merge_approval) waits for a person: a model's request
+    (`by_person=False`) neither approves it nor merges it, or its source task, another way."""
     strategy = known_merge_strategy(strategy or ctx.config.merge_strategy)
     wf_id = records.resolve(ctx.store, ref)
     try:
@@ -41,6 +46,8 @@ def manual(ctx: Context, ref: str, *, into: str | None, strategy: str | None, re
                 raise InvalidInput(f"workflow {wf.id} is still running; its merge step runs once the review approves")
             if wf.state == "cancelled":
                 raise InvalidInput(f"workflow {wf.id} was cancelled")
+            if wf.state == "awaiting_merge" and not by_person:
+                raise InvalidInput(_for_a_person(wf.id))
             if wf.state == "awaiting_merge" and not into and strategy == ctx.config.merge_strategy:
                 return _approve(ctx, wf)
             inst = wf.latest().get(step.on)
@@ -69,6 +76,10 @@ def manual(ctx: Context, ref: str, *, into: str | None, strategy: str | None, re
                 raise InvalidInput(f"task {source.id} is a {source.role} step and has no branch to merge")
             if source.state != State.SUCCEEDED:
                 raise InvalidInput(f"task {source.id} is {source.state}; only succeeded tasks are merged")
+            if source.workflow and not by_person:
+                owner = records.load(ctx.store, source.workflow)
+                if owner.state == "awaiting_merge":
+                    raise InvalidInput(_for_a_person(owner.id))
             target = refs.check_target(ctx.root, into) if into else default_target(ctx, source)
             step_name = "merge"
         task = agentless.new_agentless_task(
@@ -111,6 +122,13 @@ def manual(ctx: Context, ref: str, *, into: str | None, strategy: str | None, re
     if wf is not None:
         workflows.advance(ctx, wf.id)
     return result
+
+
+def _for_a_person(wf_id: str) -> str:
+    return (
+        f"workflow {wf_id} waits for a person to approve its merge (merge_approval); a person approves it "
+        f"with 'orchestra merge {wf_id}'"
+    )
 
 
 def _interrupted(ctx: Context, task: Task, wf: Workflow | None, source: Task, target: str) -> Interrupted:

@@ -361,7 +361,7 @@ def build_server(repo: Path) -> MCPServer:
         base: Annotated[str | None, _doc("A git ref to start from instead of HEAD.")] = None,
         into: Annotated[str | None, _doc("The branch the result is meant to merge into.")] = None,
         approve_merge: Annotated[
-            bool, _doc("Stop before the merge until a person approves it (the merge tool on the workflow).")
+            bool, _doc("Stop before the merge until a person approves it ('orchestra merge WF'; not over MCP).")
         ] = False,
     ) -> Result:
         """Start a workflow from a template: returns the workflow and the tasks it queued."""
@@ -425,8 +425,8 @@ def build_server(repo: Path) -> MCPServer:
         ] = None,
         resolve: Annotated[bool, _doc("On conflicts, queue an agent to resolve them.")] = False,
     ) -> Result:
-        """Merge a finished task's or workflow's branch (running the configured gate); conflicts are reported."""
-        done = _Background(lambda: core().merge(ref, into=into, strategy=strategy, resolve=resolve))
+        """Merge a finished task's or workflow's branch (behind the gate; conflicts are reported); not one waiting for a person's approval."""
+        done = _Background(lambda: core().merge(ref, into=into, strategy=strategy, resolve=resolve, by_person=False))
         if not done.wait(MAX_WAIT):
             text = (
                 f"the merge of {ref} is still running (a gate or another merge holds it); it finishes on its "

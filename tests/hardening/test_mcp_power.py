@@ -4,7 +4,9 @@ outside every permission prompt."""
 
 from __future__ import annotations
 
-from hardening_helpers import mcp_call, mcp_error, mcp_run
+import json
+
+from hardening_helpers import git, mcp_call, mcp_error, mcp_run
 
 PRIVILEGED = {
     "on_event": "touch pwned-on-event",
@@ -54,3 +56,43 @@ def test_mcp_cannot_change_settings_that_run_commands_or_widen_permissions(orch)
     # A person still changes them with the CLI.
     orch.run("config", "set", "gate", "pytest -q", check=True)
     assert orch.run("config", "get", "gate", check=True).stdout.strip() == "pytest -q"
+
+
+APPROVE = '{"verdict": "approve", "comments": [], "summary": "Looks right."}'
+FEATURE = (
+    "Add a greeting\n"
+    "@fake if-role implementer if-new write greeting.py hi\\n\n"
+    "@fake if-role implementer if-new commit Add greeting\n"
+    f"@fake if-role reviewer structured {APPROVE}\n"
+)
+
+
+def test_mcp_cannot_approve_a_merge_that_waits_for_a_person(orch):
+    """merge_approval is a person's setting, and so is the approval it waits for: a model told to by
+    something it read must not put agents' work on main, neither by the workflow nor by its task."""
+    orch.run("config", "set", "merge_approval", "true", check=True)
+    orch.run("config", "set", "autostart", "false", check=True)  # `serve` starts no scheduler of its own
+    wf_id = orch.run("workflow", "start", "--no-start", "feature", FEATURE, check=True).stdout.strip()
+    assert orch.work().returncode == 0
+    main_before = git(orch.repo, "rev-parse", "main")
+    wf = json.loads(orch.run("workflow", "show", wf_id, "--json", check=True).stdout)
+    assert wf["state"] == "awaiting_merge"
+    source = next(i["task"] for i in wf["instances"] if i["step"] == "implement")
+
+    async def scenario(session):
+        for args in (
+            {"ref": wf_id},
+            {"ref": wf_id, "strategy": "squash"},
+            {"ref": wf_id, "into": "main"},
+            {"ref": source},
+        ):
+            message = await mcp_error(session, "merge", **args)
+            assert f"a person approves it with 'orchestra merge {wf_id}'" in message, (args, message)
+
+    mcp_run(orch, scenario)
+    assert orch.work().returncode == 0
+    assert git(orch.repo, "rev-parse", "main") == main_before
+    assert json.loads(orch.run("workflow", "show", wf_id, "--json", check=True).stdout)["state"] == "awaiting_merge"
+    orch.run("merge", wf_id, "--no-start", check=True)  # a person approves
+    assert orch.work().returncode == 0
+    assert git(orch.repo, "rev-parse", "main") != main_before
