@@ -1231,6 +1231,8 @@ class RayExecutor:
         head, base = result.get("head"), result.get("base")
         if not head:
             return
+        if not isinstance(head, str) or not transport.is_commit_id(head):  # a node is told nothing it can name
+            raise OrchestraError(f"the node sent back {str(head)[:60]!r} as the branch's head, not a commit id")
         root = self.paths.root
         if result.get("pushed"):
             if not self._remote:

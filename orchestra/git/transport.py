@@ -33,6 +33,11 @@ def _is_sha(text: str) -> bool:
     return len(text) == 40 and set(text) <= _SHA
 
 
+def is_commit_id(text: str) -> bool:
+    """A full commit id, not a name git would resolve (`main`, `HEAD`, `-d`)."""
+    return _is_sha(text)
+
+
 # Remote helpers that run commands are off for these calls whatever the config says (ext:: is off for all).
 _REMOTE_GUARD = ("-c", "protocol.fd.allow=never", "-c", "protocol.ext.allow=never")
 _PUSH = ("push", "--quiet", "--no-verify", "--recurse-submodules=no")
