@@ -33,6 +33,7 @@ HARDENED_CONFIG: tuple[tuple[str, str], ...] = (
     ("advice.detachedHead", "false"),
     ("gc.auto", "0"),
     ("maintenance.auto", "false"),
+    ("submodule.recurse", "false"),  # never into a submodule a branch names (`git merge` has no flag for it)
 )
 # `git fetch` that moves no ref of its own (no FETCH_HEAD, no tags) and starts nothing else (submodules, gc).
 QUIET_FETCH: tuple[str, ...] = (

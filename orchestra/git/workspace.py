@@ -422,12 +422,10 @@ def catch_up(path: Path, branch: str, main_tip: str | None) -> None:
             f"branch {branch} moved in the main repository to {main_tip[:12]} and its checkout {path} has "
             f"other commits ({tip[:12]}); nothing was changed. Merge one into the other by hand"
         )
-    proc = git(path, "merge", "--quiet", "--ff-only", "--no-verify", "--no-recurse-submodules", main_tip, check=False)
+    proc = git(path, "merge", "--quiet", "--ff-only", "--no-verify", main_tip, check=False)
     if proc.returncode != 0:
-        raise GitError(
-            f"could not bring the checkout {path} up to {branch} at {main_tip[:12]}: "
-            f"{(proc.stderr or proc.stdout).strip()}"
-        )
+        why = ((proc.stderr or proc.stdout).strip().splitlines() or ["unknown error"])[0]
+        raise GitError(f"could not bring the checkout {path} up to {branch} at {main_tip[:12]}: {why}")
 
 
 @dataclass

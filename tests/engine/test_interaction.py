@@ -232,6 +232,22 @@ def test_bypass_as_root_without_is_sandbox_fails_with_the_fix(orch):
 # -- answering an ended task ---------------------------------------------------------
 
 
+def test_a_reply_continues_on_top_of_a_commit_a_person_made_on_the_branch(orch):
+    """The checkout takes in what its branch gained at home before the session goes on (a fast-forward)."""
+    tid = orch.submit("work\n@fake if-new write a.txt a\n@fake if-new commit Add a")
+    assert orch.work().returncode == 0
+    branch = orch.show(tid)["branch"]
+    theirs = git(
+        orch.repo, "commit-tree", git(orch.repo, "rev-parse", f"{branch}^{{tree}}"), "-p", branch, "-m", "mine"
+    )
+    git(orch.repo, "update-ref", f"refs/heads/{branch}", theirs)
+    orch.run("respond", tid, "--no-start", "Go on.\n@fake write b.txt b\n@fake commit Add b", check=True)
+    assert orch.work().returncode == 0
+    task = orch.show(tid)
+    assert task["state"] == "succeeded", task["error"]
+    assert git(orch.repo, "log", "--format=%s", f"main..{branch}").splitlines()[:3] == ["Add b", "mine", "Add a"]
+
+
 def test_respond_continues_the_session_on_the_same_branch(orch):
     tid = orch.submit("ask me\n@fake if-new write question.txt which colour?\n@fake if-new text Which colour?")
     assert orch.work().returncode == 0
