@@ -263,6 +263,9 @@ class OrchestraTUI(App[int]):
         Binding("o", "open", "open"),
     ]
 
+    # The keys that act on the selected row: on a diff, a transcript or a dialog they do nothing.
+    TABLE_ACTIONS = frozenset({"quit_app", "answer", "reply", "act", "merge", "diff", "open"})
+
     def __init__(self, orch: Orchestra, *, interval: float = REFRESH_SECONDS, bell: bool | None = None) -> None:
         super().__init__()
         self.orch = orch
@@ -271,6 +274,10 @@ class OrchestraTUI(App[int]):
         self.rows: list[Row] = []
         self.waiting: set[str] | None = None  # None until the first look: what waits at start does not ring
         self.message = ""
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """A person reading a diff who presses `c` must not cancel the task behind it, unseen."""
+        return action not in self.TABLE_ACTIONS or len(self.screen_stack) == 1
 
     def compose(self) -> ComposeResult:
         yield Static(id="top")

@@ -342,3 +342,34 @@ async def _open_diff(app: OrchestraTUI, pilot: Any, tid: str) -> list[str]:
     await pilot.pause()
     assert isinstance(app.screen, DiffScreen)
     return app.screen.lines()
+
+
+def test_keys_for_the_table_do_nothing_while_a_diff_or_transcript_is_open(env):
+    """`c` on a diff page must not cancel the task behind it, nor `a` on a transcript answer its question."""
+    orch = env
+    busy = orch.submit("busy\n@fake write x.txt x\n@fake sleep 60")
+    asks = orch.submit("asks\n@fake ask bash echo hi")
+    orch.start_worker()
+    orch.wait_for(lambda: orch.show(busy)["pid"], what="the busy agent")
+    orch.wait_for(lambda: _waiting(orch, asks), what="the question")
+
+    async def scenario() -> None:
+        app = OrchestraTUI(Orchestra(orch.repo), interval=0.2)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            await _open_diff(app, pilot, busy)
+            await pilot.press("c", "s", "R", "m", "a", "d")
+            await pilot.pause(0.5)
+            assert isinstance(app.screen, DiffScreen)  # no dialog opened over it either
+            await pilot.press("escape")
+            _select(app, asks)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert isinstance(app.screen, TranscriptScreen)
+            await pilot.press("a", "A", "d", "c")
+            await pilot.pause(0.5)
+            await pilot.press("escape", "q")
+
+    asyncio.run(scenario())
+    assert orch.state(busy) == "running"
+    assert orch.state(asks) == "awaiting_input" and _waiting(orch, asks)
