@@ -48,6 +48,11 @@ def manual(
                 raise InvalidInput(f"workflow {wf.id} was cancelled")
             if wf.state == "awaiting_merge" and not by_person:
                 raise InvalidInput(_for_a_person(wf.id))
+            if wf.state in ("changes_requested", "failed") and not by_person:
+                raise InvalidInput(
+                    f"workflow {wf.id} is {wf.state}: its review did not approve the work, so a person decides "
+                    f"whether to merge it anyway ('orchestra merge {wf.id}')"
+                )
             if wf.state == "awaiting_merge" and not into and strategy == ctx.config.merge_strategy:
                 return _approve(ctx, wf)
             inst = wf.latest().get(step.on)
@@ -76,10 +81,11 @@ def manual(
                 raise InvalidInput(f"task {source.id} is a {source.role} step and has no branch to merge")
             if source.state != State.SUCCEEDED:
                 raise InvalidInput(f"task {source.id} is {source.state}; only succeeded tasks are merged")
-            if source.workflow and not by_person:
-                owner = records.load(ctx.store, source.workflow)
-                if owner.state == "awaiting_merge":
-                    raise InvalidInput(_for_a_person(owner.id))
+            if source.workflow and not by_person:  # its workflow's review and approval decide, or a person
+                raise InvalidInput(
+                    f"task {source.id} is a step of workflow {source.workflow}: merge the workflow, whose review "
+                    f"decides; a person can merge the step itself with 'orchestra merge {source.id}'"
+                )
             target = refs.check_target(ctx.root, into) if into else default_target(ctx, source)
             step_name = "merge"
         task = agentless.new_agentless_task(

@@ -69,7 +69,8 @@ FEATURE = (
 
 def test_mcp_cannot_approve_a_merge_that_waits_for_a_person(orch):
     """merge_approval is a person's setting, and so is the approval it waits for: a model told to by
-    something it read must not put agents' work on main, neither by the workflow nor by its task."""
+    something it read must not put agents' work on main, neither by the workflow nor by one of its steps,
+    cancelled or not."""
     orch.run("config", "set", "merge_approval", "true", check=True)
     orch.run("config", "set", "autostart", "false", check=True)  # `serve` starts no scheduler of its own
     wf_id = orch.run("workflow", "start", "--no-start", "feature", FEATURE, check=True).stdout.strip()
@@ -80,19 +81,39 @@ def test_mcp_cannot_approve_a_merge_that_waits_for_a_person(orch):
     source = next(i["task"] for i in wf["instances"] if i["step"] == "implement")
 
     async def scenario(session):
-        for args in (
-            {"ref": wf_id},
-            {"ref": wf_id, "strategy": "squash"},
-            {"ref": wf_id, "into": "main"},
-            {"ref": source},
-        ):
+        for args in ({"ref": wf_id}, {"ref": wf_id, "strategy": "squash"}, {"ref": wf_id, "into": "main"}):
             message = await mcp_error(session, "merge", **args)
             assert f"a person approves it with 'orchestra merge {wf_id}'" in message, (args, message)
+        await _step_refused(session, source, wf_id)
 
     mcp_run(orch, scenario)
     assert orch.work().returncode == 0
     assert git(orch.repo, "rev-parse", "main") == main_before
     assert json.loads(orch.run("workflow", "show", wf_id, "--json", check=True).stdout)["state"] == "awaiting_merge"
-    orch.run("merge", wf_id, "--no-start", check=True)  # a person approves
+    orch.run("workflow", "cancel", wf_id, check=True)
+    mcp_run(orch, lambda session: _step_refused(session, source, wf_id))
+    assert git(orch.repo, "rev-parse", "main") == main_before
+    orch.run("merge", source, check=True)  # a person may
+    assert git(orch.repo, "show", "main:greeting.py") == "hi"
+
+
+async def _step_refused(session, step: str, wf_id: str) -> None:
+    message = await mcp_error(session, "merge", ref=step)
+    assert f"a step of workflow {wf_id}: merge the workflow" in message, message
+
+
+def test_mcp_merges_a_workflow_only_when_its_review_approved(orch):
+    request = FEATURE.replace(APPROVE, '{"verdict": "request_changes", "comments": [], "summary": "No."}')
+    orch.run("config", "set", "autostart", "false", check=True)
+    orch.run("config", "set", "revision_rounds", "0", check=True)
+    wf_id = orch.run("workflow", "start", "--no-start", "feature", request, check=True).stdout.strip()
     assert orch.work().returncode == 0
-    assert git(orch.repo, "rev-parse", "main") != main_before
+    assert json.loads(orch.run("workflow", "show", wf_id, "--json", check=True).stdout)["state"] == "changes_requested"
+    main_before = git(orch.repo, "rev-parse", "main")
+
+    async def scenario(session):
+        message = await mcp_error(session, "merge", ref=wf_id)
+        assert "its review did not approve the work, so a person decides" in message, message
+
+    mcp_run(orch, scenario)
+    assert git(orch.repo, "rev-parse", "main") == main_before
