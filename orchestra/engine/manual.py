@@ -50,12 +50,12 @@ def _ran(task: Task) -> str:
 
 
 def diff(ctx: Context, ref: str) -> str:
-    """What the task's branch changed, as the screen shows it; the reason as the text when there is nothing yet.
+    """What the task's branch (or the workflow's result) changed, as the screen shows it; the reason as the
+    text when there is nothing yet.
 
     The same change, and the same words, as `orchestra diff` (engine.changes)."""
-    task = task_cases.get(ctx, ref)
     try:
-        change = changes.of_task(ctx, task, with_commits=False)
+        change = changes.of_ref(ctx, ref, with_commits=False)
     except InvalidInput as exc:
         return str(exc)
     return changes.screen_text(ctx, change)

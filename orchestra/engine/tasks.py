@@ -24,6 +24,7 @@ from orchestra.core.values import did_you_mean, parse_duration, parse_usd, resou
 from orchestra.core.values import priority as check_priority
 from orchestra.engine.context import Context
 from orchestra.git import refs, worktrees
+from orchestra.store import workflows as records
 from orchestra.store.scheduler import scheduler_pid
 from orchestra.store.tasks import UNFINISHED_STATES
 
@@ -429,6 +430,11 @@ def _reopening(ctx: Context) -> Callable[[Task], None]:
             raise InvalidInput(f"task {task.id} is {task.state}; only finished tasks can be retried")
         if task.agentless:
             raise InvalidInput(f"task {task.id} is a {task.role} step; run 'orchestra merge' again instead")
+        if task.workflow and records.load(ctx.store, task.workflow).state == "cancelled":
+            raise InvalidInput(
+                f"task {task.id} is a step of workflow {task.workflow}, which was cancelled: its later steps "
+                "would never run; start the workflow again, or submit a task --on it"
+            )
         task.reopen(resume=None, next_prompt=None, extra_attempts=ctx.config.max_attempts)
         task.max_attempts = task.attempts + ctx.config.max_attempts
 

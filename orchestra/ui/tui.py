@@ -65,6 +65,11 @@ class Row:
     title: str
     age: str
 
+    @property
+    def name(self) -> str:
+        """The title without the tree's mark, for a heading or a question."""
+        return self.title.removeprefix("└ ")
+
     def cells(self, title_width: int) -> tuple[Text, ...]:
         style = term.rich_style(_STATE_KIND.get(self.state, "plain"), self.state)
         return (
@@ -476,18 +481,19 @@ class OrchestraTUI(App[int]):
 
             self._run(call)
 
-        self.push_screen(ConfirmScreen(f"Merge {what} {ref} ({clip(row.title, 40)}) into its target?"), decided)
+        self.push_screen(ConfirmScreen(f"Merge {what} {ref} ({clip(row.name, 40)}) into its target?"), decided)
 
     def action_diff(self) -> None:
-        row = self._selected_task("show the diff of")
+        row = self.selected()
         if row is None:
+            self.say("select a task or workflow to show the diff of", error=True)
             return
         try:
-            text = self.orch.diff(row.ref)
+            text = self.orch.diff(row.ref)  # a workflow's: what its merge would bring, to look at before approving
         except OrchestraError as exc:
             self.say(str(exc), error=True)
             return
-        self.push_screen(DiffScreen(f"diff of {row.ref}: {clip(row.title, 50)}", text))
+        self.push_screen(DiffScreen(f"diff of {row.ref}: {clip(row.name, 50)}", text))
 
     @on(DataTable.RowSelected)
     def show_transcript(self) -> None:
@@ -495,7 +501,7 @@ class OrchestraTUI(App[int]):
         if row is None:
             return
         self.push_screen(
-            TranscriptScreen(f"transcript of {row.ref}: {clip(row.title, 50)}", self.orch.paths.log_file(row.ref))
+            TranscriptScreen(f"transcript of {row.ref}: {clip(row.name, 50)}", self.orch.paths.log_file(row.ref))
         )
 
     def action_open(self) -> None:

@@ -497,5 +497,8 @@ def test_workflow_cancel_stops_live_steps_and_keeps_branches(orch):
     assert ended.returncode == 1 and f"{wf_id} cancelled" in ended.stdout
     again = orch.run("workflow", "cancel", wf_id)
     assert again.returncode == 1 and "already ended (cancelled)" in again.stderr
+    retried = orch.run("retry", first["id"])  # a step of a cancelled workflow would run for nothing
+    assert retried.returncode == 1 and f"a step of workflow {wf_id}, which was cancelled" in retried.stderr
+    assert orch.state(first["id"]) == "cancelled"
     worker.terminate()
     worker.wait(timeout=10)

@@ -373,3 +373,31 @@ def test_keys_for_the_table_do_nothing_while_a_diff_or_transcript_is_open(env):
     asyncio.run(scenario())
     assert orch.state(busy) == "running"
     assert orch.state(asks) == "awaiting_input" and _waiting(orch, asks)
+
+
+def test_v_on_a_workflow_waiting_for_approval_shows_what_its_merge_would_bring(env):
+    orch = env
+    approve = '{"verdict": "approve", "comments": [], "summary": "fine"}'
+    request = (
+        "Greet\n@fake if-role implementer if-new write greeting.py hi\\n\n"
+        f"@fake if-role implementer if-new commit Add greeting\n@fake if-role reviewer structured {approve}\n"
+    )
+    wf_id = orch.run(
+        "workflow", "start", "--no-start", "--approve-merge", "feature", request, check=True
+    ).stdout.strip()
+    assert orch.work().returncode == 0
+
+    async def scenario() -> None:
+        app = OrchestraTUI(Orchestra(orch.repo), interval=0.2)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            index = next(i for i, r in enumerate(app.rows) if r.ref == wf_id)
+            app.table.move_cursor(row=index, animate=False)
+            await pilot.press("v")
+            await pilot.pause()
+            assert isinstance(app.screen, DiffScreen)
+            lines = app.screen.lines()
+            assert "+hi" in lines and any(line.startswith("diff --git a/greeting.py") for line in lines)
+            await pilot.press("escape", "q")
+
+    asyncio.run(scenario())
