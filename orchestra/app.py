@@ -262,7 +262,7 @@ class Orchestra:
             task_cases.check_text(text, "reply")
         else:
             if allow is None:
-                raise BadUsage("nothing to answer: give --allow or --deny, or a reply text")
+                raise BadUsage("nothing to answer: allow or deny its question, or give a reply text")
             if message is not None and not isinstance(message, str):
                 raise InvalidInput("the message must be text")
             if allow and message:

@@ -462,7 +462,7 @@ def reply(ctx: Context, ref: str, text: str) -> Task:
 
     def mutate(task: Task) -> None:
         if task.state == State.AWAITING_INPUT:
-            raise InvalidInput(f"task {task.id} is waiting for a permission answer: use --allow or --deny")
+            raise InvalidInput(f"task {task.id} waits for an answer to its question: allow or deny it first")
         if not task.state.final:
             raise InvalidInput(f"task {task.id} is {task.state}; a reply continues a task that has ended")
         if not task.session_id:
