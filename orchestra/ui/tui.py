@@ -113,7 +113,7 @@ def arrange(summaries: Iterable[dict[str, Any]], workflows: Iterable[Any], at: f
             if s is not None and wf.state in ACTIVE_WORKFLOWS:
                 step = inst.get("step") or s.get("step") or ""
                 title = s.get("title") or ""
-                title = title if title.startswith(f"{step}: ") else f"{step}: {title}"
+                title = title if title.startswith((f"{step}: ", f"{step} (")) else f"{step}: {title}"
                 rows.append(task_row(f"s:{s['id']}", s, f"└ {title}"))
     rest = [s for s in by_id.values() if s["id"] not in shown_in_flows and not s.get("workflow")]
     live = [s for s in rest if s["state"] == "running"]  # the waiting ones are at the top already

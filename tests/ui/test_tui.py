@@ -299,8 +299,19 @@ def test_arrange_puts_waiting_first_then_workflows_with_steps():
             s("stepa", "succeeded", 4, "wf1", "implement"),
             s("stepb", "awaiting_input", 5, "wf1", "test"),
             s("que1", "queued", 6),
+            {**s("stepc", "queued", 7, "wf1", "implement"), "title": "implement (round 2): wf wf1"},
         ],
-        [Wf("wf1", "running", [{"step": "implement", "task": "stepa"}, {"step": "test", "task": "stepb"}])],
+        [
+            Wf(
+                "wf1",
+                "running",
+                [
+                    {"step": "implement", "task": "stepa"},
+                    {"step": "test", "task": "stepb"},
+                    {"step": "implement", "task": "stepc"},
+                ],
+            )
+        ],
         at=now,
     )
     assert [(r.key, r.title) for r in rows] == [
@@ -309,6 +320,7 @@ def test_arrange_puts_waiting_first_then_workflows_with_steps():
         ("f:wf1", "wf wf1"),
         ("s:stepa", "└ implement: stepa"),
         ("s:stepb", "└ test: stepb"),
+        ("s:stepc", "└ implement (round 2): wf wf1"),  # the step is named once
         ("t:run1", "run1"),
         ("t:que1", "que1"),
         ("t:done1", "done1"),
