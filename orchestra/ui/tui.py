@@ -34,6 +34,8 @@ FINISHED_SHOWN = 200  # finished tasks outside workflows kept in the table, newe
 FINISHED_WORKFLOWS_SHOWN = 5
 WAITING_WORKFLOW = "awaiting_merge"
 ACTIVE_WORKFLOWS = ("running", WAITING_WORKFLOW)
+# Ended without their work merged: their steps stay listed, to read the review or retry the step that failed.
+UNSETTLED_WORKFLOWS = ("failed", "changes_requested")
 _STATE_LABEL = {"awaiting_input": "WAITING", "timed_out": "timed out", WAITING_WORKFLOW: "MERGE?"}
 _STATE_KIND = {
     "awaiting_input": "waiting",
@@ -64,6 +66,7 @@ class Row:
     role: str
     title: str
     age: str
+    error: str = ""  # why an ended task failed
 
     @property
     def name(self) -> str:
@@ -94,7 +97,16 @@ def arrange(summaries: Iterable[dict[str, Any]], workflows: Iterable[Any], at: f
         return duration(at - since) if since else "-"
 
     def task_row(key: str, s: dict[str, Any], title: str | None = None) -> Row:
-        return Row(key, s["id"], "task", s["state"], s.get("role") or "", title or s.get("title") or "", age(s))
+        return Row(
+            key,
+            s["id"],
+            "task",
+            s["state"],
+            s.get("role") or "",
+            title or s.get("title") or "",
+            age(s),
+            s.get("error") or "",
+        )
 
     rows: list[Row] = []
     waiting = sorted((s for s in by_id.values() if s["state"] == "awaiting_input"), key=lambda s: s["created_at"])
@@ -110,7 +122,7 @@ def arrange(summaries: Iterable[dict[str, Any]], workflows: Iterable[Any], at: f
         for inst in wf.instances:
             s = by_id.get(inst.get("task", ""))
             shown_in_flows.add(inst.get("task", ""))
-            if s is not None and wf.state in ACTIVE_WORKFLOWS:
+            if s is not None and wf.state in (*ACTIVE_WORKFLOWS, *UNSETTLED_WORKFLOWS):
                 step = inst.get("step") or s.get("step") or ""
                 title = s.get("title") or ""
                 title = title if title.startswith((f"{step}: ", f"{step} (")) else f"{step}: {title}"
@@ -362,7 +374,7 @@ class OrchestraTUI(App[int]):
         if row.kind == "workflow":
             detail.update(Text(clip(f"workflow {row.ref} ({row.role}): {row.title}", self.size.width * 2 - 4)))
             return
-        text = f"{row.ref} {row.role}: {row.title}"
+        text = f"{row.ref} {row.role}: {row.name}" + (f" ({row.state}: {row.error})" if row.error else "")
         if row.state == "awaiting_input":
             try:
                 request = self.orch.pending_request(row.ref)

@@ -11,6 +11,7 @@ While the screen runs, the tests read state through the façade, not through `Or
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -413,3 +414,31 @@ def test_v_on_a_workflow_waiting_for_approval_shows_what_its_merge_would_bring(e
             await pilot.press("escape", "q")
 
     asyncio.run(scenario())
+
+
+def test_a_failed_task_says_why_and_a_failed_workflow_keeps_its_steps_to_retry(env):
+    orch = env
+    failed = orch.submit("hard fail\n@fake fail 400")
+    wf_id = orch.run(
+        "workflow", "start", "--no-start", "feature", "Greet\n@fake if-role implementer fail 400", check=True
+    ).stdout.strip()
+    assert orch.work().returncode == 0
+    wf = json.loads(orch.run("workflow", "show", wf_id, "--json", check=True).stdout)
+    assert wf["state"] == "failed"
+    step = wf["instances"][0]["task"]
+
+    async def scenario() -> None:
+        app = OrchestraTUI(Orchestra(orch.repo), interval=0.2)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            _select(app, failed)
+            await pilot.pause()
+            assert "(failed: API error 400" in str(app.query_one("#detail").render())
+            _select(app, step)  # listed under its workflow, to read or retry
+            await pilot.press("R")
+            await _until(pilot, lambda: step in app.message, f"the retry: {app.message!r}")
+            await pilot.press("q")
+
+    asyncio.run(scenario())
+    after = orch.show(step)
+    assert after["state"] == "queued" or after["attempts"] == 2  # queued again (and maybe run since)
