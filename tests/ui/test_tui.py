@@ -425,7 +425,7 @@ def test_a_failed_task_says_why_and_a_failed_workflow_keeps_its_steps_to_retry(e
     assert orch.work().returncode == 0
     wf = json.loads(orch.run("workflow", "show", wf_id, "--json", check=True).stdout)
     assert wf["state"] == "failed"
-    step = wf["instances"][0]["task"]
+    step = next(i["task"] for i in wf["instances"] if orch.state(i["task"]) == "failed")
 
     async def scenario() -> None:
         app = OrchestraTUI(Orchestra(orch.repo), interval=0.2)
@@ -436,7 +436,7 @@ def test_a_failed_task_says_why_and_a_failed_workflow_keeps_its_steps_to_retry(e
             assert "(failed: API error 400" in str(app.query_one("#detail").render())
             _select(app, step)  # listed under its workflow, to read or retry
             await pilot.press("R")
-            await _until(pilot, lambda: step in app.message, f"the retry: {app.message!r}")
+            await _until(pilot, lambda: app.message == f"{step} queued", f"the retry: {app.message!r}")
             await pilot.press("q")
 
     asyncio.run(scenario())
