@@ -234,7 +234,8 @@ EXTRA: dict[str, list[tuple[str, str]]] = {
             "submit_task, list_processes, process_details, respond_to_process, manage_queue, "
             "stop_process, configure_orchestrator, assign_role, create_workflow, "
             "status_dashboard, wait_for_task (returns when the task ends or within 50 seconds), "
-            "merge and retry_task. Each validates its arguments with the same core as the "
+            "merge (not a workflow waiting for a person's approval), retry_task, set_budget, list_workflows, "
+            "show_workflow, show_diff, push_branch and cancel_workflow. Each validates its arguments with the same core as the "
             "command line and answers with readable text and structured content.",
         ),
         (

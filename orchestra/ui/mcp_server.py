@@ -468,6 +468,14 @@ def build_server(repo: Path) -> MCPServer:
         return _result({"task": task.to_dict()}, f"{_task_line(task)}\nbudget ${task.budget_usd:g}")
 
     @server.tool(annotations=READ)
+    def list_workflows() -> Result:
+        """Every workflow, oldest first: its template, state, round and title (as `orchestra workflow list`)."""
+        with _model_errors():
+            workflows = core().workflows()
+        text = views.workflow_table(workflows) if workflows else "no workflows yet"
+        return _result({"workflows": [w.to_dict() for w in workflows]}, text)
+
+    @server.tool(annotations=READ)
     def show_workflow(
         workflow_id: Annotated[str, _doc("A workflow id, or a unique prefix of one.")],
     ) -> Result:

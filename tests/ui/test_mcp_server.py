@@ -37,6 +37,7 @@ EXPECTED_TOOLS = {
     "merge",
     "retry_task",
     "set_budget",
+    "list_workflows",
     "show_workflow",
     "show_diff",
     "push_branch",
@@ -304,7 +305,7 @@ def test_bad_arguments_get_helpful_errors_and_the_server_keeps_working(served: A
     served.run("config", "set", "autostart", "false", check=True)
     covered = {tool for tool, _, _ in BAD_CALLS}
     # status_dashboard takes no arguments, so there is nothing to get wrong.
-    assert covered | {"status_dashboard"} >= EXPECTED_TOOLS
+    assert covered | {"status_dashboard", "list_workflows"} >= EXPECTED_TOOLS  # no arguments to get wrong
 
     async def scenario(session: ClientSession) -> None:
         first = (await call(session, "submit_task", prompt="stay queued"))[0]["task"]["id"]
@@ -457,6 +458,8 @@ def test_workflows_and_merge(served: Any) -> None:
         workflow = data["workflow"]
         assert workflow["template"] == "feature" and workflow["instances"]
         assert workflow["id"] in text
+        listed, text = await call(session, "list_workflows")  # as `orchestra workflow list`
+        assert [w["id"] for w in listed["workflows"]] == [workflow["id"]] and workflow["id"] in text
         await call(session, "stop_process", all=True, confirm=True)
 
         prompt = "Add a file.\n@fake write merged.txt yes\n@fake commit Add merged.txt"
