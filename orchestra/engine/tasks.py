@@ -100,15 +100,17 @@ def submit_many(ctx: Context, subs: list[Submission], commits: dict[str, str] | 
     commits = dict(commits or {})  # bases already resolved by the caller
     bases: list[str | None] = []
     names: list[str] = []
+    head: tuple[str, str] | None = None  # the submitter's HEAD, read once for the whole batch
     for sub in subs:
         if sub.on or sub.on_item is not None:
             bases.append(None)
             names.append("")
             continue
         base = sub.base or "HEAD"
-        if base == "HEAD" and "HEAD" not in commits:
-            base, commits[base] = caller_head(ctx)
-        if base not in commits:
+        if base == "HEAD":  # the submitter's worktree's, never the main one's a caller may have resolved
+            head = head or caller_head(ctx)
+            base, commits[head[0]] = head
+        elif base not in commits:
             commits[base] = refs.resolve_commit(ctx.root, base)
         bases.append(commits[base])
         names.append(base)

@@ -288,6 +288,11 @@ def test_a_task_goes_back_to_the_branch_it_was_submitted_from(orch, tmp_path):
     from_main = orch.submit("on main\n@fake write m.txt m")
     linked_task = orch.show(from_linked.strip())
     assert (linked_task["base_ref"], linked_task["base_sha"]) == ("feat", feat_tip)
+    batch = '{"prompt": "one"}\n{"prompt": "two"}\n'
+    batched = orch.run("submit", "--no-start", "--batch", "-", input=batch, cwd=linked, check=True).stdout.split()
+    for tid in batched:  # a batch from there starts there too
+        assert (orch.show(tid)["base_ref"], orch.show(tid)["base_sha"]) == ("feat", feat_tip)
+        orch.run("cancel", tid, check=True)
     assert orch.show(from_main)["base_ref"] == "main"
     assert orch.work().returncode == 0
     git(orch.repo, "checkout", "-q", "-b", "elsewhere")  # the person moved on meanwhile
