@@ -117,7 +117,9 @@ def _cleanup_worktree(root: Path, t: Task, path: Path, report: CleanupReport, fo
             f"has commits the main repository does not have (on {', '.join(unsaved[:3])}); "
             f"{task_cases.bring_home_advice(t, path)}"
         )
-        report.kept.append({**item, "what": "worktree", "reason": reason, "unsaved": workspace.unsaved_log(root, path)})
+        report.kept.append(
+            {**item, "what": "worktree", "reason": reason, "unsaved": workspace.unsaved_log(root, path, unsaved)}
+        )
         return
     dirty = worktrees.uncommitted(path, untracked=True)
     if dirty:

@@ -631,7 +631,6 @@ class RayExecutor:
         self._store = Store(paths)
         self._fp_salt = ""
         self._fp_lock = threading.Lock()
-        self._fp_seen: dict[str, set[str]] = {}  # the node fingerprints recorded by this process
 
     # -- the cluster ---------------------------------------------------------------------
 
@@ -928,13 +927,15 @@ class RayExecutor:
         if not hashes or not isinstance(hashes, dict):
             return
         with self._fp_lock:
-            if all(set(v) <= self._fp_seen.get(k, set()) for k, v in hashes.items() if isinstance(v, list)):
+            masking = redact.current()  # what this process already masks: nothing to record again
+            if all(
+                set(hs) <= masking.hashes.get(int(length), frozenset())
+                for length, hs in hashes.items()
+                if isinstance(hs, list) and str(length).isdigit()
+            ):
                 return
             known = fingerprints.add_known(self.paths, made)
-            for length, hs in hashes.items():
-                if isinstance(hs, list):
-                    self._fp_seen.setdefault(length, set()).update(hs)
-            redact.install(redact.Redactor(redact.current().values, known))
+            redact.install(redact.Redactor(masking.values, known))
 
     def _placed(
         self, slot: PlacementGroup, bundle: dict[str, float], task: Task, pin: str | None, pin_name: str

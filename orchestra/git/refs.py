@@ -27,8 +27,14 @@ def resolve_commit(repo: Path, ref: str, what: str = "base ref") -> str:
     return proc.stdout.strip()
 
 
+def head_commit(repo: Path) -> str | None:
+    """The commit HEAD is at; None in a repository with no commits yet."""
+    proc = git(repo, "rev-parse", "--verify", "--quiet", "HEAD^{commit}", check=False)
+    return (proc.stdout.strip() or None) if proc.returncode == 0 else None
+
+
 def has_commits(repo: Path) -> bool:
-    return git(repo, "rev-parse", "--verify", "--quiet", "HEAD^{commit}", check=False).returncode == 0
+    return head_commit(repo) is not None
 
 
 def branch_exists(repo: Path, branch: str) -> bool:

@@ -29,13 +29,9 @@ from orchestra.git.runner import QUIET_FETCH, argv, first_line, git, hardened_en
 _SHA = frozenset("0123456789abcdef")
 
 
-def _is_sha(text: str) -> bool:
-    return len(text) == 40 and set(text) <= _SHA
-
-
 def is_commit_id(text: str) -> bool:
     """A full commit id, not a name git would resolve (`main`, `HEAD`, `-d`)."""
-    return _is_sha(text)
+    return len(text) == 40 and set(text) <= _SHA
 
 
 # Remote helpers that run commands are off for these calls whatever the config says (ext:: is off for all).
@@ -77,7 +73,7 @@ def push_ref(repo: Path, url: str, sha: str, ref: str, timeout: float = REMOTE_T
     """Point `ref` on the remote at the commit `sha` of `repo`, sending what the remote lacks.
 
     Forced: the ref is the task's own, and an earlier run of the task may have left it elsewhere."""
-    if not _is_sha(sha):
+    if not is_commit_id(sha):
         raise GitError(f"not a commit id: {sha!r}")
     _remote(repo, url, _PUSH, [f"+{sha}:{_orchestra_ref(ref)}"], timeout)
 
@@ -86,7 +82,7 @@ def fetch_ref(repo: Path, url: str, ref: str, sha: str, timeout: float = REMOTE_
     """Fetch the remote's `ref` into `repo` (no local ref moves) and check it brought the complete commit `sha`.
 
     The ref holding some other commit (a later run of the task pushed over it) fails the check."""
-    if not _is_sha(sha):
+    if not is_commit_id(sha):
         raise GitError(f"not a commit id: {sha!r}")
     _remote(repo, url, QUIET_FETCH, [_orchestra_ref(ref)], timeout)
     receive_pack(repo, b"", sha)
@@ -127,7 +123,7 @@ def _run(repo: Path, args: list[str], data: bytes, timeout: float = 600) -> byte
 
 def known(repo: Path, shas: list[str]) -> list[str]:
     """The commits among `shas` that `repo` has (what a pack for it may leave out)."""
-    wanted = [s for s in shas if _is_sha(s)]
+    wanted = [s for s in shas if is_commit_id(s)]
     if not wanted:
         return []
     out = _run(
@@ -138,7 +134,7 @@ def known(repo: Path, shas: list[str]) -> list[str]:
 
 def make_pack(repo: Path, tip: str, have: list[str]) -> bytes:
     """The objects of `tip` that a repository holding the commits `have` lacks (b"" when none)."""
-    if not _is_sha(tip):
+    if not is_commit_id(tip):
         raise GitError(f"not a commit id: {tip!r}")
     have = known(repo, have)
     if tip in have:
@@ -149,7 +145,7 @@ def make_pack(repo: Path, tip: str, have: list[str]) -> bytes:
 
 def receive_pack(repo: Path, pack: bytes, tip: str) -> None:
     """Store a pack's objects in `repo` and check that `tip` is now a complete commit there."""
-    if not _is_sha(tip):
+    if not is_commit_id(tip):
         raise GitError(f"not a commit id: {tip!r}")
     if pack:
         _run(repo, ["index-pack", "--stdin", "--fix-thin"], pack)
@@ -183,7 +179,7 @@ def tips(repo: Path, prefix: str = "refs/orchestra/", limit: int = 64) -> list[s
     out = git(
         repo, "for-each-ref", "--sort=-committerdate", f"--count={limit}", "--format=%(objectname)", prefix, check=False
     ).stdout
-    return list(dict.fromkeys(line.strip() for line in out.splitlines() if _is_sha(line.strip())))
+    return list(dict.fromkeys(line.strip() for line in out.splitlines() if is_commit_id(line.strip())))
 
 
 def keep(repo: Path, ref: str, sha: str) -> None:

@@ -458,7 +458,7 @@ def bring_home(repo: Path, path: Path, branch: str, expected: str | None, label:
     )
     if fetch.returncode != 0:
         return Homecoming(
-            _main_tip(repo, branch),
+            refs.branch_head(repo, branch),
             False,
             f"could not fetch {branch} from {path}: {(fetch.stderr or fetch.stdout).strip()}",
         )
@@ -470,7 +470,7 @@ def bring_home(repo: Path, path: Path, branch: str, expected: str | None, label:
     if expected not in (None, UNKNOWN) and refs.update_task_branch(repo, branch, new, expected, message):
         _forget_kept(repo, label)
         return Homecoming(new, True)  # where orchestra left it: the usual case, one compare-and-swap
-    current = _main_tip(repo, branch)
+    current = refs.branch_head(repo, branch)
     if new == current:
         return Homecoming(current, False)
     # Asked of the main repository (the commits are here now), never of the task's: replace refs or a
@@ -506,7 +506,7 @@ def _forget_kept(repo: Path, label: str) -> None:
 def _keep(repo: Path, branch: str, label: str, new: str, why: str) -> Homecoming:
     """The commits did not come home: keep them referenced in the main repository too, for doctor to name."""
     git(repo, "update-ref", "-m", "orchestra: not brought home", f"refs/orchestra/incoming/{label}", new, check=False)
-    return Homecoming(_main_tip(repo, branch), False, why)
+    return Homecoming(refs.branch_head(repo, branch), False, why)
 
 
 def read_ref(path: Path, branch: str) -> str | None:
@@ -525,11 +525,6 @@ def read_ref(path: Path, branch: str) -> str | None:
         if len(parts) == 2 and parts[1] == f"refs/heads/{branch}" and re.fullmatch(r"[0-9a-f]{40,64}", parts[0]):
             return parts[0]
     return None
-
-
-def _main_tip(repo: Path, branch: str) -> str | None:
-    proc = git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False)
-    return (proc.stdout.strip() or None) if proc.returncode == 0 else None
 
 
 def checked_out(repo: Path, branch: str) -> Path | None:
@@ -597,18 +592,13 @@ def unsaved_commits(repo: Path, path: Path) -> list[str]:
     return sorted(name for name, sha in tips.items() if sha in unsaved)
 
 
-def unsaved_log(repo: Path, path: Path, limit: int = 20) -> list[str]:
+def unsaved_log(repo: Path, path: Path, branches: list[str], limit: int = 20) -> list[str]:
     """The commits (`%h %s`, newest first) that removing a task repository would lose: those on its
-    branches past where the main repository's same branch (else its HEAD) stands."""
+    `branches` (what unsaved_commits found) past where the main repository's same branch (else its HEAD) stands."""
     lines: list[str] = []
-    for branch in unsaved_commits(repo, path):
-        stops = [sha for sha in (_main_tip(repo, branch), _main_tip_of_head(repo)) if sha]
+    for branch in branches:
+        stops = [sha for sha in (refs.branch_head(repo, branch), refs.head_commit(repo)) if sha]
         known = [sha for sha in stops if git(path, "cat-file", "-e", f"{sha}^{{commit}}", check=False).returncode == 0]
         args = ["log", "--format=%h %s", f"--max-count={limit}", f"refs/heads/{branch}"]
         lines += git(path, *args, *(["--not", known[0]] if known else []), "--", check=False).stdout.splitlines()
     return lines[:limit]
-
-
-def _main_tip_of_head(repo: Path) -> str | None:
-    proc = git(repo, "rev-parse", "--verify", "--quiet", "HEAD^{commit}", check=False)
-    return (proc.stdout.strip() or None) if proc.returncode == 0 else None
