@@ -89,6 +89,7 @@ class Coord:
         self.env["FAKE_CLAUDE_LOG"] = str(cluster.node_root / "fake-invocations.jsonl")
         self.env["RAY_AUTH_MODE"] = "disabled"
         self.procs: list[subprocess.Popen[str]] = []
+        self.gates: list[Path] = []
         # Written directly: four `config set` processes cost seconds on a loaded machine.
         state = self.repo / ".orchestra"
         state.mkdir(exist_ok=True)
@@ -139,6 +140,14 @@ class Coord:
         self.procs.append(proc)
         return proc
 
+    def gate(self, name: str) -> Path:
+        """A file the nodes see (outside the masked directory) that an agent's `@fake wait-for` holds on
+        until the test opens it: the run lasts until the test has seen what it needs, however loaded the
+        machine, instead of a sleep that a slow check can outlast."""
+        path = self.cluster.node_root / f"gate-{name}-{os.urandom(4).hex()}"
+        self.gates.append(path)
+        return path
+
     def start_worker(self, *args: str) -> subprocess.Popen[str]:
         return self.start("worker", *args)
 
@@ -165,6 +174,8 @@ class Coord:
         ).stdout
 
     def close(self) -> None:
+        for gate in self.gates:
+            gate.touch()  # no agent of a failed test waits on in the shared cluster
         for proc in self.procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -280,12 +291,14 @@ def test_git_remote_carries_the_repository_instead_of_ray(coord: Coord, tmp_path
     remote = tmp_path / "shared.git"
     subprocess.run(["git", "init", "--quiet", "--bare", str(remote)], check=True)
     coord.run("config", "set", "ray_git_remote", remote.as_uri(), check=True)
-    impl = coord.submit(write_commit("carried", "@fake sleep 3"), "--resources", '{"gpu_box": 1}')
+    gate = coord.gate("carried")
+    impl = coord.submit(write_commit("carried", f"@fake wait-for {gate}"), "--resources", '{"gpu_box": 1}')
     tester = coord.submit(write_commit("checked"), "--role", "tester", "--resources", '{"db_box": 1}', "--on", impl)
     coord.start_worker()
     # While the implementer runs, its starting commit waits on the remote under orchestra's own ref.
     base = coord.wait_for(lambda: remote_refs(remote).get(f"refs/orchestra/base/{impl}"), what="the base ref")
     assert base == coord.show(impl)["base_sha"]
+    gate.touch()
     t = coord.wait_for(lambda: (t := coord.show(tester))["state"] in ("succeeded", "failed") and t, timeout=120)
     i = coord.show(impl)
     assert (i["state"], t["state"]) == ("succeeded", "succeeded"), (i, t)
@@ -337,7 +350,8 @@ def fake_agents_of(task_id: str) -> list[int]:
 def test_logs_follow_streams_a_remote_transcript_while_it_runs(coord: Coord) -> None:
     """`orchestra logs --follow` here prints what the agent on its node said while it still runs, then the rest,
     and exits by itself (status 0) once the task ends."""
-    tid = coord.submit("follow me\n@fake text early-bird-words\n@fake sleep 8\n@fake text late-owl-words")
+    gate = coord.gate("follow")
+    tid = coord.submit(f"follow me\n@fake text early-bird-words\n@fake wait-for {gate}\n@fake text late-owl-words")
     follow = coord.start("logs", "--follow", tid)
     lines: queue.Queue[str | None] = queue.Queue()
 
@@ -362,7 +376,7 @@ def test_logs_follow_streams_a_remote_transcript_while_it_runs(coord: Coord) -> 
             break
         seen.append(line)
         if "early-bird-words" in line and at_early is None:
-            # The agent is still in its 8 s sleep: the line came while it ran, not copied home afterwards.
+            # The agent still waits at its gate: the line came while it ran, not copied home afterwards.
             at_early = (coord.show(tid)["state"], fake_agents_of(tid))
             diff = run_in_process(("diff", tid), env=coord.env, cwd=coord.repo)
             assert diff.returncode == 1, diff.stdout
@@ -370,6 +384,7 @@ def test_logs_follow_streams_a_remote_transcript_while_it_runs(coord: Coord) -> 
             assert "its branch comes here when its run ends" in diff.stderr, diff.stderr
             attach = run_in_process(("attach", tid), env=coord.env, cwd=coord.repo)
             assert attach.returncode == 1 and "its Claude session is on that machine" in attach.stderr, attach.stderr
+            gate.touch()
     assert follow.wait(timeout=30) == 0, seen
     assert at_early is not None, seen
     state, agents = at_early
@@ -388,7 +403,8 @@ def test_scheduler_sigkill_then_the_next_one_adopts_the_remote_agent(
 ) -> None:
     """The next scheduler adopts the run; also one started by an older orchestra (before an upgrade), whose
     node host has that version in its name (a host runs the code it started with)."""
-    tid = coord.submit(write_commit("late", "@fake sleep 6"))
+    gate = coord.gate("late")
+    tid = coord.submit(write_commit("late", f"@fake wait-for {gate}"))
     env = None
     if started_by == "an-older-version":
         shim = tmp_path / "older"
@@ -405,6 +421,7 @@ def test_scheduler_sigkill_then_the_next_one_adopts_the_remote_agent(
     time.sleep(1)
     assert coord.show(tid)["state"] == "running"
     assert agents_of(tid), "the agent on its node died with the scheduler"
+    gate.touch()
     again = coord.run("worker", "--until-idle", timeout=120)
     assert again.returncode == 0, again.stdout + again.stderr
     done = coord.show(tid)
@@ -506,10 +523,16 @@ def test_later_tasks_on_a_node_run_in_its_host(coord: Coord) -> None:
     """A node's host starts once: the next task there runs in the same process, paying no Ray worker start.
 
     Once idle for ORCHESTRA_HOST_IDLE (15 s here) the host ends, and the next task there starts a new one."""
-    first = coord.submit(write_commit("h1", "@fake sleep 4"), "--resources", '{"gpu_box": 1}')
-    second = coord.submit(write_commit("h2", "@fake sleep 4"), "--resources", '{"gpu_box": 1}', "--after", first)
+    gates = [coord.gate("h1"), coord.gate("h2"), coord.gate("h3")]
+    first = coord.submit(write_commit("h1", f"@fake wait-for {gates[0]}"), "--resources", '{"gpu_box": 1}')
+    second = coord.submit(
+        write_commit("h2", f"@fake wait-for {gates[1]}"), "--resources", '{"gpu_box": 1}', "--after", first
+    )
     coord.start_worker()
-    owners = [coord.wait_for(lambda tid=tid: guard_owner(tid), what=f"{tid}'s agent") for tid in (first, second)]
+    owners = []
+    for tid, gate in zip((first, second), gates, strict=False):
+        owners.append(coord.wait_for(lambda tid=tid: guard_owner(tid), what=f"{tid}'s agent"))
+        gate.touch()
     title = Path(f"/proc/{owners[1]}/cmdline").read_bytes()
     coord.wait_for(lambda: coord.show(second)["state"] == "succeeded", what="the second task to succeed")
     assert owners[0] == owners[1], owners
@@ -517,8 +540,9 @@ def test_later_tasks_on_a_node_run_in_its_host(coord: Coord) -> None:
     assert [coord.show(t)["node"] for t in (first, second)] == ["worker1", "worker1"]
     assert coord.branch_file(coord.show(second)["branch"], "h2.txt") == "h2\n"
     coord.wait_for(lambda: not Path(f"/proc/{owners[0]}").exists(), timeout=90, what="the idle host to end")
-    third = coord.submit(write_commit("h3", "@fake sleep 3"), "--resources", '{"gpu_box": 1}')
+    third = coord.submit(write_commit("h3", f"@fake wait-for {gates[2]}"), "--resources", '{"gpu_box": 1}')
     new_owner = coord.wait_for(lambda: guard_owner(third), what=f"{third}'s agent")
+    gates[2].touch()
     coord.wait_for(lambda: coord.show(third)["state"] == "succeeded", what="the third task to succeed")
     assert new_owner != owners[0]
 
@@ -526,12 +550,14 @@ def test_later_tasks_on_a_node_run_in_its_host(coord: Coord) -> None:
 def test_a_dead_host_costs_its_runs_one_attempt(coord: Coord) -> None:
     """A host that dies takes its agents with it (their guard ends them); the run is lost, not adopted or judged,
     and the task runs again in a new host."""
-    tid = coord.submit(write_commit("rehosted", "@fake sleep 6"))
+    gate = coord.gate("rehosted")
+    tid = coord.submit(write_commit("rehosted", f"@fake wait-for {gate}"))
     coord.start_worker()
     # Once the agent itself runs (its invocation is logged): earlier is the case of the test after setup below.
     owner = coord.wait_for(lambda: coord.invocations(tid) and guard_owner(tid), what="the agent")
     os.kill(owner, signal.SIGKILL)
     again = coord.wait_for(lambda: (o := guard_owner(tid)) and o != owner and o, timeout=90, what="a run in a new host")
+    gate.touch()
     done = coord.wait_for(lambda: (t := coord.show(tid))["state"] in ("succeeded", "failed") and t, timeout=90)
     assert done["state"] == "succeeded" and done["attempts"] == 2, done
     assert again != owner and len(coord.invocations(tid)) == 2
@@ -687,7 +713,8 @@ def test_the_real_claude_code_cli_on_a_node_asks_here_and_its_commit_comes_home(
 # Last: it leaves the cluster one node short.
 def test_node_killed_mid_run_runs_again_elsewhere(coord: Coord) -> None:
     """The killed node's run is lost and runs again elsewhere; a session left on that node cannot be resumed."""
-    tid = coord.submit(write_commit("survivor", "@fake sleep 12"))
+    gate = coord.gate("survivor")
+    tid = coord.submit(write_commit("survivor", f"@fake wait-for {gate}"))
     coord.start_worker()
     first = coord.wait_for(lambda: (t := coord.show(tid))["state"] == "running" and t.get("node") and t, what="start")
     coord.wait_for(lambda: agents_of(tid), what="the agent")
@@ -696,6 +723,8 @@ def test_node_killed_mid_run_runs_again_elsewhere(coord: Coord) -> None:
     coord.wait_for(lambda: coord.show(asker)["state"] == "succeeded", what="a session on that node")
     assert coord.show(tid)["state"] == "running" and agents_of(tid), "the survivor ended before its node was killed"
     coord.cluster.kill_node(first["node"])
+    coord.wait_for(lambda: len(coord.invocations(tid)) == 2, timeout=90, what="the run elsewhere")
+    gate.touch()
     done = coord.wait_for(lambda: (t := coord.show(tid))["state"] in ("succeeded", "failed") and t, timeout=90)
     assert done["state"] == "succeeded", done
     assert done["attempts"] == 2 and done["node"] != first["node"]
