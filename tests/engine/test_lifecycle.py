@@ -97,17 +97,21 @@ def test_retry_runs_a_failed_task_again_on_its_branch(orch):
     assert len(orch.invocations()) == 2
 
 
-def test_restart_adopts_a_live_agent(orch):
-    tid = orch.submit("long\n@fake sleep 3\n@fake write done.txt finished")
+def test_restart_adopts_a_live_agent(orch, tmp_path):
+    gate = tmp_path / "gate"
+    tid = orch.submit(f"long\n@fake wait-for {gate}\n@fake write done.txt finished")
     worker = orch.start_worker()
     pid = orch.wait_for(lambda: orch.show(tid)["pid"], what="agent start")
     os.killpg(worker.pid, signal.SIGKILL)  # the scheduler dies; the agent has its own session
     worker.wait()
     assert _alive(pid)
     assert orch.state(tid) == "running"
-    proc = orch.work()
-    assert proc.returncode == 0, proc.stderr
-    assert "adopted" in proc.stderr
+    again = orch.start_worker("--until-idle")
+    events = orch.repo / ".orchestra" / "events" / f"{tid}.jsonl"
+    orch.wait_for(lambda: '"adopted"' in events.read_text(), what="the agent adopted by the next scheduler")
+    gate.touch()
+    out, _ = again.communicate(timeout=60)
+    assert again.returncode == 0 and "adopted" in out, out
     task = orch.show(tid)
     assert task["state"] == "succeeded", task
     assert git(orch.repo, "show", f"{task['branch']}:done.txt") == "finished"

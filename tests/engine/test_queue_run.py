@@ -109,12 +109,16 @@ def test_prompt_from_file_and_stdin_and_leading_dash(orch, tmp_path: Path):
     assert calls["-x starts with a dash"]["argv"][-2] == "--"
 
 
-def test_tasks_run_in_parallel_up_to_the_cap(orch):
-    ids = [orch.submit(f"sleeper {i}\n@fake sleep 1.5") for i in range(4)]
-    assert orch.work("--max-concurrent", "4").returncode == 0
+def test_tasks_run_in_parallel_up_to_the_cap(orch, tmp_path):
+    gate = tmp_path / "gate"  # every agent waits here: the four run at once, or this never opens
+    ids = [orch.submit(f"sleeper {i}\n@fake wait-for {gate}") for i in range(4)]
+    worker = orch.start_worker("--max-concurrent", "4", "--until-idle")
+    orch.wait_for(lambda: len(orch.invocations()) == 4, what="four agents running at once")
+    assert all(orch.state(t) == "running" for t in ids)
+    gate.touch()
+    assert worker.wait(timeout=60) == 0
     tasks = [orch.show(t) for t in ids]
     assert all(t["state"] == "succeeded" for t in tasks)
-    # Every run overlaps every other: all started before the first one finished.
     assert max(t["started_at"] for t in tasks) < min(t["finished_at"] for t in tasks)
 
 

@@ -421,12 +421,14 @@ def test_scheduler_sigkill_then_the_next_one_adopts_the_remote_agent(
     time.sleep(1)
     assert coord.show(tid)["state"] == "running"
     assert agents_of(tid), "the agent on its node died with the scheduler"
+    again = coord.start("worker", "--until-idle")
+    events = coord.repo / ".orchestra" / "events" / f"{tid}.jsonl"
+    coord.wait_for(lambda: '"adopted"' in events.read_text(), what="the agent adopted by the next scheduler")
     gate.touch()
-    again = coord.run("worker", "--until-idle", timeout=120)
-    assert again.returncode == 0, again.stdout + again.stderr
+    out, _ = again.communicate(timeout=120)
+    assert again.returncode == 0 and "adopted" in out, out
     done = coord.show(tid)
     assert done["state"] == "succeeded" and done["attempts"] == 1 and done["node"] == running["node"]
-    assert "adopted" in again.stderr + again.stdout
     assert len(coord.invocations(tid)) == 1  # it ran once
     assert coord.branch_file(done["branch"], "late.txt") == "late\n"
     assert '"type":"result"' in (coord.repo / ".orchestra" / "logs" / f"{tid}.jsonl").read_text().replace(" ", "")
