@@ -53,11 +53,15 @@ class Retry:
     reason: str
 
     def apply(self, task: Task) -> None:
-        """Turn the just-finished run into a queued one that continues the same session."""
+        """Turn the just-finished run into a queued one that continues the same session.
+
+        The run the API error cost is given back to `max_attempts`, which bounds the runs a dying
+        agent gets: a task that waited out a rate limit must not then fail at its first crash."""
         task.requeue(
             session=self.session, next_prompt=CONTINUE_PROMPT.format(error=self.reason), not_before=self.not_before
         )
         task.api_retries = self.number
+        task.max_attempts += 1
 
 
 def plan(config: Config, task: Task, outcome: Outcome, reason: str, at: float | None = None) -> Retry | None:

@@ -96,7 +96,7 @@ SETTINGS: dict[str, Setting] = {
             "api_retries",
             4,
             v.small_count,
-            "times a task is re-run after a transient API failure (429, 529, 5xx, timeouts)",
+            "times a task is re-run after a transient API failure (429, 529, 5xx, timeouts); not counted in max_attempts",
         ),
         Setting(
             "api_backoff",

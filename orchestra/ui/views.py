@@ -374,7 +374,8 @@ def task_text(task: Task, events: list[dict[str, Any]] | None = None, root: Any 
         f"base         {task.base_ref}" + (f" @ {task.base_sha[:12]}" if task.base_sha else ""),
         f"branch       {task.branch}",
         f"worktree     {shown_path(task.worktree, root)}",
-        f"attempts     {task.attempts} of {task.max_attempts}",
+        f"attempts     {task.attempts} of {task.max_attempts}"
+        + (f" ({task.api_retries} after API errors)" if task.api_retries else ""),
         f"session      {task.session_id or '-'}",
         f"created      {clock(task.created_at)}",
         f"started      {clock(task.started_at)}",

@@ -316,6 +316,28 @@ def test_retries_are_bounded(orch):
     assert task["attempts"] == 3 and len(orch.invocations()) == 3
 
 
+def test_api_error_retries_do_not_use_up_the_runs_a_dying_agent_gets(orch, tmp_path):
+    """max_attempts counts runs whose agent died; the runs an API error cost do not eat into it."""
+    _set(orch, api_backoff=0.1, api_retries=2, rate_limit_burst=10, max_attempts=2)
+    gate = tmp_path / "gate"
+    tid = orch.submit(
+        "stormy, then dies unwatched\n@fake if-attempt 1 fail 529\n@fake if-attempt 2 fail 529\n"
+        f"@fake if-attempt 3 wait-for {gate}\n@fake if-attempt 3 exit 1\n@fake if-attempt 4+ write ok.txt done"
+    )
+    worker = orch.start_worker()
+    pid = orch.wait_for(lambda: len(orch.invocations()) == 3 and orch.show(tid)["pid"], what="the third run")
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    gate.touch()  # the agent dies while no scheduler watches
+    orch.wait_for(lambda: not Path(f"/proc/{pid}").exists(), what="the agent's end")
+    assert orch.work().returncode == 0
+    task = orch.show(tid)
+    assert task["state"] == "succeeded", task
+    assert task["attempts"] == 4 and len(orch.invocations()) == 4
+    shown = orch.run("show", tid, check=True).stdout
+    assert "attempts     4 of 4 (2 after API errors)" in shown, shown
+
+
 def test_an_authentication_error_is_not_retried(orch):
     _set(orch, api_backoff=0.1)
     orch.env["CLAUDE_CODE_MAX_RETRIES"] = "0"
