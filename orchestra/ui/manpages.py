@@ -235,7 +235,7 @@ EXTRA: dict[str, list[tuple[str, str]]] = {
             "stop_process, configure_orchestrator, assign_role, create_workflow, "
             "status_dashboard, wait_for_task (returns when the task ends or within 50 seconds), "
             "merge (not a workflow waiting for a person's approval), retry_task, set_budget, list_workflows, "
-            "show_workflow, show_diff, push_branch and cancel_workflow. Each validates its arguments with the same core as the "
+            "show_workflow, wait_for_workflow (as wait_for_task), show_diff, push_branch and cancel_workflow. Each validates its arguments with the same core as the "
             "command line and answers with readable text and structured content.",
         ),
         (

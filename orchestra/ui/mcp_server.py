@@ -517,6 +517,35 @@ def build_server(repo: Path) -> MCPServer:
             text += f"\n… the diff is longer than {MAX_DIFF_CHARS} characters; read the rest in the branch"
         return _result(data, text)
 
+    @server.tool(annotations=READ)
+    def wait_for_workflow(
+        workflow_id: Annotated[str, _doc("A workflow id, or a unique prefix of one.")],
+        timeout_seconds: Annotated[
+            float, Field(ge=1, le=MAX_WAIT, description=f"Return after this long at most (1..{MAX_WAIT:g}).")
+        ] = MAX_WAIT,
+    ) -> Result:
+        """Wait until a workflow ends or needs a person (a step's question, its merge's approval), ~50 s at most."""
+        with _model_errors():
+            orch = core()
+            started = time.monotonic()
+            wf, waiting = orch.wait_workflow(workflow_id, timeout=min(timeout_seconds, MAX_WAIT))
+        waited = round(time.monotonic() - started, 1)
+        line = f"workflow {wf.id} {wf.state}" + (f": {wf.error}" if wf.error else "")
+        if wf.state == "awaiting_merge":
+            outcome = "awaiting_merge"
+            text = f"{line}; its merge waits for a person's approval ('orchestra merge {wf.id}')"
+        elif waiting:
+            outcome = "awaiting_input"
+            text = f"{line}; a step waits for a person's answer (status_dashboard shows it, respond_to_process answers)"
+        elif wf.state == "running":
+            outcome = "still_going"
+            text = f"{line} after {waited:g}s; call wait_for_workflow again to keep waiting"
+        else:
+            outcome = "ended"
+            text = line
+        data = {"outcome": outcome, "ended": outcome == "ended", "waited_seconds": waited, "workflow": wf.to_dict()}
+        return _result(data, text)
+
     @server.tool(annotations=_acts(destructive=True))
     def cancel_workflow(
         workflow_id: Annotated[str, _doc("The workflow to cancel.")],

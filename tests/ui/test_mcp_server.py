@@ -42,6 +42,7 @@ EXPECTED_TOOLS = {
     "show_diff",
     "push_branch",
     "cancel_workflow",
+    "wait_for_workflow",
 }
 
 
@@ -295,6 +296,7 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("merge", {"ref": "abcdef12"}, "abcdef12"),
     ("set_budget", {"task_id": "{first}", "budget_usd": "lots"}, "expected an amount in USD"),
     ("show_workflow", {"workflow_id": "wzzzzz"}, "no workflow wzzzzz"),
+    ("wait_for_workflow", {"workflow_id": "wzzzzz", "timeout_seconds": 0}, "timeout_seconds"),
     ("cancel_workflow", {"workflow_id": "wzzzzz"}, "no workflow wzzzzz"),
     ("show_diff", {"ref": "{first}"}, "has not started yet"),
     ("push_branch", {"ref": "nosuch"}, "no task or workflow"),
@@ -452,14 +454,22 @@ def test_workflows_and_merge(served: Any) -> None:
         with pytest.raises(Exception, match="no-such"):
             await session.read_resource("orchestra://workflows/no-such")
 
+        gate = served.repo.parent / "never-opened"  # the workflow runs until it is cancelled
         data, text = await call(
-            session, "create_workflow", template="feature", request="Add a greeting.\n@fake text ok"
+            session, "create_workflow", template="feature", request=f"Add a greeting.\n@fake wait-for {gate}"
         )
         workflow = data["workflow"]
         assert workflow["template"] == "feature" and workflow["instances"]
         assert workflow["id"] in text
         listed, text = await call(session, "list_workflows")  # as `orchestra workflow list`
         assert [w["id"] for w in listed["workflows"]] == [workflow["id"]] and workflow["id"] in text
+        waited, text = await call(session, "wait_for_workflow", workflow_id=workflow["id"], timeout_seconds=1)
+        assert waited["outcome"] == "still_going" and not waited["ended"], text
+        assert f"workflow {workflow['id']} running" in text and "wait_for_workflow again" in text
+        await call(session, "cancel_workflow", workflow_id=workflow["id"])
+        waited, text = await call(session, "wait_for_workflow", workflow_id=workflow["id"][:4])
+        assert waited["ended"] and waited["workflow"]["state"] == "cancelled", text
+        assert "no workflow wzzzzz" in await error(session, "wait_for_workflow", workflow_id="wzzzzz")
         await call(session, "stop_process", all=True, confirm=True)
 
         prompt = "Add a file.\n@fake write merged.txt yes\n@fake commit Add merged.txt"
