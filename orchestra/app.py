@@ -410,6 +410,12 @@ class Orchestra:
 
         return workflows.cancel(self.ctx, ref)
 
+    def merge_question(self, ref: str) -> str:
+        """The question to ask a person before `merge(ref)`, naming what goes where; raises when it would refuse."""
+        from orchestra.engine import merge_command  # merging's modules: only merge pays
+
+        return merge_command.preview(self.ctx, ref)
+
     def merge(
         self,
         ref: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from orchestra.core.errors import Interrupted, InvalidInput, OrchestraError, TaskNotFound
@@ -25,69 +26,15 @@ def manual(
     A workflow stopped at `awaiting_merge` (merge_approval) waits for a person: a model's request
     (`by_person=False`) neither approves it nor merges it, or its source task, another way."""
     strategy = known_merge_strategy(strategy or ctx.config.merge_strategy)
-    wf_id = records.resolve(ctx.store, ref)
-    try:
-        task_id: str | None = ctx.store.resolve(ref)
-    except TaskNotFound:
-        task_id = None
-    if wf_id and task_id:
-        raise InvalidInput(f"{ref!r} names both workflow {wf_id} and task {task_id}; type more of the id")
-    if not wf_id and not task_id:
-        raise TaskNotFound(f"no task or workflow {ref}")
-    wf = None
+    wf_id, task_id = _refs(ctx, ref)
     with ctx.store.locked():
-        if wf_id:
-            wf = workflows.advance(ctx, wf_id)
-            tpl = wf.template_obj()
-            step = tpl.merge_step
-            if step is None or step.on is None:
-                raise InvalidInput(f"workflow {wf.id} ({wf.template}) has no merge step")
-            if wf.state == "running":
-                raise InvalidInput(f"workflow {wf.id} is still running; its merge step runs once the review approves")
-            if wf.state == "cancelled":
-                raise InvalidInput(f"workflow {wf.id} was cancelled")
-            if wf.state == "awaiting_merge" and not by_person:
-                raise InvalidInput(_for_a_person(wf.id))
-            if wf.state in ("changes_requested", "failed") and not by_person:
-                raise InvalidInput(
-                    f"workflow {wf.id} is {wf.state}: its review did not approve the work, so a person decides "
-                    f"whether to merge it anyway ('orchestra merge {wf.id}')"
-                )
-            if wf.state == "awaiting_merge" and not into and strategy == ctx.config.merge_strategy:
-                return _approve(ctx, wf)
-            inst = wf.latest().get(step.on)
-            source = ctx.store.load(inst["task"]) if inst else None
-            if source is None or source.state != State.SUCCEEDED:
-                state = source.state if source else "not started"
-                raise InvalidInput(f"workflow {wf.id} has no branch to merge: step {step.on} is {state}")
-            target = refs.check_target(ctx.root, into) if into else wf.into
-            if not target:
-                raise InvalidInput(f"workflow {wf.id} has no target branch: pass --into BRANCH")
-            if wf.state == "succeeded" and _landed(ctx, source, target):  # nothing to do: no second merge step
-                return MergeResult(
-                    "up_to_date",
-                    f"workflow {wf.id} is already merged into {target}; nothing was changed",
-                    source_branch=source.branch,
-                    into=target,
-                    strategy=strategy,
-                    source_task=source.id,
-                    workflow=wf.id,
-                )
-            step_name: str = step.name
-        else:
-            assert task_id is not None
-            source = ctx.store.load(task_id)
-            if source.agentless or not source.branch:
-                raise InvalidInput(f"task {source.id} is a {source.role} step and has no branch to merge")
-            if source.state != State.SUCCEEDED:
-                raise InvalidInput(f"task {source.id} is {source.state}; only succeeded tasks are merged")
-            if source.workflow and not by_person:  # its workflow's review and approval decide, or a person
-                raise InvalidInput(
-                    f"task {source.id} is a step of workflow {source.workflow}: merge the workflow, whose review "
-                    f"decides; a person can merge the step itself with 'orchestra merge {source.id}'"
-                )
-            target = refs.check_target(ctx.root, into) if into else default_target(ctx, source)
-            step_name = "merge"
+        plan = _plan(ctx, task_id, into, strategy, by_person, workflows.advance(ctx, wf_id) if wf_id else None)
+        if plan.approve:
+            return _approve(ctx, plan.wf)
+        if plan.done is not None:
+            return plan.done
+        wf, source, target, step_name = plan.wf, plan.source, plan.target, plan.step_name
+        assert source is not None
         task = agentless.new_agentless_task(
             ctx,
             "merge",
@@ -128,6 +75,108 @@ def manual(
     if wf is not None:
         workflows.advance(ctx, wf.id)
     return result
+
+
+def preview(ctx: Context, ref: str) -> str:
+    """What `orchestra merge REF` would do now, as a question for a person, or why it would refuse:
+    a screen asks only about a merge that can happen. Nothing is merged or approved."""
+    strategy = known_merge_strategy(ctx.config.merge_strategy)
+    wf_id, task_id = _refs(ctx, ref)
+    plan = _plan(ctx, task_id, None, strategy, True, workflows.advance(ctx, wf_id) if wf_id else None)
+    if plan.done is not None:
+        raise InvalidInput(plan.done.message)
+    if plan.wf is not None and plan.approve:
+        return f"Approve the merge of workflow {plan.wf.id} into {plan.wf.into}?"
+    assert plan.source is not None
+    what = f"workflow {plan.wf.id}'s result" if plan.wf is not None else f"task {plan.source.id}"
+    return f"Merge {what} ({plan.source.branch}) into {plan.target}?"
+
+
+def _refs(ctx: Context, ref: str) -> tuple[str | None, str | None]:
+    """The workflow or the task `ref` names: exactly one of them."""
+    wf_id = records.resolve(ctx.store, ref)
+    try:
+        task_id: str | None = ctx.store.resolve(ref)
+    except TaskNotFound:
+        task_id = None
+    if wf_id and task_id:
+        raise InvalidInput(f"{ref!r} names both workflow {wf_id} and task {task_id}; type more of the id")
+    if not wf_id and not task_id:
+        raise TaskNotFound(f"no task or workflow {ref}")
+    return wf_id, task_id
+
+
+@dataclass
+class _Plan:
+    """A manual merge decided: approve a waiting workflow, nothing to do (`done`), or merge `source`."""
+
+    wf: Workflow | None = None
+    source: Task | None = None
+    target: str = ""
+    step_name: str = "merge"
+    approve: bool = False
+    done: MergeResult | None = None
+
+
+def _plan(
+    ctx: Context,
+    task_id: str | None,
+    into: str | None,
+    strategy: str,
+    by_person: bool,
+    wf: Workflow | None,
+) -> _Plan:
+    if wf is not None:
+        tpl = wf.template_obj()
+        step = tpl.merge_step
+        if step is None or step.on is None:
+            raise InvalidInput(f"workflow {wf.id} ({wf.template}) has no merge step")
+        if wf.state == "running":
+            raise InvalidInput(f"workflow {wf.id} is still running; its merge step runs once the review approves")
+        if wf.state == "cancelled":
+            raise InvalidInput(f"workflow {wf.id} was cancelled")
+        if wf.state == "awaiting_merge" and not by_person:
+            raise InvalidInput(_for_a_person(wf.id))
+        if wf.state in ("changes_requested", "failed") and not by_person:
+            raise InvalidInput(
+                f"workflow {wf.id} is {wf.state}: its review did not approve the work, so a person decides "
+                f"whether to merge it anyway ('orchestra merge {wf.id}')"
+            )
+        if wf.state == "awaiting_merge" and not into and strategy == ctx.config.merge_strategy:
+            return _Plan(wf=wf, approve=True)
+        inst = wf.latest().get(step.on)
+        source = ctx.store.load(inst["task"]) if inst else None
+        if source is None or source.state != State.SUCCEEDED:
+            state = source.state if source else "not started"
+            raise InvalidInput(f"workflow {wf.id} has no branch to merge: step {step.on} is {state}")
+        target = refs.check_target(ctx.root, into) if into else wf.into
+        if not target:
+            raise InvalidInput(f"workflow {wf.id} has no target branch: pass --into BRANCH")
+        if wf.state == "succeeded" and _landed(ctx, source, target):  # nothing to do: no second merge step
+            done = MergeResult(
+                "up_to_date",
+                f"workflow {wf.id} is already merged into {target}; nothing was changed",
+                source_branch=source.branch,
+                into=target,
+                strategy=strategy,
+                source_task=source.id,
+                workflow=wf.id,
+            )
+            return _Plan(wf=wf, source=source, target=target, done=done)
+        return _Plan(wf=wf, source=source, target=target, step_name=step.name)
+    assert task_id is not None
+    source = ctx.store.load(task_id)
+    if source.agentless or not source.branch:
+        raise InvalidInput(f"task {source.id} is a {source.role} step and has no branch to merge")
+    if source.state != State.SUCCEEDED:
+        raise InvalidInput(f"task {source.id} is {source.state}; only succeeded tasks are merged")
+    if source.workflow and not by_person:  # its workflow's review and approval decide, or a person
+        raise InvalidInput(
+            f"task {source.id} is a step of workflow {source.workflow}: merge the workflow, whose review "
+            f"decides; a person can merge the step itself with 'orchestra merge {source.id}'"
+        )
+    target = refs.check_target(ctx.root, into) if into else default_target(ctx, source)
+    return _Plan(source=source, target=target)
 
 
 def _for_a_person(wf_id: str) -> str:

@@ -56,8 +56,9 @@ def tui(ctx: click.Context, interval: float) -> int:
     Keys: up/down select; a allow, d deny, A always allow the selected task's
     permission request; r reply with text; enter its transcript, live; v its diff;
     o open its worktree ($VISUAL/$EDITOR, else $SHELL); s stop, c cancel, R retry;
-    m merge (asks first); q quit. The terminal bell rings when a task starts waiting
-    for you (config tui_bell = false turns it off).
+    m merge (asks first, naming the target; says at once why not); q quit. The
+    terminal bell rings when a task starts waiting for you (config tui_bell = false
+    turns it off).
     """
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise click.UsageError("orchestra tui needs a terminal; 'orchestra status --watch' works in a pipe too")

@@ -242,7 +242,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static(self.question)
+            yield Static(Text(self.question))  # a title is not markup: "[/x]" once crashed this
             yield Static("y yes · n no")
 
     def action_answer(self, yes: bool) -> None:
@@ -493,7 +493,12 @@ class OrchestraTUI(App[int]):
 
             self._run(call)
 
-        self.push_screen(ConfirmScreen(f"Merge {what} {ref} ({clip(row.name, 40)}) into its target?"), decided)
+        try:
+            question = self.orch.merge_question(ref)
+        except OrchestraError as exc:
+            self.say(str(exc), error=True)  # asked only about a merge that can happen
+            return
+        self.push_screen(ConfirmScreen(f"{question}\n{what} {ref}: {clip(row.name, 60)}"), decided)
 
     def action_diff(self) -> None:
         row = self.selected()

@@ -442,3 +442,36 @@ def test_a_failed_task_says_why_and_a_failed_workflow_keeps_its_steps_to_retry(e
     asyncio.run(scenario())
     after = orch.show(step)
     assert after["state"] == "queued" or after["attempts"] == 2  # queued again (and maybe run since)
+
+
+def test_m_asks_only_about_a_merge_that_can_happen_and_names_where_it_goes(env):
+    """A task that cannot be merged is refused at once, with the reason; the question names the target, and a
+    title that looks like markup is shown as written (it once crashed the dialog)."""
+    orch = env
+    failed = orch.submit("broken\n@fake exit 1")
+    done = orch.submit("fix the [/x] parser [bold]now\n@fake write p.txt p\n@fake commit Fix parser")
+    assert orch.work().returncode == 0
+    assert (orch.state(failed), orch.state(done)) == ("failed", "succeeded")
+
+    async def scenario() -> None:
+        app = OrchestraTUI(Orchestra(orch.repo), interval=0.2)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            _select(app, failed)
+            await pilot.press("m")
+            await pilot.pause()
+            assert not isinstance(app.screen, ConfirmScreen)
+            assert f"task {failed} is failed; only succeeded tasks are merged" in app.message
+            _select(app, done)
+            await pilot.press("m")
+            await pilot.pause()
+            assert isinstance(app.screen, ConfirmScreen)
+            branch = app.orch.get(done).branch
+            assert app.screen.question.startswith(f"Merge task {done} ({branch}) into main?")
+            assert "fix the [/x] parser [bold]now" in app.screen.question
+            await pilot.press("n")
+            await pilot.pause()
+            assert app.message == "merge cancelled: nothing was changed"
+            await pilot.press("q")
+
+    asyncio.run(scenario())
