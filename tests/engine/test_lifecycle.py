@@ -182,8 +182,11 @@ def test_two_schedulers_one_runs(orch):
 def test_submit_autostarts_a_background_scheduler(orch):
     _configure(orch, idle_exit=1)
     tid = orch.run("submit", "autostarted\n@fake write auto.txt yes", check=True).stdout.strip()
+    # submit returns once the scheduler it started holds the lock: a `wait` right after does not say
+    # "no scheduler running; start one with 'orchestra worker'" (which would then refuse to start).
     waited = orch.run("wait", tid, timeout=60)
     assert waited.returncode == 0, waited.stdout + waited.stderr
+    assert "no scheduler running" not in waited.stderr, waited.stderr
     task = orch.show(tid)
     assert git(orch.repo, "show", f"{task['branch']}:auto.txt") == "yes"
     # The autostarted scheduler leaves once idle, and a new one can start.
