@@ -209,6 +209,20 @@ def test_missing_claude_binary_fails_the_task_and_the_scheduler_goes_on(orch, tm
         assert "claude binary not found" in task["error"] and "no-such-claude" in task["error"]
 
 
+def test_a_claude_that_stops_before_any_output_fails_with_what_it_said(orch, tmp_path: Path):
+    """The CLI refusing to start (an unknown option in claude_args, bypassPermissions as root) writes
+    one line on stderr and no stream-json: the task's error carries that line, not only an exit code."""
+    script = tmp_path / "claude-that-refuses"
+    script.write_text("#!/bin/sh\necho 'Starting up' >&2\necho \"error: unknown option '--bogus'\" >&2\nexit 1\n")
+    script.chmod(0o755)
+    orch.env["ORCHESTRA_CLAUDE"] = str(script)
+    tid = orch.submit("refused")
+    assert orch.work().returncode == 0
+    task = orch.show(tid)
+    assert task["state"] == "failed"
+    assert task["error"] == "claude exited with code 1 without a result (error: unknown option '--bogus')"
+
+
 def test_corrupt_task_file_is_reported_and_others_still_run(orch):
     bad = orch.submit("will be corrupted")
     good = orch.submit("fine\n@fake write ok.txt ok")
