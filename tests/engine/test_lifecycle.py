@@ -197,6 +197,13 @@ def test_submit_autostarts_a_background_scheduler(orch):
     )
 
 
+def test_status_without_a_scheduler_suggests_submit_only_when_submit_starts_one(orch):
+    assert "start one with 'orchestra worker', or submit a task" in orch.run("status", check=True).stdout
+    _configure(orch, autostart="false")
+    line = next(l for l in orch.run("status", check=True).stdout.splitlines() if l.startswith("scheduler"))
+    assert line == "scheduler  not running (start one with 'orchestra worker'; autostart is off)"
+
+
 def test_missing_claude_binary_fails_the_task_and_the_scheduler_goes_on(orch, tmp_path: Path):
     orch.env["ORCHESTRA_CLAUDE"] = str(tmp_path / "no-such-claude")
     a = orch.submit("one")
