@@ -67,6 +67,22 @@ class Outcome:
         return f"claude result {self.subtype}"
 
 
+def stderr_reason(path: Path, offset: int) -> str | None:
+    """The last line a run wrote on stderr after `offset`: why the CLI stopped before any stream-json
+    (an unknown option, bypassPermissions as root). None when it wrote nothing."""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, 2)
+            fh.seek(max(offset, size - 4096))
+            data = fh.read()
+    except OSError:
+        return None
+    for line in reversed(data.decode("utf-8", "replace").splitlines()):
+        if line.strip():
+            return _one_line(line)
+    return None
+
+
 def _one_line(text: object, limit: int = 300) -> str:
     s = " ".join(str(text or "").split())
     return s if len(s) <= limit else s[: limit - 1] + "…"

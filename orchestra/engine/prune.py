@@ -4,8 +4,9 @@ History is pruned only when a person asks. A task's record is archived only when
 
 - it ended (succeeded, failed, cancelled or timed out), before `--before`, and outside the `--keep`
   most recently ended;
-- nothing live needs it: no unfinished task depends on it or starts from its branch, and no running
-  workflow has it as a step;
+- nothing live needs it: no unfinished task depends on it or starts from its branch, and no workflow
+  that has not ended has it as a step (one stopped at changes_requested, conflict or failed can still
+  have a step retried, until a person cancels it);
 - its worktree is gone (`orchestra cleanup` removes finished tasks' worktrees);
 - its work is safe: its branch is merged into its target (the branch `cleanup` checks), or `cleanup`
   deleted it once merged, or it never had a branch of its own (never started; merge and report steps).
@@ -129,17 +130,28 @@ def _select(ctx: Context, cutoff: float | None, keep: int | None, report: PruneR
     """The tasks to archive, oldest ended first; those old enough but kept go into `report.kept`."""
     store = ctx.store
     view = store.view()
-    busy: set[str] = set()
+    unfinished = "an unfinished task or running workflow needs it"
+    busy: dict[str, str] = {}  # task id -> why it stays
     for s in view.live.values():
-        busy.update(s.get("depends_on") or [])  # a task started `on` another depends on it too
-        busy.add(s["id"])
+        for dep in s.get("depends_on") or []:  # a task started `on` another depends on it too
+            busy[dep] = unfinished
+        busy[s["id"]] = unfinished
     for wf_id in records.ids(store):
         try:
             wf = records.load(store, wf_id)
         except OrchestraError:
             continue
         if wf.state in LIVE_WORKFLOW_STATES:
-            busy.update(wf.task_ids())
+            busy.update(dict.fromkeys(wf.task_ids(), unfinished))
+        elif not wf.final:
+            # Stopped (failed, conflict, changes_requested) but not ended: a person may still retry
+            # a step, which needs every task the workflow knows; without them it turns "failed".
+            why = (
+                f"its workflow {wf.id} is {wf.state}: retry its step, or end it with "
+                f"'orchestra workflow cancel {wf.id}' to let prune archive it"
+            )
+            for task_id in wf.task_ids():
+                busy.setdefault(task_id, why)
     old: list[str] = []
     for n, s in enumerate(view.finished()):  # most recently ended first
         if keep is not None and n < keep:
@@ -182,7 +194,7 @@ def _select(ctx: Context, cutoff: float | None, keep: int | None, report: PruneR
 def _why_kept(
     ctx: Context,
     t: Task,
-    busy: set[str],
+    busy: dict[str, str],
     branch_busy: set[str],
     heads: dict[str, str],
     checked_out: set[str],
@@ -193,7 +205,7 @@ def _why_kept(
     if not t.state.final:
         return f"{t.state}"
     if t.id in busy:
-        return "an unfinished task or running workflow needs it"
+        return busy[t.id]
     worktree = str(ctx.paths.worktree(t.id))
     if worktree in registered or Path(worktree).exists():
         return "its worktree still exists (orchestra cleanup removes it)"

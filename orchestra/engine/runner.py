@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestra.agent import backoff, claude, permissions, sandbox
-from orchestra.agent.outcome import TOKEN_KEYS, Outcome, read_init, read_outcome
+from orchestra.agent.outcome import TOKEN_KEYS, Outcome, read_init, read_outcome, stderr_reason
 from orchestra.core.crashpoints import crash_point
 from orchestra.core.errors import OrchestraError
 from orchestra.core.redact import mask_data, mask_secrets
@@ -300,6 +300,8 @@ def finalize(
     # Read the log even without a pid: the scheduler may have died after spawning the agent
     # but before recording it, and the agent may have finished since (log_offset is set at claim).
     outcome = read_outcome(ctx.paths.log_file(task_id), task.log_offset)
+    if not outcome.has_result and not outcome.last_error_text and handle is not None and handle.err_offset is not None:
+        outcome.last_error_text = stderr_reason(ctx.paths.stderr_file(task_id), handle.err_offset)
     launch_error = launch_error or output_error(task, outcome)
     if handle is not None:
         sandboxed = handle.sandboxed

@@ -35,6 +35,9 @@ from orchestra.store.files import private_opener
 from orchestra.store.scheduler import scheduler_pid
 
 POLL_SECONDS = 0.2
+# How long `start_background` waits for the scheduler it started to hold the lock, and how often it looks.
+STARTUP_WAIT = 10.0
+STARTUP_POLL = 0.02
 FAIL_BATCH = 1000  # queued tasks failed under one hold of the store lock
 # The store lock left free this long (ten of its waiters' polls) before the scheduler takes it again.
 YIELD_SECONDS = 0.05
@@ -43,12 +46,16 @@ __all__ = ["Scheduler", "scheduler_pid", "start_background"]
 
 
 def start_background(ctx: Context) -> bool:
-    """Start a detached scheduler for the repository unless one is running."""
+    """Start a detached scheduler for the repository unless one is running.
+
+    Returns once it holds the scheduler lock (or has exited, or STARTUP_WAIT passed), so that a
+    `wait`, `status` or `queue` run right after never reports that no scheduler runs.
+    """
     if scheduler_pid(ctx.paths) is not None:
         return False
     ctx.paths.ensure()
     with open(ctx.paths.scheduler_log, "ab", opener=private_opener) as log:
-        subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "orchestra", "--repo", str(ctx.root), "worker", "--background"],
             cwd=ctx.root,
             stdin=subprocess.DEVNULL,
@@ -57,6 +64,9 @@ def start_background(ctx: Context) -> bool:
             start_new_session=True,
             close_fds=True,
         )
+    deadline = time.monotonic() + STARTUP_WAIT
+    while proc.poll() is None and scheduler_pid(ctx.paths) is None and time.monotonic() < deadline:
+        time.sleep(STARTUP_POLL)
     return True
 
 

@@ -50,6 +50,7 @@ class StatusReport:
     more_failures: int = 0  # failed tasks left out of `recent`
     executor: str = "local"
     executor_problems: list[str] = field(default_factory=list)  # why queued tasks do not start (Ray unreachable)
+    autostart: bool = True  # whether submit starts a scheduler (the setting), for the hint when none runs
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,6 +107,7 @@ def status(ctx: Context, recent: int = 5) -> StatusReport:
         spend=spent,
         budget_usd=ctx.config.budget_usd,
         budget_message=budget_message(spent["cost_usd"], ctx.config.budget_usd, counts.get(State.QUEUED, 0)),
+        autostart=bool(ctx.config.autostart),
     )
     t = now()
     for s in running:

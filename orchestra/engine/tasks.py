@@ -233,7 +233,17 @@ def unseen_changes(ctx: Context, task: Task) -> list[str]:
 
 
 def get(ctx: Context, ref: str) -> Task:
-    return ctx.store.load(ctx.store.resolve(ref))
+    try:
+        return ctx.store.load(ctx.store.resolve(ref))
+    except TaskNotFound as exc:
+        try:
+            wf_id = records.resolve(ctx.store, ref)
+        except OrchestraError:
+            wf_id = None
+        if wf_id is None:
+            raise
+        # `workflow start` prints an id like a task's: say where that one is shown.
+        raise TaskNotFound(f"{exc}; {wf_id} is a workflow: see 'orchestra workflow show {wf_id}'") from None
 
 
 def select(

@@ -57,6 +57,7 @@ class Handle:
     native: Any = None  # the executor's own object (a Popen, an actor handle); not persisted
     sandboxed: bool = False  # launched with Claude Code's sandbox: its init line must say so
     adopted: bool = False  # found again after a scheduler restart, not started by this process
+    err_offset: int | None = None  # where this run's stderr starts in the local file, when known
 
 
 @dataclass

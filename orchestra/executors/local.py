@@ -90,7 +90,9 @@ class LocalExecutor:
             env[sandbox.TMPDIR_ENV] = str(sandbox.make_tmpdir(self.paths.root, task.id))
         except OSError as exc:
             raise OrchestraError(f"cannot make the agent's temp directory: {exc}") from None
-        popen = claude.spawn(argv, wt, log_path, self.paths.stderr_file(task.id), env)
+        err_path = self.paths.stderr_file(task.id)
+        err_offset = err_path.stat().st_size if err_path.exists() else 0
+        popen = claude.spawn(argv, wt, log_path, err_path, env)
         crash_point("after_spawn")
         return Handle(
             task.id,
@@ -100,6 +102,7 @@ class LocalExecutor:
             str(wt),
             native=popen,
             sandboxed=launch.sandbox is not None,
+            err_offset=err_offset,
         )
 
     # -- watching ---------------------------------------------------------------------

@@ -98,7 +98,9 @@ def status_lines(report: Any, width: int = 80) -> list[tuple[str, str]]:
     if report.scheduler_pid:
         sched = f"running (pid {report.scheduler_pid})" if report.scheduler_pid > 0 else "running"
     else:
-        sched = "not running (start one with 'orchestra worker', or submit a task)"
+        # With autostart = false, submitting starts nothing: only `worker` does.
+        also = ", or submit a task" if getattr(report, "autostart", True) else "; autostart is off"
+        sched = f"not running (start one with 'orchestra worker'{also})"
     add("plain", f"repo       {report.root}")
     add("plain", f"scheduler  {sched}")
     counts = "  ".join(f"{state} {report.counts[state]}" for state in _STATE_ORDER if report.counts.get(state))

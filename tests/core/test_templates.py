@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -181,3 +183,26 @@ def test_a_step_carries_its_own_resources_and_a_bad_one_is_refused_with_the_step
     assert "step 'm': field 'resources': role 'merge' has no agent" in refused(
         {"step": [step("a", "implementer"), step("m", "merge", on="a", resources={"db_box": 1})]}
     )
+
+
+def _readme_toml(marker: str) -> tuple[str, str]:
+    """The README's TOML example whose first line is the comment `# <marker>NAME.toml...`: (NAME, text)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for block in re.findall(r"```toml\n(.*?)```", readme, re.S):
+        first = block.splitlines()[0]
+        if first.startswith(f"# {marker}"):
+            return first.removeprefix(f"# {marker}").split(".toml")[0], block
+    raise AssertionError(f"README.md has no TOML example for {marker}")
+
+
+def test_the_readme_examples_of_a_role_file_and_a_template_are_valid(tmp_path):
+    """The README shows what a role file and a workflow template hold; both load as written."""
+    role_name, role_text = _readme_toml(".orchestra/roles/")
+    tpl_name, tpl_text = _readme_toml(".orchestra/workflows/")
+    state = tmp_path / ".orchestra"
+    (state / "roles").mkdir(parents=True)
+    (state / "roles" / f"{role_name}.toml").write_text(role_text)
+    roles = load_roles(state)
+    assert roles[role_name].source.endswith(f"{role_name}.toml")
+    tpl = parse_template(tpl_name, tomllib.loads(tpl_text), str(tmp_path / f"{tpl_name}.toml"), roles)
+    assert [s.name for s in tpl.steps][-1] == "merge"

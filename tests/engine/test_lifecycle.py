@@ -186,8 +186,11 @@ def test_two_schedulers_one_runs(orch):
 def test_submit_autostarts_a_background_scheduler(orch):
     _configure(orch, idle_exit=1)
     tid = orch.run("submit", "autostarted\n@fake write auto.txt yes", check=True).stdout.strip()
+    # submit returns once the scheduler it started holds the lock: a `wait` right after does not say
+    # "no scheduler running; start one with 'orchestra worker'" (which would then refuse to start).
     waited = orch.run("wait", tid, timeout=60)
     assert waited.returncode == 0, waited.stdout + waited.stderr
+    assert "no scheduler running" not in waited.stderr, waited.stderr
     task = orch.show(tid)
     assert git(orch.repo, "show", f"{task['branch']}:auto.txt") == "yes"
     # The autostarted scheduler leaves once idle, and a new one can start.
@@ -196,6 +199,13 @@ def test_submit_autostarts_a_background_scheduler(orch):
         what="background scheduler exit",
         timeout=20,
     )
+
+
+def test_status_without_a_scheduler_suggests_submit_only_when_submit_starts_one(orch):
+    assert "start one with 'orchestra worker', or submit a task" in orch.run("status", check=True).stdout
+    _configure(orch, autostart="false")
+    line = next(l for l in orch.run("status", check=True).stdout.splitlines() if l.startswith("scheduler"))
+    assert line == "scheduler  not running (start one with 'orchestra worker'; autostart is off)"
 
 
 def test_missing_claude_binary_fails_the_task_and_the_scheduler_goes_on(orch, tmp_path: Path):
@@ -208,6 +218,20 @@ def test_missing_claude_binary_fails_the_task_and_the_scheduler_goes_on(orch, tm
         task = orch.show(tid)
         assert task["state"] == "failed"
         assert "claude binary not found" in task["error"] and "no-such-claude" in task["error"]
+
+
+def test_a_claude_that_stops_before_any_output_fails_with_what_it_said(orch, tmp_path: Path):
+    """The CLI refusing to start (an unknown option in claude_args, bypassPermissions as root) writes
+    one line on stderr and no stream-json: the task's error carries that line, not only an exit code."""
+    script = tmp_path / "claude-that-refuses"
+    script.write_text("#!/bin/sh\necho 'Starting up' >&2\necho \"error: unknown option '--bogus'\" >&2\nexit 1\n")
+    script.chmod(0o755)
+    orch.env["ORCHESTRA_CLAUDE"] = str(script)
+    tid = orch.submit("refused")
+    assert orch.work().returncode == 0
+    task = orch.show(tid)
+    assert task["state"] == "failed"
+    assert task["error"] == "claude exited with code 1 without a result (error: unknown option '--bogus')"
 
 
 def test_corrupt_task_file_is_reported_and_others_still_run(orch):

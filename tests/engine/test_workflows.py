@@ -447,6 +447,34 @@ def test_cleanup_removes_merged_work_and_forces_only_with_a_list(orch):
     assert doctor.returncode == 0 and "branch_missing" not in doctor.stdout, doctor.stdout
 
 
+def test_cleanup_keeps_the_branches_a_failed_workflow_still_merges(orch):
+    """A workflow whose merge failed (here: the gate) is merged again with `orchestra merge WF` once the
+    cause is fixed. Its result branch, a tester's that added no commit of its own, is not merged into
+    anything, so cleanup must not delete it as if it were."""
+    config(orch, 'gate = "exit 3"\n')
+    request = (
+        "Add a greeting module\n"
+        "@fake if-role implementer write greeting.py def greet():\\n    return 1\\n\n"
+        "@fake if-role implementer commit Add greeting\n"
+        f"@fake if-role reviewer structured {APPROVE}\n"
+    )
+    wf_id = start(orch, "feature", request)
+    assert orch.work().returncode == 0
+    wf = workflow(orch, wf_id)
+    assert wf["state"] == "failed" and "gate command failed" in wf["error"], wf
+    result_branch = task_of(wf, "test")["branch"]
+    report = json.loads(orch.run("cleanup", "--json", check=True).stdout)
+    assert result_branch not in {b["branch"] for b in report["deleted_branches"]}
+    assert f"refs/heads/{result_branch}" in refs(orch.repo)
+    kept = {k.get("branch"): k["reason"] for k in report["kept"] if k["what"] == "branch"}
+    assert f"its workflow {wf_id} is failed" in kept[result_branch]
+    config(orch, "")
+    merged = orch.run("merge", wf_id)
+    assert merged.returncode == 0, merged.stderr
+    assert workflow(orch, wf_id)["state"] == "succeeded"
+    assert git(orch.repo, "show", "main:greeting.py").startswith("def greet")
+
+
 def test_cleanup_dry_run_says_what_the_real_run_does_with_commits_only_in_a_checkout(orch):
     tid = orch.submit("work\n@fake write a.txt a\n@fake commit Add a")
     assert orch.work().returncode == 0

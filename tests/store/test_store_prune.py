@@ -89,6 +89,29 @@ def test_prune_keeps_what_unfinished_work_needs(orch):
     assert done in {a["task"] for a in _prune(orch, "--keep", "0", "--dry-run")["archived"]}
 
 
+def test_prune_keeps_the_tasks_of_a_workflow_a_person_can_still_retry(orch):
+    """A workflow stopped at changes_requested (or failed) has not finished: a person may retry a step
+    or cancel it. Pruning its tasks would turn it into 'failed: task ... no longer exists'."""
+    changes = '{"verdict": "request_changes", "comments": [], "summary": "Not yet."}'
+    (orch.repo / ".orchestra").mkdir(exist_ok=True)
+    (orch.repo / ".orchestra" / "config.toml").write_text("revision_rounds = 0\n")
+    request = f"Add a note\n@fake if-role reviewer structured {changes}\n"
+    wf_id = orch.run("workflow", "start", "--no-start", "feature", request, check=True).stdout.strip()
+    assert orch.work().returncode == 0
+    assert json.loads(orch.run("workflow", "show", wf_id, "--json", check=True).stdout)["state"] == "changes_requested"
+    orch.run("cleanup", check=True)
+    report = _prune(orch, "--keep", "0")
+    assert report["archived"] == []
+    kept = {k["task"]: k["reason"] for k in report["kept"]}
+    assert kept and all(f"its workflow {wf_id} is changes_requested" in r for r in kept.values()), kept
+    wf = json.loads(orch.run("workflow", "show", wf_id, "--json", check=True).stdout)
+    assert wf["state"] == "changes_requested", wf
+    # Once a person cancels it, its work is history like any other.
+    orch.run("workflow", "cancel", wf_id, check=True)
+    archived = {a["task"] for a in _prune(orch, "--keep", "0", "--dry-run")["archived"]}
+    assert archived & set(kept)
+
+
 def test_prune_by_date_and_by_count(orch):
     ids = populate(orch.repo, 12, t0=NOON_UTC, spacing=DAY)  # ended one a day from 2023-11-15
     report = _prune(orch, "--before", "2023-11-20", "--dry-run")

@@ -91,6 +91,14 @@ def test_unknown_task_ids(orch):
         _one_line_error(orch.run("show", "--", evil), "invalid task id")
 
 
+def test_a_workflow_id_given_where_a_task_id_goes_says_so(orch):
+    """`workflow start` prints an id that looks like a task's; `show` and `logs` of it point to
+    `workflow show`."""
+    wf_id = orch.run("workflow", "start", "--no-start", "feature", "Add a thing", check=True).stdout.strip()
+    for cmd in (["show", wf_id], ["logs", wf_id]):
+        _one_line_error(orch.run(*cmd), f"{wf_id} is a workflow: see 'orchestra workflow show {wf_id}'")
+
+
 def test_usage_errors_are_one_line(orch):
     # The real binary: its exit status and its stderr, which no traceback may reach.
     _one_line_error(orch.run_process("submit", "--no-start", "--no-such-flag", "x"), "No such option")
