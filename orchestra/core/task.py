@@ -278,8 +278,8 @@ class Task:
         self.proc_start = None
 
     def start_agentless(self, pid: int | None = None, proc_start: int | None = None) -> None:
-        """A merge run now, in the caller's process (orchestra merge), which `pid` names: a scheduler
-        must not take a merge another process is running for a run whose agent died."""
+        """A merge run now, in the caller's process (orchestra merge, or a scheduler's runner), which `pid`
+        names: no scheduler may take a merge another process is running for a run whose agent died."""
         self.claim(0)
         if pid:
             self.record_process(pid, proc_start)
@@ -352,6 +352,15 @@ class Task:
         self.not_before = None
         self.api_retries = 0 if resume else self.api_retries
         self.max_attempts = max(self.max_attempts, self.attempts + extra_attempts)
+
+    def moved_on(self, attempt: int) -> str | None:
+        """Why an unfinished task is no longer run `attempt`, whose end must then not be recorded over it:
+        queued again, or claimed by a later attempt. None while it still is that run."""
+        if self.state == State.QUEUED:
+            return "it was queued again meanwhile"
+        if self.attempts != attempt:
+            return f"attempt {self.attempts} has been claimed since"
+        return None
 
     def request_cancel(self) -> None:
         """Queued tasks end at once; a live one is marked, and whoever watches its agent stops it."""

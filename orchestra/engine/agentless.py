@@ -3,12 +3,42 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from orchestra.agent import processes
 from orchestra.core.redact import mask_data, mask_secrets
 from orchestra.core.task import MergeSpec, State, Task
 from orchestra.engine.context import Context
+
+_running_here: set[str] = set()
+_running_here_lock = threading.Lock()
+
+
+def this_process() -> tuple[int, int | None]:
+    """This process as the runner of a step: its pid and kernel start time (pids are reused)."""
+    pid = os.getpid()
+    return pid, processes.proc_start_time(pid)
+
+
+@contextmanager
+def running_here(task_id: str) -> Iterator[None]:
+    """While a thread of this process runs the step: a scheduler started later in this same process
+    must tell it from a run that ended here without its end being recorded."""
+    with _running_here_lock:
+        _running_here.add(task_id)
+    try:
+        yield
+    finally:
+        with _running_here_lock:
+            _running_here.discard(task_id)
+
+
+def is_running_here(task_id: str) -> bool:
+    with _running_here_lock:
+        return task_id in _running_here
 
 
 def new_agentless_task(
@@ -46,7 +76,7 @@ def new_agentless_task(
             manual=manual,
         )
         if running:
-            task.start_agentless(os.getpid(), processes.proc_start_time(os.getpid()))
+            task.start_agentless(*this_process())
         ctx.store.save(task, "submitted", role=role, depends_on=task.depends_on)
     return task
 
@@ -59,9 +89,22 @@ def finish_agentless(
     *,
     merge_result: dict[str, Any] | None = None,
     verdict: str | None = None,
+    attempt: int | None = None,
 ) -> Task:
+    """Record the end of the run `attempt` (None: whichever run is current).
+
+    A run that finds its task queued again or claimed by a later attempt (a scheduler re-queued it
+    while this run went on) leaves it to them: its end is logged, not recorded.
+    """
+    left: str | None = None
+    finished = False
+
     def mutate(t: Task) -> None:
+        nonlocal left, finished
         if t.state.final:
+            return
+        left = t.moved_on(t.attempts if attempt is None else attempt)
+        if left:
             return
         t.finish(State.FAILED if error else State.SUCCEEDED, mask_secrets(error) if error else None)
         t.result = mask_secrets(result)
@@ -69,7 +112,11 @@ def finish_agentless(
             t.merge_result = mask_data(merge_result)
         if verdict is not None:
             t.verdict = verdict
+        finished = True
 
     task = ctx.store.update(task_id, mutate)
-    ctx.store.append_event(task_id, "finished", state=str(task.state), error=task.error)
+    if left:
+        ctx.log(f"{task_id}: the end of this run ({error or 'succeeded'}) is not recorded: {left}")
+    if finished:
+        ctx.store.append_event(task_id, "finished", state=str(task.state), error=task.error)
     return task

@@ -342,6 +342,8 @@ def _check_running(ctx: Context, tasks: dict[str, Task], report: DoctorReport, f
     for task in tasks.values():
         if task.state not in (State.RUNNING, State.AWAITING_INPUT):
             continue
+        if recovery.run_elsewhere(task):
+            continue  # a merge a live process runs (a person's, or a stopped scheduler's runner)
         alive = not task.agentless and ctx.executor().adopt(task) is not None
         if alive:
             report.findings.append(

@@ -51,18 +51,24 @@ def manual(
         if wf is not None:
             wf.add_instance(step_name, task.id)
             records.save(ctx.store, wf)
-    try:
-        result = run_merge_task(ctx, task)
-    except KeyboardInterrupt:
-        raise _interrupted(ctx, task, wf, source, target) from None
-    except OrchestraError as exc:
-        agentless.finish_agentless(ctx, task.id, str(exc), "")
-        if wf is not None:
-            workflows.advance(ctx, wf.id)
-        raise
-    agentless.finish_agentless(
-        ctx, task.id, None if result.ok else result.message, result.message, merge_result=result.to_dict()
-    )
+    with agentless.running_here(task.id):
+        try:
+            result = run_merge_task(ctx, task)
+        except KeyboardInterrupt:
+            raise _interrupted(ctx, task, wf, source, target) from None
+        except OrchestraError as exc:
+            agentless.finish_agentless(ctx, task.id, str(exc), "", attempt=task.attempts)
+            if wf is not None:
+                workflows.advance(ctx, wf.id)
+            raise
+        agentless.finish_agentless(
+            ctx,
+            task.id,
+            None if result.ok else result.message,
+            result.message,
+            merge_result=result.to_dict(),
+            attempt=task.attempts,
+        )
     if result.status == "conflict" and resolve:
         if wf is not None:
             with ctx.store.locked():

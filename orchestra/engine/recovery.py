@@ -5,6 +5,7 @@ Shared by the scheduler's start-up and `doctor --fix`, so both settle a task the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from orchestra.agent import processes
@@ -12,7 +13,7 @@ from orchestra.agent.outcome import read_outcome
 from orchestra.core.crashpoints import crash_point
 from orchestra.core.errors import OrchestraError
 from orchestra.core.task import State, Task
-from orchestra.engine import merge, tempfiles, workflows
+from orchestra.engine import agentless, merge, tempfiles, workflows
 from orchestra.engine.context import Context
 from orchestra.executors.base import Handle
 from orchestra.git import worktrees
@@ -47,10 +48,10 @@ def recover(ctx: Context, start_runner: StartRunner, bad: set[str]) -> None:
 
 
 def recover_one(ctx: Context, task: Task, start_runner: StartRunner) -> None:
-    """Settle one live task whose scheduler died."""
+    """Settle one live task whose scheduler died; `task` as read a moment ago (it may have moved on since)."""
     crash_point("recover")
-    if run_elsewhere(task):
-        return  # a person's `orchestra merge` (CLI, MCP, the screen) is running it right now
+    if not task.live or run_elsewhere(task):
+        return  # ended meanwhile, or a person's `orchestra merge` or an earlier scheduler's runner runs it now
     handle: Handle | None = None if task.agentless else ctx.executor().adopt(task)
     if handle is not None:
         if handle.pid != task.pid or handle.node != task.node:
@@ -75,14 +76,37 @@ def recover_one(ctx: Context, task: Task, start_runner: StartRunner) -> None:
         )
         return
     session = outcome.session_id or task.session_id
-    ctx.store.update(task.id, lambda t: t.requeue(session=session), "requeued", reason="agent died", resume=session)
-    ctx.log(f"{task.id} agent died; " + (f"will resume session {session}" if session else "will run again"))
+    if _requeue_unless_moved_on(ctx, task, session):
+        ctx.log(f"{task.id} agent died; " + (f"will resume session {session}" if session else "will run again"))
+
+
+def _requeue_unless_moved_on(ctx: Context, seen: Task, session: str | None) -> bool:
+    """Re-queue the run `seen` describes, unless the task file has moved on from it: ended, queued or
+    claimed again, or taken up by a process that runs it. Checked under the lock the re-queue is made in."""
+    with ctx.store.locked():
+        task = ctx.store.load(seen.id)
+        same = task.live and task.attempts == seen.attempts and task.pid == seen.pid
+        if not same or run_elsewhere(task):
+            ctx.log(
+                f"{seen.id} changed while it was being settled (now {task.state}, attempt {task.attempts}); left as is"
+            )
+            return False
+        task.requeue(session=session)
+        ctx.store.save(task, "requeued", reason="agent died", resume=session)
+    return True
 
 
 def run_elsewhere(task: Task) -> bool:
-    """Whether an agentless task (a merge) is being run by a live process: the one that recorded it."""
+    """Whether an agentless task (a merge) is being run by a live process: the one that recorded it, a
+    person's `orchestra merge` or a scheduler's runner that outlived its scheduler's claim.
+
+    In this very process, only while one of its threads still runs it: otherwise the run ended here
+    without recording its end (a full disk), and is settled like any other.
+    """
     if not task.agentless or not task.pid or task.proc_start is None:
         return False
+    if task.pid == os.getpid():
+        return agentless.is_running_here(task.id)
     return processes.proc_start_time(task.pid) == task.proc_start
 
 

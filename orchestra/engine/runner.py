@@ -297,6 +297,10 @@ def finalize(
     """
     crash_point("before_finalize")
     task = ctx.store.load(task_id)
+    if task.state == State.QUEUED:
+        ctx.log(f"{task_id}: the end of this run is not recorded: it was queued again meanwhile")
+        return task  # nothing of its checkout is committed either: the next run works there
+    attempt = task.attempts
     # Read the log even without a pid: the scheduler may have died after spawning the agent
     # but before recording it, and the agent may have finished since (log_offset is set at claim).
     outcome = read_outcome(ctx.paths.log_file(task_id), task.log_offset)
@@ -340,11 +344,15 @@ def finalize(
     verdict: Verdict | None = None
     paused: float | None = None
     lost = False
+    taken_over: str | None = None
 
     def record(t: Task) -> None:
-        nonlocal verdict, paused, lost
+        nonlocal verdict, paused, lost, taken_over
         if t.state.final:
             return
+        taken_over = t.moved_on(attempt)
+        if taken_over:
+            return  # another scheduler's recovery took the task on: the next run is theirs
         if collected.lost and not t.cancel_requested and not timed_out and t.attempts < t.max_attempts:
             # The machine died with the run: nothing to judge. Run it again, fresh (its session
             # was on that machine), wherever there is room.
@@ -380,6 +388,9 @@ def finalize(
             t.finish(verdict.state, error, exit_code=exit_code)
 
     task = ctx.store.update(task_id, record)
+    if taken_over:
+        ctx.log(f"{task_id}: the end of attempt {attempt} is not recorded: {taken_over}")
+        return task
     crash_point("after_finalize")
     approvals.abandon_all(ctx, task, "the run ended")
     if lost:

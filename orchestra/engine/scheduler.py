@@ -26,7 +26,7 @@ from orchestra.core.errors import CorruptTaskFile, OrchestraError, SchedulerBusy
 from orchestra.core.graph import find_cycle
 from orchestra.core.spend import budget_message
 from orchestra.core.task import BLOCKING_STATES, State, Task, busy_slots
-from orchestra.engine import recovery, runner, workflows
+from orchestra.engine import agentless, recovery, runner, workflows
 from orchestra.engine.context import Context
 from orchestra.executors.base import Handle, RunLost, Unreachable
 from orchestra.store import fingerprints, ratelimit
@@ -439,7 +439,10 @@ class Scheduler:
             nonlocal claimed
             if task.state != State.QUEUED:
                 return
-            task.claim(log_path.stat().st_size if log_path.exists() else 0)
+            if task.agentless:  # named, so no later scheduler takes it for dead while this process runs it
+                task.start_agentless(*agentless.this_process())
+            else:
+                task.claim(log_path.stat().st_size if log_path.exists() else 0)
             claimed = True
 
         try:

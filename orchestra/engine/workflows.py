@@ -437,7 +437,11 @@ def start_resolve_in_workflow(ctx: Context, wf: Workflow, merge_task: Task) -> t
 
 def run_agentless(ctx: Context, task_id: str) -> Task:
     """Run a merge or report step in this process and record its end like an agent's."""
-    task = ctx.store.load(task_id)
+    with agentless.running_here(task_id):
+        return _run_agentless(ctx, ctx.store.load(task_id))
+
+
+def _run_agentless(ctx: Context, task: Task) -> Task:
     error: str | None = None
     result_text = ""
     merge_result: dict[str, Any] | None = None
@@ -455,9 +459,12 @@ def run_agentless(ctx: Context, task_id: str) -> Task:
             error = f"role {task.role!r} needs an agent"
     except OrchestraError as exc:
         error = str(exc)
-    task = agentless.finish_agentless(ctx, task.id, error, result_text, merge_result=merge_result, verdict=verdict)
-    ctx.log(f"{task.id} {task.state}" + (f": {task.error}" if task.error else ""))
-    return task
+    ended = agentless.finish_agentless(
+        ctx, task.id, error, result_text, merge_result=merge_result, verdict=verdict, attempt=task.attempts
+    )
+    if ended.state.final:
+        ctx.log(f"{ended.id} {ended.state}" + (f": {ended.error}" if ended.error else ""))
+    return ended
 
 
 def approve_merge(ctx: Context, wf: Workflow) -> Workflow:
