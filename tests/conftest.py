@@ -327,6 +327,7 @@ class Orch:
                 if stream is not None:
                     stream.close()
         _kill_leftover_agents(self.repo)
+        _kill_background_scheduler(self.repo)
 
     def invocations(self) -> list[dict[str, Any]]:
         path = Path(self.env["FAKE_CLAUDE_LOG"])
@@ -366,6 +367,22 @@ def make_orch(repo: Path, tmp_path: Path) -> Orch:
         }
     )
     return Orch(repo=repo, env=env)
+
+
+def _kill_background_scheduler(repo: Path) -> None:
+    """A scheduler that submit, retry or the screen started idles for idle_exit (5 min) after its test."""
+    from orchestra.store.paths import Paths
+    from orchestra.store.scheduler import scheduler_pid
+
+    try:
+        pid = scheduler_pid(Paths(repo))
+    except Exception:  # a test that broke its repository's state on purpose
+        return
+    if pid and pid > 0:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def _kill_leftover_agents(repo: Path) -> None:
