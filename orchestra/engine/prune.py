@@ -116,6 +116,7 @@ def prune(ctx: Context, *, before: object = None, keep: object = None, dry_run: 
                 continue
             removable.append(t.id)
         store.remove(removable)
+        _note_archived(ctx, removable, path)
         for wf in wf_done:
             if all(not ctx.paths.task_file(tid).exists() for tid in wf.task_ids()):
                 records.remove(store, wf.id)
@@ -309,6 +310,43 @@ def _write_archive(ctx: Context, tasks: list[Task], wfs: list[Workflow]) -> tupl
         for wf in wfs:
             gz.write(_line({"kind": "workflow", "id": wf.id, "workflow": wf.to_dict()}))
     return path, sizes
+
+
+INDEX = "pruned.tsv"  # task id, tab, archive file name: `show` of a pruned id says where it went
+
+
+def _note_archived(ctx: Context, ids: list[str], archive: Path) -> None:
+    """One line per archived task: a lookup that never opens the archives. The archives stay the truth;
+    without this file (deleted, or pruned by an older orchestra) a lookup reads them instead."""
+    if not ids:
+        return
+    with open(ctx.paths.archive / INDEX, "a", encoding="utf-8") as fh:
+        fh.write("".join(f"{task_id}\t{archive.name}\n" for task_id in ids))
+
+
+def find_archived(ctx: Context, ref: str) -> list[tuple[str, str]]:
+    """(task id, archive file name) of the pruned tasks whose id is `ref` or starts with it."""
+    directory = ctx.paths.archive
+    index = directory / INDEX
+    found: dict[str, str] = {}
+    try:
+        lines = index.read_text(encoding="utf-8").splitlines() if index.exists() else None
+    except OSError:
+        lines = None
+    if lines is not None:
+        for line in lines:
+            task_id, _, name = line.partition("\t")
+            if task_id.startswith(ref) and name:
+                found[task_id] = name
+    elif directory.is_dir():
+        for path in sorted(directory.glob("prune-*.jsonl.gz")):
+            try:
+                for record in read_archive(path):
+                    if record.get("kind") == "task" and str(record.get("id", "")).startswith(ref):
+                        found[str(record["id"])] = path.name
+            except (OSError, EOFError, ValueError):
+                continue
+    return sorted(found.items())
 
 
 def _task_record(ctx: Context, t: Task) -> dict[str, Any]:

@@ -241,9 +241,24 @@ def get(ctx: Context, ref: str) -> Task:
         except OrchestraError:
             wf_id = None
         if wf_id is None:
-            raise
+            raise _pruned(ctx, ref, exc) from None
         # `workflow start` prints an id like a task's: say where that one is shown.
         raise TaskNotFound(f"{exc}; {wf_id} is a workflow: see 'orchestra workflow show {wf_id}'") from None
+
+
+def _pruned(ctx: Context, ref: str, exc: TaskNotFound) -> TaskNotFound:
+    """`exc`, saying so when `orchestra prune` archived the task: its record is in the archive, not lost."""
+    from orchestra.engine import prune  # gzip and the archive reader: only a missing id pays
+
+    if not ref or not ref.isalnum():
+        return exc
+    found = prune.find_archived(ctx, ref)
+    if len(found) == 1:
+        task_id, name = found[0]
+        return TaskNotFound(f"task {task_id} was pruned: its record is in .orchestra/archive/{name} ('zcat' shows it)")
+    if found:
+        return TaskNotFound(f"{exc}; {len(found)} pruned tasks start with {ref}")
+    return exc
 
 
 def select(

@@ -87,7 +87,10 @@ FILES = [
         "Caches: the unfinished tasks and running totals, and one line per task that ended. "
         "Rebuilt from the task files when missing or in doubt; safe to delete.",
     ),
-    (".orchestra/archive/", "Task records moved there by orchestra-prune(1), one compressed JSON-lines file per run."),
+    (
+        ".orchestra/archive/",
+        "Task records moved there by orchestra-prune(1), one compressed JSON-lines file per run; pruned.tsv names the file each task went into.",
+    ),
 ]
 
 COMPLETION = """Completion for bash, zsh and fish comes from click. Task ids, roles, states,

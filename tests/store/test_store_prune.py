@@ -74,6 +74,14 @@ def test_prune_archives_merged_and_cleaned_tasks_and_keeps_unmerged_work(orch):
     assert_caches_agree(orch.repo)
     assert json.loads(orch.run("doctor", "--json").stdout)["findings"] == []
     assert _prune(orch, "--keep", "0")["archived"] == []
+    # show and logs of a pruned id say where its record went, also from a prefix, also with the index gone.
+    pruned = f"task {merged} was pruned: its record is in .orchestra/archive/{archive.name}"
+    for args in (("show", merged), ("logs", merged), ("show", merged[:4])):
+        gone = orch.run(*args)
+        assert gone.returncode == 1 and pruned in gone.stderr, (args, gone.stderr)
+    (archive.parent / "pruned.tsv").unlink()
+    assert pruned in orch.run("show", merged).stderr
+    assert orch.run("show", "zzzz9").stderr.strip() == "orchestra: error: no task zzzz9"
 
 
 def test_prune_keeps_what_unfinished_work_needs(orch):
