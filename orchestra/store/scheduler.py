@@ -10,6 +10,11 @@ from orchestra.store.files import write_atomic
 from orchestra.store.locks import Held, holder_alive
 from orchestra.store.paths import Paths
 
+# How long a would-be scheduler keeps trying for the lock. `holder_alive` (status, wait, and
+# `start_background` polling every 20 ms for the scheduler it just started) probes it by taking
+# it for a few microseconds: a single try that met a probe gave up, and no scheduler ran.
+CLAIM_WAIT = 0.5
+
 
 def scheduler_pid(paths: Paths) -> int | None:
     """The pid of the live scheduler, None when none runs, -1 when one runs but its pid is unknown."""
@@ -63,7 +68,7 @@ def claim(paths: Paths, max_concurrent: int, from_flag: bool = False) -> Held | 
     readers (why a task waits) must take it from here.
     """
     paths.ensure()
-    lock = Held(paths.scheduler_lock, 0)
+    lock = Held(paths.scheduler_lock, CLAIM_WAIT)
     if not lock.acquire():
         return None
     info = {"pid": os.getpid(), "started_at": now(), "max_concurrent": max_concurrent, "from_flag": from_flag}

@@ -5,9 +5,16 @@ Moved from test_concurrency.py (now store/test_store_contention.py).
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 import time
 
 import pytest
+
+from orchestra.store import scheduler as record
+from orchestra.store.paths import Paths
+from orchestra.store.scheduler import scheduler_pid
 
 pytestmark = pytest.mark.crash
 
@@ -44,3 +51,21 @@ def test_a_task_submitted_while_the_scheduler_winds_down_is_run_not_stranded(orc
     assert worker.returncode == 0, out
     assert orch.state(late) == "succeeded", out
     assert out.count("nothing left to do") == 1, out
+
+
+def test_a_look_at_the_lock_as_a_scheduler_starts_does_not_turn_it_away(orch):
+    """`holder_alive` (status, wait, and submit polling for the scheduler it started) looks by taking the
+    lock for an instant. A scheduler whose one try met such a look gave up as if another one ran
+    (a background one silently), and the queue waited for nobody."""
+    paths = Paths(orch.repo)
+    paths.ensure()
+    fd = os.open(paths.scheduler_lock, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a look, caught in the act (held longer, to be seen)
+    threading.Timer(0.1, os.close, (fd,)).start()
+    held = record.claim(paths, 1)
+    try:
+        assert held is not None, "the scheduler gave up at a look at its lock"
+        assert scheduler_pid(paths) == os.getpid()
+    finally:
+        if held is not None:
+            record.release(paths, held)
