@@ -325,25 +325,33 @@ def _note_archived(ctx: Context, ids: list[str], archive: Path) -> None:
 
 
 def find_archived(ctx: Context, ref: str) -> list[tuple[str, str]]:
-    """(task id, archive file name) of the pruned tasks whose id is `ref` or starts with it."""
+    """(task id, archive file name) of the pruned tasks whose id is `ref` or starts with it.
+
+    The index answers for the archives it names; an archive it does not name (made by an older
+    orchestra, or before the index was deleted; the next prune starts a new one) is read instead."""
     directory = ctx.paths.archive
     index = directory / INDEX
     found: dict[str, str] = {}
+    indexed: set[str] = set()
     try:
-        lines = index.read_text(encoding="utf-8").splitlines() if index.exists() else None
+        lines = index.read_text(encoding="utf-8").splitlines() if index.exists() else []
     except OSError:
-        lines = None
-    if lines is not None:
-        for line in lines:
-            task_id, _, name = line.partition("\t")
-            if task_id.startswith(ref) and name:
-                found[task_id] = name
-    elif directory.is_dir():
+        lines = []
+    for line in lines:
+        task_id, _, name = line.partition("\t")
+        if not name:
+            continue
+        indexed.add(name)
+        if task_id.startswith(ref):
+            found[task_id] = name
+    if directory.is_dir():
         for path in sorted(directory.glob("prune-*.jsonl.gz")):
+            if path.name in indexed:
+                continue
             try:
                 for record in read_archive(path):
                     if record.get("kind") == "task" and str(record.get("id", "")).startswith(ref):
-                        found[str(record["id"])] = path.name
+                        found.setdefault(str(record["id"]), path.name)  # the index knows where it was removed
             except (OSError, EOFError, ValueError):
                 continue
     return sorted(found.items())

@@ -250,6 +250,7 @@ def _pruned(ctx: Context, ref: str, exc: TaskNotFound) -> TaskNotFound:
     """`exc`, saying so when `orchestra prune` archived the task: its record is in the archive, not lost."""
     from orchestra.engine import prune  # gzip and the archive reader: only a missing id pays
 
+    ref = ref.strip().lower()  # as `store.resolve` reads an id
     if not ref or not ref.isalnum():
         return exc
     found = prune.find_archived(ctx, ref)

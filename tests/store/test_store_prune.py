@@ -120,6 +120,20 @@ def test_prune_keeps_the_tasks_of_a_workflow_a_person_can_still_retry(orch):
     assert archived & set(kept)
 
 
+def test_a_task_pruned_before_the_index_existed_is_still_found_after_the_next_prune(orch):
+    """An archive made by an older orchestra (or before pruned.tsv was deleted) is not named in the index
+    that the next prune starts: show must still read it, not say the task never existed."""
+    ids = populate(orch.repo, 4, t0=NOON_UTC, spacing=DAY)
+    orch.run("prune", "--keep", "2", check=True)
+    index = orch.repo / ".orchestra" / "archive" / "pruned.tsv"
+    index.unlink()  # as an older orchestra left it: an archive, no index
+    orch.run("prune", "--keep", "0", check=True)  # this one writes the index again, naming only its own tasks
+    assert index.read_text().count("\n") == 2
+    for ref in (ids[0], ids[3], ids[0].upper()):
+        gone = orch.run("show", ref)
+        assert gone.returncode == 1 and f"task {ref.lower()} was pruned" in gone.stderr, (ref, gone.stderr)
+
+
 def test_prune_by_date_and_by_count(orch):
     ids = populate(orch.repo, 12, t0=NOON_UTC, spacing=DAY)  # ended one a day from 2023-11-15
     report = _prune(orch, "--before", "2023-11-20", "--dry-run")
