@@ -304,7 +304,10 @@ def finalize(
     # Read the log even without a pid: the scheduler may have died after spawning the agent
     # but before recording it, and the agent may have finished since (log_offset is set at claim).
     outcome = read_outcome(ctx.paths.log_file(task_id), task.log_offset)
-    if not outcome.has_result and not outcome.last_error_text and handle is not None and handle.err_offset is not None:
+    before_any_output = not (outcome.has_result or outcome.init_seen or outcome.assistant_messages)
+    if before_any_output and not outcome.last_error_text and handle is not None and handle.err_offset is not None:
+        # Only a CLI that stopped before any stream-json: the last stderr line of one that ran and then died
+        # (killed, out of memory) is whatever it said earlier (a start-up warning), not why it ended.
         outcome.last_error_text = stderr_reason(ctx.paths.stderr_file(task_id), handle.err_offset)
     launch_error = launch_error or output_error(task, outcome)
     if handle is not None:

@@ -7,7 +7,7 @@ import os
 import signal
 from pathlib import Path
 
-from conftest import git
+from conftest import FAKE_CLAUDE, git
 
 
 def _alive(pid: int) -> bool:
@@ -232,6 +232,21 @@ def test_a_claude_that_stops_before_any_output_fails_with_what_it_said(orch, tmp
     task = orch.show(tid)
     assert task["state"] == "failed"
     assert task["error"] == "claude exited with code 1 without a result (error: unknown option '--bogus')"
+
+
+def test_a_claude_killed_mid_run_is_not_given_its_start_up_warning_as_the_reason(orch, tmp_path: Path):
+    """The last stderr line explains a CLI that stopped before any stream-json; one that ran and was then
+    killed (out of memory) only ever said a warning at start-up, which is not why it ended."""
+    script = tmp_path / "claude-with-a-warning"
+    script.write_text(f"#!/bin/sh\necho 'Warning: a note at start-up' >&2\nexec {FAKE_CLAUDE} \"$@\"\n")
+    script.chmod(0o755)
+    orch.env["ORCHESTRA_CLAUDE"] = str(script)
+    _configure(orch, max_attempts=1)
+    tid = orch.submit("work\n@fake write a.txt a\n@fake crash")
+    assert orch.work().returncode == 0
+    task = orch.show(tid)
+    assert task["state"] == "failed"
+    assert task["error"] == "claude exited with code -9 without a result", task["error"]
 
 
 def test_corrupt_task_file_is_reported_and_others_still_run(orch):
