@@ -92,7 +92,7 @@ def preview(ctx: Context, ref: str) -> str:
     if plan.done is not None:
         raise InvalidInput(plan.done.message)
     if plan.wf is not None and plan.approve:
-        return f"Approve the merge of workflow {plan.wf.id} into {plan.wf.into}?"
+        return f"Approve the merge of workflow {plan.wf.id} into {plan.wf.into or 'its target'}?"
     assert plan.source is not None
     what = f"workflow {plan.wf.id}'s result" if plan.wf is not None else f"task {plan.source.id}"
     return f"Merge {what} ({plan.source.branch}) into {plan.target}?"

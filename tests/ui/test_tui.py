@@ -411,7 +411,13 @@ def test_v_on_a_workflow_waiting_for_approval_shows_what_its_merge_would_bring(e
             assert isinstance(app.screen, DiffScreen)
             lines = app.screen.lines()
             assert "+hi" in lines and any(line.startswith("diff --git a/greeting.py") for line in lines)
-            await pilot.press("escape", "q")
+            await pilot.press("escape")
+            await pilot.pause()
+            await pilot.press("m")  # the question says what `y` does here: approve, into which branch
+            await pilot.pause()
+            assert isinstance(app.screen, ConfirmScreen)
+            assert app.screen.question.startswith(f"Approve the merge of workflow {wf_id} into main?")
+            await pilot.press("n", "q")
 
     asyncio.run(scenario())
 
