@@ -67,6 +67,9 @@ class PruneReport:
         }
 
 
+UNFINISHED = "an unfinished task or running workflow needs it"
+
+
 def parse_before(value: object, at: float | None = None) -> float:
     """A moment: `2026-01-31` (local midnight), `2026-01-31T12:00`, or an age such as `30d` or `12h`."""
     text = str(value).strip()
@@ -101,6 +104,11 @@ def prune(ctx: Context, *, before: object = None, keep: object = None, dry_run: 
     report.archive = str(path)
     store = ctx.store
     with store.locked():
+        # A task submitted or reopened meanwhile may name a chosen one (`--after`, `--on`, a merge of it) or
+        # work on its branch, without changing it: what the choice saw of the live tasks is looked at again.
+        live = store.live().values()
+        needed = {dep for s in live for dep in s.get("depends_on") or []}
+        live_branches = {s["branch"] for s in live if s.get("branch")}
         removable = []
         for t in chosen:
             try:
@@ -113,6 +121,12 @@ def prune(ctx: Context, *, before: object = None, keep: object = None, dry_run: 
                 or _size(ctx.paths.event_file(t.id)) != sizes[t.id]
             ):
                 report.kept.append({"task": t.id, "reason": "changed while it was being archived; kept"})
+                continue
+            if t.id in needed:
+                report.kept.append({"task": t.id, "reason": UNFINISHED})
+                continue
+            if t.branch and not t.agentless and t.branch in live_branches:
+                report.kept.append({"task": t.id, "reason": f"its branch {t.branch} is in use by an unfinished task"})
                 continue
             removable.append(t.id)
         store.remove(removable)
@@ -131,7 +145,7 @@ def _select(ctx: Context, cutoff: float | None, keep: int | None, report: PruneR
     """The tasks to archive, oldest ended first; those old enough but kept go into `report.kept`."""
     store = ctx.store
     view = store.view()
-    unfinished = "an unfinished task or running workflow needs it"
+    unfinished = UNFINISHED
     busy: dict[str, str] = {}  # task id -> why it stays
     for s in view.live.values():
         for dep in s.get("depends_on") or []:  # a task started `on` another depends on it too

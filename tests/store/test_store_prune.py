@@ -9,6 +9,9 @@ import pytest
 from conftest import git
 from store_helpers import assert_caches_agree, populate
 
+from orchestra.app import Orchestra
+from orchestra.engine import prune
+from orchestra.engine import tasks as task_cases
 from orchestra.engine.prune import read_archive
 
 NOON_UTC = 1_700_049_600.0  # 2023-11-15 12:00 UTC
@@ -95,6 +98,41 @@ def test_prune_keeps_what_unfinished_work_needs(orch):
     assert done not in {a["task"] for a in report["archived"]}
     orch.run("cancel", waiting, check=True)
     assert done in {a["task"] for a in _prune(orch, "--keep", "0", "--dry-run")["archived"]}
+
+
+@pytest.mark.parametrize("how", ["submit", "retry"])
+def test_a_task_that_comes_to_need_one_being_archived_keeps_it(orch, monkeypatch, how):
+    """prune chooses, writes its archive, then removes under the lock. A task submitted `--after` one of
+    the chosen meanwhile, or a task that names it retried, changes nothing of it: it was removed all the
+    same, and the task that needed it failed with 'dependency ... no longer exists'."""
+    done = orch.submit("done\n@fake write d.txt d\n@fake commit Add d")
+    cancelled = orch.submit("builds on it\n@fake write e.txt e\n@fake commit Add e", "--after", done)
+    orch.run("cancel", cancelled, check=True)
+    assert orch.work().returncode == 0
+    assert orch.run("merge", done).returncode == 0
+    orch.run("cleanup", check=True)
+    ctx = Orchestra(orch.repo).ctx
+    needs_it: list[str] = []
+    write_archive = prune._write_archive
+
+    def it_is_needed_meanwhile(*args):
+        if how == "submit":
+            sub = task_cases.Submission("builds on it\n@fake write e.txt e\n@fake commit Add e", after=[done])
+            needs_it.append(task_cases.submit(ctx, sub).id)
+        else:
+            needs_it.append(task_cases.retry(ctx, cancelled).id)
+        return write_archive(*args)
+
+    monkeypatch.setattr(prune, "_write_archive", it_is_needed_meanwhile)
+    report = prune.prune(ctx, keep=0)
+    assert needs_it and done not in {a["task"] for a in report.archived}
+    assert {k["task"]: k["reason"] for k in report.kept}[done] == "an unfinished task or running workflow needs it"
+    assert orch.show(done)["state"] == "succeeded"
+    assert orch.work().returncode == 0
+    later = orch.show(needs_it[0])
+    assert later["state"] == "succeeded", later["error"]
+    assert git(orch.repo, "show", f"{later['branch']}:e.txt") == "e"
+    assert_caches_agree(orch.repo)
 
 
 def test_prune_keeps_the_tasks_of_a_workflow_a_person_can_still_retry(orch):
