@@ -6,6 +6,8 @@ would lose work needs --force, and is listed first.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,7 +105,11 @@ def _cleanup(ctx: Context, *, dry_run: bool, force: bool) -> CleanupReport:
             continue
         path = ctx.paths.worktree(t.id)
         if path in registered:
-            _cleanup_worktree(root, t, path, report, force, dry_run)
+            with _as_read(ctx, [t], None, dry_run) as again:
+                if again:
+                    report.kept.append({"task": t.id, "path": str(path), "what": "worktree", "reason": again})
+                else:
+                    _cleanup_worktree(root, t, path, report, force, dry_run)
     for branch, owners in sorted(by_branch.items()):
         if any(o.id in busy for o in owners):
             continue
@@ -114,8 +120,41 @@ def _cleanup(ctx: Context, *, dry_run: bool, force: bool) -> CleanupReport:
         if held:
             report.kept.append({"task": owners[-1].id, "branch": branch, "sha": head, "what": "branch", "reason": held})
             continue
-        _cleanup_branch(ctx, branch, head, owners, registered, squashed, report, force, dry_run)
+        with _as_read(ctx, owners, branch, dry_run) as again:
+            if again:
+                item = {"task": owners[-1].id, "branch": branch, "sha": head, "what": "branch", "reason": again}
+                report.kept.append(item)
+            else:
+                _cleanup_branch(ctx, branch, head, owners, registered, squashed, report, force, dry_run)
     return report
+
+
+@contextmanager
+def _as_read(ctx: Context, owners: list[Task], branch: str | None, dry_run: bool) -> Iterator[str | None]:
+    """Hold the store lock while a worktree or branch of finished tasks is removed, and say why not to when
+    what cleanup read of them no longer holds: a reply or a retry queued one of them again meanwhile (its
+    run would work in that checkout, on that branch), or a task submitted since needs the branch."""
+    if dry_run:
+        yield None
+        return
+    with ctx.store.locked():
+        yield _in_use_again(ctx, owners, branch)
+
+
+def _in_use_again(ctx: Context, owners: list[Task], branch: str | None) -> str | None:
+    ids = {o.id for o in owners}
+    for o in owners:
+        try:
+            state = ctx.store.load(o.id).state
+        except OrchestraError as exc:
+            return f"task {o.id} cannot be read: {exc}"
+        if not state.final:
+            return f"task {o.id} is {state} again"
+    if branch is not None:
+        for s in ctx.store.live().values():
+            if s.get("branch") == branch or ids & set(s.get("depends_on") or []):
+                return f"the unfinished task {s['id']} needs it"
+    return None
 
 
 def _cleanup_worktree(root: Path, t: Task, path: Path, report: CleanupReport, force: bool, dry_run: bool) -> None:
