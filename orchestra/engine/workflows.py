@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from orchestra.core.crashpoints import crash_point
 from orchestra.core.errors import InvalidInput, OrchestraError, TaskNotFound
 from orchestra.core.roles import Role
 from orchestra.core.task import MergeSpec, Task, make_title, now
@@ -150,20 +151,59 @@ def tasks_of(ctx: Context, wf: Workflow) -> dict[str, Task]:
 # -- advancing --------------------------------------------------------------------------
 
 
-def advance(ctx: Context, wf_id: str) -> Workflow:
-    """Take the workflow's next step(s), if any are due; a no-op when nothing changed."""
+def advance(ctx: Context, wf_id: str, ended: Task | None = None) -> Workflow:
+    """Take the workflow's next step(s), if any are due; a no-op when nothing changed.
+
+    `ended`: a task of it that has just ended, which the workflow may not know yet (see `_unrecorded`).
+    """
     with ctx.store.locked():
         wf = records.load(ctx.store, wf_id)
         if wf.final:
             return wf
         before = _snapshot(wf)
         try:
-            _advance(ctx, wf, ctx.roles())
+            unrecorded = _unrecorded(ctx, wf, ended)
+            _advance(ctx, wf, ctx.roles(), unrecorded)
+            while unrecorded.adopted_ended and not wf.final:  # a step found already ended: move on from it
+                unrecorded.adopted_ended = False
+                _advance(ctx, wf, ctx.roles(), unrecorded)
         except OrchestraError as exc:
             wf.stop("failed", str(exc))
         if _snapshot(wf) != before:
+            crash_point("workflow_before_save")  # a step's task is written, the record naming it is not
             records.save(ctx.store, wf)
         return wf
+
+
+class _Unrecorded:
+    """The tasks of a workflow's steps that its record does not name, by (step, round)."""
+
+    def __init__(self, tasks: dict[tuple[str, int], Task]) -> None:
+        self.tasks = tasks
+        self.adopted_ended = False
+
+    def take(self, step: str, round: int) -> Task | None:
+        task = self.tasks.pop((step, round), None)
+        if task is not None and task.state.final:
+            self.adopted_ended = True
+        return task
+
+
+def _unrecorded(ctx: Context, wf: Workflow, ended: Task | None) -> _Unrecorded:
+    """Step tasks made for this workflow by a process killed before it saved the workflow's record (a step
+    task is one write, the record that names it another). The next advance would make the step again, and
+    both would run: it takes these instead. They are live (queued, or run by a scheduler meanwhile), or the
+    task whose end calls for this advance."""
+    known = set(wf.task_ids())
+    ids = [s["id"] for s in ctx.store.live().values() if s.get("workflow") == wf.id and s["id"] not in known]
+    found: dict[tuple[str, int], Task] = {}
+    candidates = [ctx.store.load(i) for i in ids]
+    if ended is not None and ended.workflow == wf.id and ended.id not in known and ended.id not in ids:
+        candidates.append(ended)
+    for task in sorted(candidates, key=lambda t: t.created_at):
+        if task.step and task.round is not None:
+            found[(task.step, task.round)] = task
+    return _Unrecorded(found)
 
 
 def _snapshot(wf: Workflow) -> str:
@@ -175,7 +215,7 @@ def task_finished(ctx: Context, task: Task) -> None:
     if not task.workflow:
         return
     try:
-        wf = advance(ctx, task.workflow)
+        wf = advance(ctx, task.workflow, ended=task)
     except OrchestraError as exc:
         ctx.log(f"workflow {task.workflow}: {exc}")
         return
@@ -213,7 +253,7 @@ def cancel(ctx: Context, ref: str) -> Workflow:
         return wf
 
 
-def _advance(ctx: Context, wf: Workflow, roles: dict[str, Role]) -> None:
+def _advance(ctx: Context, wf: Workflow, roles: dict[str, Role], unrecorded: _Unrecorded | None = None) -> None:
     tasks: dict[str, Task] = {}
     for inst in wf.instances:
         try:
@@ -221,10 +261,12 @@ def _advance(ctx: Context, wf: Workflow, roles: dict[str, Role]) -> None:
         except TaskNotFound:
             continue
     decision = decide(wf, tasks, roles, approve_merge=wf.approve_merge and not wf.merge_approved)
-    _apply(ctx, wf, decision, tasks, roles)
+    _apply(ctx, wf, decision, tasks, roles, unrecorded or _Unrecorded({}))
 
 
-def _apply(ctx: Context, wf: Workflow, d: Decision, tasks: dict[str, Task], roles: dict[str, Role]) -> None:
+def _apply(
+    ctx: Context, wf: Workflow, d: Decision, tasks: dict[str, Task], roles: dict[str, Role], unrecorded: _Unrecorded
+) -> None:
     if d.kind == "stop":
         assert d.state is not None
         if d.comments:
@@ -254,12 +296,12 @@ def _apply(ctx: Context, wf: Workflow, d: Decision, tasks: dict[str, Task], role
         wf.await_merge()
     elif d.kind == "revise":
         wf.resume()
-        _start_revision(ctx, wf, tasks, d.comments)
+        _start_revision(ctx, wf, tasks, d.comments, unrecorded)
     elif d.kind == "create":
         wf.resume()
         tpl = wf.template_obj()
         for step in d.steps:
-            _create_step_task(ctx, wf, tpl, step, roles, tasks)
+            _create_step_task(ctx, wf, tpl, step, roles, tasks, unrecorded)
     elif d.kind == "done":
         wf.resume()
         if d.task is not None:
@@ -272,11 +314,22 @@ def _apply(ctx: Context, wf: Workflow, d: Decision, tasks: dict[str, Task], role
 
 
 def _create_step_task(
-    ctx: Context, wf: Workflow, tpl: Template, step: Step, roles: dict[str, Role], tasks: dict[str, Task]
+    ctx: Context,
+    wf: Workflow,
+    tpl: Template,
+    step: Step,
+    roles: dict[str, Role],
+    tasks: dict[str, Task],
+    unrecorded: _Unrecorded,
 ) -> Task:
     def current(name: str) -> Task | None:
         return current_task(wf, tasks, name)
 
+    made = unrecorded.take(step.name, wf.round)
+    if made is not None:  # made by an advance that was killed before it could say so
+        tasks[made.id] = made
+        wf.add_instance(step.name, made.id)
+        return made
     deps = [t.id for t in (current(d) for d in step.deps) if t is not None]
     on_task = current(step.on) if step.on else None
     title = f"{step.name}: {wf.title}"
@@ -365,7 +418,9 @@ def _step_prompt(ctx: Context, wf: Workflow, step: Step, role: Role, on_task: Ta
 # -- the review loop ----------------------------------------------------------------------
 
 
-def _start_revision(ctx: Context, wf: Workflow, tasks: dict[str, Task], comments: list[dict[str, Any]]) -> None:
+def _start_revision(
+    ctx: Context, wf: Workflow, tasks: dict[str, Task], comments: list[dict[str, Any]], unrecorded: _Unrecorded
+) -> None:
     """The revising agent continues its own session on its own branch, which first takes in the reviewed work."""
     tpl = wf.template_obj()
     revise = tpl.revise_step
@@ -396,7 +451,8 @@ def _start_revision(ctx: Context, wf: Workflow, tasks: dict[str, Task], comments
         f"## Context\n\nWorkflow {wf.id} ({wf.template}), step {revise.name!r} as {revise.role}, "
         f"round {new_round} of at most {wf.max_rounds}."
     )
-    task = task_cases.submit(
+    made = unrecorded.take(revise.name, new_round)  # by an advance killed before it saved the record
+    task = made or task_cases.submit(
         ctx,
         task_cases.Submission(
             prompt,
@@ -412,7 +468,8 @@ def _start_revision(ctx: Context, wf: Workflow, tasks: dict[str, Task], comments
             resources=dict(revise.resources) if revise.resources else None,  # a revision runs where the step does
         ),
     )
-    ctx.store.append_event(task.id, "revision", round=new_round, branch=prev.branch, resumes=prev.session_id)
+    if made is None:
+        ctx.store.append_event(task.id, "revision", round=new_round, branch=prev.branch, resumes=prev.session_id)
     wf.comments = comments
     wf.round = new_round
     wf.add_instance(revise.name, task.id)
