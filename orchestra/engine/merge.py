@@ -201,10 +201,11 @@ def run_merge_task(ctx: Context, task: Task) -> MergeResult:
             "strategy": "squash" if result.landed_in else spec.strategy,
         }
 
-        def merged(t: Task) -> None:
-            t.merged = record
-
-        ctx.store.update(source.id, merged, "merged", **record)
+        with ctx.store.locked():  # read again: a merge that ran meanwhile may have recorded this one already
+            current = ctx.store.load(source.id)
+            if not (result.status == "up_to_date" and _recorded(current, result)):
+                current.merged = record
+                ctx.store.save(current, "merged", **record)
     crash_point("merge_after_record")
     return result
 

@@ -189,3 +189,42 @@ def test_concurrent_squash_merges_land_once(orch):
     assert orch.show(tid)["merged"]["strategy"] == "squash"
     cleaned = orch.run("cleanup", check=True).stdout
     assert "deleted branch" in cleaned
+
+
+def test_a_merge_that_finds_the_work_landed_meanwhile_records_it_once(orch, monkeypatch):
+    """Two merges of one task at once (a person's and a workflow's merge step, or one run again): the second
+    read the task before the first recorded its merge, found the target up to date, and recorded the same
+    merge again (a second 'merged' event for one merge commit)."""
+    from contextlib import contextmanager
+
+    from orchestra.app import Orchestra
+    from orchestra.core.task import MergeSpec
+    from orchestra.engine import agentless, merge
+
+    tid = orch.submit("feature\n@fake write f.txt f\n@fake commit Add f")
+    assert orch.work().returncode == 0
+    ctx = Orchestra(orch.repo).ctx
+    first, second = (
+        agentless.new_agentless_task(
+            ctx, "merge", "merge it", "merge it", [tid], running=True, merge=MergeSpec(tid, "main", "merge")
+        )
+        for _ in range(2)
+    )
+    real_lock = merge.merge_lock
+    landed: list = []
+    entered: list = []
+
+    @contextmanager
+    def the_first_lands_meanwhile(*args, **kwargs):
+        if not entered:  # the second merge has read its source; the first one runs to its end now
+            entered.append(True)
+            landed.append(merge.run_merge_task(ctx, first))
+        with real_lock(*args, **kwargs):
+            yield
+
+    monkeypatch.setattr(merge, "merge_lock", the_first_lands_meanwhile)
+    again = merge.run_merge_task(ctx, second)
+    assert landed[0].status == "merged" and again.status == "up_to_date"
+    merged = [e for e in ctx.store.events(tid) if e["event"] == "merged"]
+    assert len(merged) == 1, merged
+    assert merged[0]["commit"] == landed[0].new_sha == orch.show(tid)["merged"]["commit"]
