@@ -71,3 +71,22 @@ def test_a_merge_approval_killed_as_it_makes_the_merge_step_merges_once(orch):
     assert _steps(orch, wf_id)[-1] == ("merge", "queued")
     assert orch.work().returncode == 0
     _assert_each_step_once(orch, wf_id, before)
+
+
+def test_a_step_that_ran_before_its_workflow_knew_it_is_taken_when_it_ends(orch):
+    """The task a killed advance made may run to its end before any advance sees it queued: its end moves
+    the workflow on from it, and the step is not made again."""
+    from orchestra.app import Orchestra
+    from orchestra.engine import workflows
+
+    wf_id = _start(orch, "merge_approval = true\n")
+    before = git(orch.repo, "rev-parse", "main")
+    assert orch.work().returncode == 0
+    orch.crash_at("workflow_before_save", "merge", wf_id)
+    ctx = Orchestra(orch.repo).ctx
+    (step,) = [s for s in ctx.store.live().values() if s["workflow"] == wf_id]
+    ctx.store.update(step["id"], lambda t: t.claim(0), "claimed")  # a scheduler takes it before any advance
+    ended = workflows.run_agentless(ctx, step["id"])
+    assert ended.state == "succeeded", ended.error
+    workflows.task_finished(ctx, ended)
+    _assert_each_step_once(orch, wf_id, before)
