@@ -91,7 +91,9 @@ def _requeue_unless_moved_on(ctx: Context, seen: Task, session: str | None) -> b
                 f"{seen.id} changed while it was being settled (now {task.state}, attempt {task.attempts}); left as is"
             )
             return False
-        task.requeue(session=session)
+        # A run that never started (its scheduler died between the claim and the agent's start) still owes
+        # what it was to say: a person's reply, or the nudge after an API error. Launching clears it.
+        task.requeue(session=session, next_prompt=task.next_prompt)
         ctx.store.save(task, "requeued", reason="agent died", resume=session)
     return True
 

@@ -317,3 +317,19 @@ def test_sigkill_during_a_merge(orch, point: str):
     assert ".orchestra/merges" not in git(orch.repo, "worktree", "list")
     report = json.loads(orch.run("doctor", "--json").stdout)
     assert report["ok"], report
+
+
+def test_a_reply_survives_a_scheduler_killed_before_its_run_started(orch):
+    """A reply queues the ended task with the person's words for the next run. A scheduler killed between
+    claiming it and starting its agent left it to recovery, which queued it again without those words:
+    the run that followed resumed the session with a plain nudge, and the task succeeded without ever
+    acting on the reply."""
+    tid = orch.submit("first\n@fake write a.txt a\n@fake commit Add a")
+    assert orch.work().returncode == 0
+    orch.run("respond", "--no-start", tid, "More\n@fake write b.txt b\n@fake commit Add b", check=True)
+    orch.crash_at("after_claim", "worker", "--until-idle")
+    assert orch.work().returncode == 0
+    task = orch.show(tid)
+    assert task["state"] == "succeeded", task["error"]
+    assert git(orch.repo, "show", f"{task['branch']}:b.txt") == "b"
+    assert [inv["prompt"].splitlines()[0] for inv in orch.invocations()] == ["first", "More"]
