@@ -63,7 +63,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +88,7 @@ from orchestra.core.crashpoints import ENV as CRASH_ENV
 from orchestra.core.errors import OrchestraError
 from orchestra.core.task import Task, validate_id
 from orchestra.executors.base import RUNNING, Collected, Handle, Launch, RunLost, Unreachable, cluster_problem
+from orchestra.executors.spares import Spares
 from orchestra.git import refs, repo, transport, workspace, worktrees
 from orchestra.git.runner import git
 from orchestra.store import fingerprints, requests
@@ -153,11 +154,18 @@ def node_name() -> str:
     return os.environ.get(NODE_NAME_ENV) or socket.gethostname()
 
 
+SPARE_DELAY = 2.0  # after an agent starts: the runs starting with it are not slowed by the spares
+
+
 class NodeAgent:
     """One task's run on a node. Its methods are called by the coordinator; none of them trusts a path it is given."""
 
-    def __init__(self, task_id: str, namespace: str) -> None:
+    def __init__(
+        self, task_id: str, namespace: str, spares: Spares | None = None, runs: Callable[[], int] = lambda: 1
+    ) -> None:
         self.task_id = validate_id(task_id)
+        self.spares = spares
+        self.runs = runs  # how many runs the host holds now: the spares it keeps ready
         base = node_root() / namespace
         self.mirror = base / "mirror.git"
         self.root = base / "tasks" / self.task_id
@@ -216,7 +224,8 @@ class NodeAgent:
             elif pack:  # else `tip` came ahead (receive, or an earlier task): checking it again costs a git per task
                 transport.receive_pack(self.mirror, pack, tip)
             transport.keep(self.mirror, base_ref(self.task_id), tip)
-            transport.checkout(self.mirror, self.checkout, branch, tip)
+            if not self._take_spare(branch, tip):
+                transport.checkout(self.mirror, self.checkout, branch, tip)
             self.base, self.branch = tip, branch
             self.copied = _extract(copies, self.checkout)
             workspace.write_excludes(self.checkout, sorted({*task.copied, *copied}))
@@ -226,6 +235,19 @@ class NodeAgent:
                     self.copied += made
                     workspace.write_excludes(self.checkout, sorted({*task.copied, *copied, *made}))
             return {"head": tip, "copied": self.copied}
+
+    def _take_spare(self, branch: str, tip: str) -> bool:
+        """The checkout from a spare made ahead (see spares.py); False when there is none to take."""
+        if self.spares is None:
+            return False
+        try:
+            if not self.spares.take(self.checkout):
+                return False
+            transport.take_over(self.checkout, branch, tip)
+            return True
+        except (OrchestraError, OSError):
+            shutil.rmtree(self.checkout, ignore_errors=True)  # then made the usual way
+            return False
 
     def start(self, run: dict[str, Any], env: dict[str, str], err_home: int = 0) -> int:
         """Start Claude Code under the guard; returns its process group."""
@@ -275,6 +297,8 @@ class NodeAgent:
                 time.sleep(0.01)
             data = json.loads(pids.read_text())
             self.guard_pid, self.pgid = int(data["guard"]), int(data["pid"])
+            if self.spares is not None and self.base:
+                self.spares.refill(self.base, self.runs(), delay=SPARE_DELAY)  # for the runs that come next
             return self.pgid
 
     def rc(self) -> int | None:
@@ -468,6 +492,8 @@ class NodeHost:
         self.busy = time.monotonic()  # when it last held a run
         self.retired = False
         self.idle = float(os.environ.get(HOST_IDLE_ENV) or HOST_IDLE)
+        base = node_root() / namespace
+        self.spares = Spares(base / "spares", base / "mirror.git")
         threading.Thread(target=self._watch_idle, daemon=True).start()
 
     def _watch_idle(self) -> None:
@@ -485,6 +511,7 @@ class NodeHost:
             if self.agents or self.closing or time.monotonic() - self.busy < self.idle:
                 return
             self.retired = True
+        self.spares.drop()  # a host that ends leaves no checkouts behind on the node
         ray.actor.exit_actor()
 
     def info(self) -> dict[str, Any]:
@@ -506,7 +533,7 @@ class NodeHost:
         """A new run of the task here, ending what an earlier run of it left; returns what the mirror holds,
         and the fingerprints (made with the coordinator's `salt`) of this node's secrets its agent runs with:
         the coordinator masks them in the transcript without ever learning them."""
-        agent = NodeAgent(task_id, self.namespace)
+        agent = NodeAgent(task_id, self.namespace, self.spares, self._runs)
         with self.lock:
             old = self.agents.pop(agent.task_id, None)
             closing = self.closing.get(agent.task_id)
@@ -521,6 +548,10 @@ class NodeHost:
             self.busy = time.monotonic()
         secrets = redact.fingerprints(redact.secret_values(os.environ), salt) if salt else {}
         return {"info": self.info(), "have": agent.have(), "secrets": secrets}
+
+    def _runs(self) -> int:
+        with self.lock:
+            return len(self.agents)
 
     def call(self, task_id: str, method: str, *args: Any) -> Any:
         """One of the run's own methods (only those in _CALLS)."""

@@ -193,6 +193,17 @@ def checkout(mirror: Path, path: Path, branch: str, sha: str) -> None:
     git(path, "checkout", "--quiet", "-B", branch, sha)
 
 
+def spare_checkout(mirror: Path, path: Path, sha: str) -> None:
+    """A pristine checkout of `sha`, detached, made before the run that will take it over."""
+    git(mirror.parent, "clone", "--quiet", "--shared", "--no-checkout", str(mirror), str(path))
+    git(path, "checkout", "--quiet", "--detach", sha)
+
+
+def take_over(path: Path, branch: str, sha: str) -> None:
+    """A spare checkout becomes a run's: `sha` on a new `branch`; only files that differ are written."""
+    git(path, "checkout", "--quiet", "-B", branch, sha)
+
+
 def prune_mirror(repo: Path, live: set[str], keep_newest: int = 64, expire_days: int = 14) -> list[str]:
     """Keep a node's mirror bounded: forget what old finished tasks left, then let git collect it.
 

@@ -47,6 +47,11 @@ ENVIRONMENT = [
         "task checkouts and transcripts (default ~/.orchestra-node).",
     ),
     (
+        "ORCHESTRA_NODE_SPARES",
+        "On a Ray node: how many checkouts per repository the node makes ahead of its runs "
+        "(default: as many as the runs it holds, at most 4; 0 turns them off).",
+    ),
+    (
         "ORCHESTRA_NODE_NAME",
         "On a Ray node: the name status, show and list --json give the node (default its hostname).",
     ),
