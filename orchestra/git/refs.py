@@ -104,28 +104,59 @@ def branch_lock(git_dir: Path, branch: str) -> Path | None:
     return lock
 
 
-def remove_stale_lock(lock: Path, settle: float = 0.2) -> bool:
-    """Remove a git lock file (a ref's, an index's) that nobody holds; True when one was removed.
+def remove_stale_lock(lock: Path, settle: float = 0.2, wait: float = 30.0) -> bool:
+    """Remove a git lock file (a ref's, an index's) that nobody holds; True when it is gone.
 
-    Git holds such a lock only while it writes (milliseconds), and never cleans up after a process
-    that died holding it: every later write then fails ("File exists"). The same regular file, still
-    there and unchanged `settle` seconds later, is nobody's."""
+    Git holds such a lock only while it writes, and never cleans up after a process that died
+    holding it: every later write then fails ("File exists"). A git still at work on it (one a
+    killed scheduler left running: `add -A` of a large tree holds the index's for seconds) has it
+    open, and is waited for, up to `wait` seconds: removing its lock would let it rename its own
+    half of the index over ours. A lock nobody has open, the same file `settle` seconds later,
+    is nobody's."""
 
     def mark() -> tuple[int, int] | None:
         st = os.lstat(lock)
         return (st.st_ino, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
 
+    if not os.path.lexists(lock):
+        return False
+    deadline = time.monotonic() + wait
     try:
+        while _held_open(lock):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
         first = mark()
         if first is None:
             return False
         time.sleep(settle)
-        if mark() != first:
+        if mark() != first or _held_open(lock):
             return False
         os.unlink(lock)
     except FileNotFoundError:
-        return False
+        return True  # let go by whoever held it
     return True
+
+
+def _held_open(path: Path) -> bool:
+    """Whether a live process of ours has `path` open (Linux /proc; False where it cannot be told)."""
+    target = os.path.realpath(path)
+    try:
+        pids = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return False
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                    return True
+            except OSError:
+                continue
+    return False
 
 
 def delete_branch(repo: Path, branch: str, expected: str) -> tuple[bool, str]:
