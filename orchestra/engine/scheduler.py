@@ -313,6 +313,10 @@ class Scheduler:
                     reason = f"dependency {dep} cannot be read: {exc}"
                     break
                 if d is None:
+                    if s.get("attempts"):
+                        # It ran before, so this one had succeeded; prune archived it since (its work
+                        # is safe). A retry or a reply of this task runs on what it already built on.
+                        continue
                     reason = f"dependency {dep} no longer exists"
                     break
                 if d["state"] in BLOCKING_STATES:

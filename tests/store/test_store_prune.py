@@ -100,6 +100,21 @@ def test_prune_keeps_what_unfinished_work_needs(orch):
     assert done in {a["task"] for a in _prune(orch, "--keep", "0", "--dry-run")["archived"]}
 
 
+def test_a_reply_to_a_task_whose_dependency_was_archived_since_runs(orch):
+    """Its dependency had succeeded (it ran on it), and its work is safe; archived, it holds nothing up."""
+    done = orch.submit("done\n@fake write d.txt d\n@fake commit Add d")
+    after = orch.submit("builds on it\n@fake if-new write a.txt a\n@fake if-new commit Add a", "--after", done)
+    assert orch.work().returncode == 0
+    assert orch.run("merge", done).returncode == 0
+    orch.run("cleanup", check=True)
+    assert done in {a["task"] for a in _prune(orch, "--keep", "0")["archived"]}
+    orch.run("respond", "--no-start", after, "Go on.\n@fake write b.txt b\n@fake commit Add b", check=True)
+    assert orch.work().returncode == 0
+    task = orch.show(after)
+    assert task["state"] == "succeeded" and task["attempts"] == 2, task["error"]
+    assert git(orch.repo, "show", f"{task['branch']}:b.txt") == "b"
+
+
 @pytest.mark.parametrize("how", ["submit", "retry"])
 def test_a_task_that_comes_to_need_one_being_archived_keeps_it(orch, monkeypatch, how):
     """prune chooses, writes its archive, then removes under the lock. A task submitted `--after` one of
