@@ -74,6 +74,15 @@ def _task_span(ctx: Context, task: Task) -> tuple[str, str] | None:
 
 def resolve(ctx: Context, ref: str) -> tuple[Task | None, Workflow | None]:
     """A task or a workflow by (a prefix of) its id; refused when it names both or neither."""
+    wf_id, task_id = resolve_ids(ctx, ref)
+    if wf_id:
+        return None, records.load(ctx.store, wf_id)
+    assert task_id is not None
+    return ctx.store.load(task_id), None
+
+
+def resolve_ids(ctx: Context, ref: str) -> tuple[str | None, str | None]:
+    """The id of the workflow or of the task (exactly one) that `ref` names; refused when both or neither."""
     ref = (ref or "").strip()
     wf_id = records.resolve(ctx.store, ref)
     try:
@@ -82,11 +91,9 @@ def resolve(ctx: Context, ref: str) -> tuple[Task | None, Workflow | None]:
         task_id = None
     if wf_id and task_id:
         raise InvalidInput(f"{ref!r} names both workflow {wf_id} and task {task_id}; type more of the id")
-    if wf_id:
-        return None, records.load(ctx.store, wf_id)
-    if task_id:
-        return ctx.store.load(task_id), None
-    raise TaskNotFound(f"no task or workflow {ref}")
+    if not wf_id and not task_id:
+        raise TaskNotFound(f"no task or workflow {ref}")
+    return wf_id, task_id
 
 
 def of_task(ctx: Context, task: Task, *, with_commits: bool = True) -> Change:

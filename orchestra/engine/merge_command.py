@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from orchestra.core.errors import Interrupted, InvalidInput, OrchestraError, TaskNotFound
+from orchestra.core.errors import Interrupted, InvalidInput, OrchestraError
 from orchestra.core.task import MergeSpec, State, Task
 from orchestra.core.values import known_merge_strategy
 from orchestra.core.workflow import Workflow
 from orchestra.engine import agentless, workflows
-from orchestra.engine.changes import default_target
+from orchestra.engine.changes import default_target, resolve_ids
 from orchestra.engine.context import Context
 from orchestra.engine.merge import run_merge_task, start_resolve
 from orchestra.git import merging, refs
@@ -26,7 +26,7 @@ def manual(
     A workflow stopped at `awaiting_merge` (merge_approval) waits for a person: a model's request
     (`by_person=False`) neither approves it nor merges it, or its source task, another way."""
     strategy = known_merge_strategy(strategy or ctx.config.merge_strategy)
-    wf_id, task_id = _refs(ctx, ref)
+    wf_id, task_id = resolve_ids(ctx, ref)
     with ctx.store.locked():
         plan = _plan(ctx, task_id, into, strategy, by_person, workflows.advance(ctx, wf_id) if wf_id else None)
         if plan.approve:
@@ -87,7 +87,7 @@ def preview(ctx: Context, ref: str) -> str:
     """What `orchestra merge REF` would do now, as a question for a person, or why it would refuse:
     a screen asks only about a merge that can happen. Nothing is merged or approved."""
     strategy = known_merge_strategy(ctx.config.merge_strategy)
-    wf_id, task_id = _refs(ctx, ref)
+    wf_id, task_id = resolve_ids(ctx, ref)
     plan = _plan(ctx, task_id, None, strategy, True, workflows.advance(ctx, wf_id) if wf_id else None)
     if plan.done is not None:
         raise InvalidInput(plan.done.message)
@@ -96,20 +96,6 @@ def preview(ctx: Context, ref: str) -> str:
     assert plan.source is not None
     what = f"workflow {plan.wf.id}'s result" if plan.wf is not None else f"task {plan.source.id}"
     return f"Merge {what} ({plan.source.branch}) into {plan.target}?"
-
-
-def _refs(ctx: Context, ref: str) -> tuple[str | None, str | None]:
-    """The workflow or the task `ref` names: exactly one of them."""
-    wf_id = records.resolve(ctx.store, ref)
-    try:
-        task_id: str | None = ctx.store.resolve(ref)
-    except TaskNotFound:
-        task_id = None
-    if wf_id and task_id:
-        raise InvalidInput(f"{ref!r} names both workflow {wf_id} and task {task_id}; type more of the id")
-    if not wf_id and not task_id:
-        raise TaskNotFound(f"no task or workflow {ref}")
-    return wf_id, task_id
 
 
 @dataclass
