@@ -18,6 +18,7 @@ from orchestra.core.templates import Step, Template, is_verdict_step
 
 WORKFLOW_STATES = ("running", "awaiting_merge", "succeeded", "changes_requested", "conflict", "failed", "cancelled")
 FINAL_WORKFLOW_STATES = frozenset({"succeeded", "cancelled"})
+LIVE_WORKFLOW_STATES = frozenset({"running", "awaiting_merge"})  # its steps run, or its merge waits
 
 
 @dataclass

@@ -75,23 +75,10 @@ def _cleanup(ctx: Context, *, dry_run: bool, force: bool) -> CleanupReport:
             busy.add(t.id)
             if t.on:
                 busy.add(t.on)
-    # Tasks of a workflow that stopped without ending (failed, conflict, changes_requested): a person may
-    # still retry a step or merge it again, which needs its branches, merged or not.
-    stopped: dict[str, str] = {}
-    for wf_id in records.unfinished_ids(ctx.store):
-        try:
-            wf = records.load(ctx.store, wf_id)
-        except OrchestraError:
-            continue
-        if wf.state in ("running", "awaiting_merge"):
-            busy.update(wf.task_ids())
-        elif not wf.final:
-            why = (
-                f"its workflow {wf.id} is {wf.state} and may still be retried or merged "
-                f"('orchestra workflow cancel {wf.id}' ends it)"
-            )
-            for task_id in wf.task_ids():
-                stopped.setdefault(task_id, why)
+    # A stopped workflow's tasks: a person may still retry a step or merge it again, which needs its
+    # branches, merged or not.
+    live, stopped = records.holding(ctx.store, records.unfinished_ids(ctx.store))
+    busy.update(live)
     registered = worktrees.all_checkouts(root)
     squashed = [
         t.merged["source_sha"] for t in tasks if isinstance(t.merged, dict) and t.merged.get("strategy") == "squash"
@@ -118,7 +105,9 @@ def _cleanup(ctx: Context, *, dry_run: bool, force: bool) -> CleanupReport:
             continue
         held = next((stopped[o.id] for o in owners if o.id in stopped), None)
         if held:
-            report.kept.append({"task": owners[-1].id, "branch": branch, "sha": head, "what": "branch", "reason": held})
+            why = f"its workflow {held.id} is {held.state} and may still be retried or merged"
+            why += f" ('orchestra workflow cancel {held.id}' ends it)"
+            report.kept.append({"task": owners[-1].id, "branch": branch, "sha": head, "what": "branch", "reason": why})
             continue
         with _as_read(ctx, owners, branch, dry_run) as again:
             if again:

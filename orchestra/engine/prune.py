@@ -41,7 +41,6 @@ from orchestra.git import refs, worktrees
 from orchestra.store import workflows as records
 from orchestra.store.files import atomic_writer
 
-LIVE_WORKFLOW_STATES = ("running", "awaiting_merge")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2})?)?$")
 
 
@@ -145,28 +144,21 @@ def _select(ctx: Context, cutoff: float | None, keep: int | None, report: PruneR
     """The tasks to archive, oldest ended first; those old enough but kept go into `report.kept`."""
     store = ctx.store
     view = store.view()
-    unfinished = UNFINISHED
     busy: dict[str, str] = {}  # task id -> why it stays
     for s in view.live.values():
         for dep in s.get("depends_on") or []:  # a task started `on` another depends on it too
-            busy[dep] = unfinished
-        busy[s["id"]] = unfinished
-    for wf_id in records.ids(store):
-        try:
-            wf = records.load(store, wf_id)
-        except OrchestraError:
-            continue
-        if wf.state in LIVE_WORKFLOW_STATES:
-            busy.update(dict.fromkeys(wf.task_ids(), unfinished))
-        elif not wf.final:
-            # Stopped (failed, conflict, changes_requested) but not ended: a person may still retry
-            # a step, which needs every task the workflow knows; without them it turns "failed".
-            why = (
-                f"its workflow {wf.id} is {wf.state}: retry its step, or end it with "
-                f"'orchestra workflow cancel {wf.id}' to let prune archive it"
-            )
-            for task_id in wf.task_ids():
-                busy.setdefault(task_id, why)
+            busy[dep] = UNFINISHED
+        busy[s["id"]] = UNFINISHED
+    live, stopped = records.holding(store, records.ids(store))
+    busy.update(dict.fromkeys(live, UNFINISHED))
+    # A stopped workflow can still have a step retried, which needs every task it knows; without
+    # them it turns "failed".
+    for task_id, wf in stopped.items():
+        busy.setdefault(
+            task_id,
+            f"its workflow {wf.id} is {wf.state}: retry its step, or end it with "
+            f"'orchestra workflow cancel {wf.id}' to let prune archive it",
+        )
     old: list[str] = []
     for n, s in enumerate(view.finished()):  # most recently ended first
         if keep is not None and n < keep:
@@ -299,7 +291,7 @@ def _finished_workflows(ctx: Context, chosen: set[str]) -> list[Workflow]:
             wf = records.load(ctx.store, wf_id)
         except OrchestraError:
             continue
-        if wf.state in LIVE_WORKFLOW_STATES or not wf.final:
+        if not wf.final:
             continue
         ids = wf.task_ids()
         touched = any(tid in chosen for tid in ids)

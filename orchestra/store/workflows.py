@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 from orchestra.core.errors import InvalidInput, OrchestraError
 from orchestra.core.task import ID_ALPHABET, is_valid_id, now, random_text, validate_id
-from orchestra.core.workflow import Workflow
+from orchestra.core.workflow import LIVE_WORKFLOW_STATES, Workflow
 from orchestra.store.files import write_atomic
 from orchestra.store.tasks import Store
 
@@ -23,6 +24,26 @@ def load(store: Store, wf_id: str) -> Workflow:
         raise InvalidInput(f"no workflow {wf_id}") from None
     except (ValueError, TypeError, InvalidInput) as exc:
         raise OrchestraError(f"corrupt workflow file {path}: {exc}") from None
+
+
+def holding(store: Store, wf_ids: Iterable[str]) -> tuple[set[str], dict[str, Workflow]]:
+    """The tasks that workflows not yet ended still need, for cleanup and prune to leave alone: those of
+    a live one (running, or its merge awaiting approval), and, by task, the stopped one (failed,
+    conflict, changes_requested) whose step a person may still retry or merge. A record that cannot
+    be read holds nothing."""
+    live: set[str] = set()
+    stopped: dict[str, Workflow] = {}
+    for wf_id in wf_ids:
+        try:
+            wf = load(store, wf_id)
+        except OrchestraError:
+            continue
+        if wf.state in LIVE_WORKFLOW_STATES:
+            live.update(wf.task_ids())
+        elif not wf.final:
+            for task_id in wf.task_ids():
+                stopped.setdefault(task_id, wf)
+    return live, stopped
 
 
 def save(store: Store, wf: Workflow) -> None:
