@@ -50,6 +50,10 @@ def _doc(text: str) -> Any:
 
 
 TaskId = Annotated[str, _doc("A task id, or a unique prefix of one (as shown by list_processes).")]
+WorkflowId = Annotated[str, _doc("A workflow id, or a unique prefix of one.")]
+WaitSeconds = Annotated[
+    float, Field(ge=1, le=MAX_WAIT, description=f"Return after this long at most (1..{MAX_WAIT:g}).")
+]
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 INSTRUCTIONS = """orchestra runs a team of Claude Code agents on one git repository. Each task runs
 in its own git worktree and branch. Submit work with submit_task (or create_workflow), then poll it with
@@ -384,9 +388,7 @@ def build_server(repo: Path) -> MCPServer:
     @server.tool(annotations=READ)
     def wait_for_task(
         task_id: TaskId,
-        timeout_seconds: Annotated[
-            float, Field(ge=1, le=MAX_WAIT, description=f"Return after this long at most (1..{MAX_WAIT:g}).")
-        ] = MAX_WAIT,
+        timeout_seconds: WaitSeconds = MAX_WAIT,
     ) -> Result:
         """Wait until a task ends or needs a person's answer, or at most ~50 s; says which."""
         with _model_errors():
@@ -477,7 +479,7 @@ def build_server(repo: Path) -> MCPServer:
 
     @server.tool(annotations=READ)
     def show_workflow(
-        workflow_id: Annotated[str, _doc("A workflow id, or a unique prefix of one.")],
+        workflow_id: WorkflowId,
     ) -> Result:
         """One workflow: its steps with each task's state, its verdicts and comments, and its spend."""
         with _model_errors():
@@ -519,10 +521,8 @@ def build_server(repo: Path) -> MCPServer:
 
     @server.tool(annotations=READ)
     def wait_for_workflow(
-        workflow_id: Annotated[str, _doc("A workflow id, or a unique prefix of one.")],
-        timeout_seconds: Annotated[
-            float, Field(ge=1, le=MAX_WAIT, description=f"Return after this long at most (1..{MAX_WAIT:g}).")
-        ] = MAX_WAIT,
+        workflow_id: WorkflowId,
+        timeout_seconds: WaitSeconds = MAX_WAIT,
     ) -> Result:
         """Wait until a workflow ends or needs a person (a step's question, its merge's approval), ~50 s at most."""
         with _model_errors():
