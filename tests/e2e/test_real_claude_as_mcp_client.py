@@ -101,24 +101,15 @@ def _drive(binary: str, repo: Path, tmp_path: Path) -> None:
 
     # The task the model submitted runs under the scheduler `serve` started, as any other.
     env = {**os.environ, **server_env}
-    waited = subprocess.run(
-        [sys.executable, "-m", "orchestra", "wait", task_id, "--timeout", "90s"],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+
+    def orchestra(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "orchestra", *args]
+        return subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+
+    waited = orchestra("wait", task_id, "--timeout", "90s")
     assert waited.returncode == 0, waited.stdout + waited.stderr
-    shown = json.loads(
-        subprocess.run(
-            [sys.executable, "-m", "orchestra", "show", task_id, "--json"],
-            cwd=repo,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    showed = orchestra("show", task_id, "--json")
+    assert showed.returncode == 0, showed.stderr
+    shown = json.loads(showed.stdout)
     assert shown["state"] == "succeeded" and shown["title"] == "greet"
     assert git(repo, "show", f"{shown['branch']}:greeting.txt") == "hello"
